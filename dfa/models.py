@@ -1,0 +1,396 @@
+"""Load a frozen, eval-mode TransformerBridge by ladder name, revision, hub id, local folder, or architecture only."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from dfa.errors import DfaError
+from dfa.ladders import LADDERS, PYTHIA_STEPS, LadderModel, parse_step
+
+SpecKind = Literal["ladder", "random", "hub", "local"]
+
+RANDOM_SUFFIX = ":random"
+TOKENIZERS_ENV = "DFA_TOKENIZERS"
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float64": torch.float64,
+}
+# What a hub snapshot needs for a causal LM and its tokenizer; pickled weights only when a
+# repository has no safetensors (old Pythia revisions).
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
+_TOKENIZER_PATTERNS = ["tokenizer*", "vocab*", "merges*", "special_tokens_map.json", "*.model"]
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+class UnknownModelError(DfaError, ValueError):
+    """The name is neither a ladder model, a hub id, nor an existing folder."""
+
+
+class ModelNotAvailableError(DfaError, OSError):
+    """The model exists on the hub but cannot be fetched here (offline, not cached)."""
+
+
+class RevisionError(DfaError, ValueError):
+    """A `@revision` suffix that is malformed or names no saved checkpoint."""
+
+
+class ModelLoadError(DfaError, RuntimeError):
+    """Files were found but do not make a model TransformerLens can wrap."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model name: what to load and from where."""
+
+    text: str  # as the user wrote it
+    kind: SpecKind
+    hf_id: str | None = None
+    revision: str | None = None
+    path: Path | None = None
+    ladder: LadderModel | None = None
+
+    @property
+    def display(self) -> str:
+        return self.text
+
+
+def known_names() -> list[str]:
+    return list(LADDERS)
+
+
+def _unknown(name: str) -> UnknownModelError:
+    close = difflib.get_close_matches(name, known_names(), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return UnknownModelError(
+        f"Unknown model {name!r}.{hint}\n"
+        f"Known names: {', '.join(known_names())}.\n"
+        "Add '@stepN' to a Pythia name for a training checkpoint (pythia-160m@step3000), "
+        "':random' for the real architecture with random weights (gpt2-large:random), "
+        "give a hub id as 'org/name' (EleutherAI/pythia-160m), "
+        "or give the path of a local Hugging Face folder (./models/my-gpt2, holding config.json "
+        "and the weights). `dfa models` lists the ladders."
+    )
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith(("/", "./", "../", "~")) or text in (".", "..")
+
+
+def parse_spec(text: str) -> ModelSpec:
+    """Parse a model name without loading anything (the grammar is in `dfa models`)."""
+    text = text.strip()
+    if not text:
+        raise UnknownModelError("Empty model name. `dfa models` lists the known names.")
+    if text in LADDERS:
+        ladder = LADDERS[text]
+        return ModelSpec(text, "ladder", hf_id=ladder.hf_id, ladder=ladder)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return ModelSpec(text, "local", path=path.resolve())
+    if _looks_like_path(text):
+        raise UnknownModelError(
+            f"No such model folder: {text!r} (resolved to {path.resolve()}). Give the path of a "
+            "folder holding a Hugging Face model (config.json and weights), or a ladder name "
+            "from `dfa models`."
+        )
+    if text.endswith(RANDOM_SUFFIX):
+        base = text[: -len(RANDOM_SUFFIX)]
+        if "@" in base:
+            raise RevisionError(
+                f"{text!r}: a random-weight model has no training checkpoints; "
+                f"drop the '@...' part ({base.split('@')[0]}{RANDOM_SUFFIX})."
+            )
+        if base not in LADDERS:
+            raise _unknown(base)
+        ladder = LADDERS[base]
+        return ModelSpec(text, "random", hf_id=ladder.hf_id, ladder=ladder)
+    if "@" in text:
+        base, revision = text.split("@", 1)
+        return _parse_revision(text, base, revision)
+    if ":" in text:
+        base, suffix = text.split(":", 1)
+        raise UnknownModelError(
+            f"{text!r}: unknown suffix ':{suffix}'. The only suffix is '{RANDOM_SUFFIX}' "
+            f"(the real architecture with random weights), e.g. {base}{RANDOM_SUFFIX}."
+        )
+    if text.count("/") == 1 and all(text.split("/")):
+        return ModelSpec(text, "hub", hf_id=text)
+    raise _unknown(text)
+
+
+def _parse_revision(text: str, base: str, revision: str) -> ModelSpec:
+    if not revision:
+        raise RevisionError(f"{text!r}: empty revision after '@'. Write e.g. pythia-160m@step3000.")
+    if base in LADDERS:
+        ladder = LADDERS[base]
+        if not ladder.has_checkpoints:
+            raise RevisionError(
+                f"{text!r}: {base} was released without training checkpoints; only the Pythia "
+                f"ladder has them (e.g. pythia-160m@step3000). Use {base!r} alone."
+            )
+        step = parse_step(revision)
+        if step is None:
+            raise RevisionError(
+                f"{text!r}: malformed Pythia revision {revision!r}. Pythia revisions are named "
+                "'step' followed by the training step, e.g. pythia-160m@step3000."
+            )
+        if step not in PYTHIA_STEPS:
+            below = max((s for s in PYTHIA_STEPS if s < step), default=None)
+            above = min((s for s in PYTHIA_STEPS if s > step), default=None)
+            near = ", ".join(f"step{s}" for s in (below, above) if s is not None)
+            raise RevisionError(
+                f"{text!r}: Pythia saved no checkpoint at step {step}. Saved steps are 0, the "
+                f"powers of two up to 512, and every 1000 from 1000 to 143000 (nearest: {near})."
+            )
+        return ModelSpec(text, "ladder", hf_id=ladder.hf_id, revision=revision, ladder=ladder)
+    if base.count("/") == 1 and all(base.split("/")):
+        return ModelSpec(text, "hub", hf_id=base, revision=revision)
+    raise _unknown(base)
+
+
+def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[dtype.lower()]
+    except KeyError:
+        raise DfaError(f"Unknown dtype {dtype!r}; choose one of {', '.join(_DTYPES)}.") from None
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise DfaError(f"Unknown device {device!r} ({err}); use cpu, cuda, cuda:N or auto.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DfaError(f"Device {device!r} asked for, but this machine has no CUDA GPU; use cpu.")
+    return resolved
+
+
+def hub_offline() -> bool:
+    """True when the user asked for offline mode (read at call time, not import time)."""
+    return any(
+        os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe of the hub endpoint, so that an unreachable hub fails in seconds
+    rather than after huggingface_hub's retries. Behind a proxy we cannot tell, so we try."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    from huggingface_hub import constants
+
+    url = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _not_available(what: str, why: str) -> ModelNotAvailableError:
+    return ModelNotAvailableError(
+        f"{what} is not available offline: {why}. Download it on a machine with hub access "
+        "(`huggingface-cli download <id>` or `save_pretrained`), copy the folder here and pass "
+        "its path instead of the name (no local folder of that name exists here); or use the "
+        "real architecture with random weights ('<ladder name>:random'); `dfa models` lists "
+        "what is known."
+    )
+
+
+def fetch_snapshot(hf_id: str, revision: str | None, patterns: list[str] | None = None) -> Path:
+    """A local folder holding a hub repository (from the cache, or downloaded when online)."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    what = f"{hf_id}" + (f" (revision {revision})" if revision else "")
+    patterns = patterns or _HUB_PATTERNS
+    try:
+        return Path(
+            snapshot_download(hf_id, revision=revision, allow_patterns=patterns, local_files_only=True)
+        )
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        pass
+    if hub_offline():
+        raise _not_available(what, "it is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
+    if not hub_reachable():
+        raise _not_available(what, "it is not in the local Hugging Face cache and the hub cannot be reached")
+    try:
+        if patterns is _HUB_PATTERNS:
+            files = HfApi().list_repo_files(hf_id, revision=revision)
+            if not any(f.endswith(".safetensors") for f in files):
+                patterns = [*patterns, "*.bin"]
+        return Path(snapshot_download(hf_id, revision=revision, allow_patterns=patterns))
+    except RepositoryNotFoundError:
+        raise UnknownModelError(
+            f"{hf_id!r} is not a model on the Hugging Face hub (or it is private: log in with "
+            "`huggingface-cli login`). `dfa models` lists the ladders."
+        ) from None
+    except RevisionNotFoundError:
+        raise RevisionError(f"{hf_id!r} has no revision {revision!r} on the hub.") from None
+    except (HfHubHTTPError, OSError) as err:
+        raise _not_available(what, f"the download failed ({type(err).__name__}: {err})") from None
+
+
+def shared_tokenizer_dir(name: str) -> Path | None:
+    """The project's offline copy of a tokenizer: $DFA_TOKENIZERS/<name>, else a
+    `shared/tokenizers/<name>` folder beside the checkout or the working directory."""
+    roots = []
+    if os.environ.get(TOKENIZERS_ENV):
+        roots.append(Path(os.environ[TOKENIZERS_ENV]).expanduser())
+    for start in (Path(__file__).resolve().parent, Path.cwd()):
+        roots.extend(p / "shared" / "tokenizers" for p in start.parents)
+    for root in roots:
+        if (root / name / "tokenizer.json").is_file():
+            return root / name
+    return None
+
+
+def load_tokenizer(source: str | Path):
+    """A fast tokenizer from a folder, a ladder's tokenizer name, or a hub id."""
+    from transformers import AutoTokenizer
+
+    folder: Path | None = None
+    if Path(source).expanduser().is_dir():
+        folder = Path(source).expanduser()
+    elif str(source) in LADDERS:
+        ladder = LADDERS[str(source)]
+        folder = shared_tokenizer_dir(ladder.tokenizer) or fetch_snapshot(
+            ladder.hf_id, None, _TOKENIZER_PATTERNS
+        )
+    else:
+        folder = shared_tokenizer_dir(str(source)) or fetch_snapshot(str(source), None, _TOKENIZER_PATTERNS)
+    if not any((folder / f).is_file() for f in _TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"No tokenizer files in {folder} (looked for {', '.join(_TOKENIZER_FILES)}). "
+            "Save the tokenizer beside the model (tokenizer.save_pretrained(folder)) or pass "
+            "tokenizer=... (CLI: --tokenizer) with a folder or a ladder name such as gpt2."
+        )
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"Could not read the tokenizer in {folder}: {err}") from None
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Distinct parameters of a plain HF model (tied weights once). Count before the bridge
+    wraps it: the bridge adds q/k/v tensors beside the fused qkv weight (views for GPT-2,
+    copies for GPT-NeoX), which would inflate a count taken afterwards."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _random_hf_model(ladder: LadderModel, seed: int, device: torch.device):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(**ladder.config)
+    # fork_rng keeps the caller's global RNG stream untouched by our seeded initialisation.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        with device:
+            return AutoModelForCausalLM.from_config(config)
+
+
+def _pretrained_hf_model(folder: Path):
+    from transformers import AutoModelForCausalLM
+
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(
+            f"{folder} has no config.json, so it is not a Hugging Face model folder. "
+            "Save a model with model.save_pretrained(folder) and its tokenizer beside it."
+        )
+    try:
+        # Eager attention: the bridge's attention-pattern hooks need it.
+        return AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager")
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(f"Could not load the model in {folder}: {err}") from None
+
+
+def _boot(name: str, hf_model, tokenizer, dtype: torch.dtype):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    try:
+        return TransformerBridge.boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer, dtype=dtype)
+    except (ValueError, OSError, KeyError, NotImplementedError) as err:
+        raise ModelLoadError(
+            f"TransformerLens could not wrap {name}: {err}. dfa supports causal LMs of the "
+            "GPT-2 and GPT-NeoX (Pythia) architectures, and others TransformerLens 4 supports."
+        ) from None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What dfa knows about a loaded model, attached to the bridge as `bridge.dfa_info`."""
+
+    spec: ModelSpec
+    n_params: int
+    source: str  # the folder or hub id the weights came from, or "random:<seed>"
+
+
+def load_model(
+    name: str,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str = torch.float32,
+    tokenizer: str | Path | None = None,
+    seed: int = 0,
+):
+    """Load a frozen, eval-mode `TransformerBridge`.
+
+    `name` is a ladder name (`gpt2`, `pythia-160m`, ...), a Pythia training checkpoint
+    (`pythia-160m@step3000`), the real architecture with random weights (`gpt2-large:random`,
+    seeded by `seed`), a hub id (`org/name`, optionally `@revision`), or a local HF folder.
+    `tokenizer` overrides the tokenizer (a folder, a ladder name or a hub id). Every model is
+    run with a BOS token prepended (`cfg.default_prepend_bos = True`), one policy for all.
+    What was loaded is attached as `bridge.dfa_info` (a `ModelInfo`).
+    """
+    spec = parse_spec(name)
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype)
+    if spec.kind == "random":
+        assert spec.ladder is not None
+        tok = load_tokenizer(tokenizer or spec.ladder.name)
+        hf_model = _random_hf_model(spec.ladder, seed, device)
+        boot_name, source = spec.ladder.hf_id, f"random:{seed}"
+    else:
+        if spec.kind == "local":
+            assert spec.path is not None
+            folder = spec.path
+        else:
+            assert spec.hf_id is not None
+            folder = fetch_snapshot(spec.hf_id, spec.revision)
+        tok = load_tokenizer(tokenizer or folder)
+        hf_model = _pretrained_hf_model(folder)
+        boot_name = source = str(folder)
+    n_params = count_parameters(hf_model)
+    hf_model = hf_model.to(device=device, dtype=dtype)
+    bridge = _boot(boot_name, hf_model, tok, dtype)
+    bridge.cfg.default_prepend_bos = True
+    bridge.requires_grad_(False)
+    bridge.eval()
+    bridge.dfa_info = ModelInfo(spec, n_params, source)
+    return bridge
