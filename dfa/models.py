@@ -308,21 +308,14 @@ def _random_hf_model(ladder: LadderModel, seed: int, device: torch.device):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.for_model(**ladder.config)
-    # fork_rng keeps the caller's global RNG stream untouched by our seeded initialisation.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        with device:
-            return AutoModelForCausalLM.from_config(config)
+    torch.manual_seed(seed)  # inside load_model's fork_rng: the caller's stream is untouched
+    with device:
+        return AutoModelForCausalLM.from_config(config)
 
 
 def _pretrained_hf_model(folder: Path):
     from transformers import AutoModelForCausalLM
 
-    if not (folder / "config.json").is_file():
-        raise ModelLoadError(
-            f"{folder} has no config.json, so it is not a Hugging Face model folder. "
-            "Save a model with model.save_pretrained(folder) and its tokenizer beside it."
-        )
     try:
         # Eager attention: the bridge's attention-pattern hooks need it.
         return AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager")
@@ -371,6 +364,12 @@ def load_model(
     spec = parse_spec(name)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype)
+    # Loading must not move the caller's RNG streams (random init, and the bridge draws too).
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return _load(spec, device, dtype, tokenizer, seed)
+
+
+def _load(spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: str | Path | None, seed: int):
     if spec.kind == "random":
         assert spec.ladder is not None
         tok = load_tokenizer(tokenizer or spec.ladder.name)
@@ -380,6 +379,11 @@ def load_model(
         if spec.kind == "local":
             assert spec.path is not None
             folder = spec.path
+            if not (folder / "config.json").is_file():
+                raise ModelLoadError(
+                    f"{folder} has no config.json, so it is not a Hugging Face model folder. "
+                    "Save a model with model.save_pretrained(folder) and its tokenizer beside it."
+                )
         else:
             assert spec.hf_id is not None
             folder = fetch_snapshot(spec.hf_id, spec.revision)
