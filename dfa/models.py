@@ -280,9 +280,18 @@ def load_tokenizer(source: str | Path):
         folder = Path(source).expanduser()
     elif str(source) in LADDERS:
         ladder = LADDERS[str(source)]
-        folder = shared_tokenizer_dir(ladder.tokenizer) or fetch_snapshot(
-            ladder.hf_id, None, _TOKENIZER_PATTERNS
-        )
+        folder = shared_tokenizer_dir(ladder.tokenizer)
+        if folder is None:
+            try:
+                folder = fetch_snapshot(ladder.hf_id, None, _TOKENIZER_PATTERNS)
+            except ModelNotAvailableError as err:
+                raise ModelNotAvailableError(
+                    f"The {ladder.tokenizer} tokenizer that {ladder.name} uses is not here: there is "
+                    f"no {TOKENIZERS_ENV} folder holding {ladder.tokenizer}/tokenizer.json, no "
+                    f"shared/tokenizers/{ladder.tokenizer} beside the checkout or the working "
+                    f"directory, and the hub copy failed too ({err}). Point {TOKENIZERS_ENV} at a "
+                    "folder of tokenizer folders, or pass a tokenizer folder (CLI: --tokenizer)."
+                ) from None
     else:
         folder = shared_tokenizer_dir(str(source)) or fetch_snapshot(str(source), None, _TOKENIZER_PATTERNS)
     if not any((folder / f).is_file() for f in _TOKENIZER_FILES):

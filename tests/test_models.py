@@ -142,8 +142,11 @@ def test_hub_unreachable_fails_fast_without_offline_flag(monkeypatch, empty_hf_c
 def test_random_model_without_any_tokenizer(monkeypatch, empty_hf_cache):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(models, "shared_tokenizer_dir", lambda name: None)
-    with pytest.raises(ModelNotAvailableError, match="openai-community/gpt2 is not available offline"):
+    with pytest.raises(ModelNotAvailableError) as err:
         load_model("gpt2:random", device="cpu")
+    msg = str(err.value)
+    assert msg.startswith("The gpt2 tokenizer that gpt2 uses is not here")
+    assert "DFA_TOKENIZERS" in msg and "openai-community/gpt2 is not available offline" in msg
 
 
 def test_folder_without_config(tmp_path):
