@@ -124,6 +124,41 @@ def _check_hooks(model, graph, prompt: str) -> None:
     print(f"top-5 next tokens: {[model.tokenizer.decode([t]) for t in top]}")
 
 
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from dfa.models import load_tokenizer, tokenizer_for
+    from dfa.tasks import TASKS, get_task, survey
+
+    if args.model and args.tokenizer:
+        raise DfaError("Give --model or --tokenizer, not both.")
+    source = args.model or args.tokenizer or "gpt2"
+    tokenizer = tokenizer_for(source) if not args.tokenizer else load_tokenizer(args.tokenizer)
+    families = args.families.split(",") if args.families else None
+    names = args.task or list(TASKS)
+    surveys = [survey(get_task(n), tokenizer, draws=args.draws, seed=args.seed, families=families) for n in names]
+    print(
+        f"tokenizer of {source} (vocab {len(tokenizer)}); first {args.draws} candidates of each task, "
+        f"seed {args.seed}, families {args.families or 'all'}"
+    )
+    print(f"  {'task':<16}{'metric':<12}{'usable':>7}{'train':>7}{'val':>6}{'test':>6}{'dup':>6}  dropped")
+    for sv in surveys:
+        task = TASKS[sv.task]
+        drops = ", ".join(f"{n} {why}" for why, n in sv.report.dropped.most_common()) or "-"
+        print(
+            f"  {sv.task:<16}{task.metric:<12}{sv.report.kept:>7}{sv.usable['train']:>7}"
+            f"{sv.usable['val']:>6}{sv.usable['test']:>6}{sv.report.duplicates:>6}  {drops}"
+        )
+    print("\nOne example each (clean | corrupt -> answer vs wrong):")
+    for sv in surveys:
+        ex = next(iter(sv.examples.values()), None)
+        if ex is None:
+            print(f"  {sv.task}: no usable example")
+            continue
+        answer = tokenizer.decode([ex.answer]) + (f" (+{len(ex.answers) - 1} more)" if len(ex.answers) > 1 else "")
+        wrong = tokenizer.decode([ex.wrong]) + (f" (+{len(ex.wrongs) - 1} more)" if len(ex.wrongs) > 1 else "")
+        print(f"  {sv.task} [{ex.family}]: {ex.clean!r} | {ex.corrupt!r} -> {answer!r} vs {wrong!r}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dfa", description="Transfer circuits between language models of different sizes."
@@ -144,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="run a forward pass through every node hook")
     p.add_argument("--prompt", default="When Mary and John went to the store, John gave a drink to")
     p.set_defaults(func=cmd_nodes)
+
+    p = sub.add_parser("tasks", help="per-task usable pair counts and an example, for a tokenizer")
+    p.add_argument("--model", default=None, help="use this model's tokenizer (default gpt2); the model is not loaded")
+    p.add_argument("--tokenizer", default=None, help="a tokenizer folder, ladder name or hub id")
+    p.add_argument("--task", action="append", help="only this task (repeatable)")
+    p.add_argument("--families", default=None, help="comma-separated variation families (default: all)")
+    p.add_argument("--draws", type=int, default=4000, help="candidates drawn per task (default 4000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_tasks)
     return parser
 
 

@@ -306,6 +306,18 @@ def load_tokenizer(source: str | Path):
         raise ModelLoadError(f"Could not read the tokenizer in {folder}: {err}") from None
 
 
+def tokenizer_for(name: str):
+    """The tokenizer a model name would load with, without loading the model."""
+    spec = parse_spec(name)
+    if spec.ladder is not None and spec.revision is None:
+        return load_tokenizer(spec.ladder.name)
+    if spec.kind == "local":
+        assert spec.path is not None
+        return load_tokenizer(spec.path)
+    assert spec.hf_id is not None
+    return load_tokenizer(fetch_snapshot(spec.hf_id, spec.revision, _TOKENIZER_PATTERNS))
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Distinct parameters of a plain HF model (tied weights once). Count before the bridge
     wraps it: the bridge adds q/k/v tensors beside the fused qkv weight (views for GPT-2,

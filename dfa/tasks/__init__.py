@@ -1,0 +1,63 @@
+"""Circuit tasks that generate their own clean/corrupt pairs, per tokenizer, with no download."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dfa.tasks.base import (
+    FAMILIES,
+    SPLITS,
+    Candidate,
+    DatasetReport,
+    Example,
+    Split,
+    Task,
+    TaskDataset,
+    TaskError,
+    build_dataset,
+    collate,
+    split_of,
+    survey,
+)
+from dfa.tasks.suite import TASKS
+
+__all__ = [
+    "FAMILIES",
+    "SPLITS",
+    "TASKS",
+    "Candidate",
+    "DatasetReport",
+    "Example",
+    "Split",
+    "Task",
+    "TaskDataset",
+    "TaskError",
+    "build_dataset",
+    "collate",
+    "get_task",
+    "make_dataset",
+    "split_of",
+    "survey",
+]
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise TaskError(f"Unknown task {name!r}; the tasks are {', '.join(TASKS)} (`dfa tasks` lists them).") from None
+
+
+def make_dataset(
+    task: str,
+    tokenizer: Any,
+    size: int,
+    split: Split = "train",
+    seed: int = 0,
+    families: Sequence[str] | None = None,
+) -> TaskDataset:
+    """`size` usable clean/corrupt pairs of `task` for `tokenizer` (a HF tokenizer, or a model
+    whose `.tokenizer` is one), from `split` of the seed's disjoint train/val/test split."""
+    tok = getattr(tokenizer, "tokenizer", None) or tokenizer
+    return build_dataset(get_task(task), tok, size, split, seed, families)
