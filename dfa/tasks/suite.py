@@ -19,6 +19,8 @@ def _pick_other(rng: random.Random, items: Sequence[str], *exclude: str) -> str:
 # --- ioi -----------------------------------------------------------------------------------
 # {N1} and {N2} are introduced together; {S} is the second mention of the subject. In ABBA order
 # N1 is the indirect object, in BABA order N1 is the subject; the answer is the indirect object.
+# No template starts with a name: without its leading space a name is a different token from
+# the answer " Name", and the duplicate-name mechanism would see two unrelated tokens.
 IOI_TEMPLATES = {
     "base": [
         "Then, {N1} and {N2} went to the {PLACE}. {S} gave a {OBJECT} to",
@@ -28,7 +30,7 @@ IOI_TEMPLATES = {
         "Friends {N1} and {N2} went to the {PLACE}. {S} handed a {OBJECT} to",
     ],
     "syntactic": [
-        "{N1} and {N2} were at the {PLACE} together, and {S} passed the {OBJECT} to",
+        "Today, {N1} and {N2} were at the {PLACE} together, and {S} passed the {OBJECT} to",
         "At the {PLACE}, {N1} met {N2}, and then {S} offered a {OBJECT} to",
         "The {OBJECT} that {N1} and {N2} found at the {PLACE} was given by {S} to",
     ],
@@ -108,7 +110,7 @@ def _sva(rng: random.Random, family: str) -> Candidate:
 
 # --- gender --------------------------------------------------------------------------------
 GENDER_TEMPLATES = {
-    "base": ["So {NAME} said that", "{NAME} went to the {PLACE} because", "When {NAME} got home,"],
+    "base": ["So {NAME} said that", "Then {NAME} went to the {PLACE} because", "When {NAME} got home,"],
     "syntactic": [
         "So {NAME} is such a good {ROLE}, isn't",
         "Yesterday {NAME} told me that",
