@@ -50,8 +50,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         ("gpt2", "GPT-2 ladder (hub: openai-community/NAME, tokenizer gpt2; no training checkpoints)"),
         (
             "pythia",
-            f"Pythia ladder (hub: EleutherAI/NAME, tokenizer gpt-neox-20b; checkpoints "
-            f"@step0 ... @step{PYTHIA_STEPS[-1]}, {len(PYTHIA_STEPS)} of them)",
+            (
+                "Pythia ladder (hub: EleutherAI/NAME, tokenizer gpt-neox-20b; checkpoints "
+                f"@step0 ... @step{PYTHIA_STEPS[-1]}, {len(PYTHIA_STEPS)} of them)"
+            ),
         ),
     ):
         print(title)
@@ -73,7 +75,9 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     from dfa.models import load_model
 
     start = time.perf_counter()
-    model = load_model(args.model, device=args.device, dtype=args.dtype, tokenizer=args.tokenizer, seed=args.seed)
+    model = load_model(
+        args.model, device=args.device, dtype=args.dtype, tokenizer=args.tokenizer, seed=args.seed
+    )
     load_s = time.perf_counter() - start
     graph = NodeGraph.from_model(model)
     params = model.dfa_info.n_params
@@ -85,7 +89,9 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     print(repr(graph))
     if args.all:
         for n in graph:
-            print(f"  {n.index:>5}  {n.name:<10}{n.kind:<6} layer {n.layer:>3}  depth {n.depth:.3f}  {n.hook}")
+            print(
+                f"  {n.index:>5}  {n.name:<10}{n.kind:<6} layer {n.layer:>3}  depth {n.depth:.3f}  {n.hook}"
+            )
     else:
         shown = graph.names[: 2 + graph.n_heads] + ["..."] + graph.names[-2:]
         print("  order: " + ", ".join(shown) + "  (--all lists every node with its hook)")
@@ -134,7 +140,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     tokenizer = tokenizer_for(source) if not args.tokenizer else load_tokenizer(args.tokenizer)
     families = args.families.split(",") if args.families else None
     names = args.task or list(TASKS)
-    surveys = [survey(get_task(n), tokenizer, draws=args.draws, seed=args.seed, families=families) for n in names]
+    surveys = [
+        survey(get_task(n), tokenizer, draws=args.draws, seed=args.seed, families=families) for n in names
+    ]
     print(
         f"tokenizer of {source} (vocab {len(tokenizer)}); first {args.draws} candidates of each task, "
         f"seed {args.seed}, families {args.families or 'all'}"
@@ -153,8 +161,12 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         if ex is None:
             print(f"  {sv.task}: no usable example")
             continue
-        answer = tokenizer.decode([ex.answer]) + (f" (+{len(ex.answers) - 1} more)" if len(ex.answers) > 1 else "")
-        wrong = tokenizer.decode([ex.wrong]) + (f" (+{len(ex.wrongs) - 1} more)" if len(ex.wrongs) > 1 else "")
+        answer = tokenizer.decode([ex.answer]) + (
+            f" (+{len(ex.answers) - 1} more)" if len(ex.answers) > 1 else ""
+        )
+        wrong = tokenizer.decode([ex.wrong]) + (
+            f" (+{len(ex.wrongs) - 1} more)" if len(ex.wrongs) > 1 else ""
+        )
         print(f"  {sv.task} [{ex.family}]: {ex.clean!r} | {ex.corrupt!r} -> {answer!r} vs {wrong!r}")
     return 0
 
@@ -181,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_nodes)
 
     p = sub.add_parser("tasks", help="per-task usable pair counts and an example, for a tokenizer")
-    p.add_argument("--model", default=None, help="use this model's tokenizer (default gpt2); the model is not loaded")
+    p.add_argument(
+        "--model", default=None, help="use this model's tokenizer (default gpt2); the model is not loaded"
+    )
     p.add_argument("--tokenizer", default=None, help="a tokenizer folder, ladder name or hub id")
     p.add_argument("--task", action="append", help="only this task (repeatable)")
     p.add_argument("--families", default=None, help="comma-separated variation families (default: all)")

@@ -69,7 +69,9 @@ class NodeGraph:
 
     def __init__(self, n_layers: int, n_heads: int, include_input: bool = True):
         if n_layers < 1 or n_heads < 1:
-            raise DfaError(f"A node graph needs at least one layer and one head, got {n_layers=}, {n_heads=}.")
+            raise DfaError(
+                f"A node graph needs at least one layer and one head, got {n_layers=}, {n_heads=}."
+            )
         self.n_layers = n_layers
         self.n_heads = n_heads
         self.include_input = include_input

@@ -31,7 +31,9 @@ def _save_tiny(folder: Path, arch: str) -> Path:
 
     vocab = len(WORDS) + 1
     if arch == "gpt2":
-        config = GPT2Config(n_layer=2, n_head=3, n_embd=24, n_positions=32, vocab_size=vocab, bos_token_id=0, eos_token_id=0)
+        config = GPT2Config(
+            n_layer=2, n_head=3, n_embd=24, n_positions=32, vocab_size=vocab, bos_token_id=0, eos_token_id=0
+        )
     else:
         config = GPTNeoXConfig(
             num_hidden_layers=2,

@@ -100,7 +100,7 @@ def test_patching_one_head_changes_only_that_head(tiny_model):
         act[node.slice] = donor[z_hook][node.slice]
         return act
 
-    logits, patched = _run_capturing(model, clean, [z_hook, out_hook], edits=[(z_hook, patch)])
+    _, patched = _run_capturing(model, clean, [z_hook, out_hook], edits=[(z_hook, patch)])
     others = [h for h in range(g.n_heads) if h != node.head]
     torch.testing.assert_close(patched[z_hook][:, :, others], base[z_hook][:, :, others], rtol=0, atol=0)
     expected = base[out_hook] + (donor[z_hook][node.slice] - base[z_hook][node.slice]) @ w_o[node.head]

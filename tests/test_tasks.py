@@ -123,9 +123,16 @@ def test_same_data_in_a_fresh_process_with_another_hash_seed(tokenizer):
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
-        [sys.executable, "-c", code, tokenizer.name_or_path], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", code, tokenizer.name_or_path],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
-    here = {t: [e.clean + "|" + e.corrupt for e in make_dataset(t, tokenizer, 30, "val", seed=5)] for t in json.loads(out)}
+    here = {
+        t: [e.clean + "|" + e.corrupt for e in make_dataset(t, tokenizer, 30, "val", seed=5)]
+        for t in json.loads(out)
+    }
     assert json.loads(out) == here
 
 

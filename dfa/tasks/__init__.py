@@ -46,7 +46,9 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
-        raise TaskError(f"Unknown task {name!r}; the tasks are {', '.join(TASKS)} (`dfa tasks` lists them).") from None
+        raise TaskError(
+            f"Unknown task {name!r}; the tasks are {', '.join(TASKS)} (`dfa tasks` lists them)."
+        ) from None
 
 
 def make_dataset(

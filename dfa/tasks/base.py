@@ -264,7 +264,9 @@ class Survey:
     examples: dict[str, Example]  # the first usable example of each family
 
 
-def survey(task: Task, tokenizer: Any, draws: int = 4000, seed: int = 0, families: Sequence[str] | None = None) -> Survey:
+def survey(
+    task: Task, tokenizer: Any, draws: int = 4000, seed: int = 0, families: Sequence[str] | None = None
+) -> Survey:
     """Tokenize every candidate of the seeded stream (all splits) and count what survives."""
     chosen = _check_families(task, families)
     encode = _Encoder(tokenizer)

@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 
 from dfa.tasks import words as W
-from dfa.tasks.base import Candidate, Task
+from dfa.tasks.base import FAMILIES, Candidate, Generator, Metric, Task
 
 
 def _pick_other(rng: random.Random, items: Sequence[str], *exclude: str) -> str:
@@ -69,7 +69,12 @@ GT_TEMPLATES = {
     ],
     "domain": ["The {NOUN} ran from the year {XX}{YY} to the year {XX}"],
 }
-GT_NOUNS = {"base": W.GT_NOUNS, "lexical": W.GT_NOUNS_LEXICAL, "syntactic": W.GT_NOUNS, "domain": W.GT_NOUNS_DOMAIN}
+GT_NOUNS = {
+    "base": W.GT_NOUNS,
+    "lexical": W.GT_NOUNS_LEXICAL,
+    "syntactic": W.GT_NOUNS,
+    "domain": W.GT_NOUNS_DOMAIN,
+}
 GT_CORRUPT_YY = 1  # Hanna et al.: the start year "XX01" leaves no year at or below it to prefer
 
 
@@ -80,7 +85,7 @@ def _greater_than(rng: random.Random, family: str) -> Candidate:
     clean = template.format(NOUN=noun, XX=xx, YY=f"{yy:02d}")
     corrupt = template.format(NOUN=noun, XX=xx, YY=f"{GT_CORRUPT_YY:02d}")
     above = tuple(f"{y:02d}" for y in range(yy + 1, 100))
-    at_or_below = tuple(f"{y:02d}" for y in range(0, yy + 1))
+    at_or_below = tuple(f"{y:02d}" for y in range(yy + 1))
     return Candidate(clean, corrupt, above, at_or_below, family, clean)
 
 
@@ -93,7 +98,12 @@ SVA_TEMPLATES = {
         "Everyone knows that the {NOUN} next to the {ATTR}",
     ],
 }
-SVA_NOUNS = {"base": W.SVA_NOUNS, "lexical": W.SVA_NOUNS_LEXICAL, "syntactic": W.SVA_NOUNS, "domain": W.SVA_NOUNS_DOMAIN}
+SVA_NOUNS = {
+    "base": W.SVA_NOUNS,
+    "lexical": W.SVA_NOUNS_LEXICAL,
+    "syntactic": W.SVA_NOUNS,
+    "domain": W.SVA_NOUNS_DOMAIN,
+}
 
 
 def _sva(rng: random.Random, family: str) -> Candidate:
@@ -141,13 +151,19 @@ ARITH_TEMPLATES = {
         "base": ["{A} + {B} ="],
         "syntactic": ["What is {A} plus {B}? The answer is", "The sum of {A} and {B} is"],
         "lexical": ["{A} plus {B} equals"],
-        "domain": ["Tom had {A} apples and bought {B} more. Now he has", "A train carried {A} people and {B} more got on, so it carried"],
+        "domain": [
+            "Tom had {A} apples and bought {B} more. Now he has",
+            "A train carried {A} people and {B} more got on, so it carried",
+        ],
     },
     "-": {
         "base": ["{A} - {B} ="],
         "syntactic": ["What is {A} minus {B}? The answer is", "The difference of {A} and {B} is"],
         "lexical": ["{A} minus {B} equals"],
-        "domain": ["Tom had {A} apples and ate {B} of them. Now he has", "A train carried {A} people and {B} got off, so it carried"],
+        "domain": [
+            "Tom had {A} apples and ate {B} of them. Now he has",
+            "A train carried {A} people and {B} got off, so it carried",
+        ],
     },
 }
 
@@ -169,7 +185,9 @@ def _arithmetic(op: str):
         show = (lambda n: W.NUMBER_WORDS[n]) if words else str
         clean = template.format(A=show(a), B=show(b))
         corrupt = template.format(A=show(a), B=show(b2))
-        return Candidate(clean, corrupt, (" " + show(apply(a, b)),), (" " + show(apply(a, b2)),), family, clean)
+        return Candidate(
+            clean, corrupt, (" " + show(apply(a, b)),), (" " + show(apply(a, b2)),), family, clean
+        )
 
     return generate
 
@@ -177,7 +195,11 @@ def _arithmetic(op: str):
 # --- capitals ------------------------------------------------------------------------------
 CAPITAL_TEMPLATES = {
     "base": ["The capital of {C} is"],
-    "syntactic": ["{C}'s capital city is", "The capital city of {C} is called", "If you visit {C}, go to its capital,"],
+    "syntactic": [
+        "{C}'s capital city is",
+        "The capital city of {C} is called",
+        "If you visit {C}, go to its capital,",
+    ],
     "domain": ["The capital of the state of {C} is"],
 }
 
@@ -194,7 +216,9 @@ def _capitals(rng: random.Random, family: str) -> Candidate:
     clean_place = rng.choice(places)
     corrupt_place = rng.choice([p for p in places if table[p] != table[clean_place]])
     clean, corrupt = template.format(C=clean_place), template.format(C=corrupt_place)
-    return Candidate(clean, corrupt, (" " + table[clean_place],), (" " + table[corrupt_place],), family, clean)
+    return Candidate(
+        clean, corrupt, (" " + table[clean_place],), (" " + table[corrupt_place],), family, clean
+    )
 
 
 # --- mcqa ----------------------------------------------------------------------------------
@@ -232,56 +256,43 @@ def _mcqa(rng: random.Random, family: str) -> Candidate:
     return Candidate(clean, render(swapped), (" " + LETTERS[right],), (" " + LETTERS[moved],), family, clean)
 
 
+def _task(name: str, description: str, metric: Metric, generate: Generator) -> Task:
+    # Every task offers all four variation families; the generator reads the family it is given.
+    return Task(name, description, metric, {family: generate for family in FAMILIES})
+
+
 TASKS: dict[str, Task] = {
     t.name: t
     for t in [
-        Task(
+        _task(
             "ioi",
             "indirect object identification: '... John gave a drink to' -> the other name",
             "logit_diff",
-            {f: _ioi for f in ("base", "lexical", "syntactic", "domain")},
+            _ioi,
         ),
-        Task(
+        _task(
             "greater_than",
             "'The war lasted from the year 1732 to the year 17' -> a year above 32",
             "prob_diff",
-            {f: _greater_than for f in ("base", "lexical", "syntactic", "domain")},
+            _greater_than,
         ),
-        Task(
+        _task(
             "sva",
             "subject-verb agreement: 'The authors near the car' -> ' are' not ' is'",
             "logit_diff",
-            {f: _sva for f in ("base", "lexical", "syntactic", "domain")},
+            _sva,
         ),
-        Task(
-            "gender",
-            "gendered pronoun: 'So Mary said that' -> ' she' not ' he'",
-            "logit_diff",
-            {f: _gender for f in ("base", "lexical", "syntactic", "domain")},
+        _task("gender", "gendered pronoun: 'So Mary said that' -> ' she' not ' he'", "logit_diff", _gender),
+        _task("arithmetic_add", "two-operand addition: '23 + 41 =' -> ' 64'", "logit_diff", _arithmetic("+")),
+        _task(
+            "arithmetic_sub", "two-operand subtraction: '64 - 41 =' -> ' 23'", "logit_diff", _arithmetic("-")
         ),
-        Task(
-            "arithmetic_add",
-            "two-operand addition: '23 + 41 =' -> ' 64'",
-            "logit_diff",
-            {f: _arithmetic("+") for f in ("base", "lexical", "syntactic", "domain")},
-        ),
-        Task(
-            "arithmetic_sub",
-            "two-operand subtraction: '64 - 41 =' -> ' 23'",
-            "logit_diff",
-            {f: _arithmetic("-") for f in ("base", "lexical", "syntactic", "domain")},
-        ),
-        Task(
-            "capitals",
-            "factual recall: 'The capital of France is' -> ' Paris'",
-            "logit_diff",
-            {f: _capitals for f in ("base", "lexical", "syntactic", "domain")},
-        ),
-        Task(
+        _task("capitals", "factual recall: 'The capital of France is' -> ' Paris'", "logit_diff", _capitals),
+        _task(
             "mcqa",
             "multiple choice: four lettered options -> the letter of the right one",
             "logit_diff",
-            {f: _mcqa for f in ("base", "lexical", "syntactic", "domain")},
+            _mcqa,
         ),
     ]
 }

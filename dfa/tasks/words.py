@@ -60,9 +60,7 @@ SVA_NOUNS_DOMAIN = [
     (w, w + "s")
     for w in "dog cat horse bird planet star cell machine computer robot river mountain tree flower car truck".split()
 ]
-SVA_ATTRACTORS = [
-    (w, w + "s") for w in "car table window building tree house door wall road desk".split()
-]
+SVA_ATTRACTORS = [(w, w + "s") for w in "car table window building tree house door wall road desk".split()]
 # (singular verb, plural verb) for the word after the subject.
 SVA_VERBS = (("is", "are"), ("was", "were"), ("has", "have"))
 
