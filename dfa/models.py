@@ -234,7 +234,7 @@ def fetch_snapshot(hf_id: str, revision: str | None, patterns: list[str] | None 
         return Path(
             snapshot_download(hf_id, revision=revision, allow_patterns=patterns, local_files_only=True)
         )
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+    except (LocalEntryNotFoundError, OSError):  # not cached (or a partial cache entry)
         pass
     if hub_offline():
         raise _not_available(what, "it is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
