@@ -130,6 +130,12 @@ def _check_hooks(model, graph, prompt: str) -> None:
     print(f"top-5 next tokens: {[model.tokenizer.decode([t]) for t in top]}")
 
 
+def _show_ids(tokenizer, ids: tuple[int, ...]) -> str:
+    """The first token of an answer set, and how many more the set holds."""
+    more = f" (+{len(ids) - 1} more)" if len(ids) > 1 else ""
+    return tokenizer.decode([ids[0]]) + more
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from dfa.models import load_tokenizer, tokenizer_for
     from dfa.tasks import TASKS, get_task, survey
@@ -150,7 +156,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     print(f"  {'task':<16}{'metric':<12}{'usable':>7}{'train':>7}{'val':>6}{'test':>6}{'dup':>6}  dropped")
     for sv in surveys:
         task = TASKS[sv.task]
-        drops = ", ".join(f"{n} {why}" for why, n in sv.report.dropped.most_common()) or "-"
+        drops = sv.report.drops(none="-")
         print(
             f"  {sv.task:<16}{task.metric:<12}{sv.report.kept:>7}{sv.usable['train']:>7}"
             f"{sv.usable['val']:>6}{sv.usable['test']:>6}{sv.report.duplicates:>6}  {drops}"
@@ -161,12 +167,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         if ex is None:
             print(f"  {sv.task}: no usable example")
             continue
-        answer = tokenizer.decode([ex.answer]) + (
-            f" (+{len(ex.answers) - 1} more)" if len(ex.answers) > 1 else ""
-        )
-        wrong = tokenizer.decode([ex.wrong]) + (
-            f" (+{len(ex.wrongs) - 1} more)" if len(ex.wrongs) > 1 else ""
-        )
+        answer, wrong = _show_ids(tokenizer, ex.answers), _show_ids(tokenizer, ex.wrongs)
         print(f"  {sv.task} [{ex.family}]: {ex.clean!r} | {ex.corrupt!r} -> {answer!r} vs {wrong!r}")
     return 0
 

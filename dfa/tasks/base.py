@@ -77,8 +77,12 @@ class DatasetReport:
     dropped: Counter = field(default_factory=Counter)
     kept: int = 0
 
+    def drops(self, none: str = "none") -> str:
+        """The drop counts by reason, most frequent first."""
+        return ", ".join(f"{n} {why}" for why, n in self.dropped.most_common()) or none
+
     def summary(self) -> str:
-        drops = ", ".join(f"{n} {why}" for why, n in self.dropped.most_common()) or "none"
+        drops = self.drops()
         return (
             f"drew {self.drawn} candidates: {self.duplicates} duplicates, {self.other_split} in other "
             f"splits, dropped {sum(self.dropped.values())} ({drops}), kept {self.kept}"
