@@ -7,13 +7,15 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from dfa.errors import DfaError
 from dfa.ladders import LADDERS, PYTHIA_STEPS
+from dfa.zoo.spec import TOY_SPECS, zoo_root
 
 _NAME_FORMS = """\
 Model names, wherever a command takes --model:
-  NAME                 a ladder model above, from the hub or its local cache
+  NAME                 a ladder model above, from the hub or its local cache (toy: shipped)
   NAME@stepN           a Pythia training checkpoint, e.g. pythia-160m@step3000
   NAME:random          the real architecture with random weights, offline (e.g. gpt2-large:random)
   ORG/NAME[@REV]       any Hugging Face hub id (GPT-2 or GPT-NeoX architecture is safest)
@@ -24,6 +26,13 @@ Offline: HF_HUB_OFFLINE=1 makes hub names fail at once unless cached; tokenizers
 
 def _human(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
+
+
+def _toy_params(name: str) -> int | None:
+    from dfa.zoo.card import read_card
+
+    folder = zoo_root() / name
+    return read_card(folder)["n_params"] if (folder / "card.json").is_file() else None
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -42,6 +51,21 @@ def cmd_models(args: argparse.Namespace) -> int:
                 "checkpoints": [f"step{s}" for s in PYTHIA_STEPS] if m.has_checkpoints else [],
             }
             for m in LADDERS.values()
+        ]
+        rows += [
+            {
+                "name": t.name,
+                "family": t.family,
+                "hf_id": None,
+                "tokenizer": "toy (saved with each model)",
+                "n_layers": t.n_layers,
+                "n_heads": t.n_heads,
+                "d_model": t.d_model,
+                "n_nodes": t.n_nodes + 1,
+                "params": _toy_params(t.name),
+                "checkpoints": [],
+            }
+            for t in TOY_SPECS.values()
         ]
         print(json.dumps(rows, indent=2))
         return 0
@@ -65,7 +89,14 @@ def cmd_models(args: argparse.Namespace) -> int:
                     f"{m.n_nodes:>7}{_human(m.published_params):>10}"
                 )
         print()
-    print("nodes = input + heads + MLPs; params as published.\n")
+    print(f"Toy ladders (trained by dfa, shipped in {zoo_root()}; `dfa zoo info` for their cards)")
+    print(header)
+    for t in TOY_SPECS.values():
+        params = _toy_params(t.name)
+        shown = _human(params) if params else "not built"
+        print(f"  {t.name:<22}{t.n_layers:>7}{t.n_heads:>7}{t.d_model:>9}{t.n_nodes + 1:>7}{shown:>10}")
+    print()
+    print("nodes = input + heads + MLPs; params as published (toy: as built).\n")
     print(_NAME_FORMS)
     return 0
 
@@ -172,6 +203,70 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo_build(args: argparse.Namespace) -> int:
+    from dfa.zoo.build import build_ladders
+    from dfa.zoo.spec import FAMILY_ARCH
+
+    out = Path(args.out).expanduser().resolve() if args.out else zoo_root()
+    start = time.perf_counter()
+    cards = build_ladders(args.family or list(FAMILY_ARCH), seed=args.seed, out=out, steps=args.steps)
+    print(f"built {len(cards)} models in {out} in {(time.perf_counter() - start) / 60:.1f} min\n")
+    _print_cards(cards, out)
+    return 0 if all(c["test"]["passes"] for c in cards) else 1
+
+
+def cmd_zoo_info(args: argparse.Namespace) -> int:
+    from dfa.zoo.card import read_card
+
+    root = Path(args.dir).expanduser().resolve() if args.dir else zoo_root()
+    cards, missing = [], []
+    for name in TOY_SPECS:
+        if (root / name / "config.json").is_file():
+            cards.append(read_card(root / name))
+        else:
+            missing.append(name)
+    if not cards:
+        raise DfaError(f"No toy models in {root}; build them with `dfa zoo build --out {root}`.")
+    if args.json:
+        print(json.dumps(cards, indent=2))
+    else:
+        _print_cards(cards, root)
+        if missing:
+            print(f"\nnot built in {root}: {', '.join(missing)}")
+    return 0
+
+
+def _print_cards(cards: list[dict], root: Path) -> None:
+    from dfa.zoo.card import MAX_CORRUPT_SHARE, MIN_ACCURACY
+
+    print(f"toy models in {root}")
+    print(
+        f"  {'name':<13}{'arch':<18}{'layers':>7}{'heads':>6}{'d_model':>8}{'nodes':>6}{'params':>8}"
+        f"{'steps':>7}{'seed':>5}{'train':>8}  bar"
+    )
+    for c in cards:
+        print(
+            f"  {c['name']:<13}{c['architecture']:<18}{c['n_layers']:>7}{c['n_heads']:>6}{c['d_model']:>8}"
+            f"{c['n_nodes']:>6}{_human(c['n_params']):>8}{c['steps']:>7}{c['seed']:>5}"
+            f"{c['train_seconds']:>7.0f}s  {'pass' if c['test']['passes'] else 'FAIL'}"
+        )
+    print(
+        f"\ntest split: accuracy (clean metric > 0, bar {MIN_ACCURACY:.0%}) / mean clean metric / mean "
+        f"corrupt as a share of clean (bar {MAX_CORRUPT_SHARE:.0%}); greater_than's metric is prob_diff"
+    )
+    tasks = list(cards[0]["test"]["tasks"])
+    print(f"  {'task':<16}" + "".join(f"{c['name']:>22}" for c in cards))
+    for task in tasks:
+        cells = []
+        for c in cards:
+            t = c["test"]["tasks"][task]
+            flag = " " if t["passes"] else "!"
+            cells.append(f"{t['accuracy']:.2f} {t['clean']:>6.2f} {t['corrupt_share']:>5.0%}{flag}")
+        print(f"  {task:<16}" + "".join(f"{cell:>22}" for cell in cells))
+    n = {c["test"]["tasks"][t]["n"] for c in cards for t in tasks}
+    print(f"  pairs per task: {min(n)} to {max(n)}; '!' marks a task below the bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dfa", description="Transfer circuits between language models of different sizes."
@@ -203,6 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=4000, help="candidates drawn per task (default 4000)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("zoo", help="the toy ladders: build them, or print their cards")
+    zoo = p.add_subparsers(dest="zoo_command", required=True)
+    q = zoo.add_parser("build", help="train a toy ladder on the tasks' train splits and save it")
+    q.add_argument("--family", action="append", help="toy-gpt2 or toy-neox (repeatable; default: both)")
+    q.add_argument("--seed", type=int, default=0, help="training seed (the shipped ladders use 0)")
+    q.add_argument("--out", default=None, help="folder to write the models to (default: the zoo root)")
+    q.add_argument("--steps", type=int, default=None, help="override the training steps (quick trials)")
+    q.set_defaults(func=cmd_zoo_build)
+    q = zoo.add_parser("info", help="print the toy models' cards: sizes and test-split quality")
+    q.add_argument("--dir", default=None, help="zoo folder (default: $DFA_ZOO or the shipped ladders)")
+    q.add_argument("--json", action="store_true", help="the cards as JSON")
+    q.set_defaults(func=cmd_zoo_info)
     return parser
 
 

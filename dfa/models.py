@@ -14,8 +14,9 @@ import torch
 
 from dfa.errors import DfaError
 from dfa.ladders import LADDERS, PYTHIA_STEPS, LadderModel, parse_step
+from dfa.zoo.spec import TOY_SPECS, ZOO_ENV, zoo_root
 
-SpecKind = Literal["ladder", "random", "hub", "local"]
+SpecKind = Literal["ladder", "toy", "random", "hub", "local"]
 
 RANDOM_SUFFIX = ":random"
 TOKENIZERS_ENV = "DFA_TOKENIZERS"
@@ -70,7 +71,7 @@ class ModelSpec:
 
 
 def known_names() -> list[str]:
-    return list(LADDERS)
+    return [*LADDERS, *TOY_SPECS]
 
 
 def _unknown(name: str) -> UnknownModelError:
@@ -99,6 +100,8 @@ def parse_spec(text: str) -> ModelSpec:
     if text in LADDERS:
         ladder = LADDERS[text]
         return ModelSpec(text, "ladder", hf_id=ladder.hf_id, ladder=ladder)
+    if text in TOY_SPECS:
+        return ModelSpec(text, "toy", path=zoo_root() / text)
     path = Path(text).expanduser()
     if path.is_dir():
         return ModelSpec(text, "local", path=path.resolve())
@@ -271,6 +274,19 @@ def shared_tokenizer_dir(name: str) -> Path | None:
     return None
 
 
+def toy_folder(name: str) -> Path:
+    """The folder of a built toy model, or a clear error saying how to build it."""
+    folder = zoo_root() / name
+    if not (folder / "config.json").is_file():
+        family = TOY_SPECS[name].family
+        raise ModelNotAvailableError(
+            f"The toy model {name!r} is not built in {folder.parent}. Build its ladder with "
+            f"`dfa zoo build --family {family} --out {folder.parent}`, or unset ${ZOO_ENV} to use "
+            "the ladders shipped with dfa."
+        )
+    return folder
+
+
 def load_tokenizer(source: str | Path):
     """A fast tokenizer from a folder, a ladder's tokenizer name, or a hub id."""
     from transformers import AutoTokenizer
@@ -278,6 +294,8 @@ def load_tokenizer(source: str | Path):
     folder: Path | None = None
     if Path(source).expanduser().is_dir():
         folder = Path(source).expanduser()
+    elif str(source) in TOY_SPECS:
+        folder = toy_folder(str(source))
     elif str(source) in LADDERS:
         ladder = LADDERS[str(source)]
         folder = shared_tokenizer_dir(ladder.tokenizer)
@@ -311,6 +329,8 @@ def tokenizer_for(name: str):
     spec = parse_spec(name)
     if spec.ladder is not None and spec.revision is None:
         return load_tokenizer(spec.ladder.name)
+    if spec.kind == "toy":
+        return load_tokenizer(toy_folder(spec.text))
     if spec.kind == "local":
         assert spec.path is not None
         return load_tokenizer(spec.path)
@@ -397,7 +417,9 @@ def _load(spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: 
         hf_model = _random_hf_model(spec.ladder, seed, device)
         boot_name, source = spec.ladder.hf_id, f"random:{seed}"
     else:
-        if spec.kind == "local":
+        if spec.kind == "toy":
+            folder = toy_folder(spec.text)
+        elif spec.kind == "local":
             assert spec.path is not None
             folder = spec.path
             if not (folder / "config.json").is_file():

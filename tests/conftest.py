@@ -87,3 +87,16 @@ def require_tokenizer(name: str) -> Path:
             f"{name}/tokenizer.json, or keep shared/tokenizers beside the checkout"
         )
     return path
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with pytest --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -58,8 +58,10 @@ def make_dataset(
     split: Split = "train",
     seed: int = 0,
     families: Sequence[str] | None = None,
+    allow_fewer: bool = False,
 ) -> TaskDataset:
     """`size` usable clean/corrupt pairs of `task` for `tokenizer` (a HF tokenizer, or a model
-    whose `.tokenizer` is one), from `split` of the seed's disjoint train/val/test split."""
+    whose `.tokenizer` is one), from `split` of the seed's disjoint train/val/test split
+    (`allow_fewer`: up to `size`, for tasks with few distinct prompts)."""
     tok = getattr(tokenizer, "tokenizer", None) or tokenizer
-    return build_dataset(get_task(task), tok, size, split, seed, families)
+    return build_dataset(get_task(task), tok, size, split, seed, families, allow_fewer=allow_fewer)

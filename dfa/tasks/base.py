@@ -219,13 +219,15 @@ def build_dataset(
     seed: int = 0,
     families: Sequence[str] | None = None,
     max_draws: int | None = None,
+    allow_fewer: bool = False,
 ) -> TaskDataset:
     """Draw candidates from a seeded stream until `size` usable ones of `split` are found.
 
     The stream depends on the task, the families and the seed only, and splits are decided by
     hashing each candidate's key, so the three splits of one seed are disjoint and the same
-    split is rebuilt identically. Fewer than `size` usable pairs is an error, never a smaller
-    dataset."""
+    split is rebuilt identically. Fewer than `size` usable pairs is an error, never a silently
+    smaller dataset, unless `allow_fewer` asks for up to `size` (an empty one is still an
+    error)."""
     if split not in SPLITS:
         raise TaskError(f"Unknown split {split!r}; choose one of {', '.join(SPLITS)}.")
     if size < 1:
@@ -248,7 +250,7 @@ def build_dataset(
             break
     report.kept = len(examples)
     name = tokenizer_name(tokenizer)
-    if len(examples) < size:
+    if len(examples) < size and not (allow_fewer and examples):
         raise TaskError(
             f"Task {task.name!r} with tokenizer {name!r}: only {len(examples)} usable {split} examples "
             f"for families {', '.join(chosen)}, but {size} were asked for ({report.summary()}). "

@@ -196,7 +196,7 @@ def _arithmetic(op: str):
 CAPITAL_TEMPLATES = {
     "base": ["The capital of {C} is"],
     "syntactic": [
-        "{C}'s capital city is",
+        "As everyone knows, {C}'s capital city is",
         "The capital city of {C} is called",
         "If you visit {C}, go to its capital,",
     ],

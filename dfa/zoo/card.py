@@ -1,0 +1,83 @@
+"""Score a model on every task's test split, and the quality bar a toy model must pass."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from dfa.errors import DfaError
+from dfa.metrics import task_metric
+from dfa.tasks import FAMILIES, TASKS, collate, make_dataset
+
+MIN_ACCURACY = 0.9  # clean metric > 0 on at least this share of test prompts
+MAX_CORRUPT_SHARE = 0.2  # mean corrupt metric at most this share of the mean clean metric
+CARD = "card.json"
+TEST_PAIRS = 200  # per task (capitals has fewer distinct test prompts for some tokenizers)
+
+
+@dataclass
+class TaskScore:
+    task: str
+    metric: str
+    n: int
+    accuracy: float
+    clean: float  # mean metric on the clean prompts
+    corrupt: float  # mean metric on the corrupt prompts (same answers and wrongs)
+    family_accuracy: dict[str, float]
+
+    @property
+    def corrupt_share(self) -> float:
+        return self.corrupt / self.clean if self.clean > 0 else float("inf")
+
+    @property
+    def passes(self) -> bool:
+        return self.accuracy >= MIN_ACCURACY and self.corrupt_share <= MAX_CORRUPT_SHARE
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "corrupt_share": self.corrupt_share, "passes": self.passes}
+
+
+@torch.no_grad()
+def score_task(model, task: str, n: int = TEST_PAIRS, split: str = "test", seed: int = 0) -> TaskScore:
+    """Accuracy and mean clean/corrupt metric of a loaded dfa model (a TransformerBridge) on up
+    to `n` pairs of `split`, with the BOS policy every dfa model runs with."""
+    tok = model.tokenizer
+    data = make_dataset(task, tok, n, split, seed, allow_fewer=True)
+    batch = collate(data.examples, tok.bos_token_id, tok.pad_token_id or 0)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    clean = task_metric(data.metric, model(batch["clean"]), batch).float().cpu()
+    corrupt = task_metric(data.metric, model(batch["corrupt"]), batch).float().cpu()
+    right = (clean > 0).float()
+    families = [e.family for e in data.examples]
+    per_family = {
+        f: round(right[[i for i, g in enumerate(families) if g == f]].mean().item(), 4)
+        for f in FAMILIES
+        if f in families
+    }
+    return TaskScore(
+        task,
+        data.metric,
+        len(data),
+        round(right.mean().item(), 4),
+        round(clean.mean().item(), 4),
+        round(corrupt.mean().item(), 4),
+        per_family,
+    )
+
+
+def score_tasks(model, n: int = TEST_PAIRS, split: str = "test", seed: int = 0) -> dict[str, TaskScore]:
+    return {task: score_task(model, task, n, split, seed) for task in TASKS}
+
+
+def read_card(folder: Path) -> dict:
+    path = folder / CARD
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DfaError(f"{folder} has no {CARD}: it is not a toy model built by `dfa zoo build`.") from None
+    except json.JSONDecodeError as err:
+        raise DfaError(f"{path} is not valid JSON ({err}); rebuild with `dfa zoo build`.") from None

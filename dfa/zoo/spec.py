@@ -1,0 +1,100 @@
+"""The toy ladders' sizes and their Hugging Face configs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+Arch = Literal["gpt2", "neox"]
+FAMILY_ARCH: dict[str, Arch] = {"toy-gpt2": "gpt2", "toy-neox": "neox"}
+ZOO_DIR = Path(__file__).resolve().parent / "models"  # the shipped ladders (one fixed seed)
+DEFAULT_SEED = 0
+ZOO_ENV = "DFA_ZOO"
+MAX_POSITIONS = 64  # the longest task prompt is 30 tokens with BOS and answer
+
+
+@dataclass(frozen=True)
+class ToySpec:
+    name: str
+    family: str
+    n_layers: int
+    n_heads: int
+    d_model: int
+    steps: int
+
+    @property
+    def arch(self) -> Arch:
+        return FAMILY_ARCH[self.family]
+
+    @property
+    def n_nodes(self) -> int:
+        """Heads and MLPs (the `input` node not counted)."""
+        return self.n_layers * (self.n_heads + 1)
+
+    def hf_config(self, vocab_size: int, bos_id: int) -> Any:
+        from transformers import GPT2Config, GPTNeoXConfig
+
+        common = {
+            "vocab_size": vocab_size,
+            "bos_token_id": bos_id,
+            "eos_token_id": bos_id,
+            "pad_token_id": bos_id,
+        }
+        if self.arch == "gpt2":
+            return GPT2Config(
+                n_layer=self.n_layers,
+                n_head=self.n_heads,
+                n_embd=self.d_model,
+                n_positions=MAX_POSITIONS,
+                resid_pdrop=0.0,
+                embd_pdrop=0.0,
+                attn_pdrop=0.0,
+                **common,
+            )
+        # As Pythia: rotary on a quarter of each head, parallel attention and MLP, untied
+        # unembedding. Heads here are small, so a quarter would be a single rotary frequency;
+        # half keeps two.
+        return GPTNeoXConfig(
+            num_hidden_layers=self.n_layers,
+            num_attention_heads=self.n_heads,
+            hidden_size=self.d_model,
+            intermediate_size=4 * self.d_model,
+            max_position_embeddings=MAX_POSITIONS,
+            rotary_pct=0.5,
+            use_parallel_residual=True,
+            tie_word_embeddings=False,
+            attention_dropout=0.0,
+            hidden_dropout=0.0,
+            **common,
+        )
+
+
+def _ladder(family: str, sizes: list[tuple[str, int, int, int, int]]) -> list[ToySpec]:
+    return [ToySpec(f"{family}-{size}", family, *dims) for size, *dims in sizes]
+
+
+# Every model has at least 50 heads + MLPs, so the smallest MIB circuit fractions resolve.
+TOY_SPECS: dict[str, ToySpec] = {
+    s.name: s
+    for family in FAMILY_ARCH
+    for s in _ladder(
+        family,
+        [
+            ("s", 4, 12, 96, 5000),
+            ("m", 6, 14, 112, 3500),
+            ("l", 8, 16, 128, 3000),
+        ],
+    )
+}
+
+
+def ladder_specs(family: str) -> list[ToySpec]:
+    return [s for s in TOY_SPECS.values() if s.family == family]
+
+
+def zoo_root() -> Path:
+    """Where toy models are found by name: $DFA_ZOO, else the ladders shipped in the package."""
+    env = os.environ.get(ZOO_ENV)
+    return Path(env).expanduser().resolve() if env else ZOO_DIR

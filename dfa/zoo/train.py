@@ -1,0 +1,277 @@
+"""Train one toy model on the task generators' train splits (Lightning)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from dfa.tasks import TASKS, make_dataset
+from dfa.zoo.spec import ToySpec
+
+TRAIN_PAIRS = 3000  # per task, or all a task's train split has
+
+
+# How often each group of text is drawn: the tasks that take longest to learn, more often.
+GROUP_WEIGHTS = {
+    "ioi": 2.5,
+    "mcqa": 4.0,
+    "arithmetic_add": 2.0,
+    "arithmetic_sub": 2.0,
+    "capitals": 1.0,
+    "greater_than": 0.75,
+    "sva": 0.5,
+    "gender": 1.0,
+    "atlas": 0.5,
+    "ordinal": 0.75,
+    "glossary": 1.0,
+}
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup: int = 100
+    weight_decay: float = 0.1
+    text_weight: float = 1.0  # next-token loss over every token of the text
+    answer_weight: float = 2.0  # extra loss on the answer token
+    group_weights: dict[str, float] = field(default_factory=lambda: dict(GROUP_WEIGHTS))
+
+
+def atlas_texts() -> list[tuple[str, str]]:
+    """One line per country and state stating its capital, in a form no task template uses
+    ('Atlas: France, capital Paris.'). A recall task cannot be solved for a country the model
+    never saw; real models learn such facts from pretraining text, not from the test prompts."""
+    from dfa.tasks import words as W
+
+    table = {**W.COUNTRY_CAPITALS, **W.STATE_CAPITALS}
+    return [(f"Atlas: {place}, capital", f" {capital}.") for place, capital in sorted(table.items())]
+
+
+DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+MONTHS = "January February March April May June July August September October November December".split()
+
+
+def ordinal_texts(run: int = 6) -> list[str]:
+    """Counting lines: runs of years, numbers, number words, days and months, each number word
+    beside its digits, and spans of years from every start year to a later one. Like the ordinal text of pretraining, they teach what every number
+    token means, including those no task prompt uses as an operand (greater-than's corrupt
+    start year '01')."""
+    from dfa.tasks.words import NUMBER_WORDS
+
+    rng = random.Random("ordinal")
+    lines = []
+    for century in range(11, 18):
+        for start in range(0, 100 - run + 1, 3):
+            lines.append("Years:" + "".join(f" {century}{y:02d}" for y in range(start, start + run)))
+        for start in range(99):
+            lines.append(f"Span: {century}{start:02d} to {century}{rng.randint(start + 1, 99):02d}.")
+    lines += ["Count:" + "".join(f" {n}" for n in range(a, a + run)) for a in range(200 - run + 1)]
+    words = NUMBER_WORDS
+    lines += ["Count: " + " ".join(words[a : a + run]) for a in range(len(words) - run + 1)]
+    lines += [f"Number: {w} is {n}." for n, w in enumerate(words)]
+    for cycle in (DAYS, MONTHS):
+        for a in range(len(cycle)):
+            lines.append("Then: " + " ".join(cycle[(a + i) % len(cycle)] for i in range(run)))
+    return lines
+
+
+def glossary_texts() -> list[tuple[str, str]]:
+    """One line per word and category it belongs to ('Glossary: apple, fruit.'), the
+    knowledge multiple-choice questions ask about."""
+    from dfa.tasks.suite import MCQA_CATEGORIES
+
+    pairs = {(x, cat) for table in MCQA_CATEGORIES.values() for cat, xs in table.items() for x in xs}
+    return [(f"Glossary: {x}, kind", f" {cat}.") for x, cat in sorted(pairs)]
+
+
+def extra_texts() -> list[str]:
+    """The text beyond the task prompts, for the tokenizer's vocabulary."""
+    return [p + a for p, a in atlas_texts() + glossary_texts()] + ordinal_texts()
+
+
+class TaskText(Dataset):
+    """Token rows with BOS first (the policy every dfa model runs with) and the index of the
+    answer token in each: every task's train pairs as the clean prompt followed by one right
+    answer (sets of answers, as greater-than's, get one member drawn per pair), the atlas and
+    the counting lines."""
+
+    def __init__(self, tokenizer, seed: int, pairs: int = TRAIN_PAIRS):
+        rng = random.Random(f"zoo-text\x00{seed}")
+        self.rows: list[tuple[list[int], int]] = []
+        self.group_of: list[str] = []
+        bos = tokenizer.bos_token_id
+
+        def encode(text: str) -> list[int]:
+            return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        for name in TASKS:
+            for ex in make_dataset(name, tokenizer, pairs, "train", seed, allow_fewer=True):
+                row = [bos, *ex.clean_ids, rng.choice(ex.answers)]
+                self.rows.append((row, len(row) - 1))
+                self.group_of.append(name)
+        for group, lines in (("atlas", atlas_texts()), ("glossary", glossary_texts())):
+            for prompt, rest in lines:
+                head = [bos, *encode(prompt)]
+                self.rows.append((head + encode(rest), len(head)))
+                self.group_of.append(group)
+        for line in ordinal_texts():
+            row = [bos, *encode(line)]
+            self.rows.append((row, len(row) - 1))
+            self.group_of.append("ordinal")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[list[int], int]:
+        return self.rows[i]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per group (a task's distinct train pairs, the atlas, the counting lines)."""
+        return dict(Counter(self.group_of))
+
+    def groups(self, weights: dict[str, float]) -> tuple[list[list[int]], list[float]]:
+        """Row indices per group, and each group's sampling weight."""
+        names = [name for name in dict.fromkeys(self.group_of) if weights.get(name, 0) > 0]
+        members = [[i for i, g in enumerate(self.group_of) if g == name] for name in names]
+        return members, [weights[name] for name in names]
+
+
+class TaskBatches(Sampler[list[int]]):
+    """`steps` batches, each from one group (so a batch pads little: the tasks' prompts differ
+    in length by up to 5x), the group drawn by weight."""
+
+    def __init__(self, groups: list[list[int]], weights: list[float], steps: int, batch_size: int, seed: int):
+        self.groups, self.weights = groups, torch.tensor(weights, dtype=torch.double)
+        self.steps, self.batch_size, self.seed = steps, batch_size, seed
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed)
+        chosen = torch.multinomial(self.weights, self.steps, replacement=True, generator=gen).tolist()
+        for g in chosen:
+            group = self.groups[g]
+            picks = torch.randint(len(group), (self.batch_size,), generator=gen)
+            yield [group[i] for i in picks.tolist()]
+
+
+def pad_rows(rows: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded inputs, next-token labels (-100 on padding), and the position that
+    predicts each row's answer."""
+    width = max(len(r) for r, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    answer_pos = torch.tensor([a - 1 for _, a in rows])
+    for i, (r, _) in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        labels[i, : len(r) - 1] = torch.tensor(r[1:])
+    return {"input_ids": ids, "labels": labels, "answer_pos": answer_pos}
+
+
+class ToyLM(L.LightningModule):
+    """A Hugging Face causal LM trained on next-token loss over the prompt text plus an extra
+    loss on the answer token."""
+
+    def __init__(self, model, config: TrainConfig):
+        super().__init__()
+        self.model = model
+        self.config = config
+
+    def training_step(self, batch, _):
+        logits = self.model(input_ids=batch["input_ids"]).logits
+        labels = batch["labels"]
+        text = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        rows = torch.arange(logits.shape[0])
+        final = logits[rows, batch["answer_pos"]]
+        answer = torch.nn.functional.cross_entropy(final, labels[rows, batch["answer_pos"]])
+        loss = self.config.text_weight * text + self.config.answer_weight * answer
+        self.log_dict({"loss": loss, "answer": answer}, prog_bar=True, on_step=True)
+        return loss
+
+    def configure_optimizers(self):
+        c = self.config
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
+        rest = [p for n, p in self.model.named_parameters() if p.ndim < 2]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": c.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+            lr=c.lr,
+            betas=(0.9, 0.98),
+        )
+
+        def schedule(step: int) -> float:
+            if step < c.warmup:
+                return (step + 1) / c.warmup
+            progress = (step - c.warmup) / max(1, c.steps - c.warmup)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class StepReporter(L.Callback):
+    """Sends `(label, steps done since the last report)` to a queue, for a progress bar kept by
+    another process."""
+
+    def __init__(self, queue, label: tuple[str, str], every: int = 20):
+        self.queue, self.label, self.every = queue, label, every
+
+    def on_train_batch_end(self, trainer, *_):
+        if trainer.global_step % self.every == 0:
+            self.queue.put((self.label, self.every))
+
+
+def train_toy(
+    spec: ToySpec,
+    tokenizer,
+    text: TaskText,
+    seed: int,
+    config: TrainConfig | None = None,
+    progress_queue=None,
+):
+    """A trained HF model for `spec`. Training runs on one CPU thread, so the result depends on
+    the seed only, not on the machine's core count (two ladders build in parallel instead)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(spec, tokenizer, text, seed, config or TrainConfig(steps=spec.steps), progress_queue)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(spec: ToySpec, tokenizer, text: TaskText, seed: int, config: TrainConfig, progress_queue):
+    from transformers import AutoModelForCausalLM
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    hf_config = spec.hf_config(len(tokenizer), tokenizer.bos_token_id)
+    model = AutoModelForCausalLM.from_config(hf_config, attn_implementation="eager")
+    module = ToyLM(model, config)
+    loader = DataLoader(
+        text,
+        batch_sampler=TaskBatches(*text.groups(config.group_weights), config.steps, config.batch_size, seed),
+        collate_fn=lambda rows: pad_rows(rows, tokenizer.pad_token_id),
+    )
+    trainer = L.Trainer(
+        max_steps=config.steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        gradient_clip_val=1.0,
+        deterministic=True,
+        enable_progress_bar=progress_queue is None,
+        callbacks=[StepReporter(progress_queue, (spec.family, spec.name))]
+        if progress_queue is not None
+        else [],
+    )
+    trainer.fit(module, loader)
+    model.eval()
+    return model

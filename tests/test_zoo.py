@@ -1,0 +1,187 @@
+"""The toy ladders: tokenizer, deterministic training, atomic saving, the shipped models and
+their cards, lookup by name, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dfa.errors import DfaError
+from dfa.graph import NodeGraph
+from dfa.models import ModelNotAvailableError, load_model, load_tokenizer, parse_spec
+from dfa.tasks import TASKS, make_dataset
+from dfa.zoo.build import build_model
+from dfa.zoo.card import CARD, MAX_CORRUPT_SHARE, MIN_ACCURACY, TEST_PAIRS, read_card, score_tasks
+from dfa.zoo.spec import FAMILY_ARCH, TOY_SPECS, ZOO_DIR, ToySpec
+from dfa.zoo.tokenizer import UNK, build_tokenizer
+from dfa.zoo.train import TaskText, TrainConfig, extra_texts, ordinal_texts, train_toy
+
+
+@pytest.fixture(scope="module")
+def toy_tokenizer():
+    return load_tokenizer(ZOO_DIR / "toy-gpt2-s")
+
+
+def _pieces(tok, text: str) -> list[str]:
+    return [tok.decode([i]) for i in tok(text, add_special_tokens=False)["input_ids"]]
+
+
+def test_tokenizer_pieces_like_gpt2(toy_tokenizer):
+    tok = toy_tokenizer
+    assert _pieces(tok, "from the year 1732 to the year 17") == [
+        "from",
+        " the",
+        " year",
+        " 17",
+        "32",
+        " to",
+        " the",
+        " year",
+        " 17",
+    ]
+    assert _pieces(tok, "64 - 41 = 23, 198") == ["64", " -", " 41", " =", " 23", ",", " 198"]
+    assert _pieces(tok, "A. dog\nB. cat") == ["A", ".", " dog", "\n", "B", ".", " cat"]
+    assert tok.convert_tokens_to_ids(" Paris") != tok.convert_tokens_to_ids("Paris")
+    assert tok.bos_token_id == tok.eos_token_id == tok.pad_token_id == 0
+
+
+def test_shipped_tokenizer_is_the_one_the_code_builds(toy_tokenizer):
+    assert build_tokenizer(extra_texts()).get_vocab() == toy_tokenizer.get_vocab()
+    for name in TOY_SPECS:
+        assert load_tokenizer(ZOO_DIR / name).get_vocab() == toy_tokenizer.get_vocab()
+
+
+def test_every_task_tokenizes_without_unknown_pieces(toy_tokenizer):
+    unk = toy_tokenizer.convert_tokens_to_ids(UNK)
+    for task in TASKS:
+        data = make_dataset(task, toy_tokenizer, 100, "test", 0, allow_fewer=True)
+        assert len(data) >= 100 if task != "capitals" else len(data) >= 50
+        for ex in data:
+            assert unk not in ex.clean_ids and unk not in ex.corrupt_ids
+            assert toy_tokenizer.decode(list(ex.clean_ids)) == ex.clean  # exact round trip
+    for line in ordinal_texts():
+        assert unk not in toy_tokenizer(line, add_special_tokens=False)["input_ids"]
+
+
+MICRO = ToySpec("toy-gpt2-micro", "toy-gpt2", n_layers=1, n_heads=2, d_model=16, steps=4)
+
+
+@pytest.fixture(scope="module")
+def micro_text(toy_tokenizer):
+    return TaskText(toy_tokenizer, seed=0, pairs=20)
+
+
+def _trained(spec, tok, text, seed):
+    return train_toy(spec, tok, text, seed, TrainConfig(steps=spec.steps, batch_size=4, warmup=2))
+
+
+def test_training_is_deterministic_for_a_seed(toy_tokenizer, micro_text):
+    a = _trained(MICRO, toy_tokenizer, micro_text, 3).state_dict()
+    b = _trained(MICRO, toy_tokenizer, micro_text, 3).state_dict()
+    c = _trained(MICRO, toy_tokenizer, micro_text, 4).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_task_text_has_every_task_and_the_extra_text(micro_text):
+    counts = micro_text.counts()
+    assert all(counts[t] == 20 for t in TASKS)
+    assert counts["ordinal"] == len(ordinal_texts())
+    assert counts["atlas"] > 100 and counts["glossary"] > 100
+    row, answer = micro_text[0]
+    assert row[0] == 0 and answer == len(row) - 1  # BOS first; a task row ends with its answer
+
+
+@pytest.mark.parametrize("arch", list(FAMILY_ARCH))
+def test_build_model_saves_an_hf_folder_with_a_card(tmp_path, toy_tokenizer, micro_text, arch):
+    spec = ToySpec(f"{arch}-micro", arch, n_layers=1, n_heads=2, d_model=16, steps=2)
+    config = TrainConfig(steps=2, batch_size=4, warmup=1)
+    card = build_model(spec, toy_tokenizer, micro_text, 0, tmp_path, config)
+    folder = tmp_path / spec.name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [spec.name]  # no temporary folders left
+    assert {"config.json", "model.safetensors", "tokenizer.json", CARD} <= {p.name for p in folder.iterdir()}
+    assert read_card(folder) == card
+    assert card["n_nodes"] == 3 and card["seed"] == 0 and card["steps"] == 2
+    assert set(card["test"]["tasks"]) == set(TASKS)
+    model = load_model(str(folder), device="cpu")
+    assert model.dfa_info.n_params == card["n_params"]
+    assert next(model.parameters()).dtype == torch.float32  # saved in fp16, run in fp32
+
+
+def test_read_card_errors(tmp_path):
+    with pytest.raises(DfaError, match="has no card.json"):
+        read_card(tmp_path)
+    (tmp_path / CARD).write_text("{not json")
+    with pytest.raises(DfaError, match="not valid JSON"):
+        read_card(tmp_path)
+
+
+# --- the shipped ladders ---------------------------------------------------------------------
+
+
+def test_shipped_ladders_fit_the_size_budget():
+    files = list(ZOO_DIR.glob("*/model.safetensors"))
+    assert len(files) == len(TOY_SPECS)
+    assert sum(f.stat().st_size for f in files) <= 30 * 2**20
+
+
+@pytest.mark.parametrize("name", list(TOY_SPECS))
+def test_shipped_model_loads_by_name_and_passes_its_card(name):
+    spec = TOY_SPECS[name]
+    assert parse_spec(name).kind == "toy"
+    model = load_model(name, device="cpu")
+    graph = NodeGraph.from_model(model)
+    assert len(graph) == spec.n_nodes + 1  # + input
+    assert (model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_model) == (
+        spec.n_layers,
+        spec.n_heads,
+        spec.d_model,
+    )
+    card = read_card(ZOO_DIR / name)
+    assert card["n_params"] == model.dfa_info.n_params and card["test"]["passes"]
+    # Re-score the saved model on the card's test pairs: the card is what the model does.
+    scores = score_tasks(model, TEST_PAIRS, "test", card["seed"])
+    for task, score in scores.items():
+        recorded = card["test"]["tasks"][task]
+        assert score.n == recorded["n"]
+        assert score.accuracy == pytest.approx(recorded["accuracy"], abs=0.01)
+        assert score.clean == pytest.approx(recorded["clean"], rel=0.02, abs=0.02)
+        assert score.accuracy >= MIN_ACCURACY, f"{name} {task}: accuracy {score.accuracy}"
+        assert score.corrupt_share <= MAX_CORRUPT_SHARE, f"{name} {task}: corrupt {score.corrupt_share}"
+
+
+def test_toy_name_without_a_built_model_says_how_to_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("DFA_ZOO", str(tmp_path))
+    with pytest.raises(ModelNotAvailableError, match=r"dfa zoo build --family toy-neox"):
+        load_model("toy-neox-m")
+
+
+def test_zoo_info_prints_every_card(capsys):
+    from dfa.cli import main
+
+    assert main(["zoo", "info"]) == 0
+    out = capsys.readouterr().out
+    for name in TOY_SPECS:
+        assert name in out
+    assert "FAIL" not in out and "!" not in out.split("test split")[1].split("pairs per task")[0]
+
+
+def test_zoo_errors_are_one_line(tmp_path, capsys):
+    from dfa.cli import main
+
+    assert main(["zoo", "info", "--dir", str(tmp_path)]) == 2
+    assert "No toy models in" in capsys.readouterr().err
+    assert main(["zoo", "build", "--family", "toy-llama", "--out", str(tmp_path)]) == 2
+    assert "Unknown toy ladder 'toy-llama'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_another_seed_builds_a_ladder_that_passes(tmp_path):
+    from dfa.zoo.build import build_ladder
+
+    for family in FAMILY_ARCH:
+        cards = build_ladder(family, seed=1, out=tmp_path)
+        bad = {c["name"]: [t for t, s in c["test"]["tasks"].items() if not s["passes"]] for c in cards}
+        assert all(c["test"]["passes"] for c in cards), json.dumps(bad)
