@@ -3,8 +3,6 @@ tasks whose answers are sets (greater-than), one value per prompt."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from jaxtyping import Bool, Float, Int
 
@@ -16,36 +14,28 @@ def final_logits(logits: Float[torch.Tensor, "batch pos vocab"], last: Int[torch
     return logits[torch.arange(logits.shape[0], device=logits.device), last]
 
 
-def _set_mean(values: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    picked = values.gather(-1, ids.clamp(min=0)) * mask
-    return picked.sum(-1) / mask.sum(-1)
-
-
-def logit_diff(
+def answer_metric(
+    metric: Metric,
     logits: Float[torch.Tensor, "batch vocab"],
     answers: Int[torch.Tensor, "batch k"],
     answers_mask: Bool[torch.Tensor, "batch k"],
     wrongs: Int[torch.Tensor, "batch j"],
     wrongs_mask: Bool[torch.Tensor, "batch j"],
 ) -> Float[torch.Tensor, " batch"]:
-    """Mean logit of the answers minus mean logit of the wrong continuations."""
-    return _set_mean(logits, answers, answers_mask) - _set_mean(logits, wrongs, wrongs_mask)
+    """`logit_diff`: mean logit of the answers minus mean logit of the wrong continuations.
+    `prob_diff`: total probability of the answers minus that of the wrong continuations.
+    Answer sets are padded with -1 where their mask is False."""
+    if metric == "prob_diff":
+        values, reduce = logits.float().softmax(-1), lambda x, m: (x * m).sum(-1)
+    elif metric == "logit_diff":
+        values, reduce = logits, lambda x, m: (x * m).sum(-1) / m.sum(-1)
+    else:
+        raise ValueError(f"Unknown metric {metric!r}; choose logit_diff or prob_diff.")
 
+    def side(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return reduce(values.gather(-1, ids.clamp(min=0)), mask)
 
-def prob_diff(
-    logits: Float[torch.Tensor, "batch vocab"],
-    answers: Int[torch.Tensor, "batch k"],
-    answers_mask: Bool[torch.Tensor, "batch k"],
-    wrongs: Int[torch.Tensor, "batch j"],
-    wrongs_mask: Bool[torch.Tensor, "batch j"],
-) -> Float[torch.Tensor, " batch"]:
-    """Total probability of the answers minus total probability of the wrong continuations."""
-    probs = logits.float().softmax(-1)
-    total = (probs.gather(-1, answers.clamp(min=0)) * answers_mask).sum(-1)
-    return total - (probs.gather(-1, wrongs.clamp(min=0)) * wrongs_mask).sum(-1)
-
-
-METRICS: dict[Metric, Callable[..., torch.Tensor]] = {"logit_diff": logit_diff, "prob_diff": prob_diff}
+    return side(answers, answers_mask) - side(wrongs, wrongs_mask)
 
 
 def task_metric(
@@ -53,6 +43,6 @@ def task_metric(
 ) -> Float[torch.Tensor, " batch"]:
     """Per-prompt metric of full-sequence `logits` for a batch made by `dfa.tasks.collate`."""
     final = final_logits(logits, batch["last"])
-    return METRICS[metric](
-        final, batch["answers"], batch["answers_mask"], batch["wrongs"], batch["wrongs_mask"]
+    return answer_metric(
+        metric, final, batch["answers"], batch["answers_mask"], batch["wrongs"], batch["wrongs_mask"]
     )

@@ -2,9 +2,10 @@
 
 import math
 
+import pytest
 import torch
 
-from dfa.metrics import final_logits, logit_diff, prob_diff, task_metric
+from dfa.metrics import answer_metric, final_logits, task_metric
 
 
 def _sets(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,7 +18,7 @@ def test_logit_diff_single_and_set_means():
     logits = torch.tensor([[1.0, 4.0, -2.0, 0.5], [3.0, 0.0, 1.0, 2.0]])
     answers, amask = _sets([[1], [0, 3]])
     wrongs, wmask = _sets([[2, 3], [1]])
-    got = logit_diff(logits, answers, amask, wrongs, wmask)
+    got = answer_metric("logit_diff", logits, answers, amask, wrongs, wmask)
     # row 0: 4 - mean(-2, 0.5); row 1: mean(3, 2) - 0
     assert torch.allclose(got, torch.tensor([4.75, 2.5]))
 
@@ -26,7 +27,10 @@ def test_prob_diff_sums_probabilities_of_each_set():
     logits = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4]]))
     answers, amask = _sets([[2, 3]])
     wrongs, wmask = _sets([[0]])
-    assert math.isclose(prob_diff(logits, answers, amask, wrongs, wmask).item(), 0.6, abs_tol=1e-6)
+    got = answer_metric("prob_diff", logits, answers, amask, wrongs, wmask).item()
+    assert math.isclose(got, 0.6, abs_tol=1e-6)
+    with pytest.raises(ValueError, match="Unknown metric 'kl'"):
+        answer_metric("kl", logits, answers, amask, wrongs, wmask)
 
 
 def test_task_metric_reads_each_prompts_last_position():

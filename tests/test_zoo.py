@@ -30,17 +30,8 @@ def _pieces(tok, text: str) -> list[str]:
 
 def test_tokenizer_pieces_like_gpt2(toy_tokenizer):
     tok = toy_tokenizer
-    assert _pieces(tok, "from the year 1732 to the year 17") == [
-        "from",
-        " the",
-        " year",
-        " 17",
-        "32",
-        " to",
-        " the",
-        " year",
-        " 17",
-    ]
+    text = "The war lasted from the year 1732 to the year 17"
+    assert _pieces(tok, text)[-8:] == [" the", " year", " 17", "32", " to", " the", " year", " 17"]
     assert _pieces(tok, "64 - 41 = 23, 198") == ["64", " -", " 41", " =", " 23", ",", " 198"]
     assert _pieces(tok, "A. dog\nB. cat") == ["A", ".", " dog", "\n", "B", ".", " cat"]
     assert tok.convert_tokens_to_ids(" Paris") != tok.convert_tokens_to_ids("Paris")
@@ -128,7 +119,7 @@ def test_shipped_ladders_fit_the_size_budget():
 
 
 @pytest.mark.parametrize("name", list(TOY_SPECS))
-def test_shipped_model_loads_by_name_and_passes_its_card(name):
+def test_shipped_model_loads_by_name_and_does_what_its_card_says(name):
     spec = TOY_SPECS[name]
     assert parse_spec(name).kind == "toy"
     model = load_model(name, device="cpu")
@@ -140,7 +131,7 @@ def test_shipped_model_loads_by_name_and_passes_its_card(name):
         spec.d_model,
     )
     card = read_card(ZOO_DIR / name)
-    assert card["n_params"] == model.dfa_info.n_params and card["test"]["passes"]
+    assert card["n_params"] == model.dfa_info.n_params and card["steps"] == spec.steps
     # Re-score the saved model on the card's test pairs: the card is what the model does.
     scores = score_tasks(model, TEST_PAIRS, "test", card["seed"])
     for task, score in scores.items():
@@ -148,8 +139,14 @@ def test_shipped_model_loads_by_name_and_passes_its_card(name):
         assert score.n == recorded["n"]
         assert score.accuracy == pytest.approx(recorded["accuracy"], abs=0.01)
         assert score.clean == pytest.approx(recorded["clean"], rel=0.02, abs=0.02)
-        assert score.accuracy >= MIN_ACCURACY, f"{name} {task}: accuracy {score.accuracy}"
-        assert score.corrupt_share <= MAX_CORRUPT_SHARE, f"{name} {task}: corrupt {score.corrupt_share}"
+        assert score.passes == recorded["passes"], f"{name} {task}"
+    passing = [t for t, s in scores.items() if s.passes]
+    assert all(
+        scores[t].accuracy >= MIN_ACCURACY and scores[t].corrupt_share <= MAX_CORRUPT_SHARE for t in passing
+    )
+    assert card["test"]["passes"] == (len(passing) == len(scores))
+    # Every shipped model solves at least the tasks its ladder's smallest model learns first.
+    assert {"sva"} <= set(passing), f"{name} passes only {passing}"
 
 
 def test_toy_name_without_a_built_model_says_how_to_build(tmp_path, monkeypatch):
@@ -164,8 +161,12 @@ def test_zoo_info_prints_every_card(capsys):
     assert main(["zoo", "info"]) == 0
     out = capsys.readouterr().out
     for name in TOY_SPECS:
-        assert name in out
-    assert "FAIL" not in out and "!" not in out.split("test split")[1].split("pairs per task")[0]
+        card = read_card(ZOO_DIR / name)
+        verdict = "pass" if card["test"]["passes"] else "FAIL"
+        assert any(line.split()[:1] == [name] and line.endswith(verdict) for line in out.splitlines())
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in TASKS]
+    assert [r[0] for r in rows] == list(TASKS)
+    assert all(len(r) >= 1 + 3 * len(TOY_SPECS) for r in rows)  # accuracy, clean, share per model
 
 
 def test_zoo_errors_are_one_line(tmp_path, capsys):
