@@ -56,7 +56,9 @@ def test_every_task_tokenizes_without_unknown_pieces(toy_tokenizer):
         assert unk not in toy_tokenizer(line, add_special_tokens=False)["input_ids"]
 
 
-MICRO = ToySpec("toy-gpt2-micro", "toy-gpt2", n_layers=1, n_heads=2, d_model=16, steps=4)
+MICRO = ToySpec(
+    "toy-gpt2-micro", "toy-gpt2", n_layers=1, n_heads=2, d_model=16, steps=4, lr=3e-3, mixed=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,7 @@ def test_task_text_has_every_task_and_the_extra_text(micro_text):
 
 @pytest.mark.parametrize("arch", list(FAMILY_ARCH))
 def test_build_model_saves_an_hf_folder_with_a_card(tmp_path, toy_tokenizer, micro_text, arch):
-    spec = ToySpec(f"{arch}-micro", arch, n_layers=1, n_heads=2, d_model=16, steps=2)
+    spec = ToySpec(f"{arch}-micro", arch, n_layers=1, n_heads=2, d_model=16, steps=2, lr=3e-3, mixed=True)
     config = TrainConfig(steps=2, batch_size=4, warmup=1)
     card = build_model(spec, toy_tokenizer, micro_text, 0, tmp_path, config)
     folder = tmp_path / spec.name

@@ -16,7 +16,7 @@ from dfa.errors import DfaError
 from dfa.zoo.card import CARD, MAX_CORRUPT_SHARE, MIN_ACCURACY, TEST_PAIRS, score_tasks
 from dfa.zoo.spec import DEFAULT_SEED, FAMILY_ARCH, ToySpec, ladder_specs, zoo_root
 from dfa.zoo.tokenizer import build_tokenizer
-from dfa.zoo.train import TaskText, TrainConfig, extra_texts, train_toy
+from dfa.zoo.train import TaskText, TrainConfig, default_config, extra_texts, train_toy
 
 SAVED_DTYPE = torch.float16  # halves the committed size; cards score the saved weights
 
@@ -80,7 +80,7 @@ def build_model(
     reload it by the normal path and score it; returns the card."""
     from dfa.models import count_parameters, load_model
 
-    config = config or TrainConfig(steps=spec.steps)
+    config = config or default_config(spec)
     start = time.perf_counter()
     model = train_toy(spec, tokenizer, text, seed, config, progress_queue)
     seconds = time.perf_counter() - start
@@ -134,7 +134,7 @@ def build_ladder(
     text = TaskText(tokenizer, seed)
     cards = []
     for spec in ladder_specs(family):
-        config = TrainConfig(steps=steps or spec.steps)
+        config = default_config(spec, steps)
         cards.append(build_model(spec, tokenizer, text, seed, out, config, progress_queue))
     return cards
 

@@ -23,6 +23,8 @@ class ToySpec:
     n_heads: int
     d_model: int
     steps: int
+    lr: float
+    mixed: bool  # mixed-task batches (see TrainConfig.mixed)
 
     @property
     def arch(self) -> Arch:
@@ -71,7 +73,7 @@ class ToySpec:
         )
 
 
-def _ladder(family: str, sizes: list[tuple[str, int, int, int, int]]) -> list[ToySpec]:
+def _ladder(family: str, sizes: list[tuple[str, int, int, int, int, float, bool]]) -> list[ToySpec]:
     return [ToySpec(f"{family}-{size}", family, *dims) for size, *dims in sizes]
 
 
@@ -82,9 +84,10 @@ TOY_SPECS: dict[str, ToySpec] = {
     for s in _ladder(
         family,
         [
-            ("s", 4, 12, 96, 5000),
-            ("m", 6, 14, 112, 3200),
-            ("l", 8, 16, 128, 2500),
+            # name, layers, heads, d_model, steps, lr, mixed batches
+            ("s", 4, 12, 96, 5000, 3e-3, False),
+            ("m", 6, 14, 112, 3200, 1e-3, True),
+            ("l", 8, 16, 128, 2500, 1e-3, True),
         ],
     )
 }
