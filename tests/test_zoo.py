@@ -188,3 +188,23 @@ def test_another_seed_builds_a_ladder_that_passes(tmp_path):
         cards = build_ladder(family, seed=1, out=tmp_path)
         bad = {c["name"]: [t for t, s in c["test"]["tasks"].items() if not s["passes"]] for c in cards}
         assert all(c["test"]["passes"] for c in cards), json.dumps(bad)
+
+
+def test_task_batches_one_group_or_mixed_and_bucketed():
+    from dfa.zoo.train import TaskBatches
+
+    groups = [list(range(0, 50)), list(range(50, 100)), list(range(100, 150))]
+    lengths = [5] * 50 + [20] * 50 + [10] * 50
+    group_of = {i: g for g, rows in enumerate(groups) for i in rows}
+    single = list(TaskBatches(groups, [1.0, 1.0, 2.0], steps=30, batch_size=8, seed=0))
+    assert len(single) == 30 and all(len({group_of[i] for i in b}) == 1 for b in single)
+    mixed = list(TaskBatches(groups, [1.0, 1.0, 2.0], 30, 8, 0, mixed=True, lengths=lengths, bucket=4))
+    assert len(mixed) == 30 and all(len(b) == 8 for b in mixed)
+    assert mixed == list(
+        TaskBatches(groups, [1.0, 1.0, 2.0], 30, 8, 0, mixed=True, lengths=lengths, bucket=4)
+    )
+    # Within a bucket rows are sorted by length, so a batch spans few lengths; over the run
+    # every group appears, in proportion to its weight.
+    assert sum(len({lengths[i] for i in b}) == 1 for b in mixed) >= 15  # unsorted: about 0
+    counts = [sum(group_of[i] == g for b in mixed for i in b) for g in range(3)]
+    assert counts[2] > counts[0] and counts[2] > counts[1] and min(counts) > 0
