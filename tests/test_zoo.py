@@ -193,7 +193,7 @@ def test_another_seed_builds_a_ladder_that_passes(tmp_path):
 def test_task_batches_one_group_or_mixed_and_bucketed():
     from dfa.zoo.train import TaskBatches
 
-    groups = [list(range(0, 50)), list(range(50, 100)), list(range(100, 150))]
+    groups = [list(range(50)), list(range(50, 100)), list(range(100, 150))]
     lengths = [5] * 50 + [20] * 50 + [10] * 50
     group_of = {i: g for g, rows in enumerate(groups) for i in rows}
     single = list(TaskBatches(groups, [1.0, 1.0, 2.0], steps=30, batch_size=8, seed=0))

@@ -40,19 +40,6 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
-def save_model(model, tokenizer, folder: Path, card: dict) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        model.to(SAVED_DTYPE).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n")
-        _replace_dir(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _versions() -> dict[str, str]:
     import lightning
     import transformers
@@ -76,8 +63,9 @@ def build_model(
     config: TrainConfig | None = None,
     progress_queue=None,
 ) -> dict:
-    """Train `spec`, save it under `out/spec.name` (fp16 safetensors, config, tokenizer, card),
-    reload it by the normal path and score it; returns the card."""
+    """Train `spec`, save it (fp16 safetensors, config, tokenizer) in a temporary folder, reload
+    it by the normal path and score it, then move it to `out/spec.name` with its card; returns
+    the card."""
     from dfa.models import count_parameters, load_model
 
     config = config or default_config(spec)
@@ -104,19 +92,26 @@ def build_model(
         "versions": _versions(),
     }
     folder = out / spec.name
-    save_model(model, tokenizer, folder, card)
-    # Score what was saved, loaded the way every dfa command loads it.
-    scores = score_tasks(load_model(str(folder), device="cpu"), TEST_PAIRS, "test", seed)
-    card["test"] = {
-        "split": "test",
-        "pairs_per_task": TEST_PAIRS,
-        "bar": {"min_accuracy": MIN_ACCURACY, "max_corrupt_share": MAX_CORRUPT_SHARE},
-        "tasks": {name: s.to_json() for name, s in scores.items()},
-        "passes": all(s.passes for s in scores.values()),
-    }
-    tmp = folder / f".{CARD}.tmp"
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    tmp.replace(folder / CARD)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model.to(SAVED_DTYPE).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        # Score what was saved, loaded the way every dfa command loads it, before the folder
+        # takes its final name: a model is never published without its full card.
+        scores = score_tasks(load_model(str(tmp), device="cpu"), TEST_PAIRS, "test", seed)
+        card["test"] = {
+            "split": "test",
+            "pairs_per_task": TEST_PAIRS,
+            "bar": {"min_accuracy": MIN_ACCURACY, "max_corrupt_share": MAX_CORRUPT_SHARE},
+            "tasks": {name: s.to_json() for name, s in scores.items()},
+            "passes": all(s.passes for s in scores.values()),
+        }
+        (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n")
+        _replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return card
 
 

@@ -65,9 +65,9 @@ MONTHS = "January February March April May June July August September October No
 
 def ordinal_texts(run: int = 6) -> list[str]:
     """Counting lines: runs of years, numbers, number words, days and months, each number word
-    beside its digits, and spans of years from every start year to a later one. Like the ordinal text of pretraining, they teach what every number
-    token means, including those no task prompt uses as an operand (greater-than's corrupt
-    start year '01')."""
+    beside its digits, and spans of years from every start year to a later one. Like the
+    ordinal text of pretraining, they teach what every number token means, including those no
+    task prompt uses as an operand (greater-than's corrupt start year '01')."""
     from dfa.tasks.words import NUMBER_WORDS
 
     rng = random.Random("ordinal")
@@ -104,8 +104,8 @@ def extra_texts() -> list[str]:
 class TaskText(Dataset):
     """Token rows with BOS first (the policy every dfa model runs with) and the index of the
     answer token in each: every task's train pairs as the clean prompt followed by one right
-    answer (sets of answers, as greater-than's, get one member drawn per pair), the atlas and
-    the counting lines."""
+    answer (sets of answers, as greater-than's, get one member drawn per pair), the atlas, the
+    glossary and the counting lines."""
 
     def __init__(self, tokenizer, seed: int, pairs: int = TRAIN_PAIRS):
         rng = random.Random(f"zoo-text\x00{seed}")
@@ -235,8 +235,8 @@ class ToyLM(L.LightningModule):
 
     def configure_optimizers(self):
         c = self.config
-        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
-        rest = [p for n, p in self.model.named_parameters() if p.ndim < 2]
+        decay = [p for p in self.model.parameters() if p.ndim >= 2]  # matrices and embeddings
+        rest = [p for p in self.model.parameters() if p.ndim < 2]  # biases and LayerNorm
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": c.weight_decay}, {"params": rest, "weight_decay": 0.0}],
             lr=c.lr,
