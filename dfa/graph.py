@@ -14,7 +14,7 @@ from dfa.errors import DfaError
 NodeKind = Literal["input", "head", "mlp"]
 
 INPUT = "input"
-_NAME_RE = re.compile(r"^(?:input|a(\d+)\.h(\d+)|m(\d+))$")
+NAME_RE = re.compile(r"^(?:input|a(\d+)\.h(\d+)|m(\d+))$")
 
 
 def head_hook(layer: int) -> str:
@@ -119,7 +119,7 @@ class NodeGraph:
         try:
             return self._by_name[name]
         except KeyError:
-            if _NAME_RE.match(name):
+            if NAME_RE.match(name):
                 why = f"outside this model ({self.n_layers} layers x {self.n_heads} heads)"
             else:
                 why = "not a node name (expected 'input', 'a{layer}.h{head}' or 'm{layer}')"

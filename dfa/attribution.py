@@ -1,0 +1,232 @@
+"""Node importance scores: EAP, EAP-IG over inputs or over activations, and exact patching.
+
+Every method estimates, per node `j`, the same quantity: `metric(clean) - metric(clean with
+node j ablated)` (DESIGN.md's intervention semantics), averaged over prompts. Positive means
+the node supports the clean answer; ablating it lowers the metric.
+
+- `eap`: `(out_j(clean) - donor_j) . d metric / d out_j` at the clean run (one forward and
+  backward); the first-order estimate of that difference.
+- `eap-ig-inputs`: the same product, with the gradient averaged over `ig_steps` runs whose input
+  embeddings are interpolated from the donor's (alpha = 1/k ... 1, so one step is `eap`).
+- `eap-ig-activations`: integrated gradients of the metric over the node mask along the path
+  from every node ablated (mask 0) to none (mask 1), alpha = 1/k ... 1; by completeness the
+  scores add up to about `metric(clean) - metric(everything ablated)`.
+- `exact`: one masked forward per node (batched): the ground truth, for small models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from dfa.errors import DfaError
+from dfa.graph import INPUT_HOOK, NodeGraph
+from dfa.interventions import (
+    Ablation,
+    Cache,
+    capture,
+    check_ablation,
+    donor_activations,
+    hook_slots,
+    masked_metric,
+    model_device,
+    run_masked,
+    to_device,
+)
+from dfa.metrics import task_metric
+from dfa.tasks.base import Metric
+
+Method = Literal["eap", "eap-ig-inputs", "eap-ig-activations", "exact"]
+ROWS_PER_PASS = 512  # prompt copies per forward pass when steps or masks are stacked
+
+
+def _repeat(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    return {k: v.repeat(n, *([1] * (v.ndim - 1))) for k, v in batch.items()}
+
+
+def _node_products(graph: NodeGraph, delta: Cache, grads: Cache) -> torch.Tensor:
+    """Per node, the sum over prompts, positions and features of `delta * grad` (float64)."""
+    out = torch.zeros(len(graph), dtype=torch.float64)
+    for s in hook_slots(graph):
+        prod = (delta[s.hook].double() * grads[s.hook].double()).sum(1)  # over positions
+        per_node = prod.sum((0, 2)) if s.heads else prod.sum().reshape(1)
+        out[s.indices] += per_node.cpu()
+    return out
+
+
+def _grad_pass(
+    model: Any,
+    graph: NodeGraph,
+    tokens: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    metric: Metric,
+    edit_input: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[Cache, Cache]:
+    """One forward and backward pass on `tokens`: the activations at the graph's hooks and the
+    gradient of the summed metric with respect to each. The input embeddings become the leaf
+    of the autograd graph (after `edit_input`, when given), as the model's weights are frozen."""
+    acts: Cache = {}
+    hooks = graph.hooks if INPUT_HOOK in graph.hooks else [INPUT_HOOK, *graph.hooks]
+
+    def grab(name: str):
+        def fn(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            if name == INPUT_HOOK:
+                act = (edit_input(act) if edit_input else act).detach().requires_grad_(True)
+            acts[name] = act
+            return act
+
+        return fn
+
+    with torch.enable_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(h, grab(h)) for h in hooks])
+        total = task_metric(metric, logits, batch).sum()
+        wanted = [acts[h] for h in graph.hooks]
+        grads = torch.autograd.grad(total, wanted, allow_unused=True)
+    out = {
+        h: torch.zeros_like(a) if g is None else g for h, a, g in zip(graph.hooks, wanted, grads, strict=True)
+    }
+    return {h: acts[h].detach() for h in graph.hooks}, out
+
+
+def _donor_like(donor: Cache, hook: str, act: torch.Tensor) -> torch.Tensor:
+    return donor[hook].to(act.dtype) if hook in donor else torch.zeros((), dtype=act.dtype, device=act.device)
+
+
+def _delta(clean: Cache, donor: Cache) -> Cache:
+    return {h: a - _donor_like(donor, h, a) for h, a in clean.items()}
+
+
+def score_eap(model, graph, batch, metric, donor, steps: int = 1) -> torch.Tensor:
+    acts, grads = _grad_pass(model, graph, batch["clean"], batch, metric)
+    return _node_products(graph, _delta(acts, donor), grads)
+
+
+def score_eap_ig_inputs(model, graph, batch, metric, donor, steps: int = 5) -> torch.Tensor:
+    b = batch["clean"].shape[0]
+    alphas = torch.arange(1, steps + 1, dtype=torch.float64) / steps
+    per_pass = max(1, ROWS_PER_PASS // b)
+    grad_sum: Cache = {}
+    clean: Cache = {}
+    for start in range(0, steps, per_pass):
+        chunk = alphas[start : start + per_pass]
+        n = len(chunk)
+
+        def interpolate(act: torch.Tensor, chunk=chunk, n=n) -> torch.Tensor:
+            a = act.view(n, b, *act.shape[1:])
+            w = chunk.to(act.device, act.dtype).view(n, 1, 1, 1)
+            d = _donor_like(donor, INPUT_HOOK, act)
+            # (1 - a) * donor + a * clean: exactly the clean embeddings at alpha = 1.
+            return ((1 - w) * d + w * a).reshape(act.shape)
+
+        acts, grads = _grad_pass(
+            model, graph, batch["clean"].repeat(n, 1), _repeat(batch, n), metric, interpolate
+        )
+        for h, g in grads.items():
+            g = g.view(n, b, *g.shape[1:]).sum(0)
+            grad_sum[h] = grad_sum[h] + g if h in grad_sum else g
+        if start + n == steps:  # the last alpha is 1: these are the clean activations
+            clean = {h: a.view(n, b, *a.shape[1:])[-1] for h, a in acts.items()}
+    mean_grad = {h: g / steps for h, g in grad_sum.items()}
+    return _node_products(graph, _delta(clean, donor), mean_grad)
+
+
+def score_eap_ig_activations(model, graph, batch, metric, donor, steps: int = 5) -> torch.Tensor:
+    b = batch["clean"].shape[0]
+    alphas = torch.arange(1, steps + 1, dtype=torch.float32) / steps
+    per_pass = max(1, ROWS_PER_PASS // b)
+    total = torch.zeros(len(graph), dtype=torch.float64)
+    device = batch["clean"].device
+    for start in range(0, steps, per_pass):
+        chunk = alphas[start : start + per_pass].to(device)
+        masks = (chunk[:, None] * torch.ones(len(graph), device=device)).requires_grad_(True)
+        with torch.enable_grad():
+            logits = run_masked(model, graph, batch["clean"], donor, masks)
+            flat = logits.reshape(-1, *logits.shape[2:])
+            value = task_metric(metric, flat, _repeat(batch, len(chunk))).sum()
+            (grad,) = torch.autograd.grad(value, masks)
+        total += grad.sum(0).double().cpu()
+    return total / steps
+
+
+def score_exact(model, graph, batch, metric, donor, steps: int = 1) -> torch.Tensor:
+    n = len(graph)
+    device = batch["clean"].device
+    with torch.no_grad():
+        full = task_metric(metric, model(batch["clean"]), batch)
+        without = 1 - torch.eye(n, device=device)  # row j: every node but j
+        patched = masked_metric(
+            model, graph, batch, donor, without, metric, hard=True, max_rows=ROWS_PER_PASS
+        )
+    return (full[None, :] - patched).sum(1).double().cpu()
+
+
+METHODS: dict[str, Callable[..., torch.Tensor]] = {
+    "eap": score_eap,
+    "eap-ig-inputs": score_eap_ig_inputs,
+    "eap-ig-activations": score_eap_ig_activations,
+    "exact": score_exact,
+}
+IG_METHODS = ("eap-ig-inputs", "eap-ig-activations")
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise DfaError(f"Unknown attribution method {method!r}; choose one of {', '.join(METHODS)}.")
+    return method
+
+
+def attribute(
+    model: Any,
+    graph: NodeGraph,
+    batches: Iterable[dict[str, torch.Tensor]],
+    metric: Metric,
+    method: str = "eap-ig-inputs",
+    ablation: Ablation = "patching",
+    ig_steps: int = 5,
+    means: Cache | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Scores `[n_nodes]` (graph order, float32): per node, the mean over every prompt of
+    `batches` of the estimated metric drop when the node alone is ablated."""
+    fn = METHODS[check_method(method)]
+    check_ablation(ablation)
+    if ig_steps < 1:
+        raise DfaError(f"--ig-steps must be at least 1, got {ig_steps}.")
+    device = model_device(model)
+    total = torch.zeros(len(graph), dtype=torch.float64)
+    n = 0
+    batches = list(batches)
+    for batch in tqdm(batches, desc=method, disable=not progress, leave=False):
+        batch = to_device(batch, device)
+        donor = donor_activations(model, graph, batch, ablation, means)
+        total += fn(model, graph, batch, metric, donor, steps=ig_steps)
+        n += batch["clean"].shape[0]
+    if n == 0:
+        raise DfaError("Attribution needs at least one prompt.")
+    return (total / n).float()
+
+
+def make_batches(examples: Sequence[Any], tokenizer: Any, batch_size: int) -> list[dict[str, torch.Tensor]]:
+    """Collated batches of task examples with the BOS policy every dfa model runs with."""
+    from dfa.tasks import collate
+
+    tok = getattr(tokenizer, "tokenizer", None) or tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    return [
+        collate(examples[i : i + batch_size], tok.bos_token_id, pad)
+        for i in range(0, len(examples), batch_size)
+    ]
+
+
+__all__ = [
+    "IG_METHODS",
+    "METHODS",
+    "Method",
+    "attribute",
+    "capture",
+    "check_method",
+    "make_batches",
+]

@@ -1,0 +1,138 @@
+"""Task-level pipelines behind `dfa attribute` and `dfa evaluate-circuit`: load prompts for a
+model, score its nodes, evaluate circuits from scores against random rankings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from dfa.attribution import IG_METHODS, attribute, check_method, make_batches
+from dfa.evaluate import FRACTIONS, Evaluation, Rank, evaluate_circuits, random_scores
+from dfa.graph import NodeGraph
+from dfa.interventions import Ablation, check_ablation, mean_activations
+from dfa.scores import SIGN, NodeScores, graph_cfg
+from dfa.tasks import make_dataset
+from dfa.tasks.base import TaskDataset
+
+DEFAULT_PROMPTS = 200
+DEFAULT_BATCH = 50
+
+
+@dataclass
+class Prompts:
+    """A task's prompts for one model, batched."""
+
+    data: TaskDataset
+    batches: list[dict[str, torch.Tensor]]
+
+    @property
+    def families(self) -> list[str]:
+        return [e.family for e in self.data.examples]
+
+    @property
+    def texts(self) -> list[str]:
+        return [e.clean for e in self.data.examples]
+
+
+def task_prompts(
+    model: Any,
+    task: str,
+    split: str,
+    n: int = DEFAULT_PROMPTS,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+) -> Prompts:
+    """Up to `n` pairs of `task`'s `split` (fewer when the split has fewer distinct prompts)."""
+    data = make_dataset(task, model.tokenizer, n, split, seed, allow_fewer=True)
+    return Prompts(data, make_batches(data.examples, model.tokenizer, batch_size))
+
+
+def model_name(model: Any) -> str:
+    info = getattr(model, "dfa_info", None)
+    return info.spec.text if info is not None else type(model).__name__
+
+
+def score_nodes(
+    model: Any,
+    task: str,
+    method: str = "eap-ig-inputs",
+    split: str = "train",
+    n: int = DEFAULT_PROMPTS,
+    seed: int = 0,
+    ablation: Ablation = "patching",
+    ig_steps: int = 5,
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = False,
+) -> NodeScores:
+    """Score every node of `model` (the `input` node too) on `task` with `method`."""
+    check_method(method)
+    check_ablation(ablation)
+    graph = NodeGraph.from_model(model)
+    prompts = task_prompts(model, task, split, n, seed, batch_size)
+    means = mean_activations(model, graph, prompts.batches) if ablation == "mean" else None
+    start = time.perf_counter()
+    scores = attribute(
+        model, graph, prompts.batches, prompts.data.metric, method, ablation, ig_steps, means, progress
+    )
+    meta = {
+        "model": model_name(model),
+        "task": task,
+        "method": method,
+        "split": split,
+        "n_prompts": len(prompts.data),
+        "seed": seed,
+        "metric": prompts.data.metric,
+        "ablation": ablation,
+        "ig_steps": ig_steps if method in IG_METHODS else None,
+        "sign": SIGN,
+        "seconds": round(time.perf_counter() - start, 3),
+        "cfg": graph_cfg(model, graph),
+    }
+    return NodeScores(graph.names, scores, meta)
+
+
+def evaluate_scores(
+    model: Any,
+    task: str,
+    scores: dict[str, NodeScores],
+    split: str = "test",
+    n: int = DEFAULT_PROMPTS,
+    seed: int = 0,
+    ablation: Ablation = "patching",
+    keep_input: bool = True,
+    rank: Rank = "abs",
+    n_random: int = 5,
+    n_boot: int = 1000,
+    fractions=FRACTIONS,
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = False,
+) -> Evaluation:
+    """Faithfulness curves of each scored ranking and of `n_random` random rankings (their mean
+    curve, labelled `random`), all on the same prompts of `split`."""
+    check_ablation(ablation)
+    graph = NodeGraph.from_model(model)
+    rankings: dict[str, Any] = {label: s.for_graph(graph, label) for label, s in scores.items()}
+    if n_random > 0:
+        rankings["random"] = [random_scores(len(graph), seed + i) for i in range(n_random)]
+    prompts = task_prompts(model, task, split, n, seed, batch_size)
+    means = mean_activations(model, graph, prompts.batches) if ablation == "mean" else None
+    return evaluate_circuits(
+        model,
+        graph,
+        prompts.batches,
+        prompts.data.metric,
+        rankings,
+        fractions,
+        ablation,
+        keep_input,
+        rank,
+        n_boot,
+        seed,
+        means,
+        prompts.families,
+        prompts.texts,
+        progress,
+    )

@@ -1,0 +1,355 @@
+"""Circuit faithfulness: curves over the MIB circuit sizes, CPR/CMD and a log-x area, bootstrap
+intervals over prompts, per-prompt and per-family faithfulness, overlap, and plots.
+
+`f(C) = (m(C) - m(empty)) / (m(full) - m(empty))`, each `m` the task metric averaged over the
+prompts, with DESIGN.md's intervention semantics (nodes outside `C` ablated, by patching by
+default). The circuit of size `k` is the top-`k` nodes by score, `k = int(fraction * N)` of the
+`N` ranked nodes. The `input` node is kept in every circuit by default (and then not ranked);
+ablating it makes `f` about 0 at every size and CPR a meaningless 0.25.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dfa.errors import DfaError
+from dfa.graph import NodeGraph
+from dfa.interventions import (
+    Ablation,
+    Cache,
+    check_ablation,
+    donor_activations,
+    masked_metric,
+    model_device,
+    to_device,
+)
+from dfa.metrics import task_metric
+from dfa.tasks.base import Metric
+
+FRACTIONS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+Rank = Literal["abs", "signed"]
+
+
+# --- circuits -------------------------------------------------------------------------------------
+def circuit_size(fraction: float, n: int) -> int:
+    """MIB's `k = int(fraction * n)` (with a tolerance so 0.29 * 100 is 29, not 28)."""
+    return min(n, int(fraction * n + 1e-9))
+
+
+def ranking(scores: torch.Tensor, graph: NodeGraph, keep_input: bool = True, rank: Rank = "abs"):
+    """`(always, order)`: nodes in every circuit (`input` when kept, and unscored NaN nodes), and
+    the other nodes best first (by |score| or by signed score; ties by node order)."""
+    if scores.numel() != len(graph):
+        raise DfaError(f"{scores.numel()} scores for a graph of {len(graph)} nodes.")
+    scores = scores.detach().float().cpu()
+    always = torch.isnan(scores)
+    if keep_input and graph.include_input:
+        always[0] = True
+    candidates = torch.nonzero(~always).flatten()
+    key = scores[candidates].abs() if rank == "abs" else scores[candidates]
+    order = candidates[torch.sort(-key, stable=True).indices]
+    return torch.nonzero(always).flatten(), order
+
+
+def circuit_masks(
+    scores: torch.Tensor,
+    graph: NodeGraph,
+    fractions: Sequence[float] = FRACTIONS,
+    keep_input: bool = True,
+    rank: Rank = "abs",
+) -> tuple[torch.Tensor, list[int]]:
+    """Hard masks `[n_fractions, n_nodes]` (1 = in the circuit) and the sizes `k`."""
+    always, order = ranking(scores, graph, keep_input, rank)
+    ks = [circuit_size(f, len(order)) for f in fractions]
+    masks = torch.zeros(len(fractions), len(graph))
+    masks[:, always] = 1
+    for i, k in enumerate(ks):
+        masks[i, order[:k]] = 1
+    return masks, ks
+
+
+def circuit_nodes(
+    scores: torch.Tensor, graph: NodeGraph, fraction: float, keep_input=True, rank: Rank = "abs"
+):
+    """Names of the top-`fraction` circuit (the always-kept nodes not included)."""
+    _, order = ranking(scores, graph, keep_input, rank)
+    return [graph[int(i)].name for i in order[: circuit_size(fraction, len(order))]]
+
+
+def overlap(
+    scores_a: torch.Tensor,
+    scores_b: torch.Tensor,
+    graph: NodeGraph,
+    fraction: float,
+    keep_input: bool = True,
+    rank: Rank = "abs",
+) -> dict[str, Any]:
+    """How much two circuits of the same size share: `shared / k` and the Jaccard index."""
+    a = set(circuit_nodes(scores_a, graph, fraction, keep_input, rank))
+    b = set(circuit_nodes(scores_b, graph, fraction, keep_input, rank))
+    k = len(a)
+    union = len(a | b)
+    return {
+        "fraction": fraction,
+        "k": k,
+        "shared": len(a & b),
+        "share": len(a & b) / k if k else float("nan"),
+        "jaccard": len(a & b) / union if union else float("nan"),
+        "nodes": sorted(a & b, key=graph.index),
+    }
+
+
+def random_scores(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, generator=g)
+
+
+# --- areas ----------------------------------------------------------------------------------------
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Trapezoid area along the last axis."""
+    return ((y[..., 1:] + y[..., :-1]) / 2 * np.diff(x)).sum(-1)
+
+
+def cpr(fractions: Sequence[float], f) -> float:
+    """Area under the faithfulness curve over the linear fraction axis."""
+    return float(_trapezoid(np.asarray(f, dtype=float), np.asarray(fractions, dtype=float)))
+
+
+def cmd(fractions: Sequence[float], f) -> float:
+    """Area of `|1 - f|` over the linear fraction axis (0 is a perfect circuit)."""
+    return float(_trapezoid(np.abs(1 - np.asarray(f, dtype=float)), np.asarray(fractions, dtype=float)))
+
+
+def cpr_log(fractions: Sequence[float], f) -> float:
+    """Area under `f` over log10(fraction), divided by the axis length: the mean faithfulness
+    with each decade of circuit size weighed alike, so small circuits count."""
+    x = np.log10(np.asarray(fractions, dtype=float))
+    return float(_trapezoid(np.asarray(f, dtype=float), x) / (x[-1] - x[0]))
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+@dataclass
+class Curve:
+    """One ranking's faithfulness curve (or the mean of several, for `random`)."""
+
+    label: str
+    fractions: list[float]
+    ks: list[int]
+    n_ranked: int
+    faithfulness: list[float]
+    cpr: float
+    cmd: float
+    cpr_log: float
+    cpr_ci: tuple[float, float]
+    n_draws: int = 1
+    per_prompt_cpr: list[float] = field(default_factory=list)
+    family_cpr: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self, per_prompt: bool = False) -> dict[str, Any]:
+        out = {
+            "label": self.label,
+            "cpr": self.cpr,
+            "cpr_ci": list(self.cpr_ci),
+            "cmd": self.cmd,
+            "cpr_log": self.cpr_log,
+            "curve": [[f, v] for f, v in zip(self.fractions, self.faithfulness, strict=True)],
+            "ks": self.ks,
+            "n_ranked": self.n_ranked,
+            "n_draws": self.n_draws,
+            "family_cpr": self.family_cpr,
+        }
+        if per_prompt:
+            out["per_prompt_cpr"] = self.per_prompt_cpr
+        return out
+
+
+@dataclass
+class Evaluation:
+    """Curves of several rankings measured on the same prompts with the same intervention."""
+
+    curves: dict[str, Curve]
+    n_prompts: int
+    clean: float  # mean metric of the full model
+    empty: float  # mean metric with every ranked node ablated
+    input_node: str  # "kept" or "ranked"
+    ablation: str
+    families: list[str]
+    prompts: list[str]
+    clean_per_prompt: list[float]
+    empty_per_prompt: list[float]
+
+    def failures(self, label: str, n: int = 10) -> list[dict[str, Any]]:
+        """The prompts whose own faithfulness (normalised by their own clean-minus-empty gap)
+        is lowest, leaving out prompts whose gap is under a tenth of the median gap."""
+        curve = self.curves[label]
+        gaps = np.abs(np.asarray(self.clean_per_prompt) - np.asarray(self.empty_per_prompt))
+        floor = 0.1 * float(np.median(gaps)) if len(gaps) else 0.0
+        rows = [
+            {
+                "prompt": self.prompts[i],
+                "family": self.families[i],
+                "cpr": curve.per_prompt_cpr[i],
+                "clean": self.clean_per_prompt[i],
+                "empty": self.empty_per_prompt[i],
+            }
+            for i in range(self.n_prompts)
+            if gaps[i] >= floor and math.isfinite(curve.per_prompt_cpr[i])
+        ]
+        return sorted(rows, key=lambda r: r["cpr"])[:n]
+
+    def to_json(self, per_prompt: bool = False) -> dict[str, Any]:
+        return {
+            "n_prompts": self.n_prompts,
+            "clean_metric": self.clean,
+            "empty_metric": self.empty,
+            "input_node": self.input_node,
+            "ablation": self.ablation,
+            "curves": {k: c.to_json(per_prompt) for k, c in self.curves.items()},
+        }
+
+
+def _faithfulness(m_c: np.ndarray, full: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """`f` from mean metrics: `m_c` `[..., k]` against `full` and `empty` `[k]` (k: one value per
+    prompt sample, or a single sample)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (m_c - empty) / (full - empty)
+
+
+def evaluate_circuits(
+    model: Any,
+    graph: NodeGraph,
+    batches: Iterable[dict[str, torch.Tensor]],
+    metric: Metric,
+    rankings: dict[str, torch.Tensor | Sequence[torch.Tensor]],
+    fractions: Sequence[float] = FRACTIONS,
+    ablation: Ablation = "patching",
+    keep_input: bool = True,
+    rank: Rank = "abs",
+    n_boot: int = 1000,
+    seed: int = 0,
+    means: Cache | None = None,
+    families: Sequence[str] | None = None,
+    prompts: Sequence[str] | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """The faithfulness curve of every ranking (scores in graph order; a list of several score
+    vectors gives their mean curve, as for random rankings), all from one set of masked passes:
+    every distinct circuit of every ranking, plus the empty one, is stacked along the batch."""
+    check_ablation(ablation)
+    fractions = list(fractions)
+    if sorted(fractions) != fractions or not fractions or fractions[0] <= 0 or fractions[-1] > 1:
+        raise DfaError(f"Circuit fractions must rise within (0, 1], got {fractions}.")
+    draws = {k: [v] if isinstance(v, torch.Tensor) else list(v) for k, v in rankings.items()}
+    blocks, ks_of = [], {}
+    for label, score_list in draws.items():
+        for scores in score_list:
+            masks, ks = circuit_masks(scores, graph, fractions, keep_input, rank)
+            blocks.append(masks)
+            ks_of[label] = ks
+    always, order = ranking(next(iter(draws.values()))[0], graph, keep_input, rank)
+    empty_mask = torch.zeros(1, len(graph))
+    empty_mask[0, always] = 1
+    stacked = torch.cat([empty_mask, *blocks])
+    unique, inverse = torch.unique(stacked, dim=0, return_inverse=True)
+
+    device = model_device(model)
+    values, full = [], []
+    for batch in tqdm(list(batches), desc="circuits", disable=not progress, leave=False):
+        batch = to_device(batch, device)
+        donor = donor_activations(model, graph, batch, ablation, means)
+        with torch.no_grad():
+            full.append(task_metric(metric, model(batch["clean"]), batch).float().cpu())
+            values.append(masked_metric(model, graph, batch, donor, unique.to(device), metric).float().cpu())
+    per_mask = torch.cat(values, 1)[inverse].numpy().astype(np.float64)  # [1 + masks, n]
+    full_np = torch.cat(full).numpy().astype(np.float64)
+    empty_np = per_mask[0]
+    n = full_np.shape[0]
+    fams = list(families) if families is not None else ["all"] * n
+    rng = np.random.default_rng(seed)
+    # Bootstrap resamples of the prompts as weights (counts / n): a resample mean is `values @ w`.
+    counts = rng.multinomial(n, np.full(n, 1 / n), size=n_boot).T / n if n_boot > 0 else None  # [n, B]
+
+    curves: dict[str, Curve] = {}
+    row = 1
+    for label, score_list in draws.items():
+        d, nf = len(score_list), len(fractions)
+        m_c = per_mask[row : row + d * nf].reshape(d, nf, n)
+        row += d * nf
+        f = _faithfulness(m_c.mean(-1), full_np.mean(), empty_np.mean()).mean(0)
+        ci = (float("nan"), float("nan"))
+        if counts is not None:
+            fb = _faithfulness(m_c @ counts, full_np @ counts, empty_np @ counts).mean(0)  # [nf, B]
+            areas = _trapezoid(fb.T, np.asarray(fractions))
+            ci = tuple(float(x) for x in np.nanpercentile(areas, [2.5, 97.5]))
+        own = _faithfulness(m_c, full_np, empty_np)  # each prompt against its own gap
+        per_prompt = _trapezoid(own.mean(0).T, np.asarray(fractions))
+        family_cpr = {}
+        for fam in dict.fromkeys(fams):
+            idx = [i for i, x in enumerate(fams) if x == fam]
+            ff = _faithfulness(m_c[:, :, idx].mean(-1), full_np[idx].mean(), empty_np[idx].mean()).mean(0)
+            family_cpr[fam] = cpr(fractions, ff)
+        curves[label] = Curve(
+            label=label,
+            fractions=fractions,
+            ks=ks_of[label],
+            n_ranked=len(order),
+            faithfulness=[float(x) for x in f],
+            cpr=cpr(fractions, f),
+            cmd=cmd(fractions, f),
+            cpr_log=cpr_log(fractions, f),
+            cpr_ci=ci,
+            n_draws=d,
+            per_prompt_cpr=[float(x) for x in per_prompt],
+            family_cpr=family_cpr,
+        )
+    return Evaluation(
+        curves=curves,
+        n_prompts=n,
+        clean=float(full_np.mean()),
+        empty=float(empty_np.mean()),
+        input_node="kept" if keep_input else "ranked",
+        ablation=ablation,
+        families=fams,
+        prompts=list(prompts) if prompts is not None else [""] * n,
+        clean_per_prompt=[float(x) for x in full_np],
+        empty_per_prompt=[float(x) for x in empty_np],
+    )
+
+
+# --- plots ----------------------------------------------------------------------------------------
+def plot_curves(evaluation: Evaluation, path: str | Path, title: str = "") -> Path:
+    """Faithfulness against circuit size (log x), one line per ranking, CPR in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dfa.io import atomic_write
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for curve in evaluation.curves.values():
+        style = "--" if curve.label.startswith("random") else "-"
+        lo, hi = curve.cpr_ci
+        label = f"{curve.label}: CPR {curve.cpr:.3f} [{lo:.3f}, {hi:.3f}], CMD {curve.cmd:.3f}"
+        ax.plot(curve.fractions, curve.faithfulness, style, marker="o", ms=3, label=label)
+    ax.set_xscale("log")
+    ax.axhline(1.0, color="grey", lw=0.6)
+    ax.axhline(0.0, color="grey", lw=0.6)
+    ax.set_xlabel("circuit size (fraction of ranked nodes)")
+    ax.set_ylabel("faithfulness f(C)")
+    note = f"input node {evaluation.input_node}, {evaluation.ablation}, {evaluation.n_prompts} prompts"
+    ax.set_title(f"{title}\n{note}" if title else note, fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    finally:
+        plt.close(fig)

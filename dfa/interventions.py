@@ -1,0 +1,205 @@
+"""Hard and soft node masks as forward hooks: patching, mean or zero ablation, many masks per pass.
+
+Semantics (DESIGN.md): the model runs on the clean prompt; node `j` outputs
+`m_j * out_j + (1 - m_j) * donor_j`, where `out_j` is what the node computes from whatever
+reaches it and `donor_j` is its output on the paired corrupt prompt (patching), its mean output
+(mean ablation) or 0 (zero ablation). `m_j = 1` keeps the node, `m_j = 0` ablates it. Written
+this way (not `donor + m * (out - donor)`) a mask of 1 returns `out` bit for bit and a mask of
+0 returns `donor` bit for bit.
+
+Several masks run in one forward pass: the clean batch is repeated once per mask along the batch
+axis, and each hook reshapes its activation to `[n_masks, batch, ...]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float
+
+from dfa.errors import DfaError
+from dfa.graph import NodeGraph
+from dfa.metrics import task_metric
+from dfa.tasks.base import Metric
+
+Ablation = Literal["patching", "mean", "zero"]
+ABLATIONS: tuple[Ablation, ...] = ("patching", "mean", "zero")
+Hook = tuple[str, Callable[[torch.Tensor, Any], torch.Tensor]]
+
+# Activations are cached per hook name as registered (TransformerLens 4 passes the canonical
+# name in `hook.name`, e.g. `blocks.0.attn.o.hook_in` for `blocks.0.attn.hook_z`).
+Cache = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class HookSlots:
+    """The nodes one hook carries: their indices in the graph, and whether they are heads
+    (axis 2 of `hook_z`) or a whole activation."""
+
+    hook: str
+    indices: torch.Tensor  # long [n_nodes_at_hook]
+    heads: bool
+
+
+def hook_slots(graph: NodeGraph) -> list[HookSlots]:
+    """Per distinct hook (in node order) the graph nodes it carries."""
+    out = []
+    for hook in graph.hooks:
+        nodes = [n for n in graph if n.hook == hook]
+        out.append(HookSlots(hook, torch.tensor([n.index for n in nodes]), nodes[0].kind == "head"))
+    return out
+
+
+def check_ablation(ablation: str) -> Ablation:
+    if ablation not in ABLATIONS:
+        raise DfaError(f"Unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)}.")
+    return ablation  # type: ignore[return-value]
+
+
+def model_device(model: Any) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # a parameter-free test model
+        return torch.device("cpu")
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def capture(model: Any, tokens: torch.Tensor, hooks: Sequence[str]) -> tuple[torch.Tensor, Cache]:
+    """One forward pass without gradients; the logits and the activations at `hooks`."""
+    cache: Cache = {}
+
+    def keep(name: str):
+        def fn(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            cache[name] = act.detach()
+            return act
+
+        return fn
+
+    with torch.no_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(h, keep(h)) for h in hooks])
+    return logits, cache
+
+
+def real_positions(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`[batch, pos]` True where a prompt has a token (right padding after `last` is False)."""
+    width = batch["clean"].shape[1]
+    return torch.arange(width, device=batch["last"].device)[None, :] <= batch["last"][:, None]
+
+
+def mean_activations(model: Any, graph: NodeGraph, batches: Sequence[dict[str, torch.Tensor]]) -> Cache:
+    """Each node's output averaged over every real token position of the clean prompts of
+    `batches` (one vector per node, the same at every position): the donor of mean ablation."""
+    sums: Cache = {}
+    count = 0
+    device = model_device(model)
+    for batch in batches:
+        batch = to_device(batch, device)
+        _, acts = capture(model, batch["clean"], graph.hooks)
+        real = real_positions(batch)
+        count += int(real.sum())
+        for hook, act in acts.items():
+            total = act[real].double().sum(0)
+            sums[hook] = sums[hook] + total if hook in sums else total
+    if count == 0:
+        raise DfaError("Mean ablation needs at least one prompt to average over.")
+    return {hook: (s / count).float()[None, None] for hook, s in sums.items()}
+
+
+def donor_activations(
+    model: Any,
+    graph: NodeGraph,
+    batch: dict[str, torch.Tensor],
+    ablation: Ablation,
+    means: Cache | None = None,
+) -> Cache:
+    """What an ablated node outputs on this batch: its activations on the corrupt prompts
+    (patching, one pass cached for every mask), `means` (mean ablation; computed from this
+    batch's clean prompts when not given), or zeros (zero ablation)."""
+    ablation = check_ablation(ablation)
+    if ablation == "patching":
+        return capture(model, batch["corrupt"], graph.hooks)[1]
+    if ablation == "mean":
+        return means if means is not None else mean_activations(model, graph, [batch])
+    return {}  # zero ablation: an empty cache means 0 at every hook
+
+
+def _mask_hook(slots: HookSlots, masks: torch.Tensor, donor: torch.Tensor | None, hard: bool):
+    n_masks = masks.shape[0]
+    m = masks[:, slots.indices.to(masks.device)]  # [n_masks, n_nodes_at_hook]
+    skip = not masks.requires_grad and bool((m == 1).all())
+
+    def fn(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        if skip:
+            return act
+        a = act.reshape(n_masks, act.shape[0] // n_masks, *act.shape[1:])
+        # [n_masks, batch, pos, n_heads, d_head] for heads; [n_masks, batch, pos, d] otherwise.
+        w = (
+            m.to(act.dtype).view(n_masks, 1, 1, -1, 1)
+            if slots.heads
+            else m.to(act.dtype).view(n_masks, 1, 1, 1)
+        )
+        d = torch.zeros((), dtype=act.dtype, device=act.device) if donor is None else donor.to(act.dtype)
+        out = torch.where(w > 0.5, a, d) if hard else w * a + (1 - w) * d
+        return out.reshape(act.shape)
+
+    return fn
+
+
+def mask_hooks(graph: NodeGraph, masks: torch.Tensor, donor: Cache, hard: bool = False) -> list[Hook]:
+    """Forward hooks applying `masks` `[n_masks, n_nodes]` (graph order) to a batch repeated
+    `n_masks` times. `hard`: a node is kept where its mask is above 0.5 and ablated elsewhere."""
+    if masks.ndim != 2 or masks.shape[1] != len(graph):
+        raise DfaError(f"Masks must be [n_masks, {len(graph)}] for this graph, got {list(masks.shape)}.")
+    return [(s.hook, _mask_hook(s, masks, donor.get(s.hook), hard)) for s in hook_slots(graph)]
+
+
+def run_masked(
+    model: Any,
+    graph: NodeGraph,
+    tokens: torch.Tensor,
+    donor: Cache,
+    masks: Float[torch.Tensor, "n_masks n_nodes"] | Float[torch.Tensor, " n_nodes"],
+    hard: bool = False,
+) -> torch.Tensor:
+    """Logits `[n_masks, batch, pos, vocab]` (`[batch, pos, vocab]` for one 1-d mask) of the
+    clean `tokens` under each mask. Gradients flow to `masks` when they require them."""
+    single = masks.ndim == 1
+    masks = masks[None] if single else masks
+    n = masks.shape[0]
+    repeated = tokens.repeat(n, 1) if n > 1 else tokens
+    logits = model.run_with_hooks(repeated, fwd_hooks=mask_hooks(graph, masks, donor, hard))
+    logits = logits.view(n, tokens.shape[0], *logits.shape[1:])
+    return logits[0] if single else logits
+
+
+def masked_metric(
+    model: Any,
+    graph: NodeGraph,
+    batch: dict[str, torch.Tensor],
+    donor: Cache,
+    masks: Float[torch.Tensor, "n_masks n_nodes"],
+    metric: Metric,
+    hard: bool = True,
+    max_rows: int | None = None,
+) -> Float[torch.Tensor, "n_masks batch"]:
+    """The task metric of every prompt under every mask, running `max_rows` prompt copies per
+    pass at most (default: all masks at once, or fewer when the logits would pass ~2^28 values)."""
+    b, width = batch["clean"].shape
+    if max_rows is None:
+        vocab = int(getattr(getattr(model, "cfg", None), "d_vocab", 0) or 50_000)
+        max_rows = max(b, (1 << 28) // max(1, width * vocab))
+    per_pass = max(1, max_rows // b)
+    rows = []
+    for start in range(0, masks.shape[0], per_pass):
+        chunk = masks[start : start + per_pass]
+        logits = run_masked(model, graph, batch["clean"], donor, chunk, hard)
+        flat = logits.reshape(-1, *logits.shape[2:])
+        rep = {k: v.repeat(chunk.shape[0], *([1] * (v.ndim - 1))) for k, v in batch.items()}
+        rows.append(task_metric(metric, flat, rep).view(chunk.shape[0], b))
+    return torch.cat(rows)
