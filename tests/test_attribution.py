@@ -1,0 +1,128 @@
+"""Attribution methods against each other and against their definitions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dfa.attribution import METHODS, attribute
+from dfa.errors import DfaError
+from dfa.graph import NodeGraph
+from dfa.interventions import donor_activations, run_masked
+from dfa.metrics import task_metric
+from tests.micro import LinearMicro, micro_batch
+
+VOCAB = 18
+
+
+def _batches():
+    return [micro_batch(n=4, pos=6, vocab=VOCAB, seed=s) for s in (0, 1)]
+
+
+def _mask_gradient(model, graph, batches, at: float = 1.0):
+    """d mean-metric / d mask at a uniform mask, summed over batches (the definition of EAP)."""
+    total, n = torch.zeros(len(graph), dtype=torch.float64), 0
+    for batch in batches:
+        donor = donor_activations(model, graph, batch, "patching")
+        mask = torch.full((len(graph),), at, requires_grad=True)
+        task_metric(
+            "logit_diff", run_masked(model, graph, batch["clean"], donor, mask), batch
+        ).sum().backward()
+        total += mask.grad.double()
+        n += batch["clean"].shape[0]
+    return (total / n).float()
+
+
+def test_eap_is_the_mask_gradient_at_one(tiny_model):
+    g = NodeGraph.from_model(tiny_model)
+    eap = attribute(tiny_model, g, _batches(), "logit_diff", "eap")
+    torch.testing.assert_close(eap, _mask_gradient(tiny_model, g, _batches()), rtol=1e-4, atol=1e-5)
+    assert (eap != 0).all()
+
+
+def test_one_step_of_either_ig_is_eap(tiny_model):
+    g = NodeGraph.from_model(tiny_model)
+    eap = attribute(tiny_model, g, _batches(), "logit_diff", "eap")
+    for method in ("eap-ig-inputs", "eap-ig-activations"):
+        ig = attribute(tiny_model, g, _batches(), "logit_diff", method, ig_steps=1)
+        torch.testing.assert_close(ig, eap, rtol=1e-4, atol=1e-5)
+
+
+def test_ig_over_inputs_is_closer_to_exact_than_eap_on_a_trained_model():
+    """The reason for integrating: on a real (trained, non-linear) model the first-order
+    estimate is off, and five steps over the inputs bring it much closer to exact patching
+    (measured: relative error 0.43 -> 0.13 on this sample)."""
+    from dfa.attribution import make_batches
+    from dfa.models import load_model
+    from dfa.tasks import make_dataset
+
+    model = load_model("toy-gpt2-s", device="cpu")
+    g = NodeGraph.from_model(model)
+    data = make_dataset("ioi", model, 16, "val")
+    batches = make_batches(data.examples, model, 16)
+    exact = attribute(model, g, batches, data.metric, "exact")[1:]
+
+    def error(method: str) -> float:
+        return (
+            (attribute(model, g, batches, data.metric, method, ig_steps=5)[1:] - exact).norm() / exact.norm()
+        ).item()
+
+    assert error("eap-ig-inputs") < 0.5 * error("eap")
+
+
+def test_ig_over_activations_is_complete(tiny_model):
+    """Integrated gradients along the mask path add up to metric(clean) - metric(all ablated)."""
+    g = NodeGraph.from_model(tiny_model)
+    batches = _batches()
+    ig = attribute(tiny_model, g, batches, "logit_diff", "eap-ig-activations", ig_steps=64)
+    with torch.no_grad():
+        gap = torch.cat(
+            [
+                task_metric("logit_diff", tiny_model(b["clean"]), b)
+                - task_metric("logit_diff", tiny_model(b["corrupt"]), b)
+                for b in batches
+            ]
+        ).mean()
+    assert abs(ig.sum().item() - gap.item()) <= 0.02 * abs(gap.item())
+
+
+def test_exact_is_one_patched_run_per_node(tiny_model):
+    g = NodeGraph.from_model(tiny_model)
+    batches = _batches()
+    exact = attribute(tiny_model, g, batches, "logit_diff", "exact")
+    node = g["a1.h2"]
+    drops = []
+    for b in batches:
+        donor = donor_activations(tiny_model, g, b, "patching")
+        mask = torch.ones(len(g))
+        mask[node.index] = 0
+        with torch.no_grad():
+            full = task_metric("logit_diff", tiny_model(b["clean"]), b)
+            patched = task_metric("logit_diff", run_masked(tiny_model, g, b["clean"], donor, mask), b)
+        drops.append(full - patched)
+    torch.testing.assert_close(exact[node.index], torch.cat(drops).mean(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("ablation", ["patching", "mean", "zero"])
+def test_on_a_linear_model_every_method_is_exact(ablation):
+    """Node effects are linear, so the first-order estimate is exact and integrating over the
+    inputs changes nothing. (IG over the mask path is not: the output is multilinear in the
+    masks, so it shares interaction credit, as its completeness test shows.)"""
+    model = LinearMicro()
+    g = NodeGraph.from_model(model)
+    batches = [micro_batch(n=5, pos=4, vocab=6, seed=s) for s in (0, 1)]
+    exact = attribute(model, g, batches, "logit_diff", "exact", ablation)
+    assert exact.abs().max() > 1  # the micro-model's nodes matter
+    for method in ("eap", "eap-ig-inputs"):
+        scores = attribute(model, g, batches, "logit_diff", method, ablation, ig_steps=3)
+        torch.testing.assert_close(scores, exact, rtol=1e-5, atol=1e-5, msg=f"{method} != exact")
+
+
+def test_unknown_method_and_bad_steps_are_refused(tiny_model):
+    g = NodeGraph.from_model(tiny_model)
+    with pytest.raises(
+        DfaError, match="Unknown attribution method 'acdc'; choose one of " + ", ".join(METHODS)
+    ):
+        attribute(tiny_model, g, _batches(), "logit_diff", "acdc")
+    with pytest.raises(DfaError, match="--ig-steps must be at least 1, got 0"):
+        attribute(tiny_model, g, _batches(), "logit_diff", "eap-ig-inputs", ig_steps=0)

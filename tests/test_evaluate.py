@@ -1,0 +1,125 @@
+"""Circuit evaluation: areas on hand-made curves, circuit sizes, faithfulness from masked runs,
+intervals, overlap and plots."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dfa.evaluate import (
+    FRACTIONS,
+    circuit_masks,
+    circuit_size,
+    cmd,
+    cpr,
+    cpr_log,
+    evaluate_circuits,
+    overlap,
+    plot_curves,
+    random_scores,
+)
+from dfa.graph import NodeGraph
+from dfa.interventions import donor_activations, run_masked
+from dfa.metrics import task_metric
+from tests.micro import micro_batch
+
+
+def test_areas_of_hand_made_curves():
+    step = [0.0] * 8 + [0.0, 1.0]  # f = 0 up to 50%, 1 at 100%: the input-ablated artifact
+    assert cpr(FRACTIONS, step) == pytest.approx(0.25)
+    assert cmd(FRACTIONS, step) == pytest.approx(0.999 - 0.25)
+    perfect = [1.0] * 10
+    assert cpr(FRACTIONS, perfect) == pytest.approx(0.999)
+    assert cmd(FRACTIONS, perfect) == 0
+    assert cpr_log(FRACTIONS, perfect) == pytest.approx(1.0)
+    # log-x: f = 1 from 1% on covers two of the three decades, plus half the 0.5% -> 1% step
+    late = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert cpr_log(FRACTIONS, late) == pytest.approx((2 + 0.5 * 0.30103) / 3, abs=1e-4)
+    over = [0.0] * 5 + [2.0] * 4 + [1.0]  # overshooting counts in CMD both ways
+    assert cmd(FRACTIONS, over) > cmd(FRACTIONS, [0.0] * 5 + [1.0] * 5)
+
+
+def test_circuit_sizes_follow_mib():
+    assert [circuit_size(f, 52) for f in FRACTIONS] == [0, 0, 0, 0, 1, 2, 5, 10, 26, 52]
+    assert circuit_size(0.29, 100) == 29  # not 28 from 0.29 * 100 = 28.999...
+
+
+def test_circuit_masks_keep_input_and_unscored_nodes_and_rank_by_abs():
+    g = NodeGraph(1, 3)  # input, a0.h0, a0.h1, a0.h2, m0
+    scores = torch.tensor([9.0, 0.5, -3.0, float("nan"), 1.0])
+    masks, ks = circuit_masks(scores, g, [0.34, 0.67, 1.0])
+    assert ks == [1, 2, 3]  # three ranked nodes: a0.h0, a0.h1, m0
+    assert masks.tolist() == [[1, 0, 1, 1, 0], [1, 0, 1, 1, 1], [1, 1, 1, 1, 1]]
+    signed, _ = circuit_masks(scores, g, [0.34], rank="signed")
+    assert signed.tolist() == [[1, 0, 0, 1, 1]]
+    ranked_input, ks = circuit_masks(scores, g, [0.25], keep_input=False)
+    assert ks == [1] and ranked_input.tolist() == [[1, 0, 0, 1, 0]]
+
+
+def test_overlap_of_two_rankings():
+    g = NodeGraph(1, 3)
+    a = torch.tensor([0.0, 4.0, 3.0, 2.0, 1.0])
+    b = torch.tensor([0.0, 4.0, 1.0, 3.0, 2.0])
+    o = overlap(a, b, g, 0.5)
+    assert (o["k"], o["shared"], o["share"], o["nodes"]) == (2, 1, 0.5, ["a0.h0"])
+    assert o["jaccard"] == pytest.approx(1 / 3)
+
+
+def test_curve_points_are_masked_runs_and_the_ends_are_exact(tiny_model):
+    g = NodeGraph.from_model(tiny_model)
+    batches = [micro_batch(n=6, pos=6, vocab=18, seed=s) for s in (0, 1)]
+    scores = random_scores(len(g), 3)
+    fractions = [0.25, 0.5, 1.0]
+    ev = evaluate_circuits(tiny_model, g, batches, "logit_diff", {"r": scores}, fractions, n_boot=200)
+    curve = ev.curves["r"]
+    assert curve.faithfulness[-1] == 1.0  # the whole graph is the clean model, bit for bit
+    masks, ks = circuit_masks(scores, g, fractions)
+    assert ks == [2, 4, 8]  # of 8 ranked nodes: 6 heads and 2 MLPs, the input kept
+    full, empty, mid = [], [], []
+    for b in batches:
+        donor = donor_activations(tiny_model, g, b, "patching")
+        with torch.no_grad():
+            full.append(task_metric("logit_diff", tiny_model(b["clean"]), b))
+            only_input = torch.zeros(len(g))
+            only_input[0] = 1
+            empty.append(
+                task_metric("logit_diff", run_masked(tiny_model, g, b["clean"], donor, only_input), b)
+            )
+            mid.append(task_metric("logit_diff", run_masked(tiny_model, g, b["clean"], donor, masks[1]), b))
+    full, empty, mid = (torch.cat(x).mean().item() for x in (full, empty, mid))
+    assert ev.clean == pytest.approx(full, abs=1e-5) and ev.empty == pytest.approx(empty, abs=1e-5)
+    assert curve.faithfulness[1] == pytest.approx((mid - empty) / (full - empty), rel=1e-4)
+    assert curve.cpr == pytest.approx(cpr(fractions, curve.faithfulness))
+    lo, hi = curve.cpr_ci
+    assert lo <= curve.cpr <= hi and lo < hi
+
+
+def test_random_baseline_averages_its_draws(tiny_model):
+    g = NodeGraph.from_model(tiny_model)
+    batches = [micro_batch(n=6, pos=6, vocab=18, seed=0)]
+    draws = [random_scores(len(g), s) for s in range(3)]
+    ev = evaluate_circuits(
+        tiny_model,
+        g,
+        batches,
+        "logit_diff",
+        {"random": draws, **{f"d{i}": d for i, d in enumerate(draws)}},
+        n_boot=0,
+    )
+    mean = torch.tensor([ev.curves[f"d{i}"].faithfulness for i in range(3)]).mean(0)
+    torch.testing.assert_close(torch.tensor(ev.curves["random"].faithfulness), mean, rtol=1e-6, atol=1e-9)
+    assert ev.curves["random"].n_draws == 3
+
+
+def test_plot_is_a_png(tmp_path, tiny_model):
+    g = NodeGraph.from_model(tiny_model)
+    ev = evaluate_circuits(
+        tiny_model,
+        g,
+        [micro_batch(n=4, pos=5, vocab=18)],
+        "logit_diff",
+        {"r": random_scores(len(g), 0)},
+        n_boot=10,
+    )
+    path = plot_curves(ev, tmp_path / "curves.png", "tiny")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,112 @@
+"""Node scores on disk: round trips, EAP-IG/MIB files, bad files, and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from dfa.graph import NodeGraph
+from dfa.io import atomic_write
+from dfa.scores import NodeScores, ScoresError
+
+META = {
+    "model": "toy-gpt2-s",
+    "task": "ioi",
+    "method": "exact",
+    "n_prompts": 3,
+    "cfg": {"n_layers": 2, "n_heads": 2},
+}
+
+
+def _scores() -> NodeScores:
+    g = NodeGraph(2, 2)
+    return NodeScores(g.names, torch.tensor([0.5, -1.25, 2.0, 0.0, 3.5, 1e-7, -2.0]), META)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".safetensors"])
+def test_round_trip(tmp_path, suffix):
+    s = _scores()
+    back = NodeScores.load(s.save(tmp_path / f"scores{suffix}"))
+    assert back.names == s.names
+    assert torch.equal(back.scores, s.scores)
+    assert back.meta["model"] == "toy-gpt2-s" and back.meta["n_prompts"] == 3
+
+
+def test_importances_json_is_the_eap_ig_node_format(tmp_path):
+    data = json.loads(_scores().save(tmp_path / "s.json").read_text())
+    assert data["cfg"] == {"n_layers": 2, "n_heads": 2}
+    assert data["nodes"]["a0.h1"] == {"in_graph": True, "score": 2.0}
+    assert data["edges"] == {}
+
+
+def test_an_eap_ig_file_loads_with_unscored_nodes_kept(tmp_path):
+    """MIB writes a `logits` node and may leave nodes unscored; those are NaN, kept always."""
+    mib = {
+        "cfg": {"n_layers": 1, "n_heads": 2, "parallel_attn_mlp": False, "d_model": 8},
+        "nodes": {
+            "input": {"in_graph": True, "score": None},
+            "a0.h0": {"in_graph": True, "score": 0.75},
+            "a0.h1": {"in_graph": False, "score": -0.5},
+            "m0": {"in_graph": True, "score": float("nan")},
+            "logits": {"in_graph": True},
+        },
+        "edges": {"input->a0.h0<q>": {"score": 0.1, "in_graph": True}},
+    }
+    path = tmp_path / "mib.json"
+    path.write_text(json.dumps(mib))
+    s = NodeScores.load(path)
+    assert s.names == ["input", "a0.h0", "a0.h1", "m0"]
+    aligned = s.for_graph(NodeGraph(1, 2))
+    assert math.isnan(aligned[0]) and math.isnan(aligned[3])
+    assert aligned[1:3].tolist() == [0.75, -0.5]
+
+
+def test_bad_files_get_clear_errors(tmp_path):
+    edges_only = tmp_path / "edges.json"
+    edges_only.write_text(
+        json.dumps({"cfg": {}, "nodes": {"input": True, "m0": True}, "edges": {"input->m0": {"score": 1}}})
+    )
+    with pytest.raises(ScoresError, match="holds edge scores only: dfa ranks nodes"):
+        NodeScores.load(edges_only)
+    cut = tmp_path / "cut.json"
+    cut.write_text(_scores().save(tmp_path / "whole.json").read_text()[:50])
+    with pytest.raises(ScoresError, match="is not valid JSON .*was it cut short"):
+        NodeScores.load(cut)
+    foreign = tmp_path / "foreign.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.ones(2)}, str(foreign))
+    with pytest.raises(ScoresError, match="is not a dfa scores file"):
+        NodeScores.load(foreign)
+    with pytest.raises(ScoresError, match="No scores file at .*dfa attribute"):
+        NodeScores.load(tmp_path / "missing.json")
+    with pytest.raises(ScoresError, match=r"not 'scores.pt'"):
+        _scores().save(tmp_path / "scores.pt")
+    bad_name = tmp_path / "bad.json"
+    bad_name.write_text(json.dumps({"nodes": {"head7": {"score": 1.0}}}))
+    with pytest.raises(ScoresError, match="'head7' is not a node name"):
+        NodeScores.load(bad_name)
+
+
+def test_scores_of_another_model_are_refused():
+    with pytest.raises(
+        ScoresError, match=r"from toy-gpt2-s\) name nodes this model does not have: a0.h1, a1.h0, a1.h1, m1; this model has 1 layers x 1 heads"
+    ):
+        _scores().for_graph(NodeGraph(1, 1))
+
+
+def test_an_interrupted_write_leaves_the_old_file(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text("old")
+
+    def fail(tmp):
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, fail)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
