@@ -4,6 +4,7 @@ model, score its nodes, evaluate circuits from scores against random rankings.""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,3 +137,89 @@ def evaluate_scores(
         prompts.texts,
         progress,
     )
+
+
+def compare_methods(
+    model: Any,
+    task: str,
+    methods: Sequence[str] = ("exact", "eap-ig-inputs"),
+    n_attr: int = 100,
+    n_eval: int = DEFAULT_PROMPTS,
+    ig_steps: int = 5,
+    n_random: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Score `model` on `task`'s train split with each method and evaluate every ranking, and
+    `n_random` random ones, on the same test prompts: one cell of the methods table."""
+    scores = {m: score_nodes(model, task, m, "train", n_attr, seed, ig_steps=ig_steps) for m in methods}
+    ev = evaluate_scores(model, task, scores, "test", n_eval, seed, n_random=n_random)
+    return {
+        "model": model_name(model),
+        "task": task,
+        "n_attr": scores[methods[0]].meta["n_prompts"],
+        "seconds": {m: s.meta["seconds"] for m, s in scores.items()},
+        **ev.to_json(),
+    }
+
+
+def _cell(result: dict[str, Any], label: str) -> str:
+    c = result["curves"][label]
+    return f"{c['cpr']:.3f} [{c['cpr_ci'][0]:.2f}, {c['cpr_ci'][1]:.2f}]"
+
+
+def markdown_table(results: list[dict[str, Any]], methods: Sequence[str]) -> str:
+    """Rows of model x task: each method's CPR [95% CI], random's, and each method's margin."""
+    head = ["model", "task", *methods, "random", *[f"{m} - random" for m in methods]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        rand = r["curves"]["random"]["cpr"]
+        margins = [f"{r['curves'][m]['cpr'] - rand:+.3f}" for m in methods]
+        cells = [r["model"], r["task"], *[_cell(r, m) for m in methods], _cell(r, "random"), *margins]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def table_main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import json
+    from pathlib import Path
+
+    from dfa.io import write_json
+    from dfa.models import load_model
+    from dfa.tasks import TASKS
+    from dfa.zoo.spec import TOY_SPECS
+
+    p = argparse.ArgumentParser(
+        description="CPR of exact and EAP-IG circuits against random, per model and task."
+    )
+    p.add_argument("--models", nargs="+", default=list(TOY_SPECS))
+    p.add_argument("--tasks", nargs="+", default=list(TASKS))
+    p.add_argument("--methods", nargs="+", default=["exact", "eap-ig-inputs"])
+    p.add_argument("--n-attr", type=int, default=100, help="train prompts to score on (default 100)")
+    p.add_argument("--n-eval", type=int, default=DEFAULT_PROMPTS, help="test prompts (default 200)")
+    p.add_argument("--out", default="results/circuits_toy.json")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    done: list[dict[str, Any]] = json.loads(out.read_text())["results"] if out.is_file() else []
+    have = {(r["model"], r["task"]) for r in done}
+    for name in args.models:
+        todo = [t for t in args.tasks if (name, t) not in have]
+        if not todo:
+            continue
+        model = load_model(name)
+        for task in todo:
+            start = time.perf_counter()
+            done.append(compare_methods(model, task, args.methods, args.n_attr, args.n_eval))
+            r = done[-1]
+            print(
+                f"{name} {task}: "
+                + ", ".join(f"{m} {r['curves'][m]['cpr']:.3f}" for m in [*args.methods, "random"])
+                + f" ({time.perf_counter() - start:.0f}s)",
+                flush=True,
+            )
+            write_json(
+                out, {"methods": args.methods, "input_node": "kept", "ablation": "patching", "results": done}
+            )
+    wanted = [r for r in done if r["model"] in args.models and r["task"] in args.tasks]
+    print(markdown_table(wanted, args.methods))
+    return 0

@@ -1,0 +1,140 @@
+"""Speed of attribution and circuit evaluation against the plain passes they are made of.
+
+Two ratios (targets: at most 1.3 each):
+- EAP-IG-inputs with k steps on a batch, against k plain forward+backward passes of the same
+  batch (gradient to the input embeddings only, as the model is frozen);
+- one faithfulness curve (every distinct circuit stacked along the batch, with the corrupt
+  activations cached), against the plain forward passes it needs: clean, corrupt, and one per
+  distinct circuit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from dfa.attribution import attribute, make_batches
+from dfa.evaluate import FRACTIONS, circuit_masks, evaluate_circuits, random_scores
+from dfa.graph import INPUT_HOOK, NodeGraph
+from dfa.metrics import task_metric
+from dfa.tasks import make_dataset
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """Median wall time of `repeats` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def plain_forward_backward(model: Any, batch: dict[str, torch.Tensor], metric: str) -> None:
+    """The cheapest pass that yields gradients on a frozen model: the metric's gradient to
+    the input embeddings."""
+
+    def leaf(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        return act.detach().requires_grad_(True)
+
+    with torch.enable_grad():
+        logits = model.run_with_hooks(batch["clean"], fwd_hooks=[(INPUT_HOOK, leaf)])
+        task_metric(metric, logits, batch).sum().backward()
+
+
+def run(
+    model_name: str = "gpt2:random",
+    task: str = "ioi",
+    batch_size: int = 8,
+    ig_steps: int = 5,
+    repeats: int = 3,
+    device: str | None = None,
+) -> dict[str, Any]:
+    from dfa.models import load_model
+
+    model = load_model(model_name, device=device)
+    dev = next(model.parameters()).device
+    graph = NodeGraph.from_model(model)
+    data = make_dataset(task, model, batch_size, "test")
+    (batch,) = make_batches(data.examples, model, batch_size)
+    batch = {k: v.to(dev) for k, v in batch.items()}
+    metric = data.metric
+
+    ig = timed(
+        lambda: attribute(model, graph, [batch], metric, "eap-ig-inputs", ig_steps=ig_steps), dev, repeats
+    )
+    fb = timed(lambda: [plain_forward_backward(model, batch, metric) for _ in range(ig_steps)], dev, repeats)
+
+    scores = random_scores(len(graph), 0)
+    masks, _ = circuit_masks(scores, graph, FRACTIONS)
+    empty = torch.zeros(1, len(graph))
+    empty[0, 0] = 1
+    n_circuits = int(torch.unique(torch.cat([empty, masks]), dim=0).shape[0])
+    curve = timed(
+        lambda: evaluate_circuits(model, graph, [batch], metric, {"r": scores}, n_boot=0), dev, repeats
+    )
+
+    def forwards() -> None:
+        with torch.no_grad():
+            model(batch["clean"])
+            model(batch["corrupt"])
+            model(batch["clean"].repeat(n_circuits, 1))
+
+    fw = timed(forwards, dev, repeats)
+    return {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_threads": torch.get_num_threads(),
+            "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
+            "torch": torch.__version__,
+        },
+        "model": model_name,
+        "nodes": len(graph),
+        "task": task,
+        "batch": batch_size,
+        "positions": int(batch["clean"].shape[1]),
+        "eap_ig_inputs": {
+            "steps": ig_steps,
+            "seconds": round(ig, 4),
+            "plain_forward_backward_x_steps_seconds": round(fb, 4),
+            "ratio": round(ig / fb, 3),
+        },
+        "faithfulness_curve": {
+            "fractions": len(FRACTIONS),
+            "distinct_circuits": n_circuits,
+            "seconds": round(curve, 4),
+            "plain_forwards_seconds": round(fw, 4),
+            "ratio": round(curve / fw, 3),
+        },
+        "target_ratio": 1.3,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="gpt2:random", help="model name (default gpt2:random: CPU, offline)")
+    p.add_argument("--task", default="ioi")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--ig-steps", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    args = p.parse_args(argv)
+    result = run(args.model, args.task, args.batch_size, args.ig_steps, args.repeats, args.device)
+    print(json.dumps(result, indent=2))
+    return 0
