@@ -52,9 +52,16 @@ class NodeScores:
     def for_graph(self, graph: NodeGraph, what: str = "these scores") -> torch.Tensor:
         """The scores in `graph`'s node order. Nodes of the graph the file does not name are
         unscored (NaN); a name the graph does not have is an error naming both."""
+        model = self.meta.get("model", "another model")
+        cfg = self.meta.get("cfg") or {}
+        shape = (cfg.get("n_layers"), cfg.get("n_heads"))
+        if None not in shape and shape != (graph.n_layers, graph.n_heads):
+            raise ScoresError(
+                f"{what} are for a model of {shape[0]} layers x {shape[1]} heads ({model}); this model "
+                f"has {graph.n_layers} layers x {graph.n_heads} heads. Score the model you evaluate."
+            )
         extra = [n for n in self.names if n not in graph]
         if extra:
-            model = self.meta.get("model", "another model")
             raise ScoresError(
                 f"{what} (from {model}) name nodes this model does not have: {', '.join(extra[:5])}"
                 f"{' ...' if len(extra) > 5 else ''}; this model has {graph.n_layers} layers x "

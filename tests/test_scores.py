@@ -93,9 +93,16 @@ def test_bad_files_get_clear_errors(tmp_path):
 
 def test_scores_of_another_model_are_refused():
     with pytest.raises(
-        ScoresError, match=r"from toy-gpt2-s\) name nodes this model does not have: a0.h1, a1.h0, a1.h1, m1; this model has 1 layers x 1 heads"
+        ScoresError,
+        match=r"are for a model of 2 layers x 2 heads \(toy-gpt2-s\); this model has 3 layers x 4",
     ):
-        _scores().for_graph(NodeGraph(1, 1))
+        _scores().for_graph(NodeGraph(3, 4))  # a superset of the names: still another model
+    no_cfg = NodeScores(_scores().names, _scores().scores, {"model": "toy-gpt2-s"})
+    with pytest.raises(
+        ScoresError,
+        match=r"from toy-gpt2-s\) name nodes this model does not have: a0.h1, a1.h0, a1.h1, m1; this model has 1 layers x 1 heads",
+    ):
+        no_cfg.for_graph(NodeGraph(1, 1))
 
 
 def test_an_interrupted_write_leaves_the_old_file(tmp_path):
