@@ -248,15 +248,17 @@ def evaluate_circuits(
     if sorted(fractions) != fractions or not fractions or fractions[0] <= 0 or fractions[-1] > 1:
         raise DfaError(f"Circuit fractions must rise within (0, 1], got {fractions}.")
     draws = {k: [v] if isinstance(v, torch.Tensor) else list(v) for k, v in rankings.items()}
-    blocks, ks_of = [], {}
+    blocks, ks_of, ranked_of = [], {}, {}
     for label, score_list in draws.items():
         for scores in score_list:
             masks, ks = circuit_masks(scores, graph, fractions, keep_input, rank)
             blocks.append(masks)
             ks_of[label] = ks
-    always, order = ranking(next(iter(draws.values()))[0], graph, keep_input, rank)
+            ranked_of[label] = len(ranking(scores, graph, keep_input, rank)[1])
+    # The empty circuit, one for every ranking: nothing but the input node (when it is kept).
     empty_mask = torch.zeros(1, len(graph))
-    empty_mask[0, always] = 1
+    if keep_input and graph.include_input:
+        empty_mask[0, 0] = 1
     stacked = torch.cat([empty_mask, *blocks])
     unique, inverse = torch.unique(stacked, dim=0, return_inverse=True)
 
@@ -300,7 +302,7 @@ def evaluate_circuits(
             label=label,
             fractions=fractions,
             ks=ks_of[label],
-            n_ranked=len(order),
+            n_ranked=ranked_of[label],
             faithfulness=[float(x) for x in f],
             cpr=cpr(fractions, f),
             cmd=cmd(fractions, f),
