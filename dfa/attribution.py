@@ -115,7 +115,7 @@ def score_eap_ig_inputs(model, graph, batch, metric, donor, steps: int = 5) -> t
         n = len(chunk)
 
         def interpolate(act: torch.Tensor, chunk=chunk, n=n) -> torch.Tensor:
-            a = act.view(n, b, *act.shape[1:])
+            a = act.reshape(n, b, *act.shape[1:])
             w = chunk.to(act.device, act.dtype).view(n, 1, 1, 1)
             d = _donor_like(donor, INPUT_HOOK, act)
             # (1 - a) * donor + a * clean: exactly the clean embeddings at alpha = 1.
