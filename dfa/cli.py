@@ -261,7 +261,8 @@ def _print_cards(cards: list[dict], root: Path) -> None:
         for c in cards:
             t = c["test"]["tasks"][task]
             flag = " " if t["passes"] else "!"
-            cells.append(f"{t['accuracy']:.2f} {t['clean']:>6.2f} {t['corrupt_share']:>5.0%}{flag}")
+            share = "  n/a" if t["corrupt_share"] is None else f"{t['corrupt_share']:>5.0%}"
+            cells.append(f"{t['accuracy']:.2f} {t['clean']:>6.2f} {share}{flag}")
         print(f"  {task:<16}" + "".join(f"{cell:>22}" for cell in cells))
     n = {c["test"]["tasks"][t]["n"] for c in cards for t in tasks}
     print(f"  pairs per task: {min(n)} to {max(n)}; '!' marks a task below the bar")

@@ -117,3 +117,21 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path):
         atomic_write(path, fail)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_json_reports_are_strict_json(tmp_path):
+    """NaN and infinities (a CI of an undefined curve, a card's corrupt share with no positive
+    clean metric) are written as null, which every JSON reader accepts."""
+    from dfa.io import write_json
+
+    def refuse(name):
+        raise ValueError(name)
+
+    path = write_json(
+        tmp_path / "r.json", {"a": float("inf"), "b": [float("nan"), 1.5], "c": {"d": -float("inf")}}
+    )
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "a": None,
+        "b": [None, 1.5],
+        "c": {"d": None},
+    }

@@ -13,6 +13,7 @@ from queue import Empty
 import torch
 
 from dfa.errors import DfaError
+from dfa.io import finite
 from dfa.zoo.card import CARD, MAX_CORRUPT_SHARE, MIN_ACCURACY, TEST_PAIRS, score_tasks
 from dfa.zoo.spec import DEFAULT_SEED, FAMILY_ARCH, ToySpec, ladder_specs, zoo_root
 from dfa.zoo.tokenizer import build_tokenizer
@@ -107,7 +108,8 @@ def build_model(
             "tasks": {name: s.to_json() for name, s in scores.items()},
             "passes": all(s.passes for s in scores.values()),
         }
-        (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n")
+        # Strict JSON: a corrupt share with no positive clean metric to divide by is null.
+        (tmp / CARD).write_text(json.dumps(finite(card), indent=2) + "\n")
         _replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
