@@ -109,7 +109,8 @@ def build_model(
             "passes": all(s.passes for s in scores.values()),
         }
         # Strict JSON: a corrupt share with no positive clean metric to divide by is null.
-        (tmp / CARD).write_text(json.dumps(finite(card), indent=2) + "\n")
+        card = finite(card)
+        (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n")
         _replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
