@@ -16,7 +16,7 @@ the node supports the clean answer; ablating it lowers the metric.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import torch
@@ -27,12 +27,13 @@ from dfa.graph import INPUT_HOOK, NodeGraph
 from dfa.interventions import (
     Ablation,
     Cache,
-    capture,
     check_ablation,
     donor_activations,
+    donor_at,
     hook_slots,
     masked_metric,
     model_device,
+    repeat_batch,
     run_masked,
     to_device,
 )
@@ -41,10 +42,6 @@ from dfa.tasks.base import Metric
 
 Method = Literal["eap", "eap-ig-inputs", "eap-ig-activations", "exact"]
 ROWS_PER_PASS = 512  # prompt copies per forward pass when steps or masks are stacked
-
-
-def _repeat(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
-    return {k: v.repeat(n, *([1] * (v.ndim - 1))) for k, v in batch.items()}
 
 
 def _node_products(graph: NodeGraph, delta: Cache, grads: Cache) -> torch.Tensor:
@@ -91,12 +88,8 @@ def _grad_pass(
     return {h: acts[h].detach() for h in graph.hooks}, out
 
 
-def _donor_like(donor: Cache, hook: str, act: torch.Tensor) -> torch.Tensor:
-    return donor[hook].to(act.dtype) if hook in donor else torch.zeros((), dtype=act.dtype, device=act.device)
-
-
 def _delta(clean: Cache, donor: Cache) -> Cache:
-    return {h: a - _donor_like(donor, h, a) for h, a in clean.items()}
+    return {h: a - donor_at(donor, h, a) for h, a in clean.items()}
 
 
 def score_eap(model, graph, batch, metric, donor, steps: int = 1) -> torch.Tensor:
@@ -117,12 +110,12 @@ def score_eap_ig_inputs(model, graph, batch, metric, donor, steps: int = 5) -> t
         def interpolate(act: torch.Tensor, chunk=chunk, n=n) -> torch.Tensor:
             a = act.reshape(n, b, *act.shape[1:])
             w = chunk.to(act.device, act.dtype).view(n, 1, 1, 1)
-            d = _donor_like(donor, INPUT_HOOK, act)
+            d = donor_at(donor, INPUT_HOOK, act)
             # (1 - a) * donor + a * clean: exactly the clean embeddings at alpha = 1.
             return ((1 - w) * d + w * a).reshape(act.shape)
 
         acts, grads = _grad_pass(
-            model, graph, batch["clean"].repeat(n, 1), _repeat(batch, n), metric, interpolate
+            model, graph, batch["clean"].repeat(n, 1), repeat_batch(batch, n), metric, interpolate
         )
         for h, g in grads.items():
             g = g.view(n, b, *g.shape[1:]).sum(0)
@@ -145,7 +138,7 @@ def score_eap_ig_activations(model, graph, batch, metric, donor, steps: int = 5)
         with torch.enable_grad():
             logits = run_masked(model, graph, batch["clean"], donor, masks)
             flat = logits.reshape(-1, *logits.shape[2:])
-            value = task_metric(metric, flat, _repeat(batch, len(chunk))).sum()
+            value = task_metric(metric, flat, repeat_batch(batch, len(chunk))).sum()
             (grad,) = torch.autograd.grad(value, masks)
         total += grad.sum(0).double().cpu()
     return total / steps
@@ -209,24 +202,10 @@ def attribute(
     return (total / n).float()
 
 
-def make_batches(examples: Sequence[Any], tokenizer: Any, batch_size: int) -> list[dict[str, torch.Tensor]]:
-    """Collated batches of task examples with the BOS policy every dfa model runs with."""
-    from dfa.tasks import collate
-
-    tok = getattr(tokenizer, "tokenizer", None) or tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    return [
-        collate(examples[i : i + batch_size], tok.bos_token_id, pad)
-        for i in range(0, len(examples), batch_size)
-    ]
-
-
 __all__ = [
     "IG_METHODS",
     "METHODS",
     "Method",
     "attribute",
-    "capture",
     "check_method",
-    "make_batches",
 ]

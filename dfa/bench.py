@@ -20,11 +20,12 @@ from typing import Any
 
 import torch
 
-from dfa.attribution import attribute, make_batches
-from dfa.evaluate import FRACTIONS, circuit_masks, evaluate_circuits, random_scores
+from dfa.attribution import attribute
+from dfa.evaluate import FRACTIONS, distinct_circuits, evaluate_circuits, random_scores
 from dfa.graph import INPUT_HOOK, NodeGraph
+from dfa.interventions import model_device
 from dfa.metrics import task_metric
-from dfa.tasks import make_dataset
+from dfa.tasks import make_batches, make_dataset
 
 
 def _sync(device: torch.device) -> None:
@@ -68,7 +69,7 @@ def run(
     from dfa.models import load_model
 
     model = load_model(model_name, device=device)
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     graph = NodeGraph.from_model(model)
     data = make_dataset(task, model, batch_size, "test")
     (batch,) = make_batches(data.examples, model, batch_size)
@@ -81,10 +82,7 @@ def run(
     fb = timed(lambda: [plain_forward_backward(model, batch, metric) for _ in range(ig_steps)], dev, repeats)
 
     scores = random_scores(len(graph), 0)
-    masks, _ = circuit_masks(scores, graph, FRACTIONS)
-    empty = torch.zeros(1, len(graph))
-    empty[0, 0] = 1
-    n_circuits = int(torch.unique(torch.cat([empty, masks]), dim=0).shape[0])
+    n_circuits = int(distinct_circuits([scores], graph)[0].shape[0])
     curve = timed(
         lambda: evaluate_circuits(model, graph, [batch], metric, {"r": scores}, n_boot=0), dev, repeats
     )

@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 
-from dfa.attribution import IG_METHODS, attribute, check_method, make_batches
+from dfa.attribution import IG_METHODS, attribute, check_method
 from dfa.evaluate import FRACTIONS, Evaluation, Rank, evaluate_circuits, random_scores
 from dfa.graph import NodeGraph
 from dfa.interventions import Ablation, check_ablation, mean_activations
 from dfa.scores import SIGN, NodeScores, graph_cfg
-from dfa.tasks import make_dataset
+from dfa.tasks import make_batches, make_dataset
 from dfa.tasks.base import TaskDataset
 
 DEFAULT_PROMPTS = 200

@@ -223,6 +223,23 @@ def _faithfulness(m_c: np.ndarray, full: np.ndarray, empty: np.ndarray) -> np.nd
         return (m_c - empty) / (full - empty)
 
 
+def distinct_circuits(
+    score_list: Sequence[torch.Tensor],
+    graph: NodeGraph,
+    fractions: Sequence[float] = FRACTIONS,
+    keep_input: bool = True,
+    rank: Rank = "abs",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct masks `[n_distinct, n_nodes]` a curve evaluation runs, and for each row of
+    `[empty; circuits of score 0 at every fraction; circuits of score 1 ...]` its index among them.
+    The empty circuit, one for every ranking, holds nothing but the input node (when kept)."""
+    empty = torch.zeros(1, len(graph))
+    if keep_input and graph.include_input:
+        empty[0, 0] = 1
+    blocks = [circuit_masks(s, graph, fractions, keep_input, rank)[0] for s in score_list]
+    return torch.unique(torch.cat([empty, *blocks]), dim=0, return_inverse=True)
+
+
 def evaluate_circuits(
     model: Any,
     graph: NodeGraph,
@@ -248,19 +265,11 @@ def evaluate_circuits(
     if sorted(fractions) != fractions or not fractions or fractions[0] <= 0 or fractions[-1] > 1:
         raise DfaError(f"Circuit fractions must rise within (0, 1], got {fractions}.")
     draws = {k: [v] if isinstance(v, torch.Tensor) else list(v) for k, v in rankings.items()}
-    blocks, ks_of, ranked_of = [], {}, {}
-    for label, score_list in draws.items():
-        for scores in score_list:
-            masks, ks = circuit_masks(scores, graph, fractions, keep_input, rank)
-            blocks.append(masks)
-            ks_of[label] = ks
-            ranked_of[label] = len(ranking(scores, graph, keep_input, rank)[1])
-    # The empty circuit, one for every ranking: nothing but the input node (when it is kept).
-    empty_mask = torch.zeros(1, len(graph))
-    if keep_input and graph.include_input:
-        empty_mask[0, 0] = 1
-    stacked = torch.cat([empty_mask, *blocks])
-    unique, inverse = torch.unique(stacked, dim=0, return_inverse=True)
+    ks_of = {label: circuit_masks(s[0], graph, fractions, keep_input, rank)[1] for label, s in draws.items()}
+    ranked_of = {label: len(ranking(s[0], graph, keep_input, rank)[1]) for label, s in draws.items()}
+    unique, inverse = distinct_circuits(
+        [s for score_list in draws.values() for s in score_list], graph, fractions, keep_input, rank
+    )
 
     device = model_device(model)
     values, full = [], []

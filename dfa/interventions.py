@@ -129,7 +129,19 @@ def donor_activations(
     return {}  # zero ablation: an empty cache means 0 at every hook
 
 
-def _mask_hook(slots: HookSlots, masks: torch.Tensor, donor: torch.Tensor | None, hard: bool):
+def repeat_batch(batch: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """Every tensor of a collated batch repeated `n` times along the batch axis."""
+    return {k: v.repeat(n, *([1] * (v.ndim - 1))) for k, v in batch.items()}
+
+
+def donor_at(donor: Cache, hook: str, like: torch.Tensor) -> torch.Tensor:
+    """The donor activation at `hook` in `like`'s dtype (a zero scalar for zero ablation)."""
+    if hook in donor:
+        return donor[hook].to(like.dtype)
+    return torch.zeros((), dtype=like.dtype, device=like.device)
+
+
+def _mask_hook(slots: HookSlots, masks: torch.Tensor, donor: Cache, hard: bool):
     n_masks = masks.shape[0]
     m = masks[:, slots.indices.to(masks.device)]  # [n_masks, n_nodes_at_hook]
     skip = not masks.requires_grad and bool((m == 1).all())
@@ -144,7 +156,7 @@ def _mask_hook(slots: HookSlots, masks: torch.Tensor, donor: torch.Tensor | None
             if slots.heads
             else m.to(act.dtype).view(n_masks, 1, 1, 1)
         )
-        d = torch.zeros((), dtype=act.dtype, device=act.device) if donor is None else donor.to(act.dtype)
+        d = donor_at(donor, slots.hook, act)
         out = torch.where(w > 0.5, a, d) if hard else w * a + (1 - w) * d
         return out.reshape(act.shape)
 
@@ -156,7 +168,7 @@ def mask_hooks(graph: NodeGraph, masks: torch.Tensor, donor: Cache, hard: bool =
     `n_masks` times. `hard`: a node is kept where its mask is above 0.5 and ablated elsewhere."""
     if masks.ndim != 2 or masks.shape[1] != len(graph):
         raise DfaError(f"Masks must be [n_masks, {len(graph)}] for this graph, got {list(masks.shape)}.")
-    return [(s.hook, _mask_hook(s, masks, donor.get(s.hook), hard)) for s in hook_slots(graph)]
+    return [(s.hook, _mask_hook(s, masks, donor, hard)) for s in hook_slots(graph)]
 
 
 def run_masked(
@@ -200,6 +212,5 @@ def masked_metric(
         chunk = masks[start : start + per_pass]
         logits = run_masked(model, graph, batch["clean"], donor, chunk, hard)
         flat = logits.reshape(-1, *logits.shape[2:])
-        rep = {k: v.repeat(chunk.shape[0], *([1] * (v.ndim - 1))) for k, v in batch.items()}
-        rows.append(task_metric(metric, flat, rep).view(chunk.shape[0], b))
+        rows.append(task_metric(metric, flat, repeat_batch(batch, chunk.shape[0])).view(chunk.shape[0], b))
     return torch.cat(rows)

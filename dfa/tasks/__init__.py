@@ -36,6 +36,7 @@ __all__ = [
     "build_dataset",
     "collate",
     "get_task",
+    "make_batches",
     "make_dataset",
     "split_of",
     "survey",
@@ -65,3 +66,14 @@ def make_dataset(
     (`allow_fewer`: up to `size`, for tasks with few distinct prompts)."""
     tok = getattr(tokenizer, "tokenizer", None) or tokenizer
     return build_dataset(get_task(task), tok, size, split, seed, families, allow_fewer=allow_fewer)
+
+
+def make_batches(examples: Sequence[Example], tokenizer: Any, batch_size: int) -> list[dict[str, Any]]:
+    """`collate`d batches of `examples` with the BOS policy every dfa model runs with: the
+    tokenizer's BOS first, its pad id (or 0) after each prompt. `tokenizer` may be a model."""
+    tok = getattr(tokenizer, "tokenizer", None) or tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    return [
+        collate(examples[i : i + batch_size], tok.bos_token_id, pad)
+        for i in range(0, len(examples), batch_size)
+    ]

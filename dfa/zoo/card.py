@@ -10,7 +10,7 @@ import torch
 
 from dfa.errors import DfaError
 from dfa.metrics import task_metric
-from dfa.tasks import FAMILIES, TASKS, collate, make_dataset
+from dfa.tasks import FAMILIES, TASKS, make_batches, make_dataset
 
 MIN_ACCURACY = 0.9  # clean metric > 0 on at least this share of test prompts
 MAX_CORRUPT_SHARE = 0.2  # mean corrupt metric at most this share of the mean clean metric
@@ -46,7 +46,7 @@ def score_task(model, task: str, n: int = TEST_PAIRS, split: str = "test", seed:
     to `n` pairs of `split`, with the BOS policy every dfa model runs with."""
     tok = model.tokenizer
     data = make_dataset(task, tok, n, split, seed, allow_fewer=True)
-    batch = collate(data.examples, tok.bos_token_id, tok.pad_token_id or 0)
+    (batch,) = make_batches(data.examples, tok, len(data.examples))
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     clean = task_metric(data.metric, model(batch["clean"]), batch).float().cpu()
