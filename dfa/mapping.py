@@ -1,0 +1,228 @@
+"""The alignment map as a plain `nn.Module`: source node scores -> a soft mask on the target's nodes.
+
+`mask = sigmoid(s @ W / T)`: `s` holds the source model's node scores for one task (heads and
+MLPs, `input` excluded), normalised per task; `W` is a dense `[n_src, n_tgt]` matrix over the
+target's heads and MLPs (`input` excluded: it is kept in every circuit). Maps are saved as
+`map.safetensors` (the tensor) + `map.json` (both node lists and everything needed to reuse it).
+
+Normalisations (per task, over the source's heads and MLPs):
+- `abs-max` (default): `|s| / max|s|`, in [0, 1]. Circuits are ranked by |score| (MIB), so a node
+  that hurts the metric when removed and one that helps are both circuit members; dividing by
+  the largest makes tasks with different metric scales (logit vs probability difference) and
+  different clean margins comparable.
+- `max`: `s / max|s|`, signed, in [-1, 1].
+- `zscore`: `(s - mean) / std`.
+- `rank`: the rank of `|s|` scaled to [0, 1] (1 = most important); immune to outliers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float
+from torch import nn
+
+from dfa.errors import DfaError
+from dfa.graph import INPUT, NodeGraph
+from dfa.io import atomic_write, write_json
+
+Normalise = Literal["abs-max", "max", "zscore", "rank"]
+NORMALISATIONS: tuple[Normalise, ...] = ("abs-max", "max", "zscore", "rank")
+FORMAT = "dfa-map/1"
+
+
+class MapError(DfaError, ValueError):
+    """A map file that cannot be read, or a map used with models it does not fit."""
+
+
+def normalise_scores(scores: Float[torch.Tensor, " n_src"], how: Normalise = "abs-max") -> torch.Tensor:
+    """One task's source scores normalised (see the module docstring). NaN (unscored) -> 0."""
+    s = torch.nan_to_num(scores.detach().double(), nan=0.0)
+    if how == "abs-max":
+        s = s.abs()
+        top = s.max()
+        out = s / top if top > 0 else s
+    elif how == "max":
+        top = s.abs().max()
+        out = s / top if top > 0 else s
+    elif how == "zscore":
+        sd = s.std() if s.numel() > 1 else s.new_tensor(0.0)
+        out = (s - s.mean()) / sd if sd > 0 else s - s.mean()
+    elif how == "rank":
+        order = torch.argsort(s.abs(), stable=True)
+        ranks = torch.empty_like(s)
+        ranks[order] = torch.arange(s.numel(), dtype=s.dtype)
+        out = ranks / max(1, s.numel() - 1)
+    else:
+        raise MapError(f"Unknown normalisation {how!r}; choose one of {', '.join(NORMALISATIONS)}.")
+    return out.float()
+
+
+def mapped_names(graph: NodeGraph) -> list[str]:
+    """The nodes a map covers: every head and MLP, in graph order (`input` is not mapped)."""
+    return [n.name for n in graph if n.kind != "input"]
+
+
+class AlignmentMap(nn.Module):
+    """`mask = sigmoid(s @ W / T)` from normalised source scores `s` to the target's nodes."""
+
+    def __init__(
+        self,
+        src_names: Sequence[str],
+        tgt_names: Sequence[str],
+        temperature: float = 1.0,
+        normalise: Normalise = "abs-max",
+        init_std: float = 0.01,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if INPUT in src_names or INPUT in tgt_names:
+            raise MapError("The input node is not mapped: it is kept in every circuit.")
+        if not src_names or not tgt_names:
+            raise MapError("A map needs at least one source node and one target node.")
+        if not temperature > 0:
+            raise MapError(f"The temperature must be positive, got {temperature}.")
+        if normalise not in NORMALISATIONS:
+            raise MapError(f"Unknown normalisation {normalise!r}; choose one of {', '.join(NORMALISATIONS)}.")
+        self.src_names = list(src_names)
+        self.tgt_names = list(tgt_names)
+        self.temperature = float(temperature)
+        self.normalise = normalise
+        self.init_std = float(init_std)
+        g = torch.Generator().manual_seed(seed)
+        self.W = nn.Parameter(init_std * torch.randn(len(src_names), len(tgt_names), generator=g))
+
+    @property
+    def n_src(self) -> int:
+        return len(self.src_names)
+
+    @property
+    def n_tgt(self) -> int:
+        return len(self.tgt_names)
+
+    def source_vector(self, scores: Float[torch.Tensor, " n_src"]) -> torch.Tensor:
+        if scores.shape != (self.n_src,):
+            raise MapError(f"The map takes {self.n_src} source scores, got {list(scores.shape)}.")
+        return normalise_scores(scores, self.normalise).to(self.W.device)
+
+    def logits(self, scores: Float[torch.Tensor, "*tasks n_src"]) -> Float[torch.Tensor, "*tasks n_tgt"]:
+        """`s @ W / T` for raw source scores (normalised here), one row per task."""
+        rows = scores.reshape(-1, scores.shape[-1])
+        s = torch.stack([self.source_vector(r) for r in rows])
+        z = s @ self.W / self.temperature
+        return z.reshape(*scores.shape[:-1], self.n_tgt)
+
+    def forward(self, scores: Float[torch.Tensor, "*tasks n_src"]) -> Float[torch.Tensor, "*tasks n_tgt"]:
+        """The soft target mask for raw source scores."""
+        return torch.sigmoid(self.logits(scores))
+
+    # --- graphs -----------------------------------------------------------------------------------
+    def check_graphs(self, src: NodeGraph, tgt: NodeGraph, src_model: str = "source", tgt_model: str = "target"):
+        """Refuse models whose node lists are not the ones this map was trained on."""
+        for side, graph, want, model in (
+            ("source", src, self.src_names, src_model),
+            ("target", tgt, self.tgt_names, tgt_model),
+        ):
+            have = mapped_names(graph)
+            if have != want:
+                raise MapError(
+                    f"This map's {side} has {len(want)} nodes ({_shape(want)}), but {side} model "
+                    f"{model!r} has {len(have)} ({_shape(have)}). Use the map with the models it was "
+                    "trained on (see map.json), or train a new one."
+                )
+
+    def full_mask(self, scores: torch.Tensor) -> torch.Tensor:
+        """The soft mask over the whole target graph, `input` (first) kept at 1."""
+        m = self(scores)
+        return torch.cat([m.new_ones(*m.shape[:-1], 1), m], -1)
+
+    # --- files ------------------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "src_nodes": self.src_names,
+            "tgt_nodes": self.tgt_names,
+            "temperature": self.temperature,
+            "normalise": self.normalise,
+            "init_std": self.init_std,
+        }
+
+    def save(self, folder: str | Path, meta: dict[str, Any] | None = None) -> tuple[Path, Path]:
+        """`folder/map.safetensors` and `folder/map.json`, each written atomically."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        W = self.W.detach().float().cpu().contiguous()
+        tensors = atomic_write(
+            folder / "map.safetensors",
+            lambda tmp: save_file({"W": W}, str(tmp), metadata={"format": FORMAT}),
+        )
+        info = write_json(folder / "map.json", {**(meta or {}), **self.metadata()})
+        return tensors, info
+
+    @classmethod
+    def load(cls, folder: str | Path) -> tuple[AlignmentMap, dict[str, Any]]:
+        """A saved map and its `map.json` (a run folder, or the folder holding the two files)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        tensors, info = folder / "map.safetensors", folder / "map.json"
+        for path in (tensors, info):
+            if not path.is_file():
+                raise MapError(
+                    f"No {path.name} in {folder}: pass a run folder written by `scripts/train.py` "
+                    "(checkpoints/<src>__<tgt>/<run>)."
+                )
+        try:
+            meta = json.loads(info.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise MapError(f"{info} is not valid JSON ({e}); it may be truncated. Retrain or restore it.") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise MapError(f"{info} is not a dfa map description (no \"format\": \"{FORMAT}\").")
+        for key in ("src_nodes", "tgt_nodes", "temperature", "normalise"):
+            if key not in meta:
+                raise MapError(f"{info} lacks {key!r}; it is not a complete dfa map description.")
+        try:
+            W = load_file(str(tensors))["W"]
+        except (SafetensorError, OSError, KeyError) as e:
+            raise MapError(
+                f"{tensors} is not a readable dfa map ({type(e).__name__}: {e}); it may be truncated."
+            ) from None
+        shape = (len(meta["src_nodes"]), len(meta["tgt_nodes"]))
+        if tuple(W.shape) != shape:
+            raise MapError(f"{tensors} holds W of shape {list(W.shape)}, but {info} describes {list(shape)}.")
+        if not torch.isfinite(W).all():
+            raise MapError(f"{tensors} holds non-finite weights.")
+        m = cls(
+            meta["src_nodes"], meta["tgt_nodes"], meta["temperature"], meta["normalise"], meta.get("init_std", 0.01)
+        )
+        with torch.no_grad():
+            m.W.copy_(W)
+        return m, meta
+
+
+def _shape(names: Sequence[str]) -> str:
+    heads = [n for n in names if n.startswith("a")]
+    layers = {n.split(".")[0] for n in heads}
+    mlps = [n for n in names if n.startswith("m")]
+    per = len(heads) // len(layers) if layers else 0
+    return f"{len(layers)} layers x {per} heads + {len(mlps)} MLPs"
+
+
+def mask_probabilities(z: torch.Tensor) -> torch.Tensor:
+    """`sigmoid(z)` in double precision (so large logits stay distinct), as float32 scores."""
+    return torch.sigmoid(z.detach().double()).float()
+
+
+def entropy_bits(p: torch.Tensor) -> float:
+    """Mean binary entropy of a soft mask in bits (1 = undecided, 0 = every node kept or cut)."""
+    p = p.detach().double().clamp(1e-12, 1 - 1e-12)
+    h = -(p * p.log2() + (1 - p) * (1 - p).log2())
+    return float(h.mean()) if math.isfinite(float(h.mean())) else float("nan")
