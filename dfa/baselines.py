@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 
 from dfa.graph import NodeGraph
-from dfa.mapping import AlignmentMap, mapped_names, mask_probabilities, normalise_scores
+from dfa.mapping import AlignmentMap, mask_probabilities, normalise_scores
 
 DRAWS = 5
 
@@ -77,7 +77,9 @@ def random_scores(amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int =
     return out
 
 
-def permuted_scores(amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS) -> list[torch.Tensor]:
+def permuted_scores(
+    amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS
+) -> list[torch.Tensor]:
     out = []
     for i in range(draws):
         g = torch.Generator().manual_seed(20_000 + seed + i)
@@ -87,7 +89,9 @@ def permuted_scores(amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int
     return out
 
 
-def scrambled_scores(amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS) -> list[torch.Tensor]:
+def scrambled_scores(
+    amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS
+) -> list[torch.Tensor]:
     out = []
     for i in range(draws):
         g = torch.Generator().manual_seed(30_000 + seed + i)
@@ -96,7 +100,9 @@ def scrambled_scores(amap: AlignmentMap, src: torch.Tensor, seed: int, draws: in
 
 
 # name -> (trained map, source graph, target graph, source scores [n_src], seed) -> scores or draws
-Baseline = Callable[[AlignmentMap, NodeGraph, NodeGraph, torch.Tensor, int], torch.Tensor | list[torch.Tensor]]
+Baseline = Callable[
+    [AlignmentMap, NodeGraph, NodeGraph, torch.Tensor, int], torch.Tensor | list[torch.Tensor]
+]
 BASELINES: dict[str, Baseline] = {
     "map": lambda m, sg, tg, s, seed: map_scores(m, s),
     "depth": lambda m, sg, tg, s, seed: depth_scores(sg, tg, s),
@@ -104,4 +110,3 @@ BASELINES: dict[str, Baseline] = {
     "permuted": lambda m, sg, tg, s, seed: permuted_scores(m, s, seed),
     "scrambled": lambda m, sg, tg, s, seed: scrambled_scores(m, s, seed),
 }
-

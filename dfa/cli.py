@@ -386,6 +386,104 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import warnings
+
+    from dfa.training import make_config, train
+
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+    overrides = {
+        "src": args.src,
+        "tgt": args.tgt,
+        "tasks": args.tasks,
+        "holdout": args.holdout,
+        "method": args.method,
+        "max_epochs": None if args.resume else args.max_epochs,
+        "seed": args.seed,
+        "out": args.out,
+        "run": args.run,
+        "sparsity": args.sparsity,
+        "lr": args.lr,
+        "loss": args.loss,
+        "accelerator": args.accelerator,
+    }
+    config = make_config(args.config, **overrides)
+    start = time.perf_counter()
+    run = train(config, resume=args.resume, overwrite=args.overwrite, max_epochs=args.max_epochs)
+    info = json.loads((run / "map.json").read_text())
+    m = info["final_metrics"]
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if k.startswith("val/cpr") and k.count("/") == 1)
+    print(
+        f"trained {info['src']} -> {info['tgt']} map in {time.perf_counter() - start:.0f}s "
+        f"({info['epochs']} epochs, {info['steps']} steps; {shown})"
+    )
+    print(f"run folder: {run}  (tensorboard --logdir {run / 'tensorboard'})")
+    print(f"evaluate it: python scripts/evaluate.py --map {run}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dfa.evaluate import plot_grid
+    from dfa.io import write_json
+    from dfa.transfer import evaluate_run, table, wins
+
+    report, evals = evaluate_run(
+        args.map, args.tasks, args.methods, args.split, args.n, args.boot, progress=True
+    )
+    print(
+        f"{report['src']} -> {report['tgt']} map {report['map']} on the {args.split} split; "
+        f"CPR [95% CI] ({report['ablation']}, input node kept, {report['attribution']} source scores)"
+    )
+    print(table(report))
+    if "dfa" in args.methods:
+        for setting in ("in-distribution", "zero-shot"):
+            sub = {**report, "results": [r for r in report["results"] if r["setting"] == setting]}
+            if sub["results"]:
+                w = wins(sub, [m for m in args.methods if m not in ("dfa", "gold")])
+                print(
+                    f"  dfa beats ({setting}): "
+                    + ", ".join(f"{b} {v['wins']}/{v['of']}" for b, v in w.items())
+                )
+    if args.json:
+        print(f"wrote {write_json(args.json, report)}")
+    if args.plot:
+        title = f"{report['src']} -> {report['tgt']}"
+        print(f"wrote {plot_grid(evals, args.plot, title)}")
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from dfa.transfer import transfer
+
+    predicted, paths, ev = transfer(
+        args.map, args.task, args.out, not args.no_eval, args.methods, args.split, args.n, args.boot
+    )
+    meta = predicted.meta
+    print(f"{meta['src']} -> {meta['model']} predicted circuit for {args.task} ({meta['setting']}):")
+    print("  " + ", ".join(str(p) for p in paths))
+    top = sorted(predicted.as_dict().items(), key=lambda kv: -kv[1])[1 : args.top + 1]
+    print("  top nodes by mask: " + ", ".join(f"{n} {v:.2f}" for n, v in top))
+    if ev is not None:
+        print(
+            f"  on {ev.n_prompts} {args.split} prompts: "
+            + ", ".join(
+                f"{c.label} CPR {c.cpr:.3f} [{c.cpr_ci[0]:.2f}, {c.cpr_ci[1]:.2f}]"
+                for c in ev.curves.values()
+            )
+        )
+    return 0
+
+
+def _map_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="prompt split (default test)"
+    )
+    p.add_argument("--n", type=int, default=200, help="prompts per task (default 200)")
+    p.add_argument(
+        "--boot", type=int, default=1000, help="bootstrap resamples for the CPR interval (default 1000)"
+    )
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     from dfa.interventions import ABLATIONS
 
@@ -484,6 +582,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--plot", default=None, help="write the curves here (PNG)")
     p.set_defaults(func=cmd_evaluate_circuit)
+
+    from dfa.transfer import METHODS as MAP_METHODS
+
+    p = sub.add_parser("train", help="train an alignment map from a source model to a target model")
+    p.add_argument("--config", default=None, help="YAML config (configs/*.yaml); flags override it")
+    p.add_argument("--src", default=None, help="source model (default toy-gpt2-s)")
+    p.add_argument("--tgt", default=None, help="target model (default toy-gpt2-l)")
+    p.add_argument("--tasks", nargs="+", default=None, help="tasks to use (default: all)")
+    p.add_argument(
+        "--holdout",
+        action="append",
+        default=None,
+        help="task left out of training, evaluated zero-shot (repeatable)",
+    )
+    p.add_argument(
+        "--method", default=None, choices=list(METHODS), help="source attribution (default eap-ig-inputs)"
+    )
+    p.add_argument(
+        "--max-epochs", type=int, default=None, help="epochs (default 10); with --resume, extends the run"
+    )
+    p.add_argument("--seed", type=int, default=None, help="map initialisation and batch order (default 0)")
+    p.add_argument("--sparsity", type=float, default=None, help="lambda of the sparsity penalty")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    p.add_argument(
+        "--loss", default=None, choices=["kl", "logit_diff"], help="faithfulness loss (default kl)"
+    )
+    p.add_argument("--accelerator", default=None, help="auto (default), cpu or cuda")
+    p.add_argument("--out", default=None, help="checkpoint root (default checkpoints)")
+    p.add_argument("--run", default=None, help="run name (default from the hold-outs and seed)")
+    p.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="a trained map's circuits against gold, depth and control baselines")
+    p.add_argument("--map", required=True, help="run folder (checkpoints/<src>__<tgt>/<run>)")
+    p.add_argument("--tasks", nargs="+", default=None, help="tasks (default: the run's tasks and hold-outs)")
+    p.add_argument(
+        "--methods", nargs="+", default=list(MAP_METHODS), choices=list(MAP_METHODS), help="what to compare"
+    )
+    _map_eval_args(p)
+    p.add_argument("--json", default=None, help="write the report here")
+    p.add_argument("--plot", default=None, help="write the curves here (PNG, one panel per task)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("transfer", help="reuse a trained map on a task: predicted circuit and its evaluation")
+    p.add_argument("--map", required=True, help="run folder (checkpoints/<src>__<tgt>/<run>)")
+    p.add_argument("--task", required=True, help="task name, seen in training or not")
+    p.add_argument(
+        "--out", default=None, help="output stem (default RUN/transfer/TASK): .json and .safetensors"
+    )
+    p.add_argument("--no-eval", action="store_true", help="write the circuit only")
+    p.add_argument(
+        "--methods", nargs="+", default=["dfa", "depth", "random"], choices=list(MAP_METHODS), help="compared"
+    )
+    p.add_argument("--top", type=int, default=10, help="print this many top nodes")
+    _map_eval_args(p)
+    p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("zoo", help="the toy ladders: build them, or print their cards")
     zoo = p.add_subparsers(dest="zoo_command", required=True)

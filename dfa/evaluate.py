@@ -336,18 +336,10 @@ def evaluate_circuits(
 
 
 # --- plots ----------------------------------------------------------------------------------------
-def plot_curves(evaluation: Evaluation, path: str | Path, title: str = "") -> Path:
-    """Faithfulness against circuit size (log x), one line per ranking, CPR in the legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from dfa.io import atomic_write
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+def draw_curves(ax, evaluation: Evaluation, title: str = "", legend_size: int = 7) -> None:
+    """Faithfulness against circuit size (log x) on `ax`, one line per ranking, CPR in the legend."""
     for curve in evaluation.curves.values():
-        style = "--" if curve.label.startswith("random") else "-"
+        style = "--" if curve.label in ("random", "permuted", "scrambled") else "-"
         lo, hi = curve.cpr_ci
         label = f"{curve.label}: CPR {curve.cpr:.3f} [{lo:.3f}, {hi:.3f}], CMD {curve.cmd:.3f}"
         ax.plot(curve.fractions, curve.faithfulness, style, marker="o", ms=3, label=label)
@@ -358,9 +350,48 @@ def plot_curves(evaluation: Evaluation, path: str | Path, title: str = "") -> Pa
     ax.set_ylabel("faithfulness f(C)")
     note = f"input node {evaluation.input_node}, {evaluation.ablation}, {evaluation.n_prompts} prompts"
     ax.set_title(f"{title}\n{note}" if title else note, fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=legend_size, loc="best")
+
+
+def _save_figure(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from dfa.io import atomic_write
+
     fig.tight_layout()
     try:
         return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     finally:
         plt.close(fig)
+
+
+def plot_curves(evaluation: Evaluation, path: str | Path, title: str = "") -> Path:
+    """One evaluation's curves as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    draw_curves(ax, evaluation, title)
+    return _save_figure(fig, path)
+
+
+def plot_grid(evaluations: dict[str, Evaluation], path: str | Path, title: str = "") -> Path:
+    """Several evaluations (e.g. one per task) as panels of one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(evaluations)
+    if n == 0:
+        raise DfaError("Nothing to plot.")
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
+    for ax, (name, ev) in zip(axes.flat, evaluations.items(), strict=False):
+        draw_curves(ax, ev, f"{title} / {name}" if title else name, legend_size=6)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return _save_figure(fig, path)

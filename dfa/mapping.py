@@ -122,7 +122,9 @@ class AlignmentMap(nn.Module):
         return torch.sigmoid(self.logits(scores))
 
     # --- graphs -----------------------------------------------------------------------------------
-    def check_graphs(self, src: NodeGraph, tgt: NodeGraph, src_model: str = "source", tgt_model: str = "target"):
+    def check_graphs(
+        self, src: NodeGraph, tgt: NodeGraph, src_model: str = "source", tgt_model: str = "target"
+    ):
         """Refuse models whose node lists are not the ones this map was trained on."""
         for side, graph, want, model in (
             ("source", src, self.src_names, src_model),
@@ -183,9 +185,11 @@ class AlignmentMap(nn.Module):
         try:
             meta = json.loads(info.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise MapError(f"{info} is not valid JSON ({e}); it may be truncated. Retrain or restore it.") from None
+            raise MapError(
+                f"{info} is not valid JSON ({e}); it may be truncated. Retrain or restore it."
+            ) from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise MapError(f"{info} is not a dfa map description (no \"format\": \"{FORMAT}\").")
+            raise MapError(f'{info} is not a dfa map description (no "format": "{FORMAT}").')
         for key in ("src_nodes", "tgt_nodes", "temperature", "normalise"):
             if key not in meta:
                 raise MapError(f"{info} lacks {key!r}; it is not a complete dfa map description.")
@@ -201,7 +205,11 @@ class AlignmentMap(nn.Module):
         if not torch.isfinite(W).all():
             raise MapError(f"{tensors} holds non-finite weights.")
         m = cls(
-            meta["src_nodes"], meta["tgt_nodes"], meta["temperature"], meta["normalise"], meta.get("init_std", 0.01)
+            meta["src_nodes"],
+            meta["tgt_nodes"],
+            meta["temperature"],
+            meta["normalise"],
+            meta.get("init_std", 0.01),
         )
         with torch.no_grad():
             m.W.copy_(W)

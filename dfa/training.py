@@ -15,7 +15,7 @@ import gc
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -126,10 +126,15 @@ class TrainConfig:
         if self.loss not in LOSSES:
             raise ConfigError(f"Unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}.")
         if self.normalise not in NORMALISATIONS:
-            raise ConfigError(f"Unknown normalisation {self.normalise!r}; choose one of {', '.join(NORMALISATIONS)}.")
+            raise ConfigError(
+                f"Unknown normalisation {self.normalise!r}; choose one of {', '.join(NORMALISATIONS)}."
+            )
         for name in ("n_src", "n_train", "n_val", "batch_size", "max_epochs", "ig_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        bad = [f for f in self.val_fractions if f not in FRACTIONS]
+        if bad:
+            raise ConfigError(f"val_fractions must be among the MIB fractions {list(FRACTIONS)}, not {bad}.")
         if self.lr <= 0 or self.temperature <= 0 or self.sparsity < 0:
             raise ConfigError("lr and temperature must be positive and sparsity non-negative.")
         return self
@@ -155,7 +160,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path} must hold a mapping of settings, not {type(data).__name__}.")
     unknown = sorted(set(data) - FIELDS)
     if unknown:
-        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}.")
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}."
+        )
     return data
 
 
@@ -206,8 +213,23 @@ def release_models() -> None:
     gc.collect()
 
 
-def score_path(cache: Path, model: str, task: str, method: str, split: str, n: int, seed: int, ablation: str, ig_steps: int):
-    return cache / "scores" / safe_name(model) / f"{task}__{method}__{ablation}__ig{ig_steps}__{split}__n{n}__s{seed}.safetensors"
+def score_path(
+    cache: Path,
+    model: str,
+    task: str,
+    method: str,
+    split: str,
+    n: int,
+    seed: int,
+    ablation: str,
+    ig_steps: int,
+):
+    return (
+        cache
+        / "scores"
+        / safe_name(model)
+        / f"{task}__{method}__{ablation}__ig{ig_steps}__{split}__n{n}__s{seed}.safetensors"
+    )
 
 
 def cached_scores(
@@ -240,20 +262,18 @@ def cached_scores(
 
 # --- data -----------------------------------------------------------------------------------------
 class EpochShuffle(torch.utils.data.Sampler[int]):
-    """A permutation per (seed, epoch): Lightning calls `set_epoch`, so a resumed run sees the
-    batches in the same order as an uninterrupted one."""
+    """A permutation per (seed, epoch), the epoch read from the trainer when iteration starts, so
+    a resumed run sees the batches in the same order as an uninterrupted one (Lightning may
+    create a resumed epoch's iterator before it calls `set_epoch`)."""
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def __init__(self, n: int, seed: int, epoch: Callable[[], int] = lambda: 0):
+        self.n, self.seed, self.epoch = n, seed, epoch
 
     def __len__(self) -> int:
         return self.n
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        g = torch.Generator().manual_seed(self.seed * 100_003 + int(self.epoch()))
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
@@ -289,12 +309,23 @@ class TransferData(pl.LightningDataModule):
         c = self.config
         model = None
         for task in c.eval_tasks:
-            path = score_path(c.cache_dir, c.src, task, c.method, "train", c.n_src, c.data_seed, c.ablation, c.ig_steps)
+            path = score_path(
+                c.cache_dir, c.src, task, c.method, "train", c.n_src, c.data_seed, c.ablation, c.ig_steps
+            )
             if not path.is_file():
                 model = model or shared_model(c.src, dtype=c.dtype, seed=c.model_seed)
                 print(f"scoring {c.src} on {task} ({c.method}, {c.n_src} train prompts) ...", flush=True)
             cached_scores(
-                c.src, task, c.method, "train", c.n_src, c.data_seed, c.cache_dir, c.ablation, c.ig_steps, model
+                c.src,
+                task,
+                c.method,
+                "train",
+                c.n_src,
+                c.data_seed,
+                c.cache_dir,
+                c.ablation,
+                c.ig_steps,
+                model,
             )
 
     def setup(self, stage: str | None = None) -> None:
@@ -317,7 +348,9 @@ class TransferData(pl.LightningDataModule):
                 self.train_items += self._items(target, graph, task, i, "train", c.n_train)
             self.val_items += self._items(target, graph, task, i, "val", c.n_val)
 
-    def _items(self, target, graph: NodeGraph, task: str, index: int, split: str, n: int) -> list[dict[str, Any]]:
+    def _items(
+        self, target, graph: NodeGraph, task: str, index: int, split: str, n: int
+    ) -> list[dict[str, Any]]:
         c = self.config
         data = make_dataset(task, target.tokenizer, n, split, c.data_seed, allow_fewer=True)
         batches = make_batches(data.examples, target.tokenizer, c.batch_size)
@@ -334,9 +367,14 @@ class TransferData(pl.LightningDataModule):
             items.append(item)
         return items
 
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
     def train_dataloader(self):
         return torch.utils.data.DataLoader(
-            _Items(self.train_items), batch_size=None, sampler=EpochShuffle(len(self.train_items), self.config.seed)
+            _Items(self.train_items),
+            batch_size=None,
+            sampler=EpochShuffle(len(self.train_items), self.config.seed),
         )
 
     def val_dataloader(self):
@@ -442,8 +480,8 @@ class MapTrainer(pl.LightningModule):
             per_task[name] = cpr(FRACTIONS, f)
             self.log(f"val/cpr/{name}", per_task[name])
             if name in self.config.train_tasks:
-                for frac in at:
-                    at[frac].append(float(f[FRACTIONS.index(frac)]) if frac in FRACTIONS else float("nan"))
+                for frac, vals in at.items():
+                    vals.append(float(f[FRACTIONS.index(frac)]) if frac in FRACTIONS else float("nan"))
         seen = [per_task[t] for t in self.config.train_tasks if t in per_task]
         unseen = [per_task[t] for t in self.config.holdout if t in per_task]
         if seen:
@@ -568,13 +606,21 @@ def train(
     data.prepare_data()
     data.setup("fit")
     assert data.src_graph is not None and data.target is not None
-    module = MapTrainer(config.to_dict(), mapped_names(data.src_graph), mapped_names(NodeGraph.from_model(data.target)))
+    module = MapTrainer(
+        config.to_dict(), mapped_names(data.src_graph), mapped_names(NodeGraph.from_model(data.target))
+    )
     trainer = pl.Trainer(
         max_epochs=config.max_epochs,
         accelerator=device.type,
         devices=1,
         logger=TensorBoardLogger(str(run), name="", version="tensorboard", default_hp_metric=False),
-        callbacks=[ModelCheckpoint(dirpath=run, save_last=True, save_top_k=0), *callbacks],
+        callbacks=[
+            # One checkpoint, `last.ckpt`, replaced (atomically) after every epoch.
+            ModelCheckpoint(
+                dirpath=run, filename=CKPT[: -len(".ckpt")], save_top_k=1, enable_version_counter=False
+            ),
+            *callbacks,
+        ],
         plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0,
         log_every_n_steps=config.log_every_n_steps,

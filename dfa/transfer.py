@@ -1,0 +1,277 @@
+"""Using a trained map: predicted target circuits for a task, and their evaluation against
+`gold` (direct attribution on the target) and the baselines of `dfa.baselines`, on the same
+prompts with the same intervention."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dfa.baselines import BASELINES
+from dfa.circuits import task_prompts
+from dfa.errors import DfaError
+from dfa.evaluate import FRACTIONS, Evaluation, evaluate_circuits
+from dfa.graph import NodeGraph
+from dfa.interventions import mean_activations
+from dfa.mapping import AlignmentMap, MapError
+from dfa.scores import SIGN, NodeScores, graph_cfg
+from dfa.tasks import get_task
+from dfa.training import TrainConfig, cached_scores, shared_model
+
+METHODS = ("dfa", "gold", "depth", "random", "permuted", "scrambled")
+
+
+class Run:
+    """A trained map's run folder: the map, its `map.json`, and the config it was trained with."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise MapError(
+                f"No run folder {self.folder}. Runs live in checkpoints/<src>__<tgt>/<run> "
+                "(scripts/train.py prints the path)."
+            )
+        self.map, self.meta = AlignmentMap.load(self.folder)
+        hp = dict(self.meta.get("hyperparameters") or {})
+        try:
+            self.config = TrainConfig(**hp)
+        except TypeError as e:
+            raise MapError(f"{self.folder / 'map.json'} has unreadable hyperparameters ({e}).") from None
+
+    @property
+    def src(self) -> str:
+        return self.config.src
+
+    @property
+    def tgt(self) -> str:
+        return self.config.tgt
+
+    def setting(self, task: str) -> str:
+        return "in-distribution" if task in self.config.train_tasks else "zero-shot"
+
+    def scores(self, model: str, task: str, model_obj: Any = None) -> NodeScores:
+        """The cached attribution scores (the run's method, train split, prompt count, seed)."""
+        c = self.config
+        return cached_scores(
+            model,
+            task,
+            c.method,
+            "train",
+            c.n_src,
+            c.data_seed,
+            c.cache_dir,
+            c.ablation,
+            c.ig_steps,
+            model_obj,
+            c.model_seed,
+        )
+
+
+def scores_graph(scores: NodeScores) -> NodeGraph:
+    cfg = scores.meta.get("cfg") or {}
+    if "n_layers" not in cfg:
+        raise DfaError(f"Scores of {scores.meta.get('model', '?')} carry no model shape (cfg).")
+    return NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
+
+
+def predicted_scores(
+    run: Run, task: str, tgt_graph: NodeGraph
+) -> tuple[torch.Tensor, NodeGraph, torch.Tensor]:
+    """(source whole-graph scores, source graph, source mapped-node scores) for a task."""
+    s = run.scores(run.src, task)
+    src_graph = scores_graph(s)
+    run.map.check_graphs(src_graph, tgt_graph, run.src, run.tgt)
+    whole = s.for_graph(src_graph, f"{run.src} scores on {task}")
+    keep = [n.index for n in src_graph if n.kind != "input"]
+    return whole, src_graph, whole[keep]
+
+
+def method_rankings(
+    run: Run, task: str, target: Any, methods: Sequence[str] = METHODS
+) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    """Whole-target-graph scores (or seeded draws) for each method on `task`."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise DfaError(f"Unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}.")
+    tgt_graph = NodeGraph.from_model(target)
+    _, src_graph, src = predicted_scores(run, task, tgt_graph)
+    out: dict[str, torch.Tensor | list[torch.Tensor]] = {}
+    for m in methods:
+        if m == "gold":
+            out[m] = run.scores(run.tgt, task, target).for_graph(tgt_graph, f"{run.tgt} scores on {task}")
+        else:
+            out[m] = BASELINES["map" if m == "dfa" else m](
+                run.map, src_graph, tgt_graph, src, run.config.seed
+            )
+    return out
+
+
+def evaluate_task(
+    run: Run,
+    task: str,
+    target: Any,
+    methods: Sequence[str] = METHODS,
+    split: str = "test",
+    n: int = 200,
+    n_boot: int = 1000,
+    fractions: Sequence[float] = FRACTIONS,
+    progress: bool = False,
+) -> Evaluation:
+    get_task(task)
+    c = run.config
+    graph = NodeGraph.from_model(target)
+    rankings = method_rankings(run, task, target, methods)
+    prompts = task_prompts(target, task, split, n, c.data_seed)
+    means = mean_activations(target, graph, prompts.batches) if c.ablation == "mean" else None
+    return evaluate_circuits(
+        target,
+        graph,
+        prompts.batches,
+        prompts.data.metric,
+        rankings,
+        fractions,
+        c.ablation,  # type: ignore[arg-type]
+        True,
+        "abs",
+        n_boot,
+        c.seed,
+        means,
+        prompts.families,
+        prompts.texts,
+        progress,
+    )
+
+
+def result_rows(run: Run, task: str, ev: Evaluation) -> list[dict[str, Any]]:
+    """One row per method, in the JSON schema of `scripts/evaluate.py`."""
+    rows = []
+    for label, curve in ev.curves.items():
+        rows.append(
+            {
+                "task": task,
+                "setting": run.setting(task),
+                "method": label,
+                "cpr": curve.cpr,
+                "cpr_ci": list(curve.cpr_ci),
+                "cmd": curve.cmd,
+                "cpr_log": curve.cpr_log,
+                "curve": [[f, v] for f, v in zip(curve.fractions, curve.faithfulness, strict=True)],
+                "n_prompts": ev.n_prompts,
+                "n_draws": curve.n_draws,
+            }
+        )
+    return rows
+
+
+def evaluate_run(
+    folder: str | Path,
+    tasks: Sequence[str] | None = None,
+    methods: Sequence[str] = METHODS,
+    split: str = "test",
+    n: int = 200,
+    n_boot: int = 1000,
+    progress: bool = False,
+) -> tuple[dict[str, Any], dict[str, Evaluation]]:
+    """Every task's evaluation (default: the run's training tasks and hold-outs)."""
+    run = Run(folder)
+    tasks = list(tasks) if tasks else run.config.eval_tasks
+    for t in tasks:
+        get_task(t)
+    c = run.config
+    target = shared_model(run.tgt, dtype=c.dtype, seed=c.model_seed)
+    evals: dict[str, Evaluation] = {}
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        evals[task] = evaluate_task(run, task, target, methods, split, n, n_boot, progress=progress)
+        rows += result_rows(run, task, evals[task])
+    report = {
+        "src": run.src,
+        "tgt": run.tgt,
+        "map": str(run.folder),
+        "split": split,
+        "input_node": "kept",
+        "ablation": c.ablation,
+        "attribution": c.method,
+        "holdout": c.holdout,
+        "results": rows,
+    }
+    return report, evals
+
+
+def table(report: dict[str, Any]) -> str:
+    """Tasks x methods: CPR [95% CI], with the setting of each task."""
+    methods = list(dict.fromkeys(r["method"] for r in report["results"]))
+    tasks = list(dict.fromkeys(r["task"] for r in report["results"]))
+    by = {(r["task"], r["method"]): r for r in report["results"]}
+    width = 22
+    lines = [f"  {'task':<15}{'setting':<17}" + "".join(f"{m:>{width}}" for m in methods)]
+    for t in tasks:
+        setting = next(r["setting"] for r in report["results"] if r["task"] == t)
+        cells = []
+        for m in methods:
+            r = by.get((t, m))
+            if r is None:
+                cells.append(f"{'-':>{width}}")
+                continue
+            lo, hi = (x if x is not None else float("nan") for x in r["cpr_ci"])
+            cells.append(f"{r['cpr']:>7.3f} [{lo:5.2f},{hi:5.2f}]".rjust(width))
+        lines.append(f"  {t:<15}{setting:<17}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def wins(
+    report: dict[str, Any], against: Sequence[str] = ("depth", "random", "permuted", "scrambled")
+) -> dict[str, Any]:
+    """Per setting and baseline: on how many tasks the map's CPR beats the baseline's."""
+    by = {(r["task"], r["method"]): r["cpr"] for r in report["results"]}
+    tasks = list(dict.fromkeys(r["task"] for r in report["results"]))
+    out: dict[str, Any] = {}
+    for b in against:
+        cells = [t for t in tasks if (t, b) in by and (t, "dfa") in by]
+        out[b] = {"wins": sum(by[(t, "dfa")] > by[(t, b)] for t in cells), "of": len(cells)}
+    return out
+
+
+def transfer(
+    folder: str | Path,
+    task: str,
+    out: str | Path | None = None,
+    evaluate: bool = True,
+    methods: Sequence[str] = ("dfa", "depth", "random"),
+    split: str = "test",
+    n: int = 200,
+    n_boot: int = 1000,
+) -> tuple[NodeScores, list[Path], Evaluation | None]:
+    """Reuse a saved map on `task` without training: source scores -> predicted target circuit
+    (written as EAP-IG/MIB `importances.json` and `.safetensors`), and its evaluation."""
+    get_task(task)
+    run = Run(folder)
+    c = run.config
+    target = shared_model(run.tgt, dtype=c.dtype, seed=c.model_seed)
+    tgt_graph = NodeGraph.from_model(target)
+    scores = method_rankings(run, task, target, ["dfa"])["dfa"]
+    assert isinstance(scores, torch.Tensor)
+    meta = {
+        "model": run.tgt,
+        "task": task,
+        "method": "dfa",
+        "map": str(run.folder),
+        "src": run.src,
+        "source_method": c.method,
+        "setting": run.setting(task),
+        "split": "train",
+        "n_prompts": c.n_src,
+        "seed": c.data_seed,
+        "ablation": c.ablation,
+        "score": "mask probability sigmoid(s @ W / T); input kept at 1",
+        "sign": SIGN,
+        "cfg": graph_cfg(target, tgt_graph),
+    }
+    predicted = NodeScores(tgt_graph.names, scores, meta)
+    out = Path(out) if out else run.folder / "transfer" / task
+    paths = [predicted.save(out.with_suffix(".json")), predicted.save(out.with_suffix(".safetensors"))]
+    ev = evaluate_task(run, task, target, methods, split, n, n_boot) if evaluate else None
+    return predicted, paths, ev

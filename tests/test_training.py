@@ -1,0 +1,340 @@
+"""The alignment map, the Lightning trainer, run folders, resume, and the train/evaluate/transfer
+scripts, on the shipped toy ladders (small enough for CI)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from dfa.baselines import depth_matrix, depth_scores, permuted_scores, scrambled_scores, with_input
+from dfa.graph import NodeGraph
+from dfa.mapping import AlignmentMap, MapError, mapped_names, normalise_scores
+from dfa.training import (
+    ConfigError,
+    MapTrainer,
+    TransferData,
+    make_config,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(
+    src="toy-gpt2-s",
+    tgt="toy-neox-s",
+    tasks=["sva", "gender"],
+    n_src=12,
+    n_train=20,
+    n_val=10,
+    batch_size=10,
+    max_epochs=1,
+    ig_steps=2,
+    log_every_n_steps=1,
+)
+
+
+def small_config(tmp_path: Path, **kw):
+    return make_config(None, **{**SMALL, "out": str(tmp_path / "ck"), "cache": str(tmp_path / "cache"), **kw})
+
+
+# --- the map --------------------------------------------------------------------------------------
+def test_normalisations_by_hand():
+    s = torch.tensor([2.0, -4.0, 0.0, 1.0])
+    assert normalise_scores(s, "abs-max").tolist() == [0.5, 1.0, 0.0, 0.25]
+    assert normalise_scores(s, "max").tolist() == [0.5, -1.0, 0.0, 0.25]
+    assert normalise_scores(s, "rank").tolist() == pytest.approx([2 / 3, 1.0, 0.0, 1 / 3])
+    z = normalise_scores(s, "zscore")
+    assert float(z.mean()) == pytest.approx(0.0, abs=1e-6) and float(z.std()) == pytest.approx(1.0)
+    assert normalise_scores(torch.tensor([float("nan"), 2.0]), "abs-max").tolist() == [0.0, 1.0]
+    with pytest.raises(MapError, match="Unknown normalisation"):
+        normalise_scores(s, "softmax")  # type: ignore[arg-type]
+
+
+def test_mask_is_sigmoid_of_scores_times_w():
+    m = AlignmentMap(["a0.h0", "m0"], ["a0.h0", "a0.h1", "m0"], temperature=2.0)
+    with torch.no_grad():
+        m.W.copy_(torch.tensor([[1.0, -2.0, 0.0], [4.0, 0.0, -1.0]]))
+    s = torch.tensor([-1.0, 0.5])  # abs-max -> [1, 0.5]
+    z = torch.tensor([1 + 2, -2 + 0, 0 - 0.5]) / 2
+    assert torch.allclose(m(s), torch.sigmoid(z))
+    full = m.full_mask(s)
+    assert full[0] == 1 and torch.allclose(full[1:], torch.sigmoid(z))
+    with pytest.raises(MapError, match="input node is not mapped"):
+        AlignmentMap(["input", "m0"], ["m0"])
+    with pytest.raises(MapError, match="takes 2 source scores"):
+        m(torch.ones(3))
+
+
+def test_map_round_trip_and_bad_files(tmp_path):
+    src, tgt = NodeGraph(2, 3), NodeGraph(4, 2)
+    m = AlignmentMap(mapped_names(src), mapped_names(tgt), temperature=0.5, normalise="rank", seed=3)
+    m.save(tmp_path, {"src": "s", "tgt": "t"})
+    back, meta = AlignmentMap.load(tmp_path)
+    assert torch.equal(back.W, m.W) and back.src_names == m.src_names and back.tgt_names == m.tgt_names
+    assert (back.temperature, back.normalise, meta["src"]) == (0.5, "rank", "s")
+    back.check_graphs(src, tgt)
+    with pytest.raises(MapError, match=r"target model 'toy-neox-m' has 90 .*6 layers x 14 heads") as e:
+        back.check_graphs(src, NodeGraph(6, 14), "toy-gpt2-s", "toy-neox-m")
+    assert "map's target has 12 nodes (4 layers x 2 heads + 4 MLPs)" in str(e.value)
+
+    tensors = tmp_path / "map.safetensors"
+    good = tensors.read_bytes()
+    tensors.write_bytes(good[: len(good) // 2])
+    with pytest.raises(MapError, match="not a readable dfa map"):
+        AlignmentMap.load(tmp_path)
+    tensors.write_bytes(good)
+    info = tmp_path / "map.json"
+    text = info.read_text()
+    info.write_text(text[:40])
+    with pytest.raises(MapError, match="not valid JSON"):
+        AlignmentMap.load(tmp_path)
+    info.write_text(json.dumps({"nodes": {}}))
+    with pytest.raises(MapError, match="not a dfa map description"):
+        AlignmentMap.load(tmp_path)
+    info.write_text(text)
+    assert torch.equal(AlignmentMap.load(tmp_path)[0].W, m.W)
+    with pytest.raises(MapError, match="No map.safetensors"):
+        AlignmentMap.load(tmp_path / "elsewhere")
+
+
+def test_save_failure_keeps_the_old_map(tmp_path, monkeypatch):
+    m = AlignmentMap(["m0"], ["m0", "m1"])
+    m.save(tmp_path)
+    before = (tmp_path / "map.safetensors").read_bytes()
+    import safetensors.torch
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    with torch.no_grad():
+        m.W.add_(1)
+    with pytest.raises(KeyboardInterrupt):
+        m.save(tmp_path)
+    assert (tmp_path / "map.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.json", "map.safetensors"]
+
+
+# --- baselines ------------------------------------------------------------------------------------
+def test_depth_matrix_by_hand():
+    # Source: 1 layer x 1 head; target: 2 layers x 1 head. Both target layers lie inside source layer 0.
+    D = depth_matrix(NodeGraph(1, 1), NodeGraph(2, 1))  # rows a0.h0, m0; cols a0.h0, m0, a1.h0, m1
+    assert D.tolist() == [[1, 0, 1, 0], [0, 1, 0, 1]]
+    # Source 2 layers, target 3: target layer 1 ([1/3, 2/3]) overlaps each source layer by 1/6.
+    D = depth_matrix(NodeGraph(2, 1), NodeGraph(3, 1))
+    heads = D[[0, 2]][:, [0, 2, 4]]
+    assert torch.allclose(heads, torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.5, 1.0]], dtype=D.dtype))
+    s = torch.tensor([4.0, 0.0, 2.0, 0.0])  # a0.h0, m0, a1.h0, m1 -> abs-max [1, 0, .5, 0]
+    assert depth_scores(NodeGraph(2, 1), NodeGraph(3, 1), s).tolist() == [1.0, 1.0, 0.0, 0.75, 0.0, 0.5, 0.0]
+
+
+def test_controls_permute_the_map_or_the_sources():
+    m = AlignmentMap(["a0.h0", "m0", "m1"], ["m0", "m1", "m2", "m3"], seed=1)
+    s = torch.tensor([3.0, 1.0, 2.0])
+    own = m(s)
+    for p in permuted_scores(m, s, seed=0, draws=3):
+        assert p[0] == 1 and torch.allclose(p[1:].sort().values, own.sort().values)
+    flat = scrambled_scores(m, torch.ones(3), seed=0, draws=2)
+    assert all(torch.allclose(x, with_input(m(torch.ones(3)))) for x in flat)
+
+
+# --- configs --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_loads(path):
+    c = make_config(path)
+    assert c.src and c.tgt and c.train_tasks
+    assert make_config(path, max_epochs=3, holdout=["sva"]).max_epochs == 3
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown setting"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("src: toy-gpt2-s\nlearning_rate: 0.1\n")
+        make_config(bad)
+    with pytest.raises(ConfigError, match="Every task is held out"):
+        make_config(None, tasks=["ioi"], holdout=["ioi"])
+    with pytest.raises(Exception, match="Unknown task 'iio'"):
+        make_config(None, holdout=["iio"])
+    with pytest.raises(ConfigError, match="val_fractions"):
+        make_config(None, val_fractions=[0.3])
+    with pytest.raises(ConfigError, match="No config file"):
+        make_config(tmp_path / "none.yaml")
+
+
+# --- the LightningModule --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def wired(tmp_path_factory):
+    """A DataModule and a MapTrainer set up by hand (no Trainer), toy-gpt2-s -> toy-neox-s."""
+    tmp = tmp_path_factory.mktemp("wired")
+    c = small_config(tmp)
+    data = TransferData(c, progress=False)
+    data.prepare_data()
+    data.setup("fit")
+    module = MapTrainer(
+        c.to_dict(), mapped_names(data.src_graph), mapped_names(NodeGraph.from_model(data.target))
+    )
+    module.__dict__["_target"] = data.target
+    module.graph = NodeGraph.from_model(data.target)
+    keep = [n.index for n in data.src_graph if n.kind != "input"]
+    module.source = torch.stack([data.source_scores[t][keep] for t in module.tasks])
+    module.metrics = data.metrics
+    return data, module
+
+
+def test_every_target_head_and_mlp_gets_a_gradient(wired):
+    data, module = wired
+    module.map.zero_grad()
+    module.loss_terms(data.train_items[0])["loss"].backward()
+    per_node = module.map.W.grad.abs().sum(0)
+    assert per_node.shape[0] == len(module.graph) - 1  # every head and MLP, input excluded
+    names = [n for n, g in zip(module.map.tgt_names, per_node, strict=True) if not g > 0]
+    assert names == [], f"no gradient reaches {names}"
+    assert any(n.startswith("a") for n in module.map.tgt_names)
+
+
+def test_loss_falls_when_overfitting_one_batch(wired):
+    data, module = wired
+    batch = data.train_items[0]
+    saved = module.map.W.detach().clone()
+    opt = torch.optim.Adam(module.map.parameters(), lr=0.1)
+    losses = []
+    for _ in range(25):
+        opt.zero_grad()
+        loss = module.loss_terms(batch)["loss"]
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    with torch.no_grad():
+        module.map.W.copy_(saved)
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_soft_mask_of_ones_reproduces_the_clean_distribution(wired):
+    data, module = wired
+    batch = data.train_items[0]
+    logp = module.masked_logprobs(batch, torch.ones(len(module.graph)))
+    assert torch.allclose(logp, batch["clean_logprobs"], atol=1e-5)
+
+
+def test_validation_cpr_matches_evaluate_circuits(wired):
+    from dfa.evaluate import evaluate_circuits
+    from dfa.tasks import make_batches, make_dataset
+
+    data, module = wired
+    module.on_validation_epoch_start()
+    logged = {}
+    module.log = lambda k, v, **kw: logged.__setitem__(k, float(v))  # type: ignore[method-assign]
+    for i, item in enumerate(data.val_items):
+        module.validation_step(item, i)
+    module.on_validation_epoch_end()
+    task = "sva"
+    d = make_dataset(task, data.target.tokenizer, 10, "val", 0, allow_fewer=True)
+    ev = evaluate_circuits(
+        data.target,
+        module.graph,
+        make_batches(d.examples, data.target.tokenizer, 10),
+        d.metric,
+        {"map": module.target_scores(module.tasks.index(task))},
+        n_boot=0,
+    )
+    assert logged[f"val/cpr/{task}"] == pytest.approx(ev.curves["map"].cpr, abs=1e-4)
+
+
+# --- runs -----------------------------------------------------------------------------------------
+class Crash(pl.Callback):
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
+    straight = train(small_config(tmp_path, max_epochs=2, run="straight"), progress=False)
+    c = small_config(tmp_path, max_epochs=2, run="crashed")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(c, progress=False, callbacks=[Crash()])
+    run = c.run_dir()
+    assert (run / "last.ckpt").is_file() and not (run / "map.safetensors").exists()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(c, progress=False)
+    train(c, resume=True, progress=False)
+    a, meta = AlignmentMap.load(straight)
+    b, meta_b = AlignmentMap.load(run)
+    assert meta_b["steps"] == meta["steps"] == 8  # 2 tasks x 2 batches x 2 epochs
+    assert torch.allclose(a.W, b.W, atol=1e-6)
+    ckpt = torch.load(run / "last.ckpt", weights_only=True)
+    assert set(ckpt["state_dict"]) == {"map.W"}  # the language models are not in the checkpoint
+    with pytest.raises(ConfigError, match="Nothing to resume"):
+        train(small_config(tmp_path, run="never"), resume=True, progress=False)
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_train_evaluate_transfer_scripts(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "src: toy-gpt2-s\ntgt: toy-gpt2-m\ntasks: [sva, gender]\nholdout: [gender]\nn_src: 12\n"
+        f"n_train: 20\nn_val: 10\nbatch_size: 10\nig_steps: 2\ncache: {tmp_path / 'cache'}\n"
+    )
+    out = tmp_path / "ck"
+    r = _script("train.py", "--config", str(cfg), "--max-epochs", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    run = out / "toy-gpt2-s__toy-gpt2-m" / "holdout-gender-s0"
+    assert f"run folder: {run}" in r.stdout
+    names = {p.name for p in run.iterdir()}
+    assert {"map.safetensors", "map.json", "config.yaml", "last.ckpt", "tensorboard"} <= names
+    info = json.loads((run / "map.json").read_text())
+    assert (
+        info["tasks"] == ["sva"]
+        and info["holdout"] == ["gender"]
+        and "val/cpr_zero_shot" in info["final_metrics"]
+    )
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events, "no TensorBoard events"
+
+    report = tmp_path / "eval.json"
+    r = _script(
+        "evaluate.py",
+        "--map",
+        str(run),
+        "--n",
+        "10",
+        "--boot",
+        "20",
+        "--json",
+        str(report),
+        "--plot",
+        str(tmp_path / "eval.png"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "zero-shot" in r.stdout and "in-distribution" in r.stdout
+    data = json.loads(report.read_text())
+    assert {"src", "tgt", "map", "split", "input_node", "results"} <= set(data)
+    row = data["results"][0]
+    assert {"task", "setting", "method", "cpr", "cpr_ci", "cmd", "cpr_log", "curve", "n_prompts"} <= set(row)
+    methods = {(r["task"], r["method"]) for r in data["results"]}
+    assert methods == {
+        (t, m) for t in ("sva", "gender") for m in ("dfa", "gold", "depth", "random", "permuted", "scrambled")
+    }
+    assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
+
+    r = _script("transfer.py", "--map", str(run), "--task", "capitals", "--n", "10", "--boot", "20")
+    assert r.returncode == 0, r.stderr
+    from dfa.scores import NodeScores
+
+    saved = NodeScores.load(run / "transfer" / "capitals.json")
+    assert saved.meta["setting"] == "zero-shot" and saved.names[0] == "input" and len(saved.names) == 91
+    assert "dfa CPR" in r.stdout
+
+    r = _script("train.py", "--config", str(cfg), "--out", str(out))
+    assert r.returncode == 2 and "already holds a run" in r.stderr and "Traceback" not in r.stderr
+    r = _script("evaluate.py", "--map", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "No run folder" in r.stderr
