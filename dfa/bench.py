@@ -124,6 +124,79 @@ def run(
     }
 
 
+def run_training(
+    target_name: str = "gpt2-medium:random",
+    n_src: int = 156,
+    task: str = "ioi",
+    batch_size: int = 8,
+    repeats: int = 3,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """One training step of the map (soft-masked forward with cached corrupt activations, KL +
+    sparsity, backward to W, Adam step) against one plain forward+backward of the target on
+    the same batch (gradient to the input embeddings, the model being frozen)."""
+    import torch.nn.functional as F
+
+    from dfa.interventions import donor_activations
+    from dfa.metrics import final_logits
+    from dfa.models import load_model
+    from dfa.training import MapTrainer, TrainConfig
+
+    model = load_model(target_name, device=device)
+    dev = model_device(model)
+    graph = NodeGraph.from_model(model)
+    data = make_dataset(task, model, batch_size, "test")
+    (batch,) = make_batches(data.examples, model, batch_size)
+    batch = {k: v.to(dev) for k, v in batch.items()}
+    donor = donor_activations(model, graph, batch, "patching")
+    with torch.no_grad():
+        clean = final_logits(model(batch["clean"]), batch["last"]).float().log_softmax(-1)
+    item = {
+        **{k: v for k, v in batch.items() if k != "corrupt"},
+        "task": 0,
+        "donor": donor,
+        "clean_logprobs": clean,
+    }
+    # A source graph with `n_src` mapped nodes (gpt2: 12 layers x 12 heads + 12 MLPs = 156).
+    layers = 12 if n_src == 156 else 1
+    src_graph = NodeGraph(layers, n_src // layers - 1)
+    config = TrainConfig(src="source", tgt=target_name, tasks=[task])
+    from dfa.mapping import mapped_names
+
+    module = MapTrainer(config.to_dict(), mapped_names(src_graph), mapped_names(graph)).to(dev)
+    module.attach(model, src_graph, {task: torch.rand(len(src_graph))}, {task: data.metric})
+    opt = torch.optim.Adam(module.map.parameters(), lr=config.lr)
+
+    def step() -> None:
+        opt.zero_grad()
+        module.loss_terms(item)["loss"].backward()
+        opt.step()
+
+    def plain() -> None:
+        def leaf(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            return act.detach().requires_grad_(True)
+
+        logits = model.run_with_hooks(batch["clean"], fwd_hooks=[(INPUT_HOOK, leaf)])
+        logp = final_logits(logits, batch["last"]).float().log_softmax(-1)
+        F.kl_div(logp, clean, log_target=True, reduction="batchmean").backward()
+
+    t_step = timed(step, dev, repeats)
+    t_plain = timed(plain, dev, repeats)
+    return {
+        "model": target_name,
+        "nodes": len(graph),
+        "map": [len(src_graph) - 1, len(graph) - 1],
+        "batch": batch_size,
+        "positions": int(batch["clean"].shape[1]),
+        "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
+        "cpu_threads": torch.get_num_threads(),
+        "training_step_seconds": round(t_step, 4),
+        "plain_forward_backward_seconds": round(t_plain, 4),
+        "ratio": round(t_step / t_plain, 3),
+        "target_ratio": 1.3,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="gpt2:random", help="model name (default gpt2:random: CPU, offline)")
@@ -132,7 +205,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ig-steps", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    p.add_argument(
+        "--training",
+        default=None,
+        metavar="TARGET",
+        help="instead: time one map training step on TARGET (e.g. gpt2-medium:random) against a plain fwd+bwd",
+    )
     args = p.parse_args(argv)
+    if args.training:
+        print(
+            json.dumps(
+                run_training(args.training, 156, args.task, args.batch_size, args.repeats, args.device),
+                indent=2,
+            )
+        )
+        return 0
     result = run(args.model, args.task, args.batch_size, args.ig_steps, args.repeats, args.device)
     print(json.dumps(result, indent=2))
     return 0

@@ -405,12 +405,23 @@ class MapTrainer(pl.LightningModule):
         c = self.config
         dm = self.trainer.datamodule
         target = shared_model(c.tgt, self.trainer.strategy.root_device, c.dtype, c.model_seed)
+        self.attach(target, dm.src_graph, dm.source_scores, dm.metrics)
+
+    def attach(
+        self,
+        target: Any,
+        src_graph: NodeGraph,
+        source_scores: dict[str, torch.Tensor],
+        metrics: dict[str, str],
+    ) -> None:
+        """Wire the frozen target and the tasks' whole-graph source scores (done by `setup`;
+        tests and benchmarks call it directly)."""
         self.__dict__["_target"] = target
         self.graph = NodeGraph.from_model(target)
-        self.map.check_graphs(dm.src_graph, self.graph, c.src, c.tgt)
-        keep = [n.index for n in dm.src_graph if n.kind != "input"]
-        self.source = torch.stack([dm.source_scores[t][keep] for t in self.tasks]).float()
-        self.metrics = dm.metrics
+        self.map.check_graphs(src_graph, self.graph, self.config.src, self.config.tgt)
+        keep = [n.index for n in src_graph if n.kind != "input"]
+        self.source = torch.stack([source_scores[t][keep] for t in self.tasks]).float().to(self.map.W.device)
+        self.metrics = metrics
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.map.parameters(), lr=self.config.lr)
