@@ -58,6 +58,17 @@ def plain_forward_backward(model: Any, batch: dict[str, torch.Tensor], metric: s
         task_metric(metric, logits, batch).sum().backward()
 
 
+def bench_batch(model_name: str, task: str, batch_size: int, device: str | None):
+    """The model, its graph, the task's test prompts and one batch of them on the model's device."""
+    from dfa.models import load_model
+
+    model = load_model(model_name, device=device)
+    graph = NodeGraph.from_model(model)
+    data = make_dataset(task, model, batch_size, "test")
+    (batch,) = make_batches(data.examples, model, batch_size)
+    return model, graph, data, {k: v.to(model_device(model)) for k, v in batch.items()}
+
+
 def run(
     model_name: str = "gpt2:random",
     task: str = "ioi",
@@ -66,14 +77,8 @@ def run(
     repeats: int = 3,
     device: str | None = None,
 ) -> dict[str, Any]:
-    from dfa.models import load_model
-
-    model = load_model(model_name, device=device)
+    model, graph, data, batch = bench_batch(model_name, task, batch_size, device)
     dev = model_device(model)
-    graph = NodeGraph.from_model(model)
-    data = make_dataset(task, model, batch_size, "test")
-    (batch,) = make_batches(data.examples, model, batch_size)
-    batch = {k: v.to(dev) for k, v in batch.items()}
     metric = data.metric
 
     ig = timed(
@@ -139,15 +144,10 @@ def run_training(
 
     from dfa.interventions import donor_activations
     from dfa.metrics import final_logits
-    from dfa.models import load_model
     from dfa.training import MapTrainer, TrainConfig
 
-    model = load_model(target_name, device=device)
+    model, graph, data, batch = bench_batch(target_name, task, batch_size, device)
     dev = model_device(model)
-    graph = NodeGraph.from_model(model)
-    data = make_dataset(task, model, batch_size, "test")
-    (batch,) = make_batches(data.examples, model, batch_size)
-    batch = {k: v.to(dev) for k, v in batch.items()}
     donor = donor_activations(model, graph, batch, "patching")
     with torch.no_grad():
         clean = final_logits(model(batch["clean"]), batch["last"]).float().log_softmax(-1)

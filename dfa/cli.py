@@ -387,11 +387,12 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import warnings
+    import logging
 
     from dfa.training import make_config, train
 
-    warnings.filterwarnings("ignore", message=".*treespec.*")
+    # Lightning's start-up chatter (accelerator lines, tips); our own lines say what matters.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     overrides = {
         "src": args.src,
         "tgt": args.tgt,

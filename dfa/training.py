@@ -15,6 +15,7 @@ import gc
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -68,7 +69,7 @@ class TrainConfig:
     n_val: int = 50  # target prompts per task, val split
     batch_size: int = 25
     loss: str = "kl"
-    sparsity: float = 0.05  # lambda of lambda * mean(mask)
+    sparsity: float = 0.2  # lambda of lambda * mean(mask)
     lr: float = 0.05
     temperature: float = 1.0
     normalise: str = "abs-max"
@@ -112,6 +113,36 @@ class TrainConfig:
 
     def run_dir(self) -> Path:
         return Path(self.out) / f"{safe_name(self.src)}__{safe_name(self.tgt)}" / self.run_name()
+
+    def score_file(self, model_name: str, task: str) -> Path:
+        return score_path(
+            self.cache_dir,
+            model_name,
+            task,
+            self.method,
+            "train",
+            self.n_src,
+            self.data_seed,
+            self.ablation,
+            self.ig_steps,
+        )
+
+    def scores(self, model_name: str, task: str, model: Any = None) -> NodeScores:
+        """A model's cached scores on a task with this run's attribution settings (the method,
+        ablation and IG steps; `n_src` prompts of the train split of `data_seed`)."""
+        return cached_scores(
+            model_name,
+            task,
+            self.method,
+            "train",
+            self.n_src,
+            self.data_seed,
+            self.cache_dir,
+            self.ablation,
+            self.ig_steps,
+            model,
+            self.model_seed,
+        )
 
     def check(self) -> TrainConfig:
         for t in [*self.tasks, *self.holdout]:
@@ -309,33 +340,17 @@ class TransferData(pl.LightningDataModule):
         c = self.config
         model = None
         for task in c.eval_tasks:
-            path = score_path(
-                c.cache_dir, c.src, task, c.method, "train", c.n_src, c.data_seed, c.ablation, c.ig_steps
-            )
-            if not path.is_file():
+            if not c.score_file(c.src, task).is_file():
                 model = model or shared_model(c.src, dtype=c.dtype, seed=c.model_seed)
                 print(f"scoring {c.src} on {task} ({c.method}, {c.n_src} train prompts) ...", flush=True)
-            cached_scores(
-                c.src,
-                task,
-                c.method,
-                "train",
-                c.n_src,
-                c.data_seed,
-                c.cache_dir,
-                c.ablation,
-                c.ig_steps,
-                model,
-            )
+            c.scores(c.src, task, model)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_items:
             return
         c = self.config
         for task in c.eval_tasks:
-            s = cached_scores(
-                c.src, task, c.method, "train", c.n_src, c.data_seed, c.cache_dir, c.ablation, c.ig_steps
-            )
+            s = c.scores(c.src, task)
             cfg = s.meta.get("cfg") or {}
             if self.src_graph is None:
                 self.src_graph = NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
@@ -640,6 +655,10 @@ def train(
         default_root_dir=str(run),
     )
     start = time.perf_counter()
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*treespec.*")  # lightning's own deprecation notice
+    if resume:
+        print(f"resuming {run} from {CKPT}", flush=True)
     trainer.fit(module, datamodule=data, ckpt_path=str(run / CKPT) if resume else None, weights_only=True)
     if trainer.interrupted:
         raise DfaError(f"Training was interrupted; continue it with --resume (run folder {run}).")
