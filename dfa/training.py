@@ -145,6 +145,10 @@ class TrainConfig:
         )
 
     def check(self) -> TrainConfig:
+        from dfa.models import parse_spec
+
+        parse_spec(self.src)  # an unknown model name fails here, before any work
+        parse_spec(self.tgt)
         for t in [*self.tasks, *self.holdout]:
             get_task(t)
         if not self.train_tasks:
@@ -592,7 +596,7 @@ def prepare_run(
         if saved.is_file():
             config = make_config(saved, max_epochs=max_epochs)
         return config, run
-    if run.exists() and any(run.iterdir()):
+    if (run / CKPT).is_file() or (run / "map.json").is_file():
         if not overwrite:
             raise ConfigError(
                 f"Run folder {run} already holds a run. Pass --resume to continue it, --run NAME "

@@ -160,6 +160,8 @@ def test_config_errors(tmp_path):
         make_config(None, tasks=["ioi"], holdout=["ioi"])
     with pytest.raises(Exception, match="Unknown task 'iio'"):
         make_config(None, holdout=["iio"])
+    with pytest.raises(Exception, match="gpt3"):
+        make_config(None, tgt="gpt3")
     with pytest.raises(ConfigError, match="val_fractions"):
         make_config(None, val_fractions=[0.3])
     with pytest.raises(ConfigError, match="No config file"):
