@@ -80,12 +80,11 @@ def random_scores(amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int =
 def permuted_scores(
     amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS
 ) -> list[torch.Tensor]:
+    z = amap.logits(src.to(amap.W.device)).detach().cpu()
     out = []
     for i in range(draws):
         g = torch.Generator().manual_seed(20_000 + seed + i)
-        perm = torch.randperm(amap.n_tgt, generator=g)
-        z = amap.logits(src.to(amap.W.device)).detach().cpu()
-        out.append(with_input(mask_probabilities(z[perm])))
+        out.append(with_input(mask_probabilities(z[torch.randperm(amap.n_tgt, generator=g)])))
     return out
 
 

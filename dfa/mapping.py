@@ -18,7 +18,6 @@ Normalisations (per task, over the source's heads and MLPs):
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -227,10 +226,3 @@ def _shape(names: Sequence[str]) -> str:
 def mask_probabilities(z: torch.Tensor) -> torch.Tensor:
     """`sigmoid(z)` in double precision (so large logits stay distinct), as float32 scores."""
     return torch.sigmoid(z.detach().double()).float()
-
-
-def entropy_bits(p: torch.Tensor) -> float:
-    """Mean binary entropy of a soft mask in bits (1 = undecided, 0 = every node kept or cut)."""
-    p = p.detach().double().clamp(1e-12, 1 - 1e-12)
-    h = -(p * p.log2() + (1 - p) * (1 - p).log2())
-    return float(h.mean()) if math.isfinite(float(h.mean())) else float("nan")

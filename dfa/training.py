@@ -11,7 +11,6 @@ loaded in `setup()` and never saved in checkpoints: a checkpoint holds the map o
 
 from __future__ import annotations
 
-import gc
 import re
 import shutil
 import time
@@ -26,12 +25,11 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from dfa.attribution import METHODS, check_method
+from dfa.attribution import check_method
 from dfa.errors import DfaError
 from dfa.evaluate import FRACTIONS, circuit_masks, cpr
 from dfa.graph import NodeGraph
 from dfa.interventions import (
-    ABLATIONS,
     check_ablation,
     donor_activations,
     masked_metric,
@@ -113,19 +111,6 @@ class TrainConfig:
 
     def run_dir(self) -> Path:
         return Path(self.out) / f"{safe_name(self.src)}__{safe_name(self.tgt)}" / self.run_name()
-
-    def score_file(self, model_name: str, task: str) -> Path:
-        return score_path(
-            self.cache_dir,
-            model_name,
-            task,
-            self.method,
-            "train",
-            self.n_src,
-            self.data_seed,
-            self.ablation,
-            self.ig_steps,
-        )
 
     def scores(self, model_name: str, task: str, model: Any = None) -> NodeScores:
         """A model's cached scores on a task with this run's attribution settings (the method,
@@ -243,11 +228,6 @@ def shared_model(name: str, device: torch.device | str = "cpu", dtype: str = "fl
     return _MODELS[key]
 
 
-def release_models() -> None:
-    _MODELS.clear()
-    gc.collect()
-
-
 def score_path(
     cache: Path,
     model: str,
@@ -279,6 +259,7 @@ def cached_scores(
     ig_steps: int = 5,
     model: Any = None,
     model_seed: int = 0,
+    dtype: str = "float32",
     progress: bool = False,
 ) -> NodeScores:
     """Node scores of `model_name` on `task`, from the cache when there, else computed and saved
@@ -289,7 +270,8 @@ def cached_scores(
     if path.is_file():
         return NodeScores.load(path)
     if model is None:
-        model = shared_model(model_name, seed=model_seed)
+        model = shared_model(model_name, dtype=dtype, seed=model_seed)
+    print(f"scoring {model_name} on {task} ({method}, {n} {split} prompts) ...", flush=True)
     scores = score_nodes(model, task, method, split, n, seed, ablation, ig_steps, progress=progress)
     scores.save(path)
     return scores
@@ -342,12 +324,8 @@ class TransferData(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         c = self.config
-        model = None
         for task in c.eval_tasks:
-            if not c.score_file(c.src, task).is_file():
-                model = model or shared_model(c.src, dtype=c.dtype, seed=c.model_seed)
-                print(f"scoring {c.src} on {task} ({c.method}, {c.n_src} train prompts) ...", flush=True)
-            c.scores(c.src, task, model)
+            c.scores(c.src, task)  # computed (source loaded once per process) only when not cached
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_items:
@@ -690,15 +668,3 @@ def train(
     }
     module.map.save(run, meta)
     return run
-
-
-__all__ = [
-    "ABLATIONS",
-    "METHODS",
-    "MapTrainer",
-    "TrainConfig",
-    "TransferData",
-    "cached_scores",
-    "make_config",
-    "train",
-]
