@@ -94,6 +94,24 @@ class NodeGraph:
         """The graph of a loaded `TransformerBridge` (anything with `cfg.n_layers/n_heads`)."""
         return cls(int(model.cfg.n_layers), int(model.cfg.n_heads), include_input)
 
+    @classmethod
+    def from_names(cls, names: list[str]) -> NodeGraph:
+        """The graph whose heads and MLPs are exactly `names` (in graph order; `input` optional),
+        e.g. a saved map's node list."""
+        parsed = [NAME_RE.match(n) for n in names]
+        if not names or not all(parsed):
+            bad = [n for n, m in zip(names, parsed, strict=True) if not m][:3]
+            raise DfaError(f"Not a node list: {bad or 'empty'}.")
+        layers = [int(m.group(1) or m.group(3)) for m in parsed if m and m.group(0) != INPUT]
+        heads = [int(m.group(2)) for m in parsed if m and m.group(2) is not None]
+        graph = cls(max(layers) + 1, max(heads) + 1 if heads else 1, INPUT in names)
+        if graph.names != list(names):
+            raise DfaError(
+                f"{len(names)} node names are not the nodes of a {graph.n_layers}-layer, "
+                f"{graph.n_heads}-head model in graph order."
+            )
+        return graph
+
     def __len__(self) -> int:
         return len(self.nodes)
 

@@ -68,7 +68,8 @@ def mapped_names(graph: NodeGraph) -> list[str]:
 
 
 class AlignmentMap(nn.Module):
-    """`mask = sigmoid(s @ W / T)` from normalised source scores `s` to the target's nodes."""
+    """`mask = sigmoid((s @ W + b) / T)` from normalised source scores `s` to the target's nodes
+    (`b` is a learned per-target offset)."""
 
     def __init__(
         self,
@@ -78,6 +79,8 @@ class AlignmentMap(nn.Module):
         normalise: Normalise = "abs-max",
         init_std: float = 0.01,
         seed: int = 0,
+        prior: torch.Tensor | None = None,
+        prior_gain: float = 1.0,
     ):
         super().__init__()
         if INPUT in src_names or INPUT in tgt_names:
@@ -94,7 +97,15 @@ class AlignmentMap(nn.Module):
         self.normalise = normalise
         self.init_std = float(init_std)
         g = torch.Generator().manual_seed(seed)
-        self.W = nn.Parameter(init_std * torch.randn(len(src_names), len(tgt_names), generator=g))
+        W = init_std * torch.randn(len(src_names), len(tgt_names), generator=g)
+        if prior is not None:
+            if tuple(prior.shape) != tuple(W.shape):
+                raise MapError(f"The prior has shape {list(prior.shape)}, the map {list(W.shape)}.")
+            W = W + prior_gain * prior.float()
+        self.W = nn.Parameter(W)
+        # A per-target-node offset: what the training tasks share (nodes every task needs), so
+        # that `s @ W` carries what is specific to a task.
+        self.b = nn.Parameter(torch.zeros(len(tgt_names)))
 
     @property
     def n_src(self) -> int:
@@ -110,10 +121,10 @@ class AlignmentMap(nn.Module):
         return normalise_scores(scores, self.normalise).to(self.W.device)
 
     def logits(self, scores: Float[torch.Tensor, "*tasks n_src"]) -> Float[torch.Tensor, "*tasks n_tgt"]:
-        """`s @ W / T` for raw source scores (normalised here), one row per task."""
+        """`(s @ W + b) / T` for raw source scores (normalised here), one row per task."""
         rows = scores.reshape(-1, scores.shape[-1])
         s = torch.stack([self.source_vector(r) for r in rows])
-        z = s @ self.W / self.temperature
+        z = (s @ self.W + self.b) / self.temperature
         return z.reshape(*scores.shape[:-1], self.n_tgt)
 
     def forward(self, scores: Float[torch.Tensor, "*tasks n_src"]) -> Float[torch.Tensor, "*tasks n_tgt"]:
@@ -160,9 +171,10 @@ class AlignmentMap(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         W = self.W.detach().float().cpu().contiguous()
+        b = self.b.detach().float().cpu().contiguous()
         tensors = atomic_write(
             folder / "map.safetensors",
-            lambda tmp: save_file({"W": W}, str(tmp), metadata={"format": FORMAT}),
+            lambda tmp: save_file({"W": W, "b": b}, str(tmp), metadata={"format": FORMAT}),
         )
         info = write_json(folder / "map.json", {**(meta or {}), **self.metadata()})
         return tensors, info
@@ -193,7 +205,9 @@ class AlignmentMap(nn.Module):
             if key not in meta:
                 raise MapError(f"{info} lacks {key!r}; it is not a complete dfa map description.")
         try:
-            W = load_file(str(tensors))["W"]
+            tensors_ = load_file(str(tensors))
+            W = tensors_["W"]
+            b = tensors_.get("b", torch.zeros(len(meta["tgt_nodes"])))
         except (SafetensorError, OSError, KeyError) as e:
             raise MapError(
                 f"{tensors} is not a readable dfa map ({type(e).__name__}: {e}); it may be truncated."
@@ -201,7 +215,9 @@ class AlignmentMap(nn.Module):
         shape = (len(meta["src_nodes"]), len(meta["tgt_nodes"]))
         if tuple(W.shape) != shape:
             raise MapError(f"{tensors} holds W of shape {list(W.shape)}, but {info} describes {list(shape)}.")
-        if not torch.isfinite(W).all():
+        if tuple(b.shape) != shape[1:]:
+            raise MapError(f"{tensors} holds b of shape {list(b.shape)}, but {info} describes [{shape[1]}].")
+        if not (torch.isfinite(W).all() and torch.isfinite(b).all()):
             raise MapError(f"{tensors} holds non-finite weights.")
         m = cls(
             meta["src_nodes"],
@@ -212,6 +228,7 @@ class AlignmentMap(nn.Module):
         )
         with torch.no_grad():
             m.W.copy_(W)
+            m.b.copy_(b)
         return m, meta
 
 

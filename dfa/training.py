@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from dfa.attribution import check_method
+from dfa.baselines import depth_matrix
 from dfa.errors import DfaError
 from dfa.evaluate import FRACTIONS, circuit_masks, cpr
 from dfa.graph import NodeGraph
@@ -44,6 +45,7 @@ from dfa.tasks import TASKS, get_task, make_batches, make_dataset
 
 Loss = Literal["kl", "logit_diff"]
 LOSSES: tuple[Loss, ...] = ("kl", "logit_diff")
+INITS = ("random", "depth")
 
 
 class ConfigError(DfaError, ValueError):
@@ -72,6 +74,9 @@ class TrainConfig:
     temperature: float = 1.0
     normalise: str = "abs-max"
     init_std: float = 0.01
+    init: str = "random"  # W's starting point: random (N(0, init_std)) or depth (+ init_gain * depth map)
+    init_gain: float = 1.0
+    anchor: float = 0.0  # + anchor * mean over target nodes of |W[:, j] - W_init[:, j]|^2
     max_epochs: int = 10
     seed: int = 0  # map initialisation and batch order
     data_seed: int = 0  # the tasks' train/val/test split (the toy ladders were trained on seed 0's)
@@ -145,6 +150,8 @@ class TrainConfig:
         check_ablation(self.ablation)
         if self.loss not in LOSSES:
             raise ConfigError(f"Unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}.")
+        if self.init not in INITS:
+            raise ConfigError(f"Unknown init {self.init!r}; choose one of {', '.join(INITS)}.")
         if self.normalise not in NORMALISATIONS:
             raise ConfigError(
                 f"Unknown normalisation {self.normalise!r}; choose one of {', '.join(NORMALISATIONS)}."
@@ -155,8 +162,8 @@ class TrainConfig:
         bad = [f for f in self.val_fractions if f not in FRACTIONS]
         if bad:
             raise ConfigError(f"val_fractions must be among the MIB fractions {list(FRACTIONS)}, not {bad}.")
-        if self.lr <= 0 or self.temperature <= 0 or self.sparsity < 0:
-            raise ConfigError("lr and temperature must be positive and sparsity non-negative.")
+        if self.lr <= 0 or self.temperature <= 0 or self.sparsity < 0 or self.anchor < 0:
+            raise ConfigError("lr and temperature must be positive, sparsity and anchor non-negative.")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -387,7 +394,21 @@ class MapTrainer(pl.LightningModule):
         self.save_hyperparameters()
         self.config = TrainConfig(**config)
         c = self.config
-        self.map = AlignmentMap(src_nodes, tgt_nodes, c.temperature, c.normalise, c.init_std, c.seed)  # type: ignore[arg-type]
+        prior = None
+        if c.init == "depth":
+            prior = depth_matrix(NodeGraph.from_names(src_nodes), NodeGraph.from_names(tgt_nodes))
+        self.map = AlignmentMap(
+            src_nodes,
+            tgt_nodes,
+            c.temperature,
+            c.normalise,
+            c.init_std,
+            c.seed,
+            prior,
+            c.init_gain,  # type: ignore[arg-type]
+        )
+        # W's starting point, which `anchor` pulls it back to (the depth prior, or ~0).
+        self.register_buffer("W0", self.map.W.detach().clone(), persistent=False)
         self.tasks = c.eval_tasks
         # [n_tasks, n_src] source scores (mapped nodes), filled in setup from the DataModule.
         self.register_buffer("source", torch.zeros(len(self.tasks), len(src_nodes)), persistent=False)
@@ -446,12 +467,15 @@ class MapTrainer(pl.LightningModule):
         else:
             terms["fit"] = kl
         terms["loss"] = terms["fit"] + self.config.sparsity * sparsity
+        if self.config.anchor > 0:
+            terms["anchor"] = (self.map.W - self.W0).pow(2).sum(0).mean()
+            terms["loss"] = terms["loss"] + self.config.anchor * terms["anchor"]
         return terms
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         terms = self.loss_terms(batch)
         b = int(batch["clean"].shape[0])
-        for k in ("loss", "kl", "sparsity", "mask_density", "recovery"):
+        for k in ("loss", "kl", "sparsity", "mask_density", "recovery", "anchor"):
             if k in terms:
                 self.log(f"train/{k}", terms[k], prog_bar=k in ("loss", "mask_density"), batch_size=b)
         return terms["loss"]

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from dfa.baselines import depth_matrix, depth_scores, permuted_scores, scrambled_scores, with_input
+from dfa.errors import DfaError
 from dfa.graph import NodeGraph
 from dfa.mapping import AlignmentMap, MapError, mapped_names, normalise_scores
 from dfa.training import (
@@ -55,12 +56,13 @@ def test_normalisations_by_hand():
         normalise_scores(s, "softmax")  # type: ignore[arg-type]
 
 
-def test_mask_is_sigmoid_of_scores_times_w():
+def test_mask_is_sigmoid_of_scores_times_w_plus_b():
     m = AlignmentMap(["a0.h0", "m0"], ["a0.h0", "a0.h1", "m0"], temperature=2.0)
     with torch.no_grad():
         m.W.copy_(torch.tensor([[1.0, -2.0, 0.0], [4.0, 0.0, -1.0]]))
+        m.b.copy_(torch.tensor([0.0, 1.0, -3.0]))
     s = torch.tensor([-1.0, 0.5])  # abs-max -> [1, 0.5]
-    z = torch.tensor([1 + 2, -2 + 0, 0 - 0.5]) / 2
+    z = torch.tensor([1 + 2 + 0, -2 + 0 + 1, 0 - 0.5 - 3]) / 2
     assert torch.allclose(m(s), torch.sigmoid(z))
     full = m.full_mask(s)
     assert full[0] == 1 and torch.allclose(full[1:], torch.sigmoid(z))
@@ -74,8 +76,16 @@ def test_map_round_trip_and_bad_files(tmp_path):
     src, tgt = NodeGraph(2, 3), NodeGraph(4, 2)
     m = AlignmentMap(mapped_names(src), mapped_names(tgt), temperature=0.5, normalise="rank", seed=3)
     m.save(tmp_path, {"src": "s", "tgt": "t"})
+    with torch.no_grad():
+        m.b.copy_(torch.arange(m.n_tgt, dtype=torch.float32))
+    m.save(tmp_path, {"src": "s", "tgt": "t"})
     back, meta = AlignmentMap.load(tmp_path)
-    assert torch.equal(back.W, m.W) and back.src_names == m.src_names and back.tgt_names == m.tgt_names
+    assert (
+        torch.equal(back.W, m.W)
+        and torch.equal(back.b, m.b)
+        and back.src_names == m.src_names
+        and back.tgt_names == m.tgt_names
+    )
     assert (back.temperature, back.normalise, meta["src"]) == (0.5, "rank", "s")
     back.check_graphs(src, tgt)
     with pytest.raises(MapError, match=r"target model 'toy-neox-m' has 90 .*6 layers x 14 heads") as e:
@@ -100,6 +110,38 @@ def test_map_round_trip_and_bad_files(tmp_path):
     assert torch.equal(AlignmentMap.load(tmp_path)[0].W, m.W)
     with pytest.raises(MapError, match="No map.safetensors"):
         AlignmentMap.load(tmp_path / "elsewhere")
+
+
+def test_map_file_without_b_loads_with_zero_offsets_and_wrong_b_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    m = AlignmentMap(["m0"], ["m0", "m1"], seed=1)
+    m.save(tmp_path)
+    save_file({"W": m.W.detach()}, str(tmp_path / "map.safetensors"))  # a map from before `b`
+    back, _ = AlignmentMap.load(tmp_path)
+    assert torch.equal(back.W, m.W) and back.b.tolist() == [0.0, 0.0]
+    save_file({"W": m.W.detach(), "b": torch.zeros(3)}, str(tmp_path / "map.safetensors"))
+    with pytest.raises(MapError, match=r"holds b of shape \[3\], but .* describes \[2\]"):
+        AlignmentMap.load(tmp_path)
+
+
+def test_depth_prior_initialisation():
+    src, tgt = NodeGraph(1, 1), NodeGraph(2, 1)
+    prior = depth_matrix(src, tgt)
+    m = AlignmentMap(mapped_names(src), mapped_names(tgt), init_std=0.0, prior=prior, prior_gain=2.0)
+    assert m.W.tolist() == [[2, 0, 2, 0], [0, 2, 0, 2]] and m.b.tolist() == [0, 0, 0, 0]
+    with pytest.raises(MapError, match=r"prior has shape \[4, 2\], the map \[2, 4\]"):
+        AlignmentMap(mapped_names(src), mapped_names(tgt), prior=prior.T)
+
+
+def test_graph_from_names_round_trip():
+    g = NodeGraph(3, 2)
+    assert NodeGraph.from_names(g.names).names == g.names
+    assert NodeGraph.from_names(mapped_names(g)).names == mapped_names(g)
+    with pytest.raises(DfaError, match="not the nodes of a 3-layer, 2-head model"):
+        NodeGraph.from_names(["a0.h0", "a0.h1", "m0", "m2"])
+    with pytest.raises(DfaError, match="Not a node list"):
+        NodeGraph.from_names(["a0.h0", "head7"])
 
 
 def test_save_failure_keeps_the_old_map(tmp_path, monkeypatch):
@@ -265,7 +307,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
     assert meta_b["steps"] == meta["steps"] == 8  # 2 tasks x 2 batches x 2 epochs
     assert torch.allclose(a.W, b.W, atol=1e-6)
     ckpt = torch.load(run / "last.ckpt", weights_only=True)
-    assert set(ckpt["state_dict"]) == {"map.W"}  # the language models are not in the checkpoint
+    assert set(ckpt["state_dict"]) == {"map.W", "map.b"}  # the language models are not in the checkpoint
     with pytest.raises(ConfigError, match="Nothing to resume"):
         train(small_config(tmp_path, run="never"), resume=True, progress=False)
 
