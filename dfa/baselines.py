@@ -2,16 +2,19 @@
 
 Every function returns scores over the whole target graph (`input` first, kept at 1), ready for
 `dfa.evaluate.evaluate_circuits` (circuits = top-k by score). Map-based scores are mask
-probabilities `sigmoid(s @ W / T)`; several seeded draws give a list (a mean curve).
+probabilities `sigmoid((s @ W + b) / T)`; several seeded draws give a list (a mean curve).
 
 - `map`: the trained map.
 - `depth`: relative-depth interpolation, no learning: a target node's score is the mean |score|
   of the source nodes of its kind whose layer overlaps its layer on the relative-depth axis
   (layer `l` of `L` covers `[l/L, (l+1)/L]`), weighted by the overlap. Every head of a target
   layer gets the same score: head indices carry no meaning across models.
-- `random`: untrained maps (the trained map's initialisation, other seeds).
-- `permuted`: the trained map with its target columns permuted (same weights, wrong nodes).
-- `scrambled`: the trained map fed the source scores permuted across source nodes.
+- `random`: random maps, `W ~ N(0, init_std)` and `b = 0`, other seeds: a map that knows
+  nothing (the depth prior a trained map starts from is the `depth` baseline's).
+- `permuted`: the trained map with its target columns (`W` and `b` together) permuted: same
+  weights, wrong nodes.
+- `scrambled`: the trained map fed the source scores permuted across source nodes: everything
+  the map learned about the target, nothing of the task's source circuit.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def depth_scores(src_graph: NodeGraph, tgt_graph: NodeGraph, src: torch.Tensor) 
 
 
 def random_scores(amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS) -> list[torch.Tensor]:
-    """Untrained maps: the same initialisation as training, other seeds."""
+    """Random maps: `W ~ N(0, init_std)`, `b = 0`, seeds `10000 + seed + i`."""
     init_std = float(getattr(amap, "init_std", 0.01))
     out = []
     for i in range(draws):
@@ -98,14 +101,15 @@ def scrambled_scores(
     return out
 
 
-# name -> (trained map, source graph, target graph, source scores [n_src], seed) -> scores or draws
+# name -> (trained map, source graph, target graph, source scores [n_src], seed, draws) -> scores
+# or seeded draws
 Baseline = Callable[
-    [AlignmentMap, NodeGraph, NodeGraph, torch.Tensor, int], torch.Tensor | list[torch.Tensor]
+    [AlignmentMap, NodeGraph, NodeGraph, torch.Tensor, int, int], torch.Tensor | list[torch.Tensor]
 ]
 BASELINES: dict[str, Baseline] = {
-    "map": lambda m, sg, tg, s, seed: map_scores(m, s),
-    "depth": lambda m, sg, tg, s, seed: depth_scores(sg, tg, s),
-    "random": lambda m, sg, tg, s, seed: random_scores(m, s, seed),
-    "permuted": lambda m, sg, tg, s, seed: permuted_scores(m, s, seed),
-    "scrambled": lambda m, sg, tg, s, seed: scrambled_scores(m, s, seed),
+    "map": lambda m, sg, tg, s, seed, draws: map_scores(m, s),
+    "depth": lambda m, sg, tg, s, seed, draws: depth_scores(sg, tg, s),
+    "random": lambda m, sg, tg, s, seed, draws: random_scores(m, s, seed, draws),
+    "permuted": lambda m, sg, tg, s, seed, draws: permuted_scores(m, s, seed, draws),
+    "scrambled": lambda m, sg, tg, s, seed, draws: scrambled_scores(m, s, seed, draws),
 }

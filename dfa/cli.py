@@ -429,7 +429,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dfa.transfer import evaluate_run, table, wins
 
     report, evals = evaluate_run(
-        args.map, args.tasks, args.methods, args.split, args.n, args.boot, progress=True
+        args.map, args.tasks, args.methods, args.split, args.n, args.boot, progress=True, draws=args.draws
     )
     print(
         f"{report['src']} -> {report['tgt']} map {report['map']} on the {args.split} split; "
@@ -457,7 +457,15 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from dfa.transfer import transfer
 
     predicted, paths, ev = transfer(
-        args.map, args.task, args.out, not args.no_eval, args.methods, args.split, args.n, args.boot
+        args.map,
+        args.task,
+        args.out,
+        not args.no_eval,
+        args.methods,
+        args.split,
+        args.n,
+        args.boot,
+        args.draws,
     )
     meta = predicted.meta
     print(f"{meta['src']} -> {meta['model']} predicted circuit for {args.task} ({meta['setting']}):")
@@ -482,6 +490,9 @@ def _map_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=200, help="prompts per task (default 200)")
     p.add_argument(
         "--boot", type=int, default=1000, help="bootstrap resamples for the CPR interval (default 1000)"
+    )
+    p.add_argument(
+        "--draws", type=int, default=5, help="seeded draws averaged per control: random, permuted, scrambled"
     )
 
 
@@ -601,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", default=None, choices=list(METHODS), help="source attribution (default eap-ig-inputs)"
     )
     p.add_argument(
-        "--max-epochs", type=int, default=None, help="epochs (default 10); with --resume, extends the run"
+        "--max-epochs", type=int, default=None, help="epochs (default 6); with --resume, extends the run"
     )
     p.add_argument("--seed", type=int, default=None, help="map initialisation and batch order (default 0)")
     p.add_argument("--sparsity", type=float, default=None, help="lambda of the sparsity penalty")

@@ -1,17 +1,29 @@
 """The alignment map as a plain `nn.Module`: source node scores -> a soft mask on the target's nodes.
 
-`mask = sigmoid(s @ W / T)`: `s` holds the source model's node scores for one task (heads and
-MLPs, `input` excluded), normalised per task; `W` is a dense `[n_src, n_tgt]` matrix over the
-target's heads and MLPs (`input` excluded: it is kept in every circuit). Maps are saved as
-`map.safetensors` (the tensor) + `map.json` (both node lists and everything needed to reuse it).
+`mask = sigmoid((s @ W + b) / T)`: `s` holds the source model's node scores for one task (heads
+and MLPs, `input` excluded), normalised per task; `W` is a dense `[n_src, n_tgt]` matrix and `b`
+a per-target-node offset, both over the target's heads and MLPs (`input` excluded: it is kept in
+every circuit). Maps are saved as `map.safetensors` (`W` and `b`) + `map.json` (both node lists
+and everything needed to reuse it).
+
+Why the offset, the centring and the depth start (the defaults of `dfa.training`). Across tasks,
+most of a target circuit is shared: a few nodes (early MLPs, late heads) matter for every task.
+With non-negative scores (`abs-max`) `s @ W` can carry that shared part itself, and a map trained
+that way ranks the target's nodes almost the same for any source scores: held out, it did no
+better than the same map fed scrambled scores. With centred scores (`zscore`) the shared part
+can only live in `b`, and `s @ W` must carry what sets a task apart. `W` starts at
+`init_gain * D`, `D` the relative-depth map of `dfa.baselines` (a target node reads the source
+nodes of its kind at overlapping relative depth), and an `anchor` penalty keeps it near there,
+so that what `W` learns from a handful of training tasks refines an alignment that holds for
+any task instead of replacing it.
 
 Normalisations (per task, over the source's heads and MLPs):
-- `abs-max` (default): `|s| / max|s|`, in [0, 1]. Circuits are ranked by |score| (MIB), so a node
-  that hurts the metric when removed and one that helps are both circuit members; dividing by
-  the largest makes tasks with different metric scales (logit vs probability difference) and
-  different clean margins comparable.
+- `zscore` (the training default): `(s - mean) / std`.
+- `abs-zscore`: the z-score of `|s|` (circuits are ranked by |score|).
+- `abs-max` (`AlignmentMap`'s default): `|s| / max|s|`, in [0, 1]. Circuits are ranked by |score| (MIB), so a node that
+  hurts the metric when removed and one that helps are both circuit members; dividing by the
+  largest makes tasks with different metric scales comparable.
 - `max`: `s / max|s|`, signed, in [-1, 1].
-- `zscore`: `(s - mean) / std`.
 - `rank`: the rank of `|s|` scaled to [0, 1] (1 = most important); immune to outliers.
 """
 
@@ -30,8 +42,8 @@ from dfa.errors import DfaError
 from dfa.graph import INPUT, NodeGraph
 from dfa.io import atomic_write, write_json
 
-Normalise = Literal["abs-max", "max", "zscore", "rank"]
-NORMALISATIONS: tuple[Normalise, ...] = ("abs-max", "max", "zscore", "rank")
+Normalise = Literal["abs-max", "max", "zscore", "abs-zscore", "rank"]
+NORMALISATIONS: tuple[Normalise, ...] = ("abs-max", "max", "zscore", "abs-zscore", "rank")
 FORMAT = "dfa-map/1"
 
 
@@ -49,7 +61,9 @@ def normalise_scores(scores: Float[torch.Tensor, " n_src"], how: Normalise = "ab
     elif how == "max":
         top = s.abs().max()
         out = s / top if top > 0 else s
-    elif how == "zscore":
+    elif how in ("zscore", "abs-zscore"):
+        if how == "abs-zscore":
+            s = s.abs()
         sd = s.std() if s.numel() > 1 else s.new_tensor(0.0)
         out = (s - s.mean()) / sd if sd > 0 else s - s.mean()
     elif how == "rank":

@@ -3,10 +3,12 @@ LightningModule, atomic checkpoints, and the run folder.
 
 The map is trained on the frozen target model with the intervention semantics of evaluation
 (DESIGN.md): the target runs on the clean prompt and each node outputs
-`m * out + (1 - m) * corrupt`, with `m = sigmoid(s @ W / T)` from the task's source scores. The
-loss is KL(P_clean || P_masked) at the answer position plus `sparsity * mean(mask)` (or, as an
-option, one minus the recovered share of the clean logit difference). Language models are
-loaded in `setup()` and never saved in checkpoints: a checkpoint holds the map only.
+`m * out + (1 - m) * corrupt`, with `m = sigmoid((s @ W + b) / T)` from the task's source
+scores. The loss is KL(P_clean || P_masked) at the answer position (or, as an option, one minus
+the recovered share of the clean logit difference) + `sparsity * mean(mask)` +
+`anchor * mean_j |W[:, j] - W_init[:, j]|^2` (W starts at the relative-depth map; see
+`dfa.mapping`). Language models are loaded in `setup()` and never saved in checkpoints: a
+checkpoint holds the map only.
 """
 
 from __future__ import annotations
@@ -72,12 +74,12 @@ class TrainConfig:
     sparsity: float = 0.2  # lambda of lambda * mean(mask)
     lr: float = 0.05
     temperature: float = 1.0
-    normalise: str = "abs-max"
+    normalise: str = "zscore"
     init_std: float = 0.01
-    init: str = "random"  # W's starting point: random (N(0, init_std)) or depth (+ init_gain * depth map)
-    init_gain: float = 1.0
-    anchor: float = 0.0  # + anchor * mean over target nodes of |W[:, j] - W_init[:, j]|^2
-    max_epochs: int = 10
+    init: str = "depth"  # W's start: depth (init_gain * relative-depth map + noise) or random (noise)
+    init_gain: float = 6.0
+    anchor: float = 10.0  # + anchor * mean over target nodes of |W[:, j] - W_init[:, j]|^2
+    max_epochs: int = 6
     seed: int = 0  # map initialisation and batch order
     data_seed: int = 0  # the tasks' train/val/test split (the toy ladders were trained on seed 0's)
     model_seed: int = 0  # weights of NAME:random models

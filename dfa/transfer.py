@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from dfa.baselines import BASELINES
+from dfa.baselines import BASELINES, DRAWS
 from dfa.circuits import task_prompts
 from dfa.errors import DfaError
 from dfa.evaluate import FRACTIONS, Evaluation, evaluate_circuits
@@ -77,7 +77,7 @@ def predicted_scores(
 
 
 def method_rankings(
-    run: Run, task: str, target: Any, methods: Sequence[str] = METHODS
+    run: Run, task: str, target: Any, methods: Sequence[str] = METHODS, draws: int = DRAWS
 ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
     """Whole-target-graph scores (or seeded draws) for each method on `task`."""
     unknown = [m for m in methods if m not in METHODS]
@@ -91,7 +91,7 @@ def method_rankings(
             out[m] = run.scores(run.tgt, task, target).for_graph(tgt_graph, f"{run.tgt} scores on {task}")
         else:
             out[m] = BASELINES["map" if m == "dfa" else m](
-                run.map, src_graph, tgt_graph, src, run.config.seed
+                run.map, src_graph, tgt_graph, src, run.config.seed, draws
             )
     return out
 
@@ -106,11 +106,12 @@ def evaluate_task(
     n_boot: int = 1000,
     fractions: Sequence[float] = FRACTIONS,
     progress: bool = False,
+    draws: int = DRAWS,
 ) -> Evaluation:
     get_task(task)
     c = run.config
     graph = NodeGraph.from_model(target)
-    rankings = method_rankings(run, task, target, methods)
+    rankings = method_rankings(run, task, target, methods, draws)
     prompts = task_prompts(target, task, split, n, c.data_seed)
     means = mean_activations(target, graph, prompts.batches) if c.ablation == "mean" else None
     return evaluate_circuits(
@@ -161,6 +162,7 @@ def evaluate_run(
     n: int = 200,
     n_boot: int = 1000,
     progress: bool = False,
+    draws: int = DRAWS,
 ) -> tuple[dict[str, Any], dict[str, Evaluation]]:
     """Every task's evaluation (default: the run's training tasks and hold-outs)."""
     run = Run(folder)
@@ -172,7 +174,9 @@ def evaluate_run(
     evals: dict[str, Evaluation] = {}
     rows: list[dict[str, Any]] = []
     for task in tasks:
-        evals[task] = evaluate_task(run, task, target, methods, split, n, n_boot, progress=progress)
+        evals[task] = evaluate_task(
+            run, task, target, methods, split, n, n_boot, progress=progress, draws=draws
+        )
         rows += result_rows(run, task, evals[task])
     report = {
         "src": run.src,
@@ -231,6 +235,7 @@ def transfer(
     split: str = "test",
     n: int = 200,
     n_boot: int = 1000,
+    draws: int = DRAWS,
 ) -> tuple[NodeScores, list[Path], Evaluation | None]:
     """Reuse a saved map on `task` without training: source scores -> predicted target circuit
     (written as EAP-IG/MIB `importances.json` and `.safetensors`), and its evaluation."""
@@ -253,14 +258,14 @@ def transfer(
         "n_prompts": c.n_src,
         "seed": c.data_seed,
         "ablation": c.ablation,
-        "score": "mask probability sigmoid(s @ W / T); input kept at 1",
+        "score": "mask probability sigmoid((s @ W + b) / T); input kept at 1",
         "sign": SIGN,
         "cfg": graph_cfg(target, tgt_graph),
     }
     predicted = NodeScores(tgt_graph.names, scores, meta)
     out = Path(out) if out else run.folder / "transfer" / task
     paths = [predicted.save(out.with_suffix(".json")), predicted.save(out.with_suffix(".safetensors"))]
-    ev = evaluate_task(run, task, target, methods, split, n, n_boot) if evaluate else None
+    ev = evaluate_task(run, task, target, methods, split, n, n_boot, draws=draws) if evaluate else None
     return predicted, paths, ev
 
 

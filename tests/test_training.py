@@ -51,6 +51,8 @@ def test_normalisations_by_hand():
     assert normalise_scores(s, "rank").tolist() == pytest.approx([2 / 3, 1.0, 0.0, 1 / 3])
     z = normalise_scores(s, "zscore")
     assert float(z.mean()) == pytest.approx(0.0, abs=1e-6) and float(z.std()) == pytest.approx(1.0)
+    a = normalise_scores(s, "abs-zscore")  # |s| = [2, 4, 0, 1]: mean 1.75
+    assert a.tolist() == pytest.approx(((torch.tensor([2.0, 4, 0, 1]) - 1.75) / 1.7078251).tolist(), abs=1e-6)
     assert normalise_scores(torch.tensor([float("nan"), 2.0]), "abs-max").tolist() == [0.0, 1.0]
     with pytest.raises(MapError, match="Unknown normalisation"):
         normalise_scores(s, "softmax")  # type: ignore[arg-type]
@@ -228,19 +230,47 @@ def wired(tmp_path_factory):
 
 def test_every_target_head_and_mlp_gets_a_gradient(wired):
     data, module = wired
+    saved = {k: v.clone() for k, v in module.map.state_dict().items()}
+    # Away from saturation (the default depth start puts a node whose source counterpart is an
+    # outlier at mask ~1, where sigmoid's slope is 0 in float32), every node must be reachable.
+    with torch.no_grad():
+        module.map.W.copy_(0.1 * torch.randn(module.map.W.shape, generator=torch.Generator().manual_seed(0)))
     module.map.zero_grad()
     module.loss_terms(data.train_items[0])["loss"].backward()
-    per_node = module.map.W.grad.abs().sum(0)
+    per_node, per_b = module.map.W.grad.abs().sum(0), module.map.b.grad.abs()
+    module.map.load_state_dict(saved)
     assert per_node.shape[0] == len(module.graph) - 1  # every head and MLP, input excluded
-    names = [n for n, g in zip(module.map.tgt_names, per_node, strict=True) if not g > 0]
+    names = [
+        n for n, g, gb in zip(module.map.tgt_names, per_node, per_b, strict=True) if not (g > 0 and gb > 0)
+    ]
     assert names == [], f"no gradient reaches {names}"
     assert any(n.startswith("a") for n in module.map.tgt_names)
+
+
+def test_trainer_starts_at_the_depth_map_and_the_anchor_pulls_back(wired):
+    data, module = wired
+    c = module.config
+    assert (c.init, c.anchor, c.normalise) == ("depth", 10.0, "zscore")  # the defaults
+    D = depth_matrix(data.src_graph, module.graph)
+    assert torch.allclose(module.W0, c.init_gain * D.float(), atol=5 * c.init_std)
+    assert float(module.loss_terms(data.train_items[0])["anchor"]) == pytest.approx(0.0)
+    saved = module.map.W.detach().clone()
+    with torch.no_grad():
+        module.map.W[0, 2] += 3.0  # one column moved by 3: mean over n_tgt columns of 9
+    terms = module.loss_terms(data.train_items[0])
+    with torch.no_grad():
+        module.map.W.copy_(saved)
+    assert float(terms["anchor"]) == pytest.approx(9 / module.map.n_tgt, rel=1e-4)
+    fit_and_sparsity = terms["fit"] + c.sparsity * terms["sparsity"]
+    assert float(terms["loss"]) == pytest.approx(
+        float(fit_and_sparsity + c.anchor * terms["anchor"]), rel=1e-5
+    )
 
 
 def test_loss_falls_when_overfitting_one_batch(wired):
     data, module = wired
     batch = data.train_items[0]
-    saved = module.map.W.detach().clone()
+    saved = {k: v.clone() for k, v in module.map.state_dict().items()}
     opt = torch.optim.Adam(module.map.parameters(), lr=0.1)
     losses = []
     for _ in range(25):
@@ -249,8 +279,7 @@ def test_loss_falls_when_overfitting_one_batch(wired):
         loss.backward()
         opt.step()
         losses.append(float(loss))
-    with torch.no_grad():
-        module.map.W.copy_(saved)
+    module.map.load_state_dict(saved)
     assert losses[-1] < 0.6 * losses[0], losses
 
 
