@@ -595,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="write the curves here (PNG)")
     p.set_defaults(func=cmd_evaluate_circuit)
 
+    from dfa.transfer import DEFAULT_METHODS
     from dfa.transfer import METHODS as MAP_METHODS
 
     p = sub.add_parser("train", help="train an alignment map from a source model to a target model")
@@ -631,7 +632,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", required=True, help="run folder (checkpoints/<src>__<tgt>/<run>)")
     p.add_argument("--tasks", nargs="+", default=None, help="tasks (default: the run's tasks and hold-outs)")
     p.add_argument(
-        "--methods", nargs="+", default=list(MAP_METHODS), choices=list(MAP_METHODS), help="what to compare"
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_METHODS),
+        choices=list(MAP_METHODS),
+        help="what to compare (default: all but role and role-assign)",
     )
     _map_eval_args(p)
     p.add_argument("--json", default=None, help="write the report here")

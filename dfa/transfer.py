@@ -21,7 +21,9 @@ from dfa.scores import SIGN, NodeScores, graph_cfg
 from dfa.tasks import get_task
 from dfa.training import TrainConfig, shared_model
 
-METHODS = ("dfa", "gold", "depth", "random", "permuted", "scrambled")
+# What `scripts/evaluate.py` compares by default, then the role-based alignments (`dfa.roles`).
+DEFAULT_METHODS = ("dfa", "gold", "depth", "random", "permuted", "scrambled")
+METHODS = (*DEFAULT_METHODS, "role", "role-assign")
 
 
 class Run:
@@ -77,7 +79,7 @@ def predicted_scores(
 
 
 def method_rankings(
-    run: Run, task: str, target: Any, methods: Sequence[str] = METHODS, draws: int = DRAWS
+    run: Run, task: str, target: Any, methods: Sequence[str] = DEFAULT_METHODS, draws: int = DRAWS
 ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
     """Whole-target-graph scores (or seeded draws) for each method on `task`."""
     unknown = [m for m in methods if m not in METHODS]
@@ -89,6 +91,16 @@ def method_rankings(
     for m in methods:
         if m == "gold":
             out[m] = run.scores(run.tgt, task, target).for_graph(tgt_graph, f"{run.tgt} scores on {task}")
+        elif m in ("role", "role-assign"):
+            from dfa.baselines import role_scores
+            from dfa.roles import cached_roles
+
+            cache = run.config.cache_dir
+            profiles = [
+                cached_roles(run.src, cache).profile(),
+                cached_roles(run.tgt, cache, model=target).profile(),
+            ]
+            out[m] = role_scores(src_graph, tgt_graph, src, *profiles, assign=m == "role-assign")
         else:
             out[m] = BASELINES["map" if m == "dfa" else m](
                 run.map, src_graph, tgt_graph, src, run.config.seed, draws
@@ -100,7 +112,7 @@ def evaluate_task(
     run: Run,
     task: str,
     target: Any,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = DEFAULT_METHODS,
     split: str = "test",
     n: int = 200,
     n_boot: int = 1000,
@@ -157,7 +169,7 @@ def result_rows(run: Run, task: str, ev: Evaluation) -> list[dict[str, Any]]:
 def evaluate_run(
     folder: str | Path,
     tasks: Sequence[str] | None = None,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = DEFAULT_METHODS,
     split: str = "test",
     n: int = 200,
     n_boot: int = 1000,
@@ -286,6 +298,7 @@ def loto_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", default="configs/toy.yaml")
     p.add_argument("--n", type=int, default=100, help="test prompts per task (default 100)")
     p.add_argument("--boot", type=int, default=200)
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=list(METHODS))
     p.add_argument("--out", default="checkpoints")
     p.add_argument("--json", default="results/loto_toy.json")
     args = p.parse_args(argv)
@@ -302,7 +315,7 @@ def loto_main(argv: Sequence[str] | None = None) -> int:
             run = c.run_dir()
             if not (run / "map.json").is_file():
                 run = train(c, overwrite=True, progress=False)
-            report, _ = evaluate_run(run, [task], METHODS, "test", args.n, args.boot)
+            report, _ = evaluate_run(run, [task], args.methods, "test", args.n, args.boot)
             for r in report["results"]:
                 r.pop("curve")
                 done.append({"src": src, "tgt": tgt, **r})
@@ -320,7 +333,8 @@ def loto_main(argv: Sequence[str] | None = None) -> int:
 
 def loto_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: pair x held-out task, each method's zero-shot CPR [CI], and the map's wins."""
-    methods = list(METHODS)
+    present = {r["method"] for r in rows}
+    methods = [m for m in METHODS if m in present]
     lines = ["| pair | held-out task | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
     by = {(r["src"], r["tgt"], r["task"], r["method"]): r for r in rows}
     keys = list(dict.fromkeys((r["src"], r["tgt"], r["task"]) for r in rows))

@@ -368,3 +368,28 @@ def test_cached_roles_computes_once_then_loads(tmp_path, monkeypatch):
     stale.save(path)
     R.cached_roles("org/toy x", tmp_path, seed=2, model=object())
     assert calls == [2, 2]
+
+
+# --- role-based alignment (dfa.baselines) ---------------------------------------------------------
+def test_role_alignment_follows_roles_not_head_indices():
+    from dfa.baselines import depth_matrix, role_matrix, role_scores
+
+    src, tgt = NodeGraph(1, 2), NodeGraph(2, 2)  # mapped: a0.h0 a0.h1 m0 | a0.h0 a0.h1 m0 a1.h0 a1.h1 m1
+    induction, previous = [0.9, 0, 0, 0, 0, 0], [0, 0.9, 0, 0, 0, 0]
+    P = torch.tensor([induction, previous])
+    Q = torch.tensor([previous, [0.0] * 6, [0.0] * 6, induction])  # target a1.h1 is the induction head
+    R = role_matrix(P, Q, src, tgt)
+    # Source induction head -> target a1.h1 (column 4), source previous-token head -> a0.h0.
+    assert R[0, 4] == pytest.approx(1.0) and R[1, 0] == pytest.approx(1.0)
+    assert R[0, 0] == pytest.approx(0.0, abs=1e-30) and R[1, 4] == pytest.approx(0.0, abs=1e-30)
+    # Role-less target heads are as far from both: split evenly. MLPs follow relative depth.
+    assert R[0, 1] == pytest.approx(0.5) and R[1, 3] == pytest.approx(0.5)
+    mlp_rows, mlp_cols = [2], [2, 5]
+    assert torch.equal(R[mlp_rows][:, mlp_cols], depth_matrix(src, tgt)[mlp_rows][:, mlp_cols])
+    assert torch.allclose(R.sum(0), torch.ones(6, dtype=R.dtype))
+    A = role_matrix(P, Q, src, tgt, assign=True)  # one-to-one: each source node to one target node
+    assert A.tolist() == [[0, 0, 0, 0, 1, 0], [1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]]
+    scores = role_scores(src, tgt, torch.tensor([-4.0, 2.0, 1.0]), P, Q, assign=True)
+    assert scores.tolist() == [1.0, 0.5, 0.0, 0.25, 0.0, 1.0, 0.0]  # input, then |s|/max|s| moved
+    with pytest.raises(ValueError, match="Role profiles of 2 and 3 heads"):
+        role_matrix(P, Q[:3], src, tgt)

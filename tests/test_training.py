@@ -394,8 +394,14 @@ def test_train_evaluate_transfer_scripts(tmp_path):
     }
     assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
 
-    r = _script("transfer.py", "--map", str(run), "--task", "capitals", "--n", "10", "--boot", "20")
+    r = _script(
+        "transfer.py",
+        *("--map", str(run), "--task", "capitals", "--n", "10", "--boot", "20"),
+        *("--methods", "dfa", "random", "role", "role-assign", "--draws", "2"),
+    )
     assert r.returncode == 0, r.stderr
+    assert all(f"{m} CPR" in r.stdout for m in ("dfa", "random", "role", "role-assign")), r.stdout
+    assert (tmp_path / "cache" / "roles").is_dir()  # role scores cached beside the node scores
     from dfa.scores import NodeScores
 
     saved = NodeScores.load(run / "transfer" / "capitals.json")
