@@ -483,6 +483,12 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from dfa.sweep import main as sweep_main
+
+    return sweep_main(args.rest)
+
+
 def _map_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--split", default="test", choices=["train", "val", "test"], help="prompt split (default test)"
@@ -657,6 +663,13 @@ def build_parser() -> argparse.ArgumentParser:
     _map_eval_args(p)
     p.set_defaults(func=cmd_transfer)
 
+    p = sub.add_parser(
+        "sweep",
+        add_help=False,
+        help="every pair of a ladder: maps, baselines, tables (see `dfa sweep --help`)",
+    )
+    p.set_defaults(func=cmd_sweep)  # main() hands everything after `sweep` to dfa.sweep
+
     p = sub.add_parser("zoo", help="the toy ladders: build them, or print their cards")
     zoo = p.add_subparsers(dest="zoo_command", required=True)
     q = zoo.add_parser("build", help="train a toy ladder on the tasks' train splits and save it")
@@ -673,7 +686,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sweep"]:  # its own parser (dfa.sweep.main), flags and --help included
+        args = argparse.Namespace(command="sweep", rest=argv[1:], func=cmd_sweep)
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except DfaError as err:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from dfa.baselines import depth_matrix
 from dfa.cross_scale import main, monotone, project, reading
 from dfa.graph import NodeGraph
@@ -49,7 +48,12 @@ def test_cross_scale_script_on_two_toy_models(tmp_path, capsys):
     report = json.loads((out / "cross_scale.json").read_text())
     assert report["models"] == ["toy-gpt2-s", "toy-gpt2-m"]  # ordered small -> large
     (pair,) = report["pairs"]
-    assert (pair["small"], pair["large"], pair["k_small"], pair["k_large"]) == ("toy-gpt2-s", "toy-gpt2-m", 5, 9)
+    assert (pair["small"], pair["large"], pair["k_small"], pair["k_large"]) == (
+        "toy-gpt2-s",
+        "toy-gpt2-m",
+        5,
+        9,
+    )
     assert 0 <= pair["overlap"] <= 1 and pair["reading"] == reading(pair["overlap"])
     assert pair["chance"] == 9 / 90
     assert len(report["circuits"]["sva"]["toy-gpt2-m"]) == 9

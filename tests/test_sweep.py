@@ -1,0 +1,91 @@
+"""`dfa sweep`: pairs, the orchestration of maps and evaluations, resuming, and the tables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import dfa.training
+import dfa.transfer
+from dfa.errors import DfaError
+from dfa.sweep import ladder_models, main, markdown, run_sweep, sweep_pairs
+
+
+def test_ladders_and_pairs():
+    assert ladder_models("toy-gpt2") == ["toy-gpt2-s", "toy-gpt2-m", "toy-gpt2-l"]
+    assert ladder_models("gpt2") == ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
+    assert ladder_models("pythia")[:2] == ["pythia-14m", "pythia-70m"]
+    with pytest.raises(DfaError, match="Unknown ladder 'opt'"):
+        ladder_models("opt")
+    pairs = sweep_pairs("toy-gpt2")
+    assert pairs[:3] == [
+        ("toy-gpt2-s", "toy-gpt2-m", "forward"),
+        ("toy-gpt2-s", "toy-gpt2-l", "forward"),
+        ("toy-gpt2-m", "toy-gpt2-l", "forward"),
+    ]
+    assert ("toy-gpt2-l", "toy-gpt2-s", "reverse") in pairs and pairs[-1] == (
+        "toy-neox-s",
+        "toy-gpt2-l",
+        "cross",
+    )
+    assert len(sweep_pairs("toy-gpt2", reverse=False, cross=[])) == 3
+    with pytest.raises(DfaError, match="SRC:TGT"):
+        sweep_pairs("toy-gpt2", cross=["toy-neox-s"])
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """train() and evaluate_run() replaced by fakes that record their calls (no models run)."""
+    calls = {"train": [], "eval": []}
+
+    def train(c, overwrite=False, progress=True):
+        calls["train"].append((c.src, c.tgt, c.run_name(), tuple(c.train_tasks), tuple(c.holdout)))
+        run = c.run_dir()
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "map.json").write_text("{}")
+        return run
+
+    def evaluate_run(run, tasks, methods, split, n, boot, draws=5, progress=False):
+        calls["eval"].append((run.name, tuple(tasks), tuple(methods)))
+        cpr = {"gold": 0.9, "dfa": 0.6 if run.name.startswith("loto") else 0.8, "depth": 0.5}
+        rows = [
+            {"task": t, "setting": "x", "method": m, "cpr": cpr.get(m, 0.3), "cpr_ci": [0, 1], "curve": []}
+            for t in tasks
+            for m in methods
+        ]
+        return {"results": rows}, {}
+
+    monkeypatch.setattr(dfa.training, "train", train)
+    monkeypatch.setattr(dfa.transfer, "evaluate_run", evaluate_run)
+    return calls
+
+
+def test_sweep_trains_each_map_once_and_resumes(tmp_path, fake):
+    kw = {"out": tmp_path, "config": None, "reverse": False, "cross": []}
+    result = run_sweep("toy-gpt2", ["sva", "gender"], **kw)
+    # 3 forward pairs x (all + 2 loto) maps, plus 2 one-task maps for the first pair.
+    assert len(fake["train"]) == 3 * 3 + 2
+    assert ("toy-gpt2-s", "toy-gpt2-m", "loto-sva", ("gender",), ("sva",)) in fake["train"]
+    assert ("toy-gpt2-s", "toy-gpt2-m", "only-gender", ("gender",), ()) in fake["train"]
+    assert ("loto-sva", ("sva",), ("dfa", "random", "permuted", "scrambled")) in fake["eval"]
+    assert ("all", ("gender",), ("dfa", "gold", "depth", "role", "role-assign")) in fake["eval"]
+    n_rows = len(result["rows"])
+    saved = json.loads((tmp_path / "sweep_toy-gpt2.json").read_text())
+    assert len(saved["rows"]) == n_rows
+    fake["train"].clear()
+    fake["eval"].clear()
+    again = run_sweep("toy-gpt2", ["sva", "gender"], **kw)  # everything done: nothing recomputed
+    assert fake["train"] == [] and fake["eval"] == [] and len(again["rows"]) == n_rows
+    text = markdown(again)
+    assert "| sva | 0.900 | 0.800 | 0.600 | 0.300 | 0.300 | 0.500 | 0.300 | 0.300 | 0.300 |" in text
+    assert "| toy-gpt2-s -> toy-gpt2-l | 0.500 | 0.600 | 0.900 | 67 |" in text
+    assert "DFA zero-shot beats soft role alignment on 6 of 6" in text
+    assert "| gender | 0.800 | 0.800 |" in text  # the heatmap row of the one-task map
+
+
+def test_sweep_command_errors(tmp_path, capsys):
+    assert main(["--ladder", "toy-gpt2", "--tasks", "sva", "--out", str(tmp_path)]) == 2
+    assert "at least two tasks" in capsys.readouterr().err
+    assert main(["--ladder", "toy-gpt2", "--tasks", "sva", "nope", "--out", str(tmp_path)]) == 2
+    assert "nope" in capsys.readouterr().err
