@@ -7,6 +7,7 @@ import json
 from dfa.baselines import depth_matrix
 from dfa.cross_scale import main, monotone, project, reading
 from dfa.graph import NodeGraph
+from dfa.roles import ROLES
 
 
 def test_readings_and_trend():
@@ -57,14 +58,7 @@ def test_cross_scale_script_on_two_toy_models(tmp_path, capsys):
     assert 0 <= pair["overlap"] <= 1 and pair["reading"] == reading(pair["overlap"])
     assert pair["chance"] == 9 / 90
     assert len(report["circuits"]["sva"]["toy-gpt2-m"]) == 9
-    assert set(report["census"]["toy-gpt2-s"]["top"]) == {
-        "induction",
-        "previous_token",
-        "duplicate_token",
-        "copy",
-        "copy_suppression",
-        "successor",
-    }
+    assert set(report["census"]["toy-gpt2-s"]["top"]) == set(ROLES)
     assert "| sva | toy-gpt2-s -> toy-gpt2-m |" in (out / "cross_scale.md").read_text()
     assert (out / "cross_scale.png").read_bytes()[:4] == b"\x89PNG"
     assert "wrote" in capsys.readouterr().out
