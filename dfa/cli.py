@@ -406,6 +406,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         "sparsity": args.sparsity,
         "lr": args.lr,
         "loss": args.loss,
+        "normalise": args.normalise,
+        "init": args.init,
+        "anchor": args.anchor,
         "accelerator": args.accelerator,
     }
     config = make_config(args.config, **overrides)
@@ -601,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="write the curves here (PNG)")
     p.set_defaults(func=cmd_evaluate_circuit)
 
+    from dfa.mapping import NORMALISATIONS
+    from dfa.training import INITS
     from dfa.transfer import DEFAULT_METHODS
     from dfa.transfer import METHODS as MAP_METHODS
 
@@ -624,6 +629,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="map initialisation and batch order (default 0)")
     p.add_argument("--sparsity", type=float, default=None, help="lambda of the sparsity penalty")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    p.add_argument(
+        "--normalise",
+        default=None,
+        choices=list(NORMALISATIONS),
+        help="per-task source-score normalisation (default zscore)",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        choices=list(INITS),
+        help="W's start: the depth map (default) or noise",
+    )
+    p.add_argument("--anchor", type=float, default=None, help="pull of W back to its start (default 10)")
     p.add_argument(
         "--loss", default=None, choices=["kl", "logit_diff"], help="faithfulness loss (default kl)"
     )

@@ -20,9 +20,9 @@ any task instead of replacing it.
 Normalisations (per task, over the source's heads and MLPs):
 - `zscore` (the training default): `(s - mean) / std`.
 - `abs-zscore`: the z-score of `|s|` (circuits are ranked by |score|).
-- `abs-max` (`AlignmentMap`'s default): `|s| / max|s|`, in [0, 1]. Circuits are ranked by |score| (MIB), so a node that
-  hurts the metric when removed and one that helps are both circuit members; dividing by the
-  largest makes tasks with different metric scales comparable.
+- `abs-max` (`AlignmentMap`'s default): `|s| / max|s|`, in [0, 1]. Circuits are ranked by
+  |score| (MIB), so a node that hurts the metric when removed and one that helps are both
+  circuit members; dividing by the largest makes tasks with different metric scales comparable.
 - `max`: `s / max|s|`, signed, in [-1, 1].
 - `rank`: the rank of `|s|` scaled to [0, 1] (1 = most important); immune to outliers.
 """

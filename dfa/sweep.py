@@ -311,6 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-heatmap", action="store_true", help="skip the one-task maps of the first pair")
     p.add_argument("--out", default="results/sweep", help="output folder (maps under OUT/maps)")
     args = p.parse_args(argv)
+    import logging
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)  # start-up tips
     out = Path(args.out)
     start = time.perf_counter()
     overrides = {"max_epochs": args.max_epochs} if args.max_epochs else {}

@@ -403,11 +403,11 @@ class MapTrainer(pl.LightningModule):
             src_nodes,
             tgt_nodes,
             c.temperature,
-            c.normalise,
+            c.normalise,  # type: ignore[arg-type]
             c.init_std,
             c.seed,
             prior,
-            c.init_gain,  # type: ignore[arg-type]
+            c.init_gain,
         )
         # W's starting point, which `anchor` pulls it back to (the depth prior, or ~0).
         self.register_buffer("W0", self.map.W.detach().clone(), persistent=False)
