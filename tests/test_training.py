@@ -210,6 +210,10 @@ def test_config_errors(tmp_path):
         make_config(None, val_fractions=[0.3])
     with pytest.raises(ConfigError, match="No config file"):
         make_config(tmp_path / "none.yaml")
+    with pytest.raises(ConfigError, match="Unknown init 'identity'; choose one of random, depth"):
+        make_config(None, init="identity")
+    with pytest.raises(ConfigError, match="anchor non-negative"):
+        make_config(None, anchor=-1.0)
 
 
 # --- the LightningModule --------------------------------------------------------------------------
