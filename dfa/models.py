@@ -351,7 +351,7 @@ def _random_hf_model(ladder: LadderModel, seed: int, device: torch.device):
     config = AutoConfig.for_model(**ladder.config)
     torch.manual_seed(seed)  # inside load_model's fork_rng: the caller's stream is untouched
     with device:
-        return AutoModelForCausalLM.from_config(config)
+        return AutoModelForCausalLM.from_config(config, attn_implementation="eager")  # pattern hooks
 
 
 def _pretrained_hf_model(folder: Path):
