@@ -37,7 +37,7 @@ from dfa.circuits import task_prompts
 from dfa.errors import DfaError
 from dfa.evaluate import circuit_nodes, circuit_size, evaluate_circuits
 from dfa.graph import NodeGraph
-from dfa.io import write_json
+from dfa.io import atomic_write, write_json
 from dfa.roles import ROLES, RoleScores, cached_roles
 from dfa.tasks import get_task
 
@@ -55,7 +55,8 @@ def project(circuit: Sequence[str], R: torch.Tensor, src: NodeGraph, tgt: NodeGr
     """The `k` target nodes (heads and MLPs) with the most mass of `circuit` under map `R`."""
     src_names = [n.name for n in src if n.kind != "input"]
     tgt_names = [n.name for n in tgt if n.kind != "input"]
-    member = torch.tensor([name in set(circuit) for name in src_names], dtype=R.dtype)
+    members = set(circuit)
+    member = torch.tensor([name in members for name in src_names], dtype=R.dtype)
     mass = member @ R
     order = sorted(range(len(tgt_names)), key=lambda j: (-float(mass[j]), j))
     return [tgt_names[j] for j in order[:k]]
@@ -284,8 +285,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "cross_scale.json", report)
     text = markdown(report)
-    from dfa.io import atomic_write
-
     atomic_write(out / "cross_scale.md", lambda tmp: tmp.write_text(text))
     plot(report, out / "cross_scale.png")
     print(text)

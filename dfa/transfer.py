@@ -78,6 +78,14 @@ def predicted_scores(
     return whole, src_graph, whole[keep]
 
 
+def _role_profiles(run: Run, target: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both models' head role profiles (`dfa.roles`, cached beside the run's node scores)."""
+    from dfa.roles import cached_roles
+
+    cache = run.config.cache_dir
+    return cached_roles(run.src, cache).profile(), cached_roles(run.tgt, cache, model=target).profile()
+
+
 def method_rankings(
     run: Run, task: str, target: Any, methods: Sequence[str] = DEFAULT_METHODS, draws: int = DRAWS
 ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
@@ -88,18 +96,14 @@ def method_rankings(
     tgt_graph = NodeGraph.from_model(target)
     _, src_graph, src = predicted_scores(run, task, tgt_graph)
     out: dict[str, torch.Tensor | list[torch.Tensor]] = {}
+    profiles: tuple[torch.Tensor, torch.Tensor] | None = None  # role profiles, loaded once
     for m in methods:
         if m == "gold":
             out[m] = run.scores(run.tgt, task, target).for_graph(tgt_graph, f"{run.tgt} scores on {task}")
         elif m in ("role", "role-assign"):
             from dfa.baselines import role_scores
-            from dfa.roles import cached_roles
 
-            cache = run.config.cache_dir
-            profiles = [
-                cached_roles(run.src, cache).profile(),
-                cached_roles(run.tgt, cache, model=target).profile(),
-            ]
+            profiles = profiles or _role_profiles(run, target)
             out[m] = role_scores(src_graph, tgt_graph, src, *profiles, assign=m == "role-assign")
         else:
             out[m] = BASELINES["map" if m == "dfa" else m](
@@ -338,7 +342,7 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| pair | held-out task | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
     by = {(r["src"], r["tgt"], r["task"], r["method"]): r for r in rows}
     keys = list(dict.fromkeys((r["src"], r["tgt"], r["task"]) for r in rows))
-    wins = {m: 0 for m in methods[2:]}
+    wins = {m: 0 for m in methods if m not in ("dfa", "gold")}
     for src, tgt, task in keys:
         cells = []
         for m in methods:
