@@ -11,7 +11,7 @@ import torch
 from dfa.errors import DfaError
 from dfa.graph import NodeGraph
 from dfa.models import ModelNotAvailableError, load_model, load_tokenizer, parse_spec
-from dfa.tasks import TASKS, make_dataset
+from dfa.tasks import TASKS, make_dataset, split_of
 from dfa.zoo.build import build_model
 from dfa.zoo.card import CARD, MAX_CORRUPT_SHARE, MIN_ACCURACY, TEST_PAIRS, read_card, score_tasks
 from dfa.zoo.spec import FAMILY_ARCH, TOY_SPECS, ZOO_DIR, ToySpec
@@ -85,6 +85,33 @@ def test_task_text_has_every_task_and_the_extra_text(micro_text):
     assert counts["atlas"] > 100 and counts["glossary"] > 100
     row, answer = micro_text[0]
     assert row[0] == 0 and answer == len(row) - 1  # BOS first; a task row ends with its answer
+
+
+def test_corrupt_prompts_train_with_their_own_answers_and_never_a_val_or_test_prompt(toy_tokenizer):
+    pairs = {task: 30 for task in TASKS} | {"ioi": 40}
+    text = TaskText(toy_tokenizer, seed=0, pairs=pairs, corrupt=True)
+    counts = text.counts()
+    assert all(counts[t] == pairs[t] + counts[f"{t} corrupt"] for t in TASKS)
+    rows = iter(zip(text.rows, text.group_of, text.is_corrupt))
+    skipped = 0
+    for task in TASKS:
+        for ex in make_dataset(task, toy_tokenizer, pairs[task], "train", 0):
+            (row, at), group, corrupt = next(rows)
+            assert (group, corrupt, row[1:at]) == (task, False, list(ex.clean_ids))
+            assert row[at] in ex.answers
+            if split_of(ex.corrupt, 0) != "train":  # it may be another pair's val or test prompt
+                skipped += 1
+                continue
+            (row, at), group, corrupt = next(rows)
+            assert (group, corrupt, row[1:at]) == (task, True, list(ex.corrupt_ids))
+            answer = row[at]
+            if task == "greater_than":  # the start year 01: every year 02..99 is right
+                assert 2 <= int(toy_tokenizer.decode([answer])) <= 99
+            elif task == "ioi":  # a third name: either introduced name is right
+                assert answer in ex.answers + ex.wrongs
+            else:
+                assert answer in ex.wrongs
+    assert skipped > 0 and next(rows)[1] == "atlas"
 
 
 @pytest.mark.parametrize("arch", list(FAMILY_ARCH))
@@ -208,3 +235,32 @@ def test_task_batches_one_group_or_mixed_and_bucketed():
     assert sum(len({lengths[i] for i in b}) == 1 for b in mixed) >= 15  # unsorted: about 0
     counts = [sum(group_of[i] == g for b in mixed for i in b) for g in range(3)]
     assert counts[2] > counts[0] and counts[2] > counts[1] and min(counts) > 0
+
+
+def test_zoo_trial_trains_a_changed_recipe_and_scores_the_val_split(tmp_path):
+    from tests.test_training import _script
+
+    out = tmp_path / "trial.json"
+    done = _script(
+        "zoo_trial.py",
+        "toy-gpt2-s",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--weight",
+        "ioi=5",
+        "--corrupt",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "toy-gpt2-s: 4 layers, d_model 96, 2 steps of 4" in done.stdout
+        and "passes 0 of 8 tasks" in done.stdout
+    )
+    record = json.loads(out.read_text())
+    assert record["split"] == "val" and record["corrupt"] and set(record["tasks"]) == set(TASKS)
+    assert record["training"]["group_weights"]["ioi"] == 5.0
+    bad = _script("zoo_trial.py", "toy-gpt2-s", "--pairs", "ioi")
+    assert bad.returncode == 2 and "error: --pairs takes NAME=VALUE, got 'ioi'." in bad.stderr

@@ -55,6 +55,16 @@ def _versions() -> dict[str, str]:
     }
 
 
+def save_and_score(model, tokenizer, folder: Path, split: str, seed: int, pairs: int = TEST_PAIRS):
+    """Save `model` (in SAVED_DTYPE) and its tokenizer to `folder`, load it back the way every dfa
+    command does, and score every task on `pairs` pairs of `split`."""
+    from dfa.models import load_model
+
+    model.to(SAVED_DTYPE).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return score_tasks(load_model(str(folder), device="cpu"), pairs, split, seed)
+
+
 def build_model(
     spec: ToySpec,
     tokenizer,
@@ -67,7 +77,7 @@ def build_model(
     """Train `spec`, save it (fp16 safetensors, config, tokenizer) in a temporary folder, reload
     it by the normal path and score it, then move it to `out/spec.name` with its card; returns
     the card."""
-    from dfa.models import count_parameters, load_model
+    from dfa.models import count_parameters
 
     config = config or default_config(spec)
     start = time.perf_counter()
@@ -96,11 +106,9 @@ def build_model(
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        model.to(SAVED_DTYPE).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
         # Score what was saved, loaded the way every dfa command loads it, before the folder
         # takes its final name: a model is never published without its full card.
-        scores = score_tasks(load_model(str(tmp), device="cpu"), TEST_PAIRS, "test", seed)
+        scores = save_and_score(model, tokenizer, tmp, "test", seed)
         card["test"] = {
             "split": "test",
             "pairs_per_task": TEST_PAIRS,

@@ -11,10 +11,22 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dfa.tasks import TASKS, make_dataset
+from dfa.tasks import TASKS, make_dataset, split_of
 from dfa.zoo.spec import ToySpec
 
 TRAIN_PAIRS = 3000  # per task, or all a task's train split has
+
+
+def corrupt_answers(task: str, ex) -> tuple[int, ...]:
+    """The right answers to a pair's corrupt prompt, which is a prompt of the task in its own
+    right: greater-than's start year 01 leaves every later year (02-99) right; ioi's third name
+    leaves either of the two introduced names; every other task's corrupt prompt is answered
+    by the clean prompt's wrong answer."""
+    if task == "greater_than":
+        return (*ex.answers, *ex.wrongs[2:])  # wrongs are the years 00, 01, ... up to the start
+    if task == "ioi":
+        return (*ex.answers, *ex.wrongs)
+    return ex.wrongs
 
 
 # How often each group of text is drawn: the tasks that take longest to learn, more often.
@@ -105,31 +117,46 @@ class TaskText(Dataset):
     """Token rows with BOS first (the policy every dfa model runs with) and the index of the
     answer token in each: every task's train pairs as the clean prompt followed by one right
     answer (sets of answers, as greater-than's, get one member drawn per pair), the atlas, the
-    glossary and the counting lines."""
+    glossary and the counting lines.
 
-    def __init__(self, tokenizer, seed: int, pairs: int = TRAIN_PAIRS):
+    `pairs` is the number of train pairs per task (a dict: per task, TRAIN_PAIRS for the rest).
+    With `corrupt`, a pair's corrupt prompt is a row too, with its own right answer (see
+    `corrupt_answers`), where that prompt would itself fall in the train split."""
+
+    def __init__(
+        self, tokenizer, seed: int, pairs: int | dict[str, int] = TRAIN_PAIRS, corrupt: bool = False
+    ):
         rng = random.Random(f"zoo-text\x00{seed}")
         self.rows: list[tuple[list[int], int]] = []
         self.group_of: list[str] = []
+        self.is_corrupt: list[bool] = []
         bos = tokenizer.bos_token_id
 
         def encode(text: str) -> list[int]:
             return tokenizer(text, add_special_tokens=False)["input_ids"]
 
+        def add(row: list[int], answer_at: int, group: str, is_corrupt: bool = False) -> None:
+            self.rows.append((row, answer_at))
+            self.group_of.append(group)
+            self.is_corrupt.append(is_corrupt)
+
         for name in TASKS:
-            for ex in make_dataset(name, tokenizer, pairs, "train", seed, allow_fewer=True):
-                row = [bos, *ex.clean_ids, rng.choice(ex.answers)]
-                self.rows.append((row, len(row) - 1))
-                self.group_of.append(name)
+            n = pairs.get(name, TRAIN_PAIRS) if isinstance(pairs, dict) else pairs
+            for ex in make_dataset(name, tokenizer, n, "train", seed, allow_fewer=True):
+                prompts = [(ex.clean_ids, ex.answers, False)]
+                # Prompts are split by their text, so a corrupt prompt whose text would fall in
+                # the val or test split (another pair's clean prompt there) is never trained on.
+                if corrupt and split_of(ex.corrupt, seed) == "train":
+                    prompts.append((ex.corrupt_ids, corrupt_answers(name, ex), True))
+                for ids, answers, is_corrupt in prompts:
+                    add([bos, *ids, rng.choice(answers)], len(ids) + 1, name, is_corrupt)
         for group, lines in (("atlas", atlas_texts()), ("glossary", glossary_texts())):
             for prompt, rest in lines:
                 head = [bos, *encode(prompt)]
-                self.rows.append((head + encode(rest), len(head)))
-                self.group_of.append(group)
+                add(head + encode(rest), len(head), group)
         for line in ordinal_texts():
             row = [bos, *encode(line)]
-            self.rows.append((row, len(row) - 1))
-            self.group_of.append("ordinal")
+            add(row, len(row) - 1, "ordinal")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -138,8 +165,10 @@ class TaskText(Dataset):
         return self.rows[i]
 
     def counts(self) -> dict[str, int]:
-        """Rows per group (a task's distinct train pairs, the atlas, the counting lines)."""
-        return dict(Counter(self.group_of))
+        """Rows per group (a task's distinct train pairs, the atlas, the counting lines), and the
+        corrupt prompts among them (`"<task> corrupt"`) where there are any."""
+        corrupt = Counter(f"{g} corrupt" for g, c in zip(self.group_of, self.is_corrupt) if c)
+        return dict(Counter(self.group_of)) | dict(corrupt)
 
     def groups(self, weights: dict[str, float]) -> tuple[list[list[int]], list[float]]:
         """Row indices per group, and each group's sampling weight."""

@@ -1,0 +1,113 @@
+"""Train one toy model with a changed recipe and score it on the val split (nothing is saved),
+to try a recipe before a ladder build. The recipe's defaults are the shipped build's.
+
+    python scripts/zoo_trial.py toy-gpt2-l --steps 5000 --batch 16 --lr 2e-3 \\
+        --weight ioi=3.5 --weight mcqa=5 --pairs arithmetic_add=12000 --corrupt
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dfa.errors import DfaError
+from dfa.io import write_json
+from dfa.zoo.build import save_and_score
+from dfa.zoo.card import TEST_PAIRS
+from dfa.zoo.spec import TOY_SPECS
+from dfa.zoo.tokenizer import build_tokenizer
+from dfa.zoo.train import TRAIN_PAIRS, TaskText, default_config, extra_texts, train_toy
+
+
+def _pairs(items: list[str], cast, what: str) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            out[key] = cast(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise DfaError(f"--{what} takes NAME=VALUE, got {item!r}.")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=sorted(TOY_SPECS), help="the toy spec to train")
+    p.add_argument("--steps", type=int, help="training steps (default: the spec's)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the spec's)")
+    p.add_argument("--batch", type=int, help="rows per batch (default 32)")
+    p.add_argument("--mixed", action=argparse.BooleanOptionalAction, help="mixed-task batches")
+    p.add_argument("--layers", type=int, help="change the spec's depth")
+    p.add_argument("--d-model", type=int, help="change the spec's width")
+    p.add_argument(
+        "--weight", action="append", default=[], metavar="GROUP=W", help="a group's sampling weight"
+    )
+    p.add_argument(
+        "--pairs", action="append", default=[], metavar="TASK=N", help=f"train pairs (default {TRAIN_PAIRS})"
+    )
+    p.add_argument("--corrupt", action="store_true", help="train on the pairs' corrupt prompts too")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="val", choices=["val", "test"], help="scored on (tune on val)")
+    p.add_argument("--json", type=Path, help="also write the scores here")
+    args = p.parse_args(argv)
+    try:
+        changes = {
+            "steps": args.steps,
+            "lr": args.lr,
+            "mixed": args.mixed,
+            "n_layers": args.layers,
+            "d_model": args.d_model,
+        }
+        spec = dataclasses.replace(
+            TOY_SPECS[args.name], **{k: v for k, v in changes.items() if v is not None}
+        )
+        config = default_config(spec)
+        config.group_weights |= _pairs(args.weight, float, "weight")
+        if args.batch:
+            config.batch_size = args.batch
+        pairs = _pairs(args.pairs, int, "pairs")
+        tokenizer = build_tokenizer(extra_texts())
+        text = TaskText(tokenizer, args.seed, pairs=pairs, corrupt=args.corrupt)
+        start = time.perf_counter()
+        model = train_toy(spec, tokenizer, text, args.seed, config)
+        seconds = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as tmp:
+            scores = save_and_score(model, tokenizer, Path(tmp), args.split, args.seed)
+    except DfaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"{spec.name}: {spec.n_layers} layers, d_model {spec.d_model}, {config.steps} steps of "
+        f"{config.batch_size} at lr {config.lr:g}, mixed={config.mixed}, corrupt={args.corrupt}; "
+        f"trained in {seconds:.0f} s; {args.split} split, {TEST_PAIRS} pairs per task"
+    )
+    for task, s in scores.items():
+        share = f"{s.corrupt_share:6.0%}" if s.clean > 0 else "   n/a"
+        print(
+            f"  {task:16s} accuracy {s.accuracy:.2f}  clean {s.clean:6.2f}  corrupt share {share}  "
+            f"{'pass' if s.passes else 'FAIL'}"
+        )
+    print(f"passes {sum(s.passes for s in scores.values())} of {len(scores)} tasks")
+    if args.json:
+        record = {
+            "spec": dataclasses.asdict(spec),
+            "training": dataclasses.asdict(config),
+            "corrupt": args.corrupt,
+            "pairs": pairs,
+            "seed": args.seed,
+            "seconds": round(seconds, 1),
+            "split": args.split,
+            "tasks": {t: s.to_json() for t, s in scores.items()},
+        }
+        write_json(args.json, record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
