@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import hashlib
 import os
 import socket
 import urllib.parse
@@ -285,6 +287,32 @@ def toy_folder(name: str) -> Path:
             "the ladders shipped with dfa."
         )
     return folder
+
+
+def weights_fingerprint(name: str) -> str | None:
+    """A short hash of a local model's weights (a toy model or a model folder), so that what is
+    cached per model follows a rebuilt model; None for names whose weights are fixed by the name
+    (hub ladders, random-weight models) or that do not parse."""
+    try:
+        spec = parse_spec(name)
+    except DfaError:
+        return None
+    if spec.kind not in ("toy", "local") or spec.path is None:
+        return None
+    files = sorted(Path(spec.path).glob("*.safetensors")) or sorted(Path(spec.path).glob("*.bin"))
+    if not files:
+        return None
+    return _file_hash(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=64)
+def _file_hash(files: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for path, *_ in files:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def load_tokenizer(source: str | Path):

@@ -408,9 +408,9 @@ class RoleScores:
 
 
 def role_path(cache: Path, model_name: str, seed: int = 0) -> Path:
-    from dfa.training import safe_name
+    from dfa.training import cache_name
 
-    return Path(cache) / "roles" / f"{safe_name(model_name)}__s{seed}.safetensors"
+    return Path(cache) / "roles" / f"{cache_name(model_name)}__s{seed}.safetensors"
 
 
 def cached_roles(model_name: str, cache: Path, seed: int = 0, model: Any = None) -> RoleScores:

@@ -237,6 +237,16 @@ def shared_model(name: str, device: torch.device | str = "cpu", dtype: str = "fl
     return _MODELS[key]
 
 
+def cache_name(model: str) -> str:
+    """A model's folder name in a cache: its name, and for a local or toy model a hash of its
+    weights, so that a rebuilt model (another seed, `DFA_ZOO` elsewhere) never reads the scores
+    of the model it replaced."""
+    from dfa.models import weights_fingerprint
+
+    fingerprint = weights_fingerprint(model)
+    return safe_name(model) + (f"__w{fingerprint}" if fingerprint else "")
+
+
 def score_path(
     cache: Path,
     model: str,
@@ -251,7 +261,7 @@ def score_path(
     return (
         cache
         / "scores"
-        / safe_name(model)
+        / cache_name(model)
         / f"{task}__{method}__{ablation}__ig{ig_steps}__{split}__n{n}__s{seed}.safetensors"
     )
 

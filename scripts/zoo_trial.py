@@ -20,7 +20,7 @@ from dfa.zoo.build import save_and_score
 from dfa.zoo.card import TEST_PAIRS
 from dfa.zoo.spec import TOY_SPECS
 from dfa.zoo.tokenizer import build_tokenizer
-from dfa.zoo.train import TRAIN_PAIRS, TaskText, default_config, extra_texts, train_toy
+from dfa.zoo.train import TASK_PAIRS, TRAIN_PAIRS, TaskText, default_config, extra_texts, train_toy
 
 
 def _pairs(items: list[str], cast, what: str) -> dict:
@@ -44,14 +44,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, help="rows per batch (default 32)")
     p.add_argument("--mixed", action=argparse.BooleanOptionalAction, help="mixed-task batches")
     p.add_argument("--layers", type=int, help="change the spec's depth")
+    p.add_argument("--heads", type=int, help="change the spec's heads per layer")
     p.add_argument("--d-model", type=int, help="change the spec's width")
     p.add_argument(
         "--weight", action="append", default=[], metavar="GROUP=W", help="a group's sampling weight"
     )
     p.add_argument(
-        "--pairs", action="append", default=[], metavar="TASK=N", help=f"train pairs (default {TRAIN_PAIRS})"
+        "--pairs",
+        action="append",
+        default=[],
+        metavar="TASK=N",
+        help=f"train pairs of a task (default {TRAIN_PAIRS}; more for {', '.join(TASK_PAIRS)})",
     )
-    p.add_argument("--corrupt", action="store_true", help="train on the pairs' corrupt prompts too")
+    p.add_argument(
+        "--corrupt",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train on the pairs' corrupt prompts too (default: yes, as the build does)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="val", choices=["val", "test"], help="scored on (tune on val)")
     p.add_argument("--json", type=Path, help="also write the scores here")
@@ -62,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             "lr": args.lr,
             "mixed": args.mixed,
             "n_layers": args.layers,
+            "n_heads": args.heads,
             "d_model": args.d_model,
         }
         spec = dataclasses.replace(
@@ -71,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         config.group_weights |= _pairs(args.weight, float, "weight")
         if args.batch:
             config.batch_size = args.batch
-        pairs = _pairs(args.pairs, int, "pairs")
+        pairs = TASK_PAIRS | _pairs(args.pairs, int, "pairs")
         tokenizer = build_tokenizer(extra_texts())
         text = TaskText(tokenizer, args.seed, pairs=pairs, corrupt=args.corrupt)
         start = time.perf_counter()

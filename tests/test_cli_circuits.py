@@ -8,6 +8,7 @@ import pytest
 
 from dfa.cli import main
 from dfa.scores import NodeScores
+from dfa.zoo.spec import TOY_SPECS
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def scored(tmp_path_factory):
 
 def test_attribute_writes_scores_with_their_metadata(scored, capsys):
     s = NodeScores.load(scored)
-    assert len(s.names) == 53 and s.names[0] == "input"
+    assert len(s.names) == TOY_SPECS["toy-gpt2-s"].n_nodes + 1 and s.names[0] == "input"
     meta = s.meta
     assert (meta["model"], meta["task"], meta["method"], meta["split"], meta["n_prompts"]) == (
         "toy-gpt2-s",
@@ -119,7 +120,11 @@ def test_cli_errors_are_specific(scored, tmp_path, capsys):
         == 2
     )
     err = capsys.readouterr().err
-    assert "are for a model of 4 layers x 12 heads (toy-gpt2-s); this model has 6 layers x 14 heads" in err
+    a, b = TOY_SPECS["toy-gpt2-s"], TOY_SPECS["toy-neox-m"]
+    assert (
+        f"are for a model of {a.n_layers} layers x {a.n_heads} heads (toy-gpt2-s); "
+        f"this model has {b.n_layers} layers x {b.n_heads} heads"
+    ) in err
     assert (
         main(["attribute", "--model", "toy-gpt2-s", "--task", "nope", "--out", str(tmp_path / "s.json")]) == 2
     )

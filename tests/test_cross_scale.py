@@ -6,8 +6,10 @@ import json
 
 from dfa.baselines import depth_matrix
 from dfa.cross_scale import main, monotone, project, reading
+from dfa.evaluate import circuit_size
 from dfa.graph import NodeGraph
 from dfa.roles import ROLES
+from dfa.zoo.spec import TOY_SPECS
 
 
 def test_readings_and_trend():
@@ -49,15 +51,17 @@ def test_cross_scale_script_on_two_toy_models(tmp_path, capsys):
     report = json.loads((out / "cross_scale.json").read_text())
     assert report["models"] == ["toy-gpt2-s", "toy-gpt2-m"]  # ordered small -> large
     (pair,) = report["pairs"]
+    n_small, n_large = TOY_SPECS["toy-gpt2-s"].n_nodes, TOY_SPECS["toy-gpt2-m"].n_nodes
+    k_small, k_large = circuit_size(0.1, n_small), circuit_size(0.1, n_large)  # the default fraction
     assert (pair["small"], pair["large"], pair["k_small"], pair["k_large"]) == (
         "toy-gpt2-s",
         "toy-gpt2-m",
-        5,
-        9,
+        k_small,
+        k_large,
     )
     assert 0 <= pair["overlap"] <= 1 and pair["reading"] == reading(pair["overlap"])
-    assert pair["chance"] == 9 / 90
-    assert len(report["circuits"]["sva"]["toy-gpt2-m"]) == 9
+    assert pair["chance"] == k_large / n_large
+    assert len(report["circuits"]["sva"]["toy-gpt2-m"]) == k_large
     assert set(report["census"]["toy-gpt2-s"]["top"]) == set(ROLES)
     assert "| sva | toy-gpt2-s -> toy-gpt2-m |" in (out / "cross_scale.md").read_text()
     assert (out / "cross_scale.png").read_bytes()[:4] == b"\x89PNG"

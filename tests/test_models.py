@@ -247,3 +247,31 @@ def test_architecture_only_is_seeded():
     state = torch.random.get_rng_state()
     load_model("pythia-14m:random", device="cpu", seed=3)
     assert torch.equal(state, torch.random.get_rng_state())  # the caller's RNG is left alone
+
+
+def test_cached_scores_follow_a_rebuilt_model(tmp_path, tiny_folders, monkeypatch):
+    """A cache is keyed by the weights of local and toy models, not just their name: a model
+    rebuilt under the same name (another seed, `DFA_ZOO` elsewhere) gets its own scores."""
+    import shutil
+
+    from dfa.models import weights_fingerprint
+    from dfa.training import score_path
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_folders["gpt2"], folder)
+    key = ("sva", "exact", "val", 8, 0, "patching", 5)
+    before = score_path(tmp_path / "cache", str(folder), *key)
+    assert score_path(tmp_path / "cache", str(folder), *key) == before
+    weights = next(folder.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    assert score_path(tmp_path / "cache", str(folder), *key) != before
+    # Names whose weights the name fixes keep a plain folder; toy names follow $DFA_ZOO.
+    assert weights_fingerprint("gpt2") is None and weights_fingerprint("gpt2:random") is None
+    assert score_path(tmp_path, "gpt2:random", *key).parent.name == "gpt2_random"
+    shipped = weights_fingerprint("toy-gpt2-s")
+    zoo = tmp_path / "zoo"
+    shutil.copytree(tiny_folders["gpt2"], zoo / "toy-gpt2-s")
+    monkeypatch.setenv("DFA_ZOO", str(zoo))
+    assert weights_fingerprint("toy-gpt2-s") not in (None, shipped)

@@ -80,7 +80,7 @@ def test_training_is_deterministic_for_a_seed(toy_tokenizer, micro_text):
 
 def test_task_text_has_every_task_and_the_extra_text(micro_text):
     counts = micro_text.counts()
-    assert all(counts[t] == 20 for t in TASKS)
+    assert all(counts[t] == 20 + counts[f"{t} corrupt"] for t in TASKS)
     assert counts["ordinal"] == len(ordinal_texts())
     assert counts["atlas"] > 100 and counts["glossary"] > 100
     row, answer = micro_text[0]
@@ -240,7 +240,7 @@ def test_task_batches_one_group_or_mixed_and_bucketed():
 def test_zoo_trial_trains_a_changed_recipe_and_scores_the_val_split(tmp_path):
     from tests.test_training import _script
 
-    out = tmp_path / "trial.json"
+    out, s = tmp_path / "trial.json", TOY_SPECS["toy-gpt2-s"]
     done = _script(
         "zoo_trial.py",
         "toy-gpt2-s",
@@ -250,17 +250,17 @@ def test_zoo_trial_trains_a_changed_recipe_and_scores_the_val_split(tmp_path):
         "4",
         "--weight",
         "ioi=5",
-        "--corrupt",
+        "--no-corrupt",
         "--json",
         str(out),
     )
     assert done.returncode == 0, done.stderr
     assert (
-        "toy-gpt2-s: 4 layers, d_model 96, 2 steps of 4" in done.stdout
+        f"toy-gpt2-s: {s.n_layers} layers, d_model {s.d_model}, 2 steps of 4" in done.stdout
         and "passes 0 of 8 tasks" in done.stdout
     )
     record = json.loads(out.read_text())
-    assert record["split"] == "val" and record["corrupt"] and set(record["tasks"]) == set(TASKS)
+    assert record["split"] == "val" and not record["corrupt"] and set(record["tasks"]) == set(TASKS)
     assert record["training"]["group_weights"]["ioi"] == 5.0
     bad = _script("zoo_trial.py", "toy-gpt2-s", "--pairs", "ioi")
     assert bad.returncode == 2 and "error: --pairs takes NAME=VALUE, got 'ioi'." in bad.stderr

@@ -97,7 +97,11 @@ def build_model(
         "seed": seed,
         "steps": config.steps,
         "train_seconds": round(seconds, 1),
-        "training": {**asdict(config), "text_rows": text.counts()},
+        "training": {
+            **asdict(config),
+            "text": {"pairs": text.pairs, "corrupt_prompts": text.corrupt},
+            "text_rows": text.counts(),
+        },
         "saved_dtype": str(SAVED_DTYPE).removeprefix("torch."),
         "bos": "prepended to every prompt in training and in use",
         "versions": _versions(),

@@ -15,6 +15,8 @@ from dfa.tasks import TASKS, make_dataset, split_of
 from dfa.zoo.spec import ToySpec
 
 TRAIN_PAIRS = 3000  # per task, or all a task's train split has
+# The tasks that generalise to unseen test prompts only from many distinct train prompts.
+TASK_PAIRS = {"ioi": 8000, "mcqa": 8000, "arithmetic_add": 12000, "arithmetic_sub": 12000}
 
 
 def corrupt_answers(task: str, ex) -> tuple[int, ...]:
@@ -31,16 +33,16 @@ def corrupt_answers(task: str, ex) -> tuple[int, ...]:
 
 # How often each group of text is drawn: the tasks that take longest to learn, more often.
 GROUP_WEIGHTS = {
-    "ioi": 2.5,
-    "mcqa": 4.0,
-    "arithmetic_add": 2.0,
-    "arithmetic_sub": 2.0,
-    "capitals": 1.0,
-    "greater_than": 0.75,
+    "ioi": 4.0,
+    "mcqa": 5.0,
+    "arithmetic_add": 3.0,
+    "arithmetic_sub": 3.5,
+    "capitals": 0.75,
+    "greater_than": 1.0,
     "sva": 0.5,
     "gender": 1.0,
     "atlas": 0.5,
-    "ordinal": 0.75,
+    "ordinal": 0.5,
     "glossary": 1.0,
 }
 
@@ -124,9 +126,14 @@ class TaskText(Dataset):
     `corrupt_answers`), where that prompt would itself fall in the train split."""
 
     def __init__(
-        self, tokenizer, seed: int, pairs: int | dict[str, int] = TRAIN_PAIRS, corrupt: bool = False
+        self,
+        tokenizer,
+        seed: int,
+        pairs: int | dict[str, int] = TASK_PAIRS,
+        corrupt: bool = True,
     ):
         rng = random.Random(f"zoo-text\x00{seed}")
+        self.pairs, self.corrupt = pairs, corrupt
         self.rows: list[tuple[list[int], int]] = []
         self.group_of: list[str] = []
         self.is_corrupt: list[bool] = []
