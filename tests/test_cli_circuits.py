@@ -46,7 +46,8 @@ def test_attribute_writes_scores_with_their_metadata(scored, capsys):
         "train",
         8,
     )
-    assert meta["cfg"]["n_layers"] == 4 and meta["cfg"]["n_heads"] == 12
+    spec = TOY_SPECS["toy-gpt2-s"]
+    assert (meta["cfg"]["n_layers"], meta["cfg"]["n_heads"]) == (spec.n_layers, spec.n_heads)
     assert meta["ig_steps"] is None and "positive supports the clean answer" in meta["sign"]
 
 
