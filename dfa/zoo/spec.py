@@ -79,7 +79,8 @@ def _ladder(family: str, sizes: list[tuple[str, int, int, int, int, float, bool]
 
 # Depth and width grow together, one layer and 16 dims a step, at 8 dims per head. The sizes
 # are what the 20-minute build allows: every model sees about 200k rows (6000-7000 steps of 32)
-# on one CPU thread; the deeper models learn in-context tasks (ioi, mcqa) only after that many.
+# on one CPU thread. ioi and mcqa are learnt late, after 100k-200k rows, and not always (see
+# the README's Toy ladders section).
 TOY_SPECS: dict[str, ToySpec] = {
     s.name: s
     for family in FAMILY_ARCH
