@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="training steps (default: the spec's)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the spec's)")
     p.add_argument("--batch", type=int, help="rows per batch (default 32)")
+    p.add_argument("--text-weight", type=float, help="weight of the next-token loss on every token")
+    p.add_argument(
+        "--text-groups",
+        help="comma-separated groups trained on every token ('all', or '' for none; default: the build's)",
+    )
+    p.add_argument("--answer-weight", type=float, help="extra weight of the answer token's loss")
     p.add_argument("--mixed", action=argparse.BooleanOptionalAction, help="mixed-task batches")
     p.add_argument("--layers", type=int, help="change the spec's depth")
     p.add_argument("--heads", type=int, help="change the spec's heads per layer")
@@ -62,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="train on the pairs' corrupt prompts too (default: yes, as the build does)",
     )
+    p.add_argument("--check-every", type=int, help="steps between val checks (0: none)")
+    p.add_argument("--boost", type=float, help="sampling boost of a task short of the bar on val")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="val", choices=["val", "test"], help="scored on (tune on val)")
     p.add_argument("--json", type=Path, help="also write the scores here")
@@ -82,11 +90,23 @@ def main(argv: list[str] | None = None) -> int:
         config.group_weights |= _pairs(args.weight, float, "weight")
         if args.batch:
             config.batch_size = args.batch
+        if args.text_weight is not None:
+            config.text_weight = args.text_weight
+        if args.check_every is not None:
+            config.check_every = args.check_every
+        if args.boost is not None:
+            config.boost = args.boost
+        if args.text_groups is not None:
+            groups = [g for g in args.text_groups.split(",") if g]
+            config.text_groups = None if groups == ["all"] else tuple(groups)
+        if args.answer_weight is not None:
+            config.answer_weight = args.answer_weight
         pairs = TASK_PAIRS | _pairs(args.pairs, int, "pairs")
         tokenizer = build_tokenizer(extra_texts())
         text = TaskText(tokenizer, args.seed, pairs=pairs, corrupt=args.corrupt)
         start = time.perf_counter()
-        model = train_toy(spec, tokenizer, text, args.seed, config)
+        log: dict = {}
+        model = train_toy(spec, tokenizer, text, args.seed, config, log=log)
         seconds = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as tmp:
             scores = save_and_score(model, tokenizer, Path(tmp), args.split, args.seed)
@@ -105,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{'pass' if s.passes else 'FAIL'}"
         )
     print(f"passes {sum(s.passes for s in scores.values())} of {len(scores)} tasks")
+    for check in log.get("checks", []):
+        low = {t: a for t, a in check["accuracy"].items() if t in check["boosted"]}
+        print(f"  val check at step {check['step']}: short of the bar {low or 'none'}")
+    print(f"trained {log.get('steps')} of at most {config.steps} steps")
     if args.json:
         record = {
             "spec": dataclasses.asdict(spec),
@@ -113,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "pairs": pairs,
             "seed": args.seed,
             "seconds": round(seconds, 1),
+            "log": log,
             "split": args.split,
             "tasks": {t: s.to_json() for t, s in scores.items()},
         }

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from dfa.errors import DfaError
 from dfa.graph import NodeGraph
@@ -16,7 +17,17 @@ from dfa.zoo.build import build_model
 from dfa.zoo.card import CARD, MAX_CORRUPT_SHARE, MIN_ACCURACY, TEST_PAIRS, read_card, score_tasks
 from dfa.zoo.spec import FAMILY_ARCH, TOY_SPECS, ZOO_DIR, ToySpec
 from dfa.zoo.tokenizer import UNK, build_tokenizer
-from dfa.zoo.train import TaskText, TrainConfig, extra_texts, ordinal_texts, train_toy
+from dfa.zoo.train import (
+    GROUP_WEIGHTS,
+    TaskBatches,
+    TaskText,
+    TrainConfig,
+    ValChecks,
+    extra_texts,
+    ordinal_texts,
+    pad_rows,
+    train_toy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +123,69 @@ def test_corrupt_prompts_train_with_their_own_answers_and_never_a_val_or_test_pr
             else:
                 assert answer in ex.wrongs
     assert skipped > 0 and next(rows)[1] == "atlas"
+
+
+def test_pad_rows_labels_every_token_of_text_rows_and_the_answer_alone_of_task_rows():
+    batch = pad_rows([([0, 5, 6, 7], 3), ([0, 8, 9], 2)], pad_id=1, full=[True, False])
+    assert batch["input_ids"].tolist() == [[0, 5, 6, 7], [0, 8, 9, 1]]
+    assert batch["labels"].tolist() == [[5, 6, 7, -100], [-100, 9, -100, -100]]
+    assert batch["answer_pos"].tolist() == [2, 1]
+    every = pad_rows([([0, 5, 6, 7], 3), ([0, 8, 9], 2)], pad_id=1)
+    assert every["labels"].tolist() == [[5, 6, 7, -100], [8, 9, -100, -100]]
+
+
+def test_task_batches_read_the_weights_as_they_go():
+    groups = [[0, 1], [2, 3], [4, 5]]
+    sampler = TaskBatches(groups, [1.0, 1.0, 1.0], steps=20, batch_size=3, seed=0)
+    batches = iter(sampler)
+    next(batches)
+    sampler.weights = torch.tensor([0.0, 0.0, 1.0], dtype=torch.double)
+    assert all(set(b) <= {4, 5} for b in batches)
+
+
+def test_val_checks_boost_the_tasks_short_of_the_bar_and_stop_when_none_is(
+    toy_tokenizer, micro_text, monkeypatch
+):
+    from types import SimpleNamespace
+
+    import dfa.zoo.card as card_module
+    from dfa.zoo.card import TaskScore
+
+    members, weights, names = micro_text.groups(GROUP_WEIGHTS)
+    sampler = TaskBatches(members, weights, steps=10, batch_size=4, seed=0)
+    config = TrainConfig(check_every=2, val_pairs=5, margin=0.03, boost=3.0)
+    log: dict = {}
+    checks = ValChecks(toy_tokenizer, 0, sampler, names, config, log)
+    hf = AutoModelForCausalLM.from_config(MICRO.hf_config(len(toy_tokenizer), 0))
+    module = SimpleNamespace(model=hf)
+    trainer = SimpleNamespace(global_step=2, should_stop=False)
+    checks.on_train_batch_end(trainer, module)  # the real scoring, of an untrained model
+    assert [c["step"] for c in log["checks"]] == [2] and set(log["checks"][0]["accuracy"]) == set(TASKS)
+    assert hf.training  # back in training mode
+
+    # Then scores chosen by hand: ioi short on accuracy, greater-than on corrupt share.
+    def fake(_forward, data, _batch):
+        accuracy = 0.92 if data.task == "ioi" else 1.0
+        corrupt = 0.18 if data.task == "greater_than" else 0.0
+        return TaskScore(data.task, data.metric, 5, accuracy, 1.0, corrupt, {})
+
+    monkeypatch.setattr(card_module, "score_batch", fake)
+    trainer.global_step = 3  # not a check step
+    checks.on_train_batch_end(trainer, module)
+    assert len(log["checks"]) == 1 and log["steps"] == 3
+    trainer.global_step = 4
+    checks.on_train_batch_end(trainer, module)
+    assert log["checks"][-1]["boosted"] == ["ioi", "greater_than"] and not trainer.should_stop
+    boosted = {"ioi": 3.0, "greater_than": 3.0}
+    expected = [w * boosted.get(n, 1.0) for w, n in zip(weights, names)]
+    assert sampler.weights.tolist() == pytest.approx(expected)
+
+    monkeypatch.setattr(
+        card_module, "score_batch", lambda _f, d, _b: TaskScore(d.task, d.metric, 5, 0.95, 1.0, 0.1, {})
+    )
+    trainer.global_step = 6
+    checks.on_train_batch_end(trainer, module)
+    assert trainer.should_stop and log["checks"][-1]["boosted"] == []
 
 
 @pytest.mark.parametrize("arch", list(FAMILY_ARCH))

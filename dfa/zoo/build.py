@@ -81,7 +81,8 @@ def build_model(
 
     config = config or default_config(spec)
     start = time.perf_counter()
-    model = train_toy(spec, tokenizer, text, seed, config, progress_queue)
+    log: dict = {}
+    model = train_toy(spec, tokenizer, text, seed, config, progress_queue, log)
     seconds = time.perf_counter() - start
     card = {
         "name": spec.name,
@@ -95,13 +96,14 @@ def build_model(
         "n_params": count_parameters(model),
         "vocab_size": len(tokenizer),
         "seed": seed,
-        "steps": config.steps,
+        "steps": log["steps"],  # trained: the val checks stop early at the bar (at most training.steps)
         "train_seconds": round(seconds, 1),
         "training": {
             **asdict(config),
             "text": {"pairs": text.pairs, "corrupt_prompts": text.corrupt},
             "text_rows": text.counts(),
         },
+        "val_checks": log.get("checks", []),
         "saved_dtype": str(SAVED_DTYPE).removeprefix("torch."),
         "bos": "prepended to every prompt in training and in use",
         "versions": _versions(),

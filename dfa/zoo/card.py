@@ -44,13 +44,24 @@ class TaskScore:
 def score_task(model, task: str, n: int = TEST_PAIRS, split: str = "test", seed: int = 0) -> TaskScore:
     """Accuracy and mean clean/corrupt metric of a loaded dfa model (a TransformerBridge) on up
     to `n` pairs of `split`, with the BOS policy every dfa model runs with."""
-    tok = model.tokenizer
-    data = make_dataset(task, tok, n, split, seed, allow_fewer=True)
-    (batch,) = make_batches(data.examples, tok, len(data.examples))
     device = next(model.parameters()).device
+    data, batch = task_batch(model.tokenizer, task, n, split, seed)
     batch = {k: v.to(device) for k, v in batch.items()}
-    clean = task_metric(data.metric, model(batch["clean"]), batch).float().cpu()
-    corrupt = task_metric(data.metric, model(batch["corrupt"]), batch).float().cpu()
+    return score_batch(model, data, batch)
+
+
+def task_batch(tokenizer, task: str, n: int, split: str, seed: int):
+    """Up to `n` pairs of a task's `split`, and all of them in one batch."""
+    data = make_dataset(task, tokenizer, n, split, seed, allow_fewer=True)
+    (batch,) = make_batches(data.examples, tokenizer, len(data.examples))
+    return data, batch
+
+
+@torch.no_grad()
+def score_batch(forward, data, batch: dict[str, torch.Tensor]) -> TaskScore:
+    """A TaskScore of `forward` (token ids to full-sequence logits) on `task_batch`'s output."""
+    clean = task_metric(data.metric, forward(batch["clean"]), batch).float().cpu()
+    corrupt = task_metric(data.metric, forward(batch["corrupt"]), batch).float().cpu()
     right = (clean > 0).float()
     families = [e.family for e in data.examples]
     per_family = {
@@ -59,7 +70,7 @@ def score_task(model, task: str, n: int = TEST_PAIRS, split: str = "test", seed:
         if f in families
     }
     return TaskScore(
-        task,
+        data.task,
         data.metric,
         len(data),
         round(right.mean().item(), 4),
