@@ -1,8 +1,10 @@
 """Train one toy model with a changed recipe and score it on the val split (nothing is saved),
-to try a recipe before a ladder build. The recipe's defaults are the shipped build's.
+to try a recipe before a ladder build. The recipe's defaults are the shipped build's. The
+training's val checks (which boost tasks and stop training) read the first pairs of the same
+split, so a trial's val score leans optimistic; a build's test scores are the honest measure.
 
     python scripts/zoo_trial.py toy-gpt2-l --steps 5000 --batch 16 --lr 2e-3 \\
-        --weight ioi=3.5 --weight mcqa=5 --pairs arithmetic_add=12000 --corrupt
+        --weight ioi=3.5 --weight mcqa=5 --text-groups atlas,glossary,ordinal --check-every 0
 """
 
 from __future__ import annotations
