@@ -234,7 +234,12 @@ def test_shipped_model_loads_by_name_and_does_what_its_card_says(name):
         spec.d_model,
     )
     card = read_card(ZOO_DIR / name)
-    assert card["n_params"] == model.dfa_info.n_params and card["steps"] == spec.steps
+    assert card["n_params"] == model.dfa_info.n_params and card["training"]["steps"] == spec.steps
+    # The val checks ran every check_every steps; training ran to the ceiling, or stopped at a
+    # check that found no task short of the bar.
+    checks, every = card["val_checks"], card["training"]["check_every"]
+    assert [c["step"] for c in checks] == list(range(every, card["steps"] + 1, every))
+    assert card["steps"] == spec.steps or (card["steps"] == checks[-1]["step"] and not checks[-1]["boosted"])
     # Re-score the saved model on the card's test pairs: the card is what the model does.
     scores = score_tasks(model, TEST_PAIRS, "test", card["seed"])
     for task, score in scores.items():
