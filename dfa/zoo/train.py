@@ -77,8 +77,8 @@ class TrainConfig:
     # split (never test). A task short of the bar by `margin` is drawn `boost` times more often
     # until it reaches it, and training stops once every task has (`steps` is then a ceiling).
     # ioi and mcqa are learnt suddenly, after a number of rows that varies from run to run;
-    # the checks give the rows to the tasks still waiting for it, and the time to the models
-    # that need it. 0 turns the checks off.
+    # the checks give the rows to the tasks still short, and end a model's training once
+    # none is. 0 turns the checks off.
     check_every: int = 500
     val_pairs: int = 100
     margin: float = 0.03
