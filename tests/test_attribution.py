@@ -51,7 +51,7 @@ def test_one_step_of_either_ig_is_eap(tiny_model):
 def test_ig_over_inputs_is_closer_to_exact_than_eap_on_a_trained_model():
     """The reason for integrating: on a real (trained, non-linear) model the first-order
     estimate is off, and five steps over the inputs bring it much closer to exact patching
-    (measured: relative error 0.71 -> 0.16 on this sample)."""
+    (measured: relative error 0.100 -> 0.031 on this sample)."""
     from dfa.models import load_model
     from dfa.tasks import make_batches, make_dataset
 
