@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layers", type=int, help="change the spec's depth")
     p.add_argument("--heads", type=int, help="change the spec's heads per layer")
     p.add_argument("--d-model", type=int, help="change the spec's width")
+    p.add_argument("--rotary-pct", type=float, help="NeoX: share of each head's dims under rotary")
     p.add_argument(
         "--weight", action="append", default=[], metavar="GROUP=W", help="a group's sampling weight"
     )
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             "n_layers": args.layers,
             "n_heads": args.heads,
             "d_model": args.d_model,
+            "rotary_pct": args.rotary_pct,
         }
         spec = dataclasses.replace(
             TOY_SPECS[args.name], **{k: v for k, v in changes.items() if v is not None}

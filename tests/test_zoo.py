@@ -343,3 +343,16 @@ def test_zoo_trial_trains_a_changed_recipe_and_scores_the_val_split(tmp_path):
     assert record["training"]["group_weights"]["ioi"] == 5.0
     bad = _script("zoo_trial.py", "toy-gpt2-s", "--pairs", "ioi")
     assert bad.returncode == 2 and "error: --pairs takes NAME=VALUE, got 'ioi'." in bad.stderr
+
+
+def test_neox_specs_rotate_half_of_each_head_unless_told_otherwise():
+    import dataclasses
+
+    def factor(config) -> float:
+        return config.to_dict()["rope_parameters"]["partial_rotary_factor"]
+
+    spec = TOY_SPECS["toy-neox-s"]
+    assert factor(spec.hf_config(100, 0)) == 0.5
+    assert factor(dataclasses.replace(spec, rotary_pct=1.0).hf_config(100, 0)) == 1.0
+    saved = json.loads((ZOO_DIR / spec.name / "config.json").read_text())
+    assert saved["rope_parameters"]["partial_rotary_factor"] == 0.5

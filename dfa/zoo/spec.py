@@ -25,6 +25,7 @@ class ToySpec:
     steps: int
     lr: float
     mixed: bool  # mixed-task batches (see TrainConfig.mixed)
+    rotary_pct: float = 0.5  # NeoX only: the share of each head's dims that rotary rotates
 
     @property
     def arch(self) -> Arch:
@@ -64,7 +65,7 @@ class ToySpec:
             hidden_size=self.d_model,
             intermediate_size=4 * self.d_model,
             max_position_embeddings=MAX_POSITIONS,
-            rotary_pct=0.5,
+            rotary_pct=self.rotary_pct,
             use_parallel_residual=True,
             tie_word_embeddings=False,
             attention_dropout=0.0,
