@@ -302,7 +302,8 @@ def weights_fingerprint(name: str) -> str | None:
     files = sorted(Path(spec.path).glob("*.safetensors")) or sorted(Path(spec.path).glob("*.bin"))
     if not files:
         return None
-    return _file_hash(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    stats = [(f, f.stat()) for f in files]
+    return _file_hash(tuple((str(f), st.st_size, st.st_mtime_ns) for f, st in stats))
 
 
 @functools.lru_cache(maxsize=64)

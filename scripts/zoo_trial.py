@@ -38,6 +38,11 @@ def _pairs(items: list[str], cast, what: str) -> dict:
     return out
 
 
+def _replace(obj, changes: dict):
+    """A copy of the dataclass `obj` with the changes that were given (not None)."""
+    return dataclasses.replace(obj, **{k: v for k, v in changes.items() if v is not None})
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=sorted(TOY_SPECS), help="the toy spec to train")
@@ -87,24 +92,21 @@ def main(argv: list[str] | None = None) -> int:
             "d_model": args.d_model,
             "rotary_pct": args.rotary_pct,
         }
-        spec = dataclasses.replace(
-            TOY_SPECS[args.name], **{k: v for k, v in changes.items() if v is not None}
+        spec = _replace(TOY_SPECS[args.name], changes)
+        config = _replace(
+            default_config(spec),
+            {
+                "batch_size": args.batch or None,
+                "text_weight": args.text_weight,
+                "answer_weight": args.answer_weight,
+                "check_every": args.check_every,
+                "boost": args.boost,
+            },
         )
-        config = default_config(spec)
         config.group_weights |= _pairs(args.weight, float, "weight")
-        if args.batch:
-            config.batch_size = args.batch
-        if args.text_weight is not None:
-            config.text_weight = args.text_weight
-        if args.check_every is not None:
-            config.check_every = args.check_every
-        if args.boost is not None:
-            config.boost = args.boost
         if args.text_groups is not None:
             groups = [g for g in args.text_groups.split(",") if g]
             config.text_groups = None if groups == ["all"] else tuple(groups)
-        if args.answer_weight is not None:
-            config.answer_weight = args.answer_weight
         pairs = TASK_PAIRS | _pairs(args.pairs, int, "pairs")
         tokenizer = build_tokenizer(extra_texts())
         text = TaskText(tokenizer, args.seed, pairs=pairs, corrupt=args.corrupt)

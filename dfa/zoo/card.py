@@ -34,13 +34,16 @@ class TaskScore:
 
     @property
     def passes(self) -> bool:
-        return self.accuracy >= MIN_ACCURACY and self.corrupt_share <= MAX_CORRUPT_SHARE
+        return self.passes_by(0.0)
+
+    def passes_by(self, margin: float) -> bool:
+        """The bar, cleared by `margin` on both counts (accuracy and corrupt share)."""
+        return self.accuracy >= MIN_ACCURACY + margin and self.corrupt_share <= MAX_CORRUPT_SHARE - margin
 
     def to_json(self) -> dict:
         return {**asdict(self), "corrupt_share": self.corrupt_share, "passes": self.passes}
 
 
-@torch.no_grad()
 def score_task(model, task: str, n: int = TEST_PAIRS, split: str = "test", seed: int = 0) -> TaskScore:
     """Accuracy and mean clean/corrupt metric of a loaded dfa model (a TransformerBridge) on up
     to `n` pairs of `split`, with the BOS policy every dfa model runs with."""

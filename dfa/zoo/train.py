@@ -358,7 +358,7 @@ class ValChecks(L.Callback):
         log.setdefault("checks", [])
 
     def on_train_batch_end(self, trainer, pl_module, *_):
-        from dfa.zoo.card import MAX_CORRUPT_SHARE, MIN_ACCURACY, score_batch, task_batch
+        from dfa.zoo.card import score_batch, task_batch
 
         step = trainer.global_step
         self.record["steps"] = step
@@ -376,12 +376,7 @@ class ValChecks(L.Callback):
             for task, (data, batch) in self.batches.items()
         }
         model.train()
-        m = self.config.margin
-        short = [
-            t
-            for t, sc in scores.items()
-            if sc.accuracy < MIN_ACCURACY + m or not sc.corrupt_share <= MAX_CORRUPT_SHARE - m
-        ]
+        short = [t for t, sc in scores.items() if not sc.passes_by(self.config.margin)]
         self.record["checks"].append(
             {
                 "step": step,
