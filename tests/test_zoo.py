@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 from dfa.errors import DfaError
 from dfa.graph import NodeGraph
 from dfa.models import ModelNotAvailableError, load_model, load_tokenizer, parse_spec
-from dfa.tasks import TASKS, make_dataset, split_of
+from dfa.tasks import FAMILIES, TASKS, make_dataset, split_of
 from dfa.zoo.build import build_model
 from dfa.zoo.card import CARD, MAX_CORRUPT_SHARE, MIN_ACCURACY, TEST_PAIRS, read_card, score_tasks
 from dfa.zoo.spec import FAMILY_ARCH, TOY_SPECS, ZOO_DIR, ToySpec
@@ -151,11 +151,11 @@ def test_val_checks_boost_the_tasks_short_of_the_bar_and_stop_when_none_is(
     import dfa.zoo.card as card_module
     from dfa.zoo.card import TaskScore
 
-    members, weights, names = micro_text.groups(GROUP_WEIGHTS)
+    members, weights, keys = micro_text.groups(GROUP_WEIGHTS)
     sampler = TaskBatches(members, weights, steps=10, batch_size=4, seed=0)
     config = TrainConfig(check_every=2, val_pairs=5, margin=0.03, boost=3.0)
     log: dict = {}
-    checks = ValChecks(toy_tokenizer, 0, sampler, names, config, log)
+    checks = ValChecks(toy_tokenizer, 0, sampler, keys, config, log)
     hf = AutoModelForCausalLM.from_config(MICRO.hf_config(len(toy_tokenizer), 0))
     module = SimpleNamespace(model=hf)
     trainer = SimpleNamespace(global_step=2, should_stop=False)
@@ -163,11 +163,13 @@ def test_val_checks_boost_the_tasks_short_of_the_bar_and_stop_when_none_is(
     assert [c["step"] for c in log["checks"]] == [2] and set(log["checks"][0]["accuracy"]) == set(TASKS)
     assert hf.training  # back in training mode
 
-    # Then scores chosen by hand: ioi short on accuracy, greater-than on corrupt share.
+    # Then scores chosen by hand: ioi short on accuracy, greater-than on corrupt share, and
+    # addition passing with its number words (lexical) short, as are ioi's.
     def fake(_forward, data, _batch):
         accuracy = 0.92 if data.task == "ioi" else 1.0
         corrupt = 0.18 if data.task == "greater_than" else 0.0
-        return TaskScore(data.task, data.metric, 5, accuracy, 1.0, corrupt, {})
+        families = {"base": 1.0, "lexical": 0.9} if data.task in ("ioi", "arithmetic_add") else {}
+        return TaskScore(data.task, data.metric, 5, accuracy, 1.0, corrupt, families)
 
     monkeypatch.setattr(card_module, "score_batch", fake)
     trainer.global_step = 3  # not a check step
@@ -176,16 +178,37 @@ def test_val_checks_boost_the_tasks_short_of_the_bar_and_stop_when_none_is(
     trainer.global_step = 4
     checks.on_train_batch_end(trainer, module)
     assert log["checks"][-1]["boosted"] == ["ioi", "greater_than"] and not trainer.should_stop
-    boosted = {"ioi": 3.0, "greater_than": 3.0}
-    expected = [w * boosted.get(n, 1.0) for w, n in zip(weights, names)]
+    assert log["checks"][-1]["boosted_families"] == ["ioi/lexical", "arithmetic_add/lexical"]
+    boost = {("ioi", "lexical"): 9.0, ("arithmetic_add", "lexical"): 3.0}
+    expected = [
+        w * boost.get(k, 3.0 if k[0] in ("ioi", "greater_than") else 1.0) for w, k in zip(weights, keys)
+    ]
     assert sampler.weights.tolist() == pytest.approx(expected)
+    assert sum(e != w for e, w in zip(expected, weights)) > 4  # several parts boosted
 
+    # Every task passing stops the training, whatever the families.
     monkeypatch.setattr(
-        card_module, "score_batch", lambda _f, d, _b: TaskScore(d.task, d.metric, 5, 0.95, 1.0, 0.1, {})
+        card_module,
+        "score_batch",
+        lambda _f, d, _b: TaskScore(d.task, d.metric, 5, 0.95, 1.0, 0.1, {"lexical": 0.5}),
     )
     trainer.global_step = 6
     checks.on_train_batch_end(trainer, module)
     assert trainer.should_stop and log["checks"][-1]["boosted"] == []
+
+
+def test_groups_split_each_task_by_family_and_keep_the_group_weights(micro_text):
+    members, weights, keys = micro_text.groups(GROUP_WEIGHTS | {"sva": 0.0})
+    assert len(members) == len(weights) == len(keys)
+    by_group: dict[str, float] = {}
+    for rows, w, (group, family) in zip(members, weights, keys, strict=True):
+        assert all(micro_text.group_of[i] == group and micro_text.family_of[i] == family for i in rows)
+        assert (family is None) == (group not in TASKS)
+        by_group[group] = by_group.get(group, 0.0) + w
+    assert "sva" not in by_group  # weight 0: never drawn
+    assert by_group == pytest.approx({g: w for g, w in GROUP_WEIGHTS.items() if g != "sva"})
+    assert sum(len(rows) for rows in members) == len(micro_text) - micro_text.counts()["sva"]
+    assert sorted(f for g, f in keys if g == "arithmetic_add") == sorted(FAMILIES)
 
 
 @pytest.mark.parametrize("arch", list(FAMILY_ARCH))
@@ -345,14 +368,14 @@ def test_zoo_trial_trains_a_changed_recipe_and_scores_the_val_split(tmp_path):
     assert bad.returncode == 2 and "error: --pairs takes NAME=VALUE, got 'ioi'." in bad.stderr
 
 
-def test_neox_specs_rotate_half_of_each_head_unless_told_otherwise():
+def test_neox_specs_rotate_all_of_each_head_unless_told_otherwise():
     import dataclasses
 
     def factor(config) -> float:
         return config.to_dict()["rope_parameters"]["partial_rotary_factor"]
 
     spec = TOY_SPECS["toy-neox-s"]
-    assert factor(spec.hf_config(100, 0)) == 0.5
-    assert factor(dataclasses.replace(spec, rotary_pct=1.0).hf_config(100, 0)) == 1.0
+    assert factor(spec.hf_config(100, 0)) == 1.0
+    assert factor(dataclasses.replace(spec, rotary_pct=0.5).hf_config(100, 0)) == 0.5
     saved = json.loads((ZOO_DIR / spec.name / "config.json").read_text())
-    assert saved["rope_parameters"]["partial_rotary_factor"] == 0.5
+    assert saved["rope_parameters"]["partial_rotary_factor"] == 1.0
