@@ -167,7 +167,7 @@ def test_val_checks_boost_the_tasks_short_of_the_bar_and_stop_when_none_is(
     # the number-word (lexical) family short in ioi and in addition, which passes.
     def fake(_forward, data, _batch):
         accuracy = 0.92 if data.task == "ioi" else 1.0
-        corrupt = 0.18 if data.task == "greater_than" else 0.0
+        corrupt = {"greater_than": 0.18, "sva": 0.15}.get(data.task, 0.0)  # sva: inside share_margin
         families = {"base": 1.0, "lexical": 0.9} if data.task in ("ioi", "arithmetic_add") else {}
         return TaskScore(data.task, data.metric, 5, accuracy, 1.0, corrupt, families)
 
@@ -177,11 +177,11 @@ def test_val_checks_boost_the_tasks_short_of_the_bar_and_stop_when_none_is(
     assert len(log["checks"]) == 1 and log["steps"] == 3
     trainer.global_step = 4
     checks.on_train_batch_end(trainer, module)
-    assert log["checks"][-1]["boosted"] == ["ioi", "greater_than"] and not trainer.should_stop
+    assert log["checks"][-1]["boosted"] == ["ioi", "greater_than", "sva"] and not trainer.should_stop
     # Within the short tasks, the short families again; the passing addition's are left alone.
     assert log["checks"][-1]["boosted_families"] == ["ioi/lexical"] and ("ioi", "lexical") in keys
     raw = [
-        w * {"ioi": 9.0 if k[1] == "lexical" else 3.0, "greater_than": 3.0}.get(k[0], 1.0)
+        w * {"ioi": 9.0 if k[1] == "lexical" else 3.0, "greater_than": 3.0, "sva": 3.0}.get(k[0], 1.0)
         for w, k in zip(weights, keys)
     ]
     is_task = [k[1] is not None for k in keys]
@@ -201,6 +201,16 @@ def test_val_checks_boost_the_tasks_short_of_the_bar_and_stop_when_none_is(
     trainer.global_step = 6
     checks.on_train_batch_end(trainer, module)
     assert trainer.should_stop and log["checks"][-1]["boosted"] == []
+
+
+def test_passes_by_clears_the_bar_by_a_margin_on_each_count():
+    from dfa.zoo.card import TaskScore
+
+    score = TaskScore("sva", "logit_diff", 100, 0.92, 2.0, 0.3, {})  # corrupt share 0.15
+    assert score.passes and score.passes_by(0.02) and not score.passes_by(0.03)
+    assert score.passes_by(0.02, 0.05) and not score.passes_by(0.02, 0.06)
+    assert not TaskScore("sva", "logit_diff", 100, 0.95, 2.0, 0.42, {}).passes  # share 0.21
+    assert not TaskScore("sva", "logit_diff", 100, 0.89, 2.0, 0.0, {}).passes
 
 
 def test_groups_split_each_task_by_family_and_keep_the_group_weights(micro_text):

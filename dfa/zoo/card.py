@@ -15,7 +15,9 @@ from dfa.tasks import FAMILIES, TASKS, make_batches, make_dataset
 MIN_ACCURACY = 0.9  # clean metric > 0 on at least this share of test prompts
 MAX_CORRUPT_SHARE = 0.2  # mean corrupt metric at most this share of the mean clean metric
 CARD = "card.json"
-TEST_PAIRS = 200  # per task (capitals has fewer distinct test prompts for some tokenizers)
+# Per task (capitals has fewer distinct test prompts for some tokenizers). 400, not 200: the
+# corrupt share of 200 greater-than prompts has a standard deviation of 0.05 across samples.
+TEST_PAIRS = 400
 
 
 @dataclass
@@ -36,9 +38,13 @@ class TaskScore:
     def passes(self) -> bool:
         return self.passes_by(0.0)
 
-    def passes_by(self, margin: float) -> bool:
-        """The bar, cleared by `margin` on both counts (accuracy and corrupt share)."""
-        return self.accuracy >= MIN_ACCURACY + margin and self.corrupt_share <= MAX_CORRUPT_SHARE - margin
+    def passes_by(self, margin: float, share_margin: float | None = None) -> bool:
+        """The bar, cleared by `margin` on accuracy and by `share_margin` (default: `margin`) on
+        the corrupt share."""
+        share_margin = margin if share_margin is None else share_margin
+        return (
+            self.accuracy >= MIN_ACCURACY + margin and self.corrupt_share <= MAX_CORRUPT_SHARE - share_margin
+        )
 
     def to_json(self) -> dict:
         return {**asdict(self), "corrupt_share": self.corrupt_share, "passes": self.passes}
