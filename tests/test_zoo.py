@@ -24,6 +24,7 @@ from dfa.zoo.train import (
     TrainConfig,
     ValChecks,
     extra_texts,
+    table_texts,
     ordinal_texts,
     pad_rows,
     train_toy,
@@ -63,7 +64,7 @@ def test_every_task_tokenizes_without_unknown_pieces(toy_tokenizer):
         for ex in data:
             assert unk not in ex.clean_ids and unk not in ex.corrupt_ids
             assert toy_tokenizer.decode(list(ex.clean_ids)) == ex.clean  # exact round trip
-    for line in ordinal_texts():
+    for line in ordinal_texts() + [p + a for p, a in table_texts()]:
         assert unk not in toy_tokenizer(line, add_special_tokens=False)["input_ids"]
 
 
@@ -92,7 +93,7 @@ def test_training_is_deterministic_for_a_seed(toy_tokenizer, micro_text):
 def test_task_text_has_every_task_and_the_extra_text(micro_text):
     counts = micro_text.counts()
     assert all(counts[t] == 20 + counts[f"{t} corrupt"] for t in TASKS)
-    assert counts["ordinal"] == len(ordinal_texts())
+    assert counts["ordinal"] == len(ordinal_texts()) and counts["tables"] == len(table_texts()) == 121 + 231
     assert counts["atlas"] > 100 and counts["glossary"] > 100
     row, answer = micro_text[0]
     assert row[0] == 0 and answer == len(row) - 1  # BOS first; a task row ends with its answer
@@ -123,6 +124,19 @@ def test_corrupt_prompts_train_with_their_own_answers_and_never_a_val_or_test_pr
             else:
                 assert answer in ex.wrongs
     assert skipped > 0 and next(rows)[1] == "atlas"
+
+
+def test_number_tables_state_each_fact_of_the_number_word_family_in_another_form(toy_tokenizer):
+    tables = {prompt: answer for prompt, answer in table_texts()}
+    assert tables["Sum: seven and five make"] == " twelve."
+    assert tables["Take: five from twelve leaves"] == " seven."
+    for task, word in (("arithmetic_add", "plus"), ("arithmetic_sub", "minus")):
+        data = make_dataset(task, toy_tokenizer, 100, "test", 0, families=["lexical"], allow_fewer=True)
+        for ex in data:
+            a, b = ex.clean.removesuffix(" equals").split(f" {word} ")
+            fact = f"Sum: {a} and {b} make" if word == "plus" else f"Take: {b} from {a} leaves"
+            assert tables[fact] == ex.answers[0] + "."  # the answer, never the prompt's words
+            assert ex.clean not in fact
 
 
 def test_pad_rows_labels_every_token_of_text_rows_and_the_answer_alone_of_task_rows():
