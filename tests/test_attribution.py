@@ -51,13 +51,14 @@ def test_one_step_of_either_ig_is_eap(tiny_model):
 def test_ig_over_inputs_is_closer_to_exact_than_eap_on_a_trained_model():
     """The reason for integrating: on a real (trained, non-linear) model the first-order
     estimate is off, and five steps over the inputs bring it much closer to exact patching
-    (measured: relative error 0.100 -> 0.031 on this sample)."""
+    (measured: relative error 0.112 -> 0.044 on these 64 prompts; on the first 16 alone,
+    0.090 -> 0.045)."""
     from dfa.models import load_model
     from dfa.tasks import make_batches, make_dataset
 
     model = load_model("toy-gpt2-s", device="cpu")
     g = NodeGraph.from_model(model)
-    data = make_dataset("ioi", model, 16, "val")
+    data = make_dataset("ioi", model, 64, "val")
     batches = make_batches(data.examples, model, 16)
     exact = attribute(model, g, batches, data.metric, "exact")[1:]
 

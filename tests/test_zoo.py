@@ -24,9 +24,9 @@ from dfa.zoo.train import (
     TrainConfig,
     ValChecks,
     extra_texts,
-    table_texts,
     ordinal_texts,
     pad_rows,
+    table_texts,
     train_toy,
 )
 
@@ -135,7 +135,8 @@ def test_number_tables_state_each_fact_of_the_number_word_family_in_another_form
         for ex in data:
             a, b = ex.clean.removesuffix(" equals").split(f" {word} ")
             fact = f"Sum: {a} and {b} make" if word == "plus" else f"Take: {b} from {a} leaves"
-            assert tables[fact] == ex.answers[0] + "."  # the answer, never the prompt's words
+            assert tables[fact] == toy_tokenizer.decode(ex.answers) + "."  # the same fact
+
             assert ex.clean not in fact
 
 
