@@ -80,7 +80,8 @@ class TrainConfig:
     # Within a short task, a variation family short of the accuracy bar by `margin` is drawn
     # `boost` times more often again: number-word arithmetic lagged the digits by 20-45 points,
     # hidden inside a task accuracy just under the bar. The boosts take rows from the tasks
-    # that pass, never from the text groups (the atlas is what capitals' test countries need).
+    # that pass, never from the texts (atlas, glossary, counting lines, tables): the atlas is
+    # what capitals' test countries need.
     # ioi and mcqa are learnt suddenly, after a number of rows that varies from run to run;
     # the checks give the rows to the tasks still short, and end a model's training once
     # none is. 0 turns the checks off.
@@ -392,9 +393,9 @@ class ValChecks(L.Callback):
     """The val checks of TrainConfig.check_every: score every task on its val split, boost the
     sampling weight of the tasks short of the bar and, within them, of the variation families
     short of the accuracy bar, and stop when no task is short. The boosts move rows between the
-    tasks: the text groups keep their share. `log` receives each
-    check (step, per-task accuracy and corrupt share, what was boosted) and the steps trained.
-    `keys` are the sampler's parts, `(group, family)` as `TaskText.groups` gives them."""
+    tasks; the texts (the parts with no family) keep their share. `log` receives each check
+    (step, per-task accuracy and corrupt share, what was boosted) and the steps trained. `keys`
+    are the sampler's parts, `(group, family)` as `TaskText.groups` gives them."""
 
     def __init__(self, tokenizer, seed: int, sampler: TaskBatches, keys: list, config, log: dict):
         self.tokenizer, self.seed, self.sampler, self.keys = tokenizer, seed, sampler, keys
@@ -447,7 +448,7 @@ class ValChecks(L.Callback):
         for i, (group, family) in enumerate(self.keys):
             if group in short:
                 weights[i] *= self.config.boost ** (1 + (f"{group}/{family}" in lagging))
-        # The boosts share out the task rows; the text groups keep their share of every batch.
+        # The boosts share out the task rows; the texts keep their share of every batch.
         tasks = torch.tensor([family is not None for _, family in self.keys])
         weights[tasks] *= self.base[tasks].sum() / weights[tasks].sum()
         self.sampler.weights = weights
