@@ -401,6 +401,7 @@ class ValChecks(L.Callback):
         self.tokenizer, self.seed, self.sampler, self.keys = tokenizer, seed, sampler, keys
         self.config, self.record = config, log
         self.base = sampler.weights.clone()
+        self.is_task = torch.tensor([family is not None for _, family in keys])  # not a text
         self.batches: dict = {}
         log.setdefault("checks", [])
 
@@ -427,7 +428,7 @@ class ValChecks(L.Callback):
             t for t, sc in scores.items() if not sc.passes_by(self.config.margin, self.config.share_margin)
         ]
         lagging = [
-            f"{t}/{f}"
+            (t, f)
             for t in short
             for f, acc in scores[t].family_accuracy.items()
             if acc < MIN_ACCURACY + self.config.margin
@@ -438,19 +439,18 @@ class ValChecks(L.Callback):
                 "accuracy": {t: sc.accuracy for t, sc in scores.items()},
                 "corrupt_share": {t: round(sc.corrupt_share, 4) for t, sc in scores.items()},
                 "boosted": short,
-                "boosted_families": lagging,
+                "boosted_families": [f"{t}/{f}" for t, f in lagging],
             }
         )
         if not short:
             trainer.should_stop = True
             return
         weights = self.base.clone()
-        for i, (group, family) in enumerate(self.keys):
-            if group in short:
-                weights[i] *= self.config.boost ** (1 + (f"{group}/{family}" in lagging))
+        for i, key in enumerate(self.keys):
+            if key[0] in short:
+                weights[i] *= self.config.boost ** (1 + (key in lagging))
         # The boosts share out the task rows; the texts keep their share of every batch.
-        tasks = torch.tensor([family is not None for _, family in self.keys])
-        weights[tasks] *= self.base[tasks].sum() / weights[tasks].sum()
+        weights[self.is_task] *= self.base[self.is_task].sum() / weights[self.is_task].sum()
         self.sampler.weights = weights
 
 
