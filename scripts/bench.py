@@ -1,10 +1,8 @@
-"""Time EAP-IG-inputs and a faithfulness curve against the plain passes they need; prints JSON.
-
-`python scripts/bench.py` (architecture-only gpt2 on the CPU); see `--help`."""
+"""`python scripts/bench.py ...` is `dfa bench ...`: Time attribution, a curve or a training step against the plain passes they need; prints JSON."""
 
 import sys
 
-from dfa.bench import main
+from dfa.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -1,12 +1,8 @@
-"""The methods table on the toy ladders: for each model and task, CPR (with its 95% interval) of
-the `exact` and `eap-ig-inputs` circuits against random rankings on the same test prompts.
-
-`python scripts/circuits_table.py [--models ...] [--tasks ...] [--out results/circuits_toy.json]`
-writes JSON as it goes (finished cells are kept and not recomputed) and prints a Markdown table."""
+"""`python scripts/circuits_table.py ...` is `dfa circuits-table ...`: The circuits table on the toy ladders (exact and EAP-IG circuits against random), resumable."""
 
 import sys
 
-from dfa.circuits import table_main
+from dfa.cli import main
 
 if __name__ == "__main__":
-    sys.exit(table_main())
+    sys.exit(main(["circuits-table", *sys.argv[1:]]))

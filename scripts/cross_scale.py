@@ -1,9 +1,8 @@
-"""`python scripts/cross_scale.py --tasks ioi sva --models toy-gpt2-s toy-gpt2-m toy-gpt2-l`: circuits
-discovered in each model, aligned by roles, their overlaps and readings; see `--help`."""
+"""`python scripts/cross_scale.py ...` is `dfa cross-scale ...`: Circuits of a ladder discovered per model, aligned by roles, with their overlaps."""
 
 import sys
 
-from dfa.cross_scale import main
+from dfa.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["cross-scale", *sys.argv[1:]]))

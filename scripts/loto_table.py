@@ -1,8 +1,8 @@
-"""Leave-one-task-out table on the toy ladders -> results/loto_toy.json; see `--help`."""
+"""`python scripts/loto_table.py ...` is `dfa loto ...`: Leave-one-task-out table on the toy ladders -> results/loto_toy.json (resumable)."""
 
 import sys
 
-from dfa.transfer import loto_main
+from dfa.cli import main
 
 if __name__ == "__main__":
-    sys.exit(loto_main())
+    sys.exit(main(["loto", *sys.argv[1:]]))

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from dfa.errors import DfaError
-from dfa.io import write_json
+from dfa.core.errors import DfaError
+from dfa.core.io import write_json
 from dfa.zoo.build import save_and_score
 from dfa.zoo.card import TEST_PAIRS
 from dfa.zoo.spec import TOY_SPECS

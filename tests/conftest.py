@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dfa.models import shared_tokenizer_dir
+from dfa.core.models import shared_tokenizer_dir
 
 WORDS = "Mary John went to the store gave a drink When and , . Alice Bob book park".split()
 
@@ -69,7 +69,7 @@ def tiny_folders(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_folders):
-    from dfa.models import load_model
+    from dfa.core.models import load_model
 
     return {arch: load_model(str(path), device="cpu") for arch, path in tiny_folders.items()}
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dfa.attribution import METHODS, attribute
-from dfa.errors import DfaError
-from dfa.graph import NodeGraph
-from dfa.interventions import donor_activations, run_masked
-from dfa.metrics import task_metric
+from dfa.core.attribution import METHODS, attribute
+from dfa.core.errors import DfaError
+from dfa.core.graph import NodeGraph
+from dfa.core.interventions import donor_activations, run_masked
+from dfa.core.metrics import task_metric
 from tests.micro import LinearMicro, micro_batch
 
 VOCAB = 18
@@ -53,8 +53,8 @@ def test_ig_over_inputs_is_closer_to_exact_than_eap_on_a_trained_model():
     estimate is off, and five steps over the inputs bring it much closer to exact patching
     (measured: relative error 0.112 -> 0.044 on these 64 prompts; on the first 16 alone,
     0.090 -> 0.045)."""
-    from dfa.models import load_model
-    from dfa.tasks import make_batches, make_dataset
+    from dfa.core.models import load_model
+    from dfa.core.tasks import make_batches, make_dataset
 
     model = load_model("toy-gpt2-s", device="cpu")
     g = NodeGraph.from_model(model)

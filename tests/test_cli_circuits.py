@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dfa.cli import main
-from dfa.scores import NodeScores
+from dfa.core.scores import NodeScores
 from dfa.zoo.spec import TOY_SPECS
 
 

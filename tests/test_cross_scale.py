@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from dfa.baselines import depth_matrix
-from dfa.cross_scale import main, monotone, project, reading
-from dfa.evaluate import circuit_size
-from dfa.graph import NodeGraph
-from dfa.roles import ROLES
+from dfa.methods import depth_matrix
+from dfa.experiments.cross_scale import main, monotone, project, reading
+from dfa.core.evaluate import circuit_size
+from dfa.core.graph import NodeGraph
+from dfa.core.roles import ROLES
 from dfa.zoo.spec import TOY_SPECS
 
 

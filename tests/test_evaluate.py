@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dfa.evaluate import (
+from dfa.core.evaluate import (
     FRACTIONS,
     circuit_masks,
     circuit_size,
@@ -18,9 +18,9 @@ from dfa.evaluate import (
     plot_curves,
     random_scores,
 )
-from dfa.graph import NodeGraph
-from dfa.interventions import donor_activations, run_masked
-from dfa.metrics import task_metric
+from dfa.core.graph import NodeGraph
+from dfa.core.interventions import donor_activations, run_masked
+from dfa.core.metrics import task_metric
 from tests.micro import micro_batch
 
 

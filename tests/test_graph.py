@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dfa.errors import DfaError
-from dfa.graph import NodeGraph, relative_depth
-from dfa.ladders import LADDERS
+from dfa.core.errors import DfaError
+from dfa.core.graph import NodeGraph, relative_depth
+from dfa.core.ladders import LADDERS
 
 
 def test_order_names_and_hooks():

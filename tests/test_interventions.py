@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dfa.errors import DfaError
-from dfa.graph import NodeGraph
-from dfa.interventions import (
+from dfa.core.errors import DfaError
+from dfa.core.graph import NodeGraph
+from dfa.core.interventions import (
     capture,
     donor_activations,
     mask_hooks,
@@ -17,7 +17,7 @@ from dfa.interventions import (
     real_positions,
     run_masked,
 )
-from dfa.metrics import task_metric
+from dfa.core.metrics import task_metric
 from tests.micro import micro_batch
 
 VOCAB = 18  # the tiny models' word vocabulary

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dfa import cli
-from dfa.ladders import LADDERS
+from dfa.core.ladders import LADDERS
 
 
 @pytest.mark.parametrize("name", [n for n in LADDERS if not n.endswith("-deduped")])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dfa.metrics import answer_metric, final_logits, task_metric
+from dfa.core.metrics import answer_metric, final_logits, task_metric
 
 
 def _sets(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

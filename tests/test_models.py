@@ -7,10 +7,11 @@ import time
 import pytest
 import torch
 
-from dfa import cli, models
-from dfa.graph import NodeGraph
-from dfa.ladders import LADDERS, PYTHIA_STEPS
-from dfa.models import (
+from dfa import cli
+from dfa.core import hub, models
+from dfa.core.graph import NodeGraph
+from dfa.core.ladders import LADDERS, PYTHIA_STEPS
+from dfa.core.models import (
     ModelLoadError,
     ModelNotAvailableError,
     RevisionError,
@@ -134,14 +135,14 @@ def test_ladder_checkpoint_offline_names_the_revision(monkeypatch, empty_hf_cach
 def test_hub_unreachable_fails_fast_without_offline_flag(monkeypatch, empty_hf_cache):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(ModelNotAvailableError, match="the hub cannot be reached"):
         load_model("dfa-tests/not-a-cached-model", device="cpu")
 
 
 def test_random_model_without_any_tokenizer(monkeypatch, empty_hf_cache):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(models, "shared_tokenizer_dir", lambda name: None)
+    monkeypatch.setattr(hub, "shared_tokenizer_dir", lambda name: None)
     with pytest.raises(ModelNotAvailableError) as err:
         load_model("gpt2:random", device="cpu")
     msg = str(err.value)
@@ -254,7 +255,7 @@ def test_cached_scores_follow_a_rebuilt_model(tmp_path, tiny_folders, monkeypatc
     rebuilt under the same name (another seed, `DFA_ZOO` elsewhere) gets its own scores."""
     import shutil
 
-    from dfa.models import weights_fingerprint
+    from dfa.core.models import weights_fingerprint
     from dfa.training import score_path
 
     folder = tmp_path / "m"

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from dfa import roles as R
-from dfa.errors import DfaError
-from dfa.graph import NodeGraph
-from dfa.roles import ROLES, RoleScores, attention_role_scores, ov_role_scores
+from dfa.core.errors import DfaError
+from dfa.core.graph import NodeGraph
+from dfa.core.roles import ROLES, RoleScores, attention_role_scores, ov_role_scores
 from tests.conftest import make_word_tokenizer, require_tokenizer
 
 L = 6  # repeated-sequence length in the hand-built patterns
@@ -126,7 +126,7 @@ def test_shift_by_one_ov_is_a_successor_and_not_a_copier():
 
 @pytest.mark.parametrize("name", ["gpt2", "gpt-neox-20b"])
 def test_successor_pairs_of_real_tokenizers(name):
-    from dfa.models import load_tokenizer
+    from dfa.core.models import load_tokenizer
 
     tok = load_tokenizer(require_tokenizer(name))
     pairs, counts = R.successor_pairs(tok, len(tok))
@@ -206,7 +206,7 @@ def _wired_gpt2(folder):
 
 @pytest.fixture(scope="module")
 def wired(tmp_path_factory):
-    from dfa.models import load_model
+    from dfa.core.models import load_model
 
     return load_model(str(_wired_gpt2(tmp_path_factory.mktemp("wired") / "wired-gpt2")), device="cpu")
 
@@ -239,7 +239,7 @@ def test_hand_wired_heads_get_their_roles(wired):
 # --- real toy models ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def toy():
-    from dfa.models import load_model
+    from dfa.core.models import load_model
 
     try:
         return load_model("toy-gpt2-s", device="cpu")
@@ -266,7 +266,7 @@ def test_bridge_weights_reproduce_the_forward_pass(tiny_folders, tiny_model):
     compare with the plain HF model's logits."""
     from transformers import AutoModelForCausalLM
 
-    from dfa.interventions import capture
+    from dfa.core.interventions import capture
 
     layer = 1
     tokens = torch.tensor([[0, 3, 5, 7, 3, 5, 9, 2]])
@@ -292,8 +292,8 @@ def test_ov_rows_are_the_heads_direct_effect_of_a_token(tiny_folders):
     biases zeroed (the OV rows leave them out), the row must equal the head's real output sent
     through the final LayerNorm (centring and gain, its scale frozen) and the unembedding, up to
     a positive factor (the LayerNorm scales)."""
-    from dfa.interventions import capture
-    from dfa.models import load_model
+    from dfa.core.interventions import capture
+    from dfa.core.models import load_model
 
     model = load_model(str(tiny_folders["neox"]), device="cpu")
     with torch.no_grad():
@@ -370,9 +370,9 @@ def test_cached_roles_computes_once_then_loads(tmp_path, monkeypatch):
     assert calls == [2, 2]
 
 
-# --- role-based alignment (dfa.baselines) ---------------------------------------------------------
+# --- role-based alignment (dfa.methods) ---------------------------------------------------------
 def test_role_alignment_follows_roles_not_head_indices():
-    from dfa.baselines import depth_matrix, role_matrix, role_scores
+    from dfa.methods import depth_matrix, role_matrix, role_scores
 
     src, tgt = NodeGraph(1, 2), NodeGraph(2, 2)  # mapped: a0.h0 a0.h1 m0 | a0.h0 a0.h1 m0 a1.h0 a1.h1 m1
     induction, previous = [0.9, 0, 0, 0, 0, 0], [0, 0.9, 0, 0, 0, 0]

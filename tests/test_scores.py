@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from dfa.graph import NodeGraph
-from dfa.io import atomic_write
-from dfa.scores import NodeScores, ScoresError
+from dfa.core.graph import NodeGraph
+from dfa.core.io import atomic_write
+from dfa.core.scores import NodeScores, ScoresError
 
 META = {
     "model": "toy-gpt2-s",
@@ -122,7 +122,7 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path):
 def test_json_reports_are_strict_json(tmp_path):
     """NaN and infinities (a CI of an undefined curve, a card's corrupt share with no positive
     clean metric) are written as null, which every JSON reader accepts."""
-    from dfa.io import write_json
+    from dfa.core.io import write_json
 
     def refuse(name):
         raise ValueError(name)

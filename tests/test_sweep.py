@@ -7,9 +7,9 @@ import json
 import pytest
 
 import dfa.training
-import dfa.transfer
-from dfa.errors import DfaError
-from dfa.sweep import ladder_models, main, markdown, run_sweep, sweep_pairs
+import dfa.experiments.transfer
+from dfa.core.errors import DfaError
+from dfa.experiments.sweep import ladder_models, main, markdown, run_sweep, sweep_pairs
 
 
 def test_ladders_and_pairs():
@@ -57,7 +57,7 @@ def fake(monkeypatch):
         return {"results": rows}, {}
 
     monkeypatch.setattr(dfa.training, "train", train)
-    monkeypatch.setattr(dfa.transfer, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(dfa.experiments.transfer, "evaluate_run", evaluate_run)
     return calls
 
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from dfa import cli
-from dfa.tasks import (
+from dfa.core.tasks import (
     SPLITS,
     TASKS,
     Candidate,
@@ -20,7 +20,7 @@ from dfa.tasks import (
     make_dataset,
     split_of,
 )
-from dfa.tasks.base import DROP_ANSWER, DROP_LENGTH, DROP_SAME, DROP_WRONG, _Encoder, tokenize_candidate
+from dfa.core.tasks.base import DROP_ANSWER, DROP_LENGTH, DROP_SAME, DROP_WRONG, _Encoder, tokenize_candidate
 from tests.conftest import make_word_tokenizer, require_tokenizer
 
 TOKENIZERS = ["gpt2", "gpt-neox-20b"]
@@ -116,7 +116,7 @@ def test_same_data_in_a_fresh_process_with_another_hash_seed(tokenizer):
     import sys
 
     code = (
-        "import json, sys; from transformers import AutoTokenizer; from dfa.tasks import make_dataset; "
+        "import json, sys; from transformers import AutoTokenizer; from dfa.core.tasks import make_dataset; "
         "tok = AutoTokenizer.from_pretrained(sys.argv[1]); "
         "print(json.dumps({t: [e.clean + '|' + e.corrupt for e in make_dataset(t, tok, 30, 'val', seed=5)] "
         "for t in ('ioi', 'mcqa', 'capitals', 'sva')}))"
@@ -162,7 +162,7 @@ def test_tokenizer_that_splits_everything_is_an_error():
 
 
 def test_bad_task_family_split():
-    from dfa.tasks import get_task
+    from dfa.core.tasks import get_task
 
     with pytest.raises(TaskError, match="Unknown task 'ioii'.*ioi, greater_than"):
         get_task("ioii")

@@ -12,10 +12,10 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from dfa.baselines import depth_matrix, depth_scores, permuted_scores, scrambled_scores, with_input
-from dfa.errors import DfaError
-from dfa.graph import NodeGraph
-from dfa.mapping import AlignmentMap, MapError, mapped_names, normalise_scores
+from dfa.methods import depth_matrix, depth_scores, permuted_scores, scrambled_scores, with_input
+from dfa.core.errors import DfaError
+from dfa.core.graph import NodeGraph
+from dfa.core.mapping import AlignmentMap, MapError, mapped_names, normalise_scores
 from dfa.training import (
     ConfigError,
     MapTrainer,
@@ -297,8 +297,8 @@ def test_soft_mask_of_ones_reproduces_the_clean_distribution(wired):
 
 
 def test_validation_cpr_matches_evaluate_circuits(wired):
-    from dfa.evaluate import evaluate_circuits
-    from dfa.tasks import make_batches, make_dataset
+    from dfa.core.evaluate import evaluate_circuits
+    from dfa.core.tasks import make_batches, make_dataset
 
     data, module = wired
     module.on_validation_epoch_start()
@@ -408,7 +408,7 @@ def test_train_evaluate_transfer_scripts(tmp_path):
     assert r.returncode == 0, r.stderr
     assert all(f"{m} CPR" in r.stdout for m in ("dfa", "random", "role", "role-assign")), r.stdout
     assert (tmp_path / "cache" / "roles").is_dir()  # role scores cached beside the node scores
-    from dfa.scores import NodeScores
+    from dfa.core.scores import NodeScores
 
     saved = NodeScores.load(run / "transfer" / "capitals.json")
     assert saved.meta["setting"] == "zero-shot" and saved.names[0] == "input"

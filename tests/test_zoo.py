@@ -9,26 +9,16 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from dfa.errors import DfaError
-from dfa.graph import NodeGraph
-from dfa.models import ModelNotAvailableError, load_model, load_tokenizer, parse_spec
-from dfa.tasks import FAMILIES, TASKS, make_dataset, split_of
+from dfa.core.errors import DfaError
+from dfa.core.graph import NodeGraph
+from dfa.core.models import ModelNotAvailableError, load_model, load_tokenizer, parse_spec
+from dfa.core.tasks import FAMILIES, TASKS, make_dataset, split_of
 from dfa.zoo.build import build_model
 from dfa.zoo.card import CARD, MAX_CORRUPT_SHARE, MIN_ACCURACY, TEST_PAIRS, read_card, score_tasks
 from dfa.zoo.spec import FAMILY_ARCH, TOY_SPECS, ZOO_DIR, ToySpec
+from dfa.zoo.text import GROUP_WEIGHTS, TaskText, extra_texts, ordinal_texts, table_texts
 from dfa.zoo.tokenizer import UNK, build_tokenizer
-from dfa.zoo.train import (
-    GROUP_WEIGHTS,
-    TaskBatches,
-    TaskText,
-    TrainConfig,
-    ValChecks,
-    extra_texts,
-    ordinal_texts,
-    pad_rows,
-    table_texts,
-    train_toy,
-)
+from dfa.zoo.train import TaskBatches, TrainConfig, ValChecks, pad_rows, train_toy
 
 
 @pytest.fixture(scope="module")

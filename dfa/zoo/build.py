@@ -12,12 +12,13 @@ from queue import Empty
 
 import torch
 
-from dfa.errors import DfaError
-from dfa.io import finite
+from dfa.core.errors import DfaError
+from dfa.core.io import finite
 from dfa.zoo.card import CARD, MAX_CORRUPT_SHARE, MIN_ACCURACY, TEST_PAIRS, score_tasks
 from dfa.zoo.spec import DEFAULT_SEED, FAMILY_ARCH, ToySpec, ladder_specs, zoo_root
+from dfa.zoo.text import TaskText, extra_texts
 from dfa.zoo.tokenizer import build_tokenizer
-from dfa.zoo.train import TaskText, TrainConfig, default_config, extra_texts, train_toy
+from dfa.zoo.train import TrainConfig, default_config, train_toy
 
 SAVED_DTYPE = torch.float16  # halves the committed size; cards score the saved weights
 
@@ -58,7 +59,7 @@ def _versions() -> dict[str, str]:
 def save_and_score(model, tokenizer, folder: Path, split: str, seed: int, pairs: int = TEST_PAIRS):
     """Save `model` (in SAVED_DTYPE) and its tokenizer to `folder`, load it back the way every dfa
     command does, and score every task on `pairs` pairs of `split`."""
-    from dfa.models import load_model
+    from dfa.core.models import load_model
 
     model.to(SAVED_DTYPE).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -77,7 +78,7 @@ def build_model(
     """Train `spec`, save it (fp16 safetensors, config, tokenizer) in a temporary folder, reload
     it by the normal path and score it, then move it to `out/spec.name` with its card; returns
     the card."""
-    from dfa.models import count_parameters
+    from dfa.core.models import count_parameters
 
     config = config or default_config(spec)
     start = time.perf_counter()

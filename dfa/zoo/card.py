@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from dfa.errors import DfaError
-from dfa.metrics import task_metric
-from dfa.tasks import FAMILIES, TASKS, make_batches, make_dataset
+from dfa.core.errors import DfaError
+from dfa.core.metrics import task_metric
+from dfa.core.tasks import FAMILIES, TASKS, make_batches, make_dataset
 
 MIN_ACCURACY = 0.9  # clean metric > 0 on at least this share of test prompts
 MAX_CORRUPT_SHARE = 0.2  # mean corrupt metric at most this share of the mean clean metric

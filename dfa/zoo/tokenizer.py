@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-from dfa.tasks import FAMILIES, TASKS
+from dfa.core.tasks import FAMILIES, TASKS
 
 # A piece is a newline, a number (" 100" to " 999" whole when no digit follows, so that sums up
 # to 198 are one token; otherwise two digits at a time, so " 1732" is " 17" + "32" as in GPT-2),

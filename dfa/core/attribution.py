@@ -22,9 +22,10 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
-from dfa.errors import DfaError
-from dfa.graph import INPUT_HOOK, NodeGraph
-from dfa.interventions import (
+from dfa.core.errors import DfaError
+from dfa.core.graph import INPUT_HOOK, NodeGraph
+from dfa.core.interventions import (
+    mean_activations,
     Ablation,
     Cache,
     check_ablation,
@@ -37,8 +38,8 @@ from dfa.interventions import (
     run_masked,
     to_device,
 )
-from dfa.metrics import task_metric
-from dfa.tasks.base import Metric
+from dfa.core.metrics import task_metric
+from dfa.core.tasks.base import Metric
 
 Method = Literal["eap", "eap-ig-inputs", "eap-ig-activations", "exact"]
 ROWS_PER_PASS = 512  # prompt copies per forward pass when steps or masks are stacked
@@ -192,6 +193,8 @@ def attribute(
     total = torch.zeros(len(graph), dtype=torch.float64)
     n = 0
     batches = list(batches)
+    if ablation == "mean" and means is None:  # mean ablation's donor: the means over every batch
+        means = mean_activations(model, graph, batches)
     for batch in tqdm(batches, desc=method, disable=not progress, leave=False):
         batch = to_device(batch, device)
         donor = donor_activations(model, graph, batch, ablation, means)

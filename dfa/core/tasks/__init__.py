@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dfa.tasks.base import (
+from dfa.core.tasks.base import (
     FAMILIES,
+    Batch,
     SPLITS,
     Candidate,
     DatasetReport,
@@ -20,9 +21,10 @@ from dfa.tasks.base import (
     split_of,
     survey,
 )
-from dfa.tasks.suite import TASKS
+from dfa.core.tasks.suite import TASKS
 
 __all__ = [
+    "Batch",
     "FAMILIES",
     "SPLITS",
     "TASKS",
@@ -68,7 +70,7 @@ def make_dataset(
     return build_dataset(get_task(task), tok, size, split, seed, families, allow_fewer=allow_fewer)
 
 
-def make_batches(examples: Sequence[Example], tokenizer: Any, batch_size: int) -> list[dict[str, Any]]:
+def make_batches(examples: Sequence[Example], tokenizer: Any, batch_size: int) -> list[Batch]:
     """`collate`d batches of `examples` with the BOS policy every dfa model runs with: the
     tokenizer's BOS first, its pad id (or 0) after each prompt. `tokenizer` may be a model."""
     tok = getattr(tokenizer, "tokenizer", None) or tokenizer

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from dfa.errors import DfaError
-from dfa.graph import NAME_RE, NodeGraph
-from dfa.io import atomic_write, finite, write_json
+from dfa.core.errors import DfaError
+from dfa.core.graph import NAME_RE, NodeGraph
+from dfa.core.io import atomic_write, finite, write_json
 
 SIGN = "score = metric(clean) - metric(clean with the node ablated): positive supports the clean answer"
 SCORES_KEY = "scores"

@@ -7,11 +7,11 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import torch
 
-from dfa.errors import DfaError
+from dfa.core.errors import DfaError
 
 Metric = Literal["logit_diff", "prob_diff"]
 Split = Literal["train", "val", "test"]
@@ -290,7 +290,19 @@ def survey(
     return Survey(task.name, tokenizer_name(tokenizer), usable, report, examples)
 
 
-def collate(examples: Sequence[Example], bos_id: int | None, pad_id: int = 0) -> dict[str, torch.Tensor]:
+class Batch(TypedDict):
+    """A collated batch of prompt pairs (see `collate`)."""
+
+    clean: torch.Tensor
+    corrupt: torch.Tensor
+    last: torch.Tensor
+    answers: torch.Tensor
+    wrongs: torch.Tensor
+    answers_mask: torch.Tensor
+    wrongs_mask: torch.Tensor
+
+
+def collate(examples: Sequence[Example], bos_id: int | None, pad_id: int = 0) -> Batch:
     """Right-padded tensors for a batch: `clean`/`corrupt` `[batch, pos]` (BOS first when
     `bos_id` is given), `last` (index of each prompt's final token, where the answer is
     predicted), and `answers`/`wrongs` `[batch, k]` padded with -1 (`*_mask` marks real ids)."""
@@ -303,7 +315,7 @@ def collate(examples: Sequence[Example], bos_id: int | None, pad_id: int = 0) ->
 
     answers = [list(e.answers) for e in examples]
     wrongs = [list(e.wrongs) for e in examples]
-    out = {
+    out: Batch = {  # type: ignore[typeddict-item]  (the masks follow)
         "clean": pad([c for c, _ in rows], pad_id, width),
         "corrupt": pad([k for _, k in rows], pad_id, width),
         "last": torch.tensor([len(c) - 1 for c, _ in rows], dtype=torch.long),

@@ -12,7 +12,7 @@ With non-negative scores (`abs-max`) `s @ W` can carry that shared part itself, 
 that way ranks the target's nodes almost the same for any source scores: held out, it did no
 better than the same map fed scrambled scores. With centred scores (`zscore`) the shared part
 can only live in `b`, and `s @ W` must carry what sets a task apart. `W` starts at
-`init_gain * D`, `D` the relative-depth map of `dfa.baselines` (a target node reads the source
+`init_gain * D`, `D` the relative-depth map of `dfa.methods` (a target node reads the source
 nodes of its kind at overlapping relative depth), and an `anchor` penalty keeps it near there,
 so that what `W` learns from a handful of training tasks refines an alignment that holds for
 any task instead of replacing it.
@@ -38,9 +38,9 @@ import torch
 from jaxtyping import Float
 from torch import nn
 
-from dfa.errors import DfaError
-from dfa.graph import INPUT, NodeGraph
-from dfa.io import atomic_write, write_json
+from dfa.core.errors import DfaError
+from dfa.core.graph import INPUT, NodeGraph
+from dfa.core.io import atomic_write, write_json
 
 Normalise = Literal["abs-max", "max", "zscore", "abs-zscore", "rank"]
 NORMALISATIONS: tuple[Normalise, ...] = ("abs-max", "max", "zscore", "abs-zscore", "rank")
@@ -75,10 +75,6 @@ def normalise_scores(scores: Float[torch.Tensor, " n_src"], how: Normalise = "ab
         raise MapError(f"Unknown normalisation {how!r}; choose one of {', '.join(NORMALISATIONS)}.")
     return out.float()
 
-
-def mapped_names(graph: NodeGraph) -> list[str]:
-    """The nodes a map covers: every head and MLP, in graph order (`input` is not mapped)."""
-    return [n.name for n in graph if n.kind != "input"]
 
 
 class AlignmentMap(nn.Module):
@@ -154,7 +150,7 @@ class AlignmentMap(nn.Module):
             ("source", src, self.src_names, src_model),
             ("target", tgt, self.tgt_names, tgt_model),
         ):
-            have = mapped_names(graph)
+            have = graph.mapped_names
             if have != want:
                 raise MapError(
                     f"This map's {side} has {len(want)} nodes ({_shape(want)}), but {side} model "

@@ -58,10 +58,10 @@ from typing import Any, NamedTuple
 import torch
 from jaxtyping import Float, Int
 
-from dfa.errors import DfaError
-from dfa.graph import NodeGraph, relative_depth
-from dfa.interventions import model_device
-from dfa.io import atomic_write, finite
+from dfa.core.errors import DfaError
+from dfa.core.graph import NodeGraph, relative_depth
+from dfa.core.interventions import model_device
+from dfa.core.io import atomic_write, finite
 
 ROLES: tuple[str, ...] = (
     "induction",
@@ -405,30 +405,3 @@ class RoleScores:
         if roles != ROLES:
             raise RolesError(f"{path} holds roles {roles}, not this version's {ROLES}.")
         return cls(model, tensor, meta)
-
-
-def role_path(cache: Path, model_name: str, seed: int = 0) -> Path:
-    from dfa.training import cache_name
-
-    return Path(cache) / "roles" / f"{cache_name(model_name)}__s{seed}.safetensors"
-
-
-def cached_roles(model_name: str, cache: Path, seed: int = 0, model: Any = None) -> RoleScores:
-    """`role_scores` of `model_name` with default settings, from the cache when there (and of this
-    `VERSION`), else computed (loading the model only then) and saved."""
-    path = role_path(cache, model_name, seed)
-    if path.is_file():
-        try:
-            found = RoleScores.load(path)
-        except RolesError:
-            found = None
-        if found is not None and found.meta.get("version") == VERSION:
-            return found
-    if model is None:
-        from dfa.training import shared_model
-
-        model = shared_model(model_name)
-    scores = role_scores(model, seed=seed)
-    scores.model = model_name
-    scores.save(path)
-    return scores

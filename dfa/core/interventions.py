@@ -20,10 +20,10 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Float
 
-from dfa.errors import DfaError
-from dfa.graph import NodeGraph
-from dfa.metrics import task_metric
-from dfa.tasks.base import Metric
+from dfa.core.errors import DfaError
+from dfa.core.graph import NodeGraph
+from dfa.core.metrics import task_metric
+from dfa.core.tasks.base import Metric
 
 Ablation = Literal["patching", "mean", "zero"]
 ABLATIONS: tuple[Ablation, ...] = ("patching", "mean", "zero")
@@ -119,13 +119,19 @@ def donor_activations(
     means: Cache | None = None,
 ) -> Cache:
     """What an ablated node outputs on this batch: its activations on the corrupt prompts
-    (patching, one pass cached for every mask), `means` (mean ablation; computed from this
-    batch's clean prompts when not given), or zeros (zero ablation)."""
+    (patching, one pass cached for every mask), `means` (mean ablation: the averages over the
+    dataset's prompts: `mean_activations`, computed once by the caller over every batch), or zeros
+    (zero ablation)."""
     ablation = check_ablation(ablation)
     if ablation == "patching":
         return capture(model, batch["corrupt"], graph.hooks)[1]
     if ablation == "mean":
-        return means if means is not None else mean_activations(model, graph, [batch])
+        if means is None:
+            raise DfaError(
+                "Mean ablation needs the dataset's means (`mean_activations` over every batch); "
+                "one batch's means would be another intervention."
+            )
+        return means
     return {}  # zero ablation: an empty cache means 0 at every hook
 
 

@@ -10,8 +10,6 @@ Two ratios (targets: at most 1.3 each):
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import statistics
 import time
@@ -20,12 +18,12 @@ from typing import Any
 
 import torch
 
-from dfa.attribution import attribute
-from dfa.evaluate import FRACTIONS, distinct_circuits, evaluate_circuits, random_scores
-from dfa.graph import INPUT_HOOK, NodeGraph
-from dfa.interventions import model_device
-from dfa.metrics import task_metric
-from dfa.tasks import make_batches, make_dataset
+from dfa.core.attribution import attribute
+from dfa.core.evaluate import FRACTIONS, distinct_circuits, evaluate_circuits, random_scores
+from dfa.core.graph import INPUT_HOOK, NodeGraph
+from dfa.core.interventions import model_device
+from dfa.core.metrics import task_metric
+from dfa.core.tasks import make_batches, make_dataset
 
 
 def _sync(device: torch.device) -> None:
@@ -60,7 +58,7 @@ def plain_forward_backward(model: Any, batch: dict[str, torch.Tensor], metric: s
 
 def bench_batch(model_name: str, task: str, batch_size: int, device: str | None):
     """The model, its graph, the task's test prompts and one batch of them on the model's device."""
-    from dfa.models import load_model
+    from dfa.core.models import load_model
 
     model = load_model(model_name, device=device)
     graph = NodeGraph.from_model(model)
@@ -142,28 +140,23 @@ def run_training(
     the same batch (gradient to the input embeddings, the model being frozen)."""
     import torch.nn.functional as F
 
-    from dfa.interventions import donor_activations
-    from dfa.metrics import final_logits
-    from dfa.training import MapTrainer, TrainConfig
+    from dfa.core.interventions import donor_activations
+    from dfa.core.metrics import final_logits
+    from dfa.config import TrainConfig
+    from dfa.training import MapTrainer, TrainBatch
 
     model, graph, data, batch = bench_batch(target_name, task, batch_size, device)
     dev = model_device(model)
     donor = donor_activations(model, graph, batch, "patching")
     with torch.no_grad():
         clean = final_logits(model(batch["clean"]), batch["last"]).float().log_softmax(-1)
-    item = {
-        **{k: v for k, v in batch.items() if k != "corrupt"},
-        "task": 0,
-        "donor": donor,
-        "clean_logprobs": clean,
-    }
+    prompts = {k: v for k, v in batch.items() if k != "corrupt"}
+    item = TrainBatch(0, prompts, clean, donor)  # type: ignore[arg-type]
     # A source graph with `n_src` mapped nodes (gpt2: 12 layers x 12 heads + 12 MLPs = 156).
     layers = 12 if n_src == 156 else 1
     src_graph = NodeGraph(layers, n_src // layers - 1)
     config = TrainConfig(src="source", tgt=target_name, tasks=[task])
-    from dfa.mapping import mapped_names
-
-    module = MapTrainer(config.to_dict(), mapped_names(src_graph), mapped_names(graph)).to(dev)
+    module = MapTrainer(config.to_dict(), src_graph.mapped_names, graph.mapped_names).to(dev)
     module.attach(model, src_graph, {task: torch.rand(len(src_graph))}, {task: data.metric})
     opt = torch.optim.Adam(module.map.parameters(), lr=config.lr)
 
@@ -195,31 +188,3 @@ def run_training(
         "ratio": round(t_step / t_plain, 3),
         "target_ratio": 1.3,
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="gpt2:random", help="model name (default gpt2:random: CPU, offline)")
-    p.add_argument("--task", default="ioi")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--ig-steps", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    p.add_argument(
-        "--training",
-        default=None,
-        metavar="TARGET",
-        help="instead: time one map training step on TARGET (e.g. gpt2-medium:random) against a plain fwd+bwd",
-    )
-    args = p.parse_args(argv)
-    if args.training:
-        print(
-            json.dumps(
-                run_training(args.training, 156, args.task, args.batch_size, args.repeats, args.device),
-                indent=2,
-            )
-        )
-        return 0
-    result = run(args.model, args.task, args.batch_size, args.ig_steps, args.repeats, args.device)
-    print(json.dumps(result, indent=2))
-    return 0

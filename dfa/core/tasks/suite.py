@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from dfa.tasks import words as W
-from dfa.tasks.base import FAMILIES, Candidate, Generator, Metric, Task
+from dfa.core.tasks import words as W
+from dfa.core.tasks.base import FAMILIES, Candidate, Generator, Metric, Task
 
 
 def _pick_other(rng: random.Random, items: Sequence[str], *exclude: str) -> str:

@@ -10,13 +10,13 @@ from typing import Any
 
 import torch
 
-from dfa.attribution import IG_METHODS, attribute, check_method
-from dfa.evaluate import FRACTIONS, Evaluation, Rank, evaluate_circuits, random_scores
-from dfa.graph import NodeGraph
-from dfa.interventions import Ablation, check_ablation, mean_activations
-from dfa.scores import SIGN, NodeScores, graph_cfg
-from dfa.tasks import make_batches, make_dataset
-from dfa.tasks.base import TaskDataset
+from dfa.core.attribution import IG_METHODS, attribute, check_method
+from dfa.core.evaluate import FRACTIONS, Evaluation, Rank, evaluate_circuits, random_scores
+from dfa.core.graph import NodeGraph
+from dfa.core.interventions import Ablation, check_ablation
+from dfa.core.scores import SIGN, NodeScores, graph_cfg
+from dfa.core.tasks import make_batches, make_dataset
+from dfa.core.tasks.base import TaskDataset
 
 DEFAULT_PROMPTS = 200
 DEFAULT_BATCH = 50
@@ -73,10 +73,9 @@ def score_nodes(
     check_ablation(ablation)
     graph = NodeGraph.from_model(model)
     prompts = task_prompts(model, task, split, n, seed, batch_size)
-    means = mean_activations(model, graph, prompts.batches) if ablation == "mean" else None
     start = time.perf_counter()
     scores = attribute(
-        model, graph, prompts.batches, prompts.data.metric, method, ablation, ig_steps, means, progress
+        model, graph, prompts.batches, prompts.data.metric, method, ablation, ig_steps, progress=progress
     )
     meta = {
         "model": model_name(model),
@@ -119,7 +118,6 @@ def evaluate_scores(
     if n_random > 0:
         rankings["random"] = [random_scores(len(graph), seed + i) for i in range(n_random)]
     prompts = task_prompts(model, task, split, n, seed, batch_size)
-    means = mean_activations(model, graph, prompts.batches) if ablation == "mean" else None
     return evaluate_circuits(
         model,
         graph,
@@ -160,66 +158,3 @@ def compare_methods(
         "seconds": {m: s.meta["seconds"] for m, s in scores.items()},
         **ev.to_json(),
     }
-
-
-def _cell(result: dict[str, Any], label: str) -> str:
-    c = result["curves"][label]
-    return f"{c['cpr']:.3f} [{c['cpr_ci'][0]:.2f}, {c['cpr_ci'][1]:.2f}]"
-
-
-def markdown_table(results: list[dict[str, Any]], methods: Sequence[str]) -> str:
-    """Rows of model x task: each method's CPR [95% CI], random's, and each method's margin."""
-    head = ["model", "task", *methods, "random", *[f"{m} - random" for m in methods]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in results:
-        rand = r["curves"]["random"]["cpr"]
-        margins = [f"{r['curves'][m]['cpr'] - rand:+.3f}" for m in methods]
-        cells = [r["model"], r["task"], *[_cell(r, m) for m in methods], _cell(r, "random"), *margins]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def table_main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-    import json
-    from pathlib import Path
-
-    from dfa.io import write_json
-    from dfa.models import load_model
-    from dfa.tasks import TASKS
-    from dfa.zoo.spec import TOY_SPECS
-
-    p = argparse.ArgumentParser(
-        description="CPR of exact and EAP-IG circuits against random, per model and task."
-    )
-    p.add_argument("--models", nargs="+", default=list(TOY_SPECS))
-    p.add_argument("--tasks", nargs="+", default=list(TASKS))
-    p.add_argument("--methods", nargs="+", default=["exact", "eap-ig-inputs"])
-    p.add_argument("--n-attr", type=int, default=100, help="train prompts to score on (default 100)")
-    p.add_argument("--n-eval", type=int, default=DEFAULT_PROMPTS, help="test prompts (default 200)")
-    p.add_argument("--out", default="results/circuits_toy.json")
-    args = p.parse_args(argv)
-    out = Path(args.out)
-    done: list[dict[str, Any]] = json.loads(out.read_text())["results"] if out.is_file() else []
-    have = {(r["model"], r["task"]) for r in done}
-    for name in args.models:
-        todo = [t for t in args.tasks if (name, t) not in have]
-        if not todo:
-            continue
-        model = load_model(name)
-        for task in todo:
-            start = time.perf_counter()
-            done.append(compare_methods(model, task, args.methods, args.n_attr, args.n_eval))
-            r = done[-1]
-            print(
-                f"{name} {task}: "
-                + ", ".join(f"{m} {r['curves'][m]['cpr']:.3f}" for m in [*args.methods, "random"])
-                + f" ({time.perf_counter() - start:.0f}s)",
-                flush=True,
-            )
-            write_json(
-                out, {"methods": args.methods, "input_node": "kept", "ablation": "patching", "results": done}
-            )
-    wanted = [r for r in done if r["model"] in args.models and r["task"] in args.tasks]
-    print(markdown_table(wanted, args.methods))
-    return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from jaxtyping import Bool, Float, Int
 
-from dfa.tasks.base import Metric
+from dfa.core.tasks.base import Metric
 
 
 def final_logits(logits: Float[torch.Tensor, "batch pos vocab"], last: Int[torch.Tensor, " batch"]):
@@ -41,7 +41,7 @@ def answer_metric(
 def task_metric(
     metric: Metric, logits: Float[torch.Tensor, "batch pos vocab"], batch: dict[str, torch.Tensor]
 ) -> Float[torch.Tensor, " batch"]:
-    """Per-prompt metric of full-sequence `logits` for a batch made by `dfa.tasks.collate`."""
+    """Per-prompt metric of full-sequence `logits` for a batch made by `dfa.core.tasks.collate`."""
     final = final_logits(logits, batch["last"])
     return answer_metric(
         metric, final, batch["answers"], batch["answers_mask"], batch["wrongs"], batch["wrongs_mask"]

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import torch
 
-from dfa.errors import DfaError
+from dfa.core.errors import DfaError
 
 NodeKind = Literal["input", "head", "mlp"]
 
@@ -162,6 +162,30 @@ class NodeGraph:
     def hooks(self) -> list[str]:
         """Distinct hook names in node order (one `hook_z` per layer serves all its heads)."""
         return list(dict.fromkeys(n.hook for n in self.nodes))
+
+    @property
+    def mapped(self) -> list[Node]:
+        """The nodes an alignment map maps and circuits rank: heads and MLPs. `input` never is: it
+        is kept in every circuit (ablating it zeroes faithfulness at every size)."""
+        return [n for n in self.nodes if n.kind != INPUT]
+
+    @property
+    def mapped_index(self) -> list[int]:
+        return [n.index for n in self.mapped]
+
+    @property
+    def mapped_names(self) -> list[str]:
+        return [n.name for n in self.mapped]
+
+    def mapped_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """Whole-graph scores -> the mapped nodes' scores (float32)."""
+        return scores[self.mapped_index].float()
+
+    def with_input(self, mapped: torch.Tensor) -> torch.Tensor:
+        """Mapped-node scores -> whole-graph scores with `input` (when the graph has it) kept at 1."""
+        if not self.include_input:
+            return mapped
+        return torch.cat([mapped.new_ones(1), mapped])
 
     def depths(self) -> torch.Tensor:
         return torch.tensor([n.depth for n in self.nodes])

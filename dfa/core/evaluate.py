@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dfa.errors import DfaError
-from dfa.graph import NodeGraph
-from dfa.interventions import (
+from dfa.core.errors import DfaError
+from dfa.core.graph import NodeGraph
+from dfa.core.interventions import (
     Ablation,
     Cache,
     check_ablation,
@@ -31,8 +31,8 @@ from dfa.interventions import (
     model_device,
     to_device,
 )
-from dfa.metrics import task_metric
-from dfa.tasks.base import Metric
+from dfa.core.metrics import task_metric
+from dfa.core.tasks.base import Metric
 
 FRACTIONS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 Rank = Literal["abs", "signed"]
@@ -240,6 +240,77 @@ def distinct_circuits(
     return torch.unique(torch.cat([empty, *blocks]), dim=0, return_inverse=True)
 
 
+def circuit_values(
+    model: Any,
+    graph: NodeGraph,
+    batches: Iterable[dict[str, torch.Tensor]],
+    metric: Metric,
+    masks: torch.Tensor,
+    ablation: Ablation = "patching",
+    means: Cache | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt, the metric under each of `masks` `[n_masks, n]` and the clean metric `[n]` (one
+    set of masked passes: every mask stacked along the batch). Mean ablation's dataset means are
+    computed from `batches` when not given."""
+    check_ablation(ablation)
+    batches = list(batches)
+    if ablation == "mean" and means is None:
+        means = mean_activations(model, graph, batches)
+    device = model_device(model)
+    values, full = [], []
+    for batch in tqdm(batches, desc="circuits", disable=not progress, leave=False):
+        batch = to_device(batch, device)
+        donor = donor_activations(model, graph, batch, ablation, means)
+        with torch.no_grad():
+            full.append(task_metric(metric, model(batch["clean"]), batch).float().cpu())
+            values.append(masked_metric(model, graph, batch, donor, masks.to(device), metric).float().cpu())
+    return torch.cat(values, 1).numpy().astype(np.float64), torch.cat(full).numpy().astype(np.float64)
+
+
+def curve(
+    label: str,
+    m_c: np.ndarray,
+    full: np.ndarray,
+    empty: np.ndarray,
+    fractions: Sequence[float],
+    counts: np.ndarray | None = None,
+    families: Sequence[str] | None = None,
+) -> Curve:
+    """A ranking's `Curve` from its metrics `m_c` `[draws, fractions, n]` against the clean `full`
+    and `empty`-circuit metrics `[n]`; `counts` `[n, B]` are bootstrap weights for the interval."""
+    d, nf, n = m_c.shape
+    fractions = list(fractions)
+    f = _faithfulness(m_c.mean(-1), full.mean(), empty.mean()).mean(0)
+    ci = (float("nan"), float("nan"))
+    if counts is not None:
+        fb = _faithfulness(m_c @ counts, full @ counts, empty @ counts).mean(0)  # [nf, B]
+        areas = _trapezoid(fb.T, np.asarray(fractions))
+        ci = tuple(float(x) for x in np.nanpercentile(areas, [2.5, 97.5]))
+    own = _faithfulness(m_c, full, empty)  # each prompt against its own gap
+    per_prompt = _trapezoid(own.mean(0).T, np.asarray(fractions))
+    fams = list(families) if families is not None else ["all"] * n
+    family_cpr = {}
+    for fam in dict.fromkeys(fams):
+        idx = [i for i, x in enumerate(fams) if x == fam]
+        ff = _faithfulness(m_c[:, :, idx].mean(-1), full[idx].mean(), empty[idx].mean()).mean(0)
+        family_cpr[fam] = cpr(fractions, ff)
+    return Curve(
+        label=label,
+        fractions=fractions,
+        ks=[],
+        n_ranked=0,
+        faithfulness=[float(x) for x in f],
+        cpr=cpr(fractions, f),
+        cmd=cmd(fractions, f),
+        cpr_log=cpr_log(fractions, f),
+        cpr_ci=ci,  # type: ignore[arg-type]
+        n_draws=d,
+        per_prompt_cpr=[float(x) for x in per_prompt],
+        family_cpr=family_cpr,
+    )
+
+
 def evaluate_circuits(
     model: Any,
     graph: NodeGraph,
@@ -265,62 +336,26 @@ def evaluate_circuits(
     if sorted(fractions) != fractions or not fractions or fractions[0] <= 0 or fractions[-1] > 1:
         raise DfaError(f"Circuit fractions must rise within (0, 1], got {fractions}.")
     draws = {k: [v] if isinstance(v, torch.Tensor) else list(v) for k, v in rankings.items()}
-    ks_of = {label: circuit_masks(s[0], graph, fractions, keep_input, rank)[1] for label, s in draws.items()}
-    ranked_of = {label: len(ranking(s[0], graph, keep_input, rank)[1]) for label, s in draws.items()}
     unique, inverse = distinct_circuits(
         [s for score_list in draws.values() for s in score_list], graph, fractions, keep_input, rank
     )
-
-    device = model_device(model)
-    values, full = [], []
-    for batch in tqdm(list(batches), desc="circuits", disable=not progress, leave=False):
-        batch = to_device(batch, device)
-        donor = donor_activations(model, graph, batch, ablation, means)
-        with torch.no_grad():
-            full.append(task_metric(metric, model(batch["clean"]), batch).float().cpu())
-            values.append(masked_metric(model, graph, batch, donor, unique.to(device), metric).float().cpu())
-    per_mask = torch.cat(values, 1)[inverse].numpy().astype(np.float64)  # [1 + masks, n]
-    full_np = torch.cat(full).numpy().astype(np.float64)
+    values, full_np = circuit_values(model, graph, batches, metric, unique, ablation, means, progress)
+    per_mask = values[inverse.numpy()]  # [1 + masks, n]
     empty_np = per_mask[0]
     n = full_np.shape[0]
     fams = list(families) if families is not None else ["all"] * n
     rng = np.random.default_rng(seed)
     # Bootstrap resamples of the prompts as weights (counts / n): a resample mean is `values @ w`.
     counts = rng.multinomial(n, np.full(n, 1 / n), size=n_boot).T / n if n_boot > 0 else None  # [n, B]
-
     curves: dict[str, Curve] = {}
     row = 1
     for label, score_list in draws.items():
         d, nf = len(score_list), len(fractions)
         m_c = per_mask[row : row + d * nf].reshape(d, nf, n)
         row += d * nf
-        f = _faithfulness(m_c.mean(-1), full_np.mean(), empty_np.mean()).mean(0)
-        ci = (float("nan"), float("nan"))
-        if counts is not None:
-            fb = _faithfulness(m_c @ counts, full_np @ counts, empty_np @ counts).mean(0)  # [nf, B]
-            areas = _trapezoid(fb.T, np.asarray(fractions))
-            ci = tuple(float(x) for x in np.nanpercentile(areas, [2.5, 97.5]))
-        own = _faithfulness(m_c, full_np, empty_np)  # each prompt against its own gap
-        per_prompt = _trapezoid(own.mean(0).T, np.asarray(fractions))
-        family_cpr = {}
-        for fam in dict.fromkeys(fams):
-            idx = [i for i, x in enumerate(fams) if x == fam]
-            ff = _faithfulness(m_c[:, :, idx].mean(-1), full_np[idx].mean(), empty_np[idx].mean()).mean(0)
-            family_cpr[fam] = cpr(fractions, ff)
-        curves[label] = Curve(
-            label=label,
-            fractions=fractions,
-            ks=ks_of[label],
-            n_ranked=ranked_of[label],
-            faithfulness=[float(x) for x in f],
-            cpr=cpr(fractions, f),
-            cmd=cmd(fractions, f),
-            cpr_log=cpr_log(fractions, f),
-            cpr_ci=ci,
-            n_draws=d,
-            per_prompt_cpr=[float(x) for x in per_prompt],
-            family_cpr=family_cpr,
-        )
+        c = curves[label] = curve(label, m_c, full_np, empty_np, fractions, counts, fams)
+        c.ks = circuit_masks(score_list[0], graph, fractions, keep_input, rank)[1]
+        c.n_ranked = len(ranking(score_list[0], graph, keep_input, rank)[1])
     return Evaluation(
         curves=curves,
         n_prompts=n,
@@ -336,62 +371,5 @@ def evaluate_circuits(
 
 
 # --- plots ----------------------------------------------------------------------------------------
-def draw_curves(ax, evaluation: Evaluation, title: str = "", legend_size: int = 7) -> None:
-    """Faithfulness against circuit size (log x) on `ax`, one line per ranking, CPR in the legend."""
-    for curve in evaluation.curves.values():
-        style = "--" if curve.label in ("random", "permuted", "scrambled") else "-"
-        lo, hi = curve.cpr_ci
-        label = f"{curve.label}: CPR {curve.cpr:.3f} [{lo:.3f}, {hi:.3f}], CMD {curve.cmd:.3f}"
-        ax.plot(curve.fractions, curve.faithfulness, style, marker="o", ms=3, label=label)
-    ax.set_xscale("log")
-    ax.axhline(1.0, color="grey", lw=0.6)
-    ax.axhline(0.0, color="grey", lw=0.6)
-    ax.set_xlabel("circuit size (fraction of ranked nodes)")
-    ax.set_ylabel("faithfulness f(C)")
-    note = f"input node {evaluation.input_node}, {evaluation.ablation}, {evaluation.n_prompts} prompts"
-    ax.set_title(f"{title}\n{note}" if title else note, fontsize=9)
-    ax.legend(fontsize=legend_size, loc="best")
 
 
-def _save_figure(fig, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from dfa.io import atomic_write
-
-    fig.tight_layout()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    finally:
-        plt.close(fig)
-
-
-def plot_curves(evaluation: Evaluation, path: str | Path, title: str = "") -> Path:
-    """One evaluation's curves as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    draw_curves(ax, evaluation, title)
-    return _save_figure(fig, path)
-
-
-def plot_grid(evaluations: dict[str, Evaluation], path: str | Path, title: str = "") -> Path:
-    """Several evaluations (e.g. one per task) as panels of one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(evaluations)
-    if n == 0:
-        raise DfaError("Nothing to plot.")
-    cols = min(n, 2)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
-    for ax, (name, ev) in zip(axes.flat, evaluations.items(), strict=False):
-        draw_curves(ax, ev, f"{title} / {name}" if title else name, legend_size=6)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    return _save_figure(fig, path)

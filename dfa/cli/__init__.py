@@ -1,0 +1,36 @@
+"""The `dfa` command line, the only place arguments are parsed: every subcommand is listed by
+`dfa --help`; `scripts/*.py` are thin wrappers. The logic lives in the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from dfa.core.errors import DfaError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dfa.cli import circuits, maps, models
+
+    parser = argparse.ArgumentParser(
+        prog="dfa", description="Transfer circuits between language models of different sizes."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    models.add_parsers(sub)
+    circuits.add_parsers(sub)
+    maps.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        return int(args.func(args))
+    except DfaError as err:
+        print(f"dfa {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m dfa.cli` is `dfa`."""
+
+import sys
+
+from dfa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""Command-line flags generated from the config dataclasses of `dfa.config`: one flag per field,
+its type, choices and help from the field; defaults stay in the dataclass (a flag not given is None)."""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from dataclasses import MISSING, fields
+from typing import Any, Literal, get_args, get_origin
+
+
+def _base(tp: Any) -> tuple[Any, bool]:
+    """(the non-None type of an annotation, whether it is a list)."""
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        tp = next(a for a in get_args(tp) if a is not type(None))
+    if get_origin(tp) is list:
+        return get_args(tp)[0], True
+    return tp, False
+
+
+def _default(f: Any) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return None
+
+
+def add_config_flags(
+    p: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (), renamed: dict[str, str] | None = None
+) -> None:
+    """A flag per field of `cls` (except `skip`), named `--field-name` (or `renamed[field]`)."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        flag = (renamed or {}).get(f.name) or "--" + f.name.replace("_", "-")
+        tp, many = _base(hints[f.name])
+        default = _default(f)
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        help_text = f.metadata.get("help", "")
+        if tp is bool:
+            if default:
+                p.add_argument(
+                    "--no-" + flag[2:], dest=f.name, action="store_false", default=None, help=f"skip: {help_text}"
+                )
+            else:
+                p.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None}
+        if get_origin(tp) is Literal:
+            kwargs["choices"] = list(get_args(tp))
+        else:
+            kwargs["type"] = tp
+        if many:
+            kwargs["nargs"] = "+"
+        if f.metadata.get("required"):
+            kwargs["required"] = True
+        else:
+            help_text += f" (default: {shown})" if shown not in (None, "") else ""
+        p.add_argument(flag, help=help_text, **kwargs)
+
+
+def config_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of `cls` given on the command line (None: not given)."""
+    return {f.name: getattr(args, f.name, None) for f in fields(cls)}

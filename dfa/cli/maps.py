@@ -1,0 +1,194 @@
+"""`dfa train`, `evaluate`, `transfer`, `loto`, `sweep` and `cross-scale`: alignment maps and what is
+built on them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+from dfa.cli.flags import add_config_flags, config_values
+from dfa.config import CrossScaleConfig, LotoConfig, SweepConfig, TrainConfig, build
+from dfa.methods import DEFAULT_METHODS, METHODS
+
+
+def _quiet_lightning() -> None:
+    # Lightning's start-up chatter (accelerator lines, tips); our own lines say what matters.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+def _pool(args: argparse.Namespace):
+    from dfa.store import ModelPool
+
+    return ModelPool(args.device or "auto", args.dtype or "float32")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dfa.config import make_config
+    from dfa.training import train
+
+    _quiet_lightning()
+    overrides = config_values(args, TrainConfig)
+    if args.resume:
+        overrides["max_epochs"] = None  # with --resume, --max-epochs extends the saved run
+    config = make_config(args.config, **overrides)
+    if config.added_holdouts:
+        print(f"note: held-out task(s) {', '.join(config.added_holdouts)} not in --tasks: evaluated zero-shot")
+    start = time.perf_counter()
+    run = train(config, resume=args.resume, overwrite=args.overwrite, max_epochs=args.max_epochs)
+    info = json.loads((run / "map.json").read_text())
+    m = info["final_metrics"]
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if k.startswith("val/cpr") and k.count("/") == 1)
+    print(
+        f"trained {info['src']} -> {info['tgt']} map in {time.perf_counter() - start:.0f}s "
+        f"({info['epochs']} epochs, {info['steps']} steps; {shown})"
+    )
+    print(f"run folder: {run}  (tensorboard --logdir {run / 'tensorboard'})")
+    print(f"evaluate it: python scripts/evaluate.py --map {run}")
+    return 0
+
+
+def _run(args: argparse.Namespace):
+    from dfa.experiments.transfer import Run
+
+    return Run(args.map, args.src, args.tgt, args.allow_other_models)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dfa.core.io import write_json
+    from dfa.experiments.transfer import evaluate_run
+    from dfa.methods import names
+    from dfa.report.figures import plot_grid
+    from dfa.report.tables import table, wins
+
+    report, evals = evaluate_run(
+        _run(args), _pool(args), args.tasks, args.methods, args.split, args.n, args.boot, True, args.draws
+    )
+    print(
+        f"{report['src']} -> {report['tgt']} map {report['map']} on the {args.split} split; "
+        f"CPR [95% CI] ({report['ablation']}, input node kept, {report['attribution']} source scores)"
+    )
+    print(table(report))
+    if "dfa" in args.methods:
+        against = [m for m in args.methods if m in names("alignment", "control")]
+        for setting in ("in-distribution", "zero-shot"):
+            sub = {**report, "results": [r for r in report["results"] if r["setting"] == setting]}
+            if sub["results"]:
+                w = wins(sub, against)
+                print(f"  dfa beats ({setting}): " + ", ".join(f"{b} {v['wins']}/{v['of']}" for b, v in w.items()))
+    if args.json:
+        print(f"wrote {write_json(args.json, report)}")
+    if args.plot:
+        title = f"{report['src']} -> {report['tgt']}"
+        print(f"wrote {plot_grid(evals, args.plot, title)}")
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from dfa.experiments.transfer import transfer
+
+    predicted, paths, ev = transfer(
+        _run(args), _pool(args), args.task, args.out, not args.no_eval, args.methods, args.split, args.n,
+        args.boot, args.draws,
+    )  # fmt: skip
+    meta = predicted.meta
+    print(f"{meta['src']} -> {meta['model']} predicted circuit for {args.task} ({meta['setting']}):")
+    print("  " + ", ".join(str(p) for p in paths))
+    top = sorted(predicted.as_dict().items(), key=lambda kv: -kv[1])[1 : args.top + 1]
+    print("  top nodes by mask: " + ", ".join(f"{n} {v:.2f}" for n, v in top))
+    if ev is not None:
+        cells = [f"{c.label} CPR {c.cpr:.3f} [{c.cpr_ci[0]:.2f}, {c.cpr_ci[1]:.2f}]" for c in ev.curves.values()]
+        print(f"  on {ev.n_prompts} {args.split} prompts: " + ", ".join(cells))
+    return 0
+
+
+def cmd_loto(args: argparse.Namespace) -> int:
+    from dfa.experiments.loto import run_loto
+    from dfa.report.tables import loto_table
+
+    _quiet_lightning()
+    cfg = build(LotoConfig, config_values(args, LotoConfig))
+    rows = run_loto(cfg.pairs, cfg.tasks, _pool(args), cfg.config, cfg.n, cfg.boot, cfg.methods, cfg.out, cfg.json)
+    print(loto_table(rows))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from dfa.experiments.sweep import run_sweep, write_sweep
+
+    _quiet_lightning()
+    cfg = build(SweepConfig, config_values(args, SweepConfig))
+    start = time.perf_counter()
+    result = run_sweep(cfg, _pool(args))
+    text, files = write_sweep(result, Path(cfg.out))
+    print(text)
+    print(f"wrote {', '.join(map(str, files))} ({time.perf_counter() - start:.0f}s)")
+    return 0
+
+
+def cmd_cross_scale(args: argparse.Namespace) -> int:
+    from dfa.experiments.cross_scale import run_cross_scale, write_cross_scale
+
+    cfg = build(CrossScaleConfig, config_values(args, CrossScaleConfig))
+    start = time.perf_counter()
+    report = run_cross_scale(
+        cfg.models, cfg.tasks, Path(cfg.cache), _pool(args), cfg.method, cfg.fraction, cfg.n, cfg.n_eval
+    )
+    print(write_cross_scale(report, Path(cfg.out)))
+    print(f"wrote {cfg.out}/cross_scale.json, .md, .png ({time.perf_counter() - start:.0f}s)")
+    return 0
+
+
+def _map_eval_args(p: argparse.ArgumentParser, methods: list[str]) -> None:
+    p.add_argument("--map", required=True, help="run folder (checkpoints/<src>__<tgt>/<run>)")
+    p.add_argument("--src", default=None, help="source model to apply the map to (default: the map's own)")
+    p.add_argument("--tgt", default=None, help="target model to apply the map to (default: the map's own)")
+    p.add_argument(
+        "--allow-other-models",
+        action="store_true",
+        help="apply a dense map to models other than its own whose node lists have the same shape",
+    )
+    p.add_argument(
+        "--methods", nargs="+", default=methods, choices=list(METHODS), help=f"compared (default: {' '.join(methods)})"
+    )
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="prompt split (default: test)")
+    p.add_argument("--n", type=int, default=200, help="prompts per task (default: 200)")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)")
+    p.add_argument("--draws", type=int, default=5, help="seeded draws per control (default: 5)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when visible)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train an alignment map from a source model to a target model")
+    p.add_argument("--config", default=None, help="YAML config (a path, or a shipped name: toy, default, ...)")
+    add_config_flags(p, TrainConfig)
+    p.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="a trained map's circuits against gold, depth and control baselines")
+    _map_eval_args(p, list(DEFAULT_METHODS))
+    p.add_argument("--tasks", nargs="+", default=None, help="tasks (default: the run's tasks and hold-outs)")
+    p.add_argument("--json", default=None, help="write the report here")
+    p.add_argument("--plot", default=None, help="write the curves here (PNG, one panel per task)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("transfer", help="reuse a trained map on a task: predicted circuit and its evaluation")
+    _map_eval_args(p, ["dfa", "depth", "random"])
+    p.add_argument("--task", required=True, help="task name, seen in training or not")
+    p.add_argument("--out", default=None, help="output stem (default RUN/transfer/TASK): .json and .safetensors")
+    p.add_argument("--no-eval", action="store_true", help="write the circuit only")
+    p.add_argument("--top", type=int, default=10, help="print this many top nodes")
+    p.set_defaults(func=cmd_transfer)
+
+    for name, cls, fn, text in (
+        ("loto", LotoConfig, cmd_loto, "leave-one-task-out maps per pair, evaluated zero-shot (resumable)"),
+        ("sweep", SweepConfig, cmd_sweep, "every pair of a ladder: maps, baselines, tables (resumable)"),
+        ("cross-scale", CrossScaleConfig, cmd_cross_scale, "circuits of a ladder aligned by roles, overlaps"),
+    ):
+        p = sub.add_parser(name, help=text, description=(cls.__doc__ or "").strip())
+        add_config_flags(p, cls)
+        p.set_defaults(func=fn)

@@ -1,0 +1,368 @@
+"""Typed configs: every setting of a run or an experiment, its type, its one default and its help.
+
+The dataclasses here are the only place defaults live: YAML files and command-line flags (which
+`dfa.cli` generates from these fields) override them, and `check()` validates the result with
+errors that name the setting. `Literal` fields list their choices; a value of the wrong type
+(`max_epochs: "three"`) is refused by name, before any work starts.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from dfa.core.attribution import Method
+from dfa.core.errors import DfaError
+from dfa.core.evaluate import FRACTIONS
+from dfa.core.interventions import Ablation
+from dfa.core.io import atomic_write
+from dfa.core.mapping import Normalise
+from dfa.core.tasks import TASKS
+
+Loss = Literal["kl", "logit_diff"]
+Init = Literal["random", "depth"]
+Split = Literal["train", "val", "test"]
+Dtype = Literal["float32", "bfloat16", "float16"]
+LOSSES: tuple[Loss, ...] = get_args(Loss)
+INITS: tuple[Init, ...] = get_args(Init)
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"  # the shipped YAML configs
+
+
+class ConfigError(DfaError, ValueError):
+    """A config file or flag that cannot be used."""
+
+
+def opt(default: Any, help: str, **meta: Any) -> Any:
+    """A config field: its default (lists are copied per instance) and its help text."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+# --- checking values against the annotations ----------------------------------------------------
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, get_args(tp)))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    return {type(None): "null", int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        tp, str(tp)
+    )
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """`value` as type `tp` (ints accepted where floats go), or ValueError."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise ValueError
+    if origin in (typing.Union, types.UnionType):
+        for arg in get_args(tp):
+            try:
+                return coerce(value, arg)
+            except ValueError:
+                continue
+        raise ValueError
+    if origin is list:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            value = [value]  # a single YAML value where a list goes
+        if not isinstance(value, list | tuple):
+            raise ValueError
+        return [coerce(v, get_args(tp)[0]) for v in value]
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ValueError
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and type(value) is tp:
+        return value
+    raise ValueError
+
+
+def check_types(config: Any) -> None:
+    """Coerce every field of a config dataclass to its annotation, or raise `ConfigError` naming it."""
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        value = getattr(config, f.name)
+        try:
+            setattr(config, f.name, coerce(value, hints[f.name]))
+        except ValueError:
+            raise ConfigError(
+                f"Setting {f.name!r} must be {_type_name(hints[f.name])}, got {value!r} "
+                f"({type(value).__name__})."
+            ) from None
+
+
+def field_help(cls: type, name: str) -> str:
+    return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    out = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+# --- the training run ----------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; `config.yaml` in the run folder is this, resolved."""
+
+    src: str = opt("toy-gpt2-s", "source model (see `dfa models`)")
+    tgt: str = opt("toy-gpt2-l", "target model (see `dfa models`)")
+    tasks: list[str] = opt(list(TASKS), "tasks to use (train on these, minus the hold-outs)")
+    holdout: list[str] = opt([], "tasks left out of training and evaluated zero-shot")
+    method: Method = opt("eap-ig-inputs", "attribution of the source (and of the target for gold)")
+    ig_steps: int = opt(5, "integration steps of the EAP-IG methods")
+    ablation: Ablation = opt("patching", "how nodes outside the circuit are ablated")
+    n_src: int = opt(100, "source prompts per task (train split) for the source scores")
+    n_train: int = opt(200, "target prompts per task, train split")
+    n_val: int = opt(50, "target prompts per task, val split")
+    batch_size: int = opt(25, "prompts per training batch (one task per batch)")
+    loss: Loss = opt("kl", "faithfulness term: KL at the answer position, or 1 - logit-diff recovery")
+    sparsity: float = opt(0.2, "lambda of lambda * mean(mask)")
+    lr: float = opt(0.05, "Adam learning rate")
+    temperature: float = opt(1.0, "mask = sigmoid((s @ W + b) / temperature)")
+    normalise: Normalise = opt("zscore", "per-task normalisation of the source scores")
+    init_std: float = opt(0.01, "std of W's noise at the start")
+    init: Init = opt("depth", "W's start: init_gain * the relative-depth map (+ noise), or noise")
+    init_gain: float = opt(6.0, "scale of the relative-depth start")
+    anchor: float = opt(10.0, "+ anchor * mean over target nodes of |W[:, j] - W_init[:, j]|^2")
+    max_epochs: int = opt(6, "epochs (with --resume: extends the run)")
+    seed: int = opt(0, "map initialisation and batch order")
+    data_seed: int = opt(0, "the tasks' train/val/test split (the toy ladders were trained on seed 0's)")
+    model_seed: int = opt(0, "weights of NAME:random models")
+    val_fractions: list[float] = opt([0.02, 0.05, 0.1, 0.2], "MIB fractions logged as val/faithfulness@f")
+    out: str = opt("checkpoints", "checkpoint root (run folders and the score cache)")
+    run: str | None = opt(None, "run name (default: from the hold-outs and the seed)")
+    cache: str | None = opt(None, "source/target score and role cache (default: OUT/cache)")
+    device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
+    dtype: Dtype = opt("float32", "the models' dtype")
+    log_every_n_steps: int = opt(5, "TensorBoard logging interval (steps)")
+
+    @property
+    def train_tasks(self) -> list[str]:
+        return [t for t in self.tasks if t not in self.holdout]
+
+    @property
+    def eval_tasks(self) -> list[str]:
+        return [*self.train_tasks, *[t for t in self.holdout if t not in self.train_tasks]]
+
+    @property
+    def added_holdouts(self) -> list[str]:
+        """Hold-outs not among `tasks`: evaluated zero-shot although `tasks` did not name them."""
+        return [t for t in self.holdout if t not in self.tasks]
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.cache) if self.cache else Path(self.out) / "cache"
+
+    def run_name(self) -> str:
+        if self.run:
+            return self.run
+        if self.holdout:
+            mode = "holdout-" + "+".join(self.holdout)
+        elif len(self.train_tasks) == 1:
+            mode = "only-" + self.train_tasks[0]
+        elif sorted(self.train_tasks) == sorted(TASKS):
+            mode = "all"
+        else:
+            mode = "tasks-" + "+".join(self.train_tasks)
+        return f"{mode}-s{self.seed}"
+
+    def run_dir(self) -> Path:
+        return Path(self.out) / f"{safe_name(self.src)}__{safe_name(self.tgt)}" / self.run_name()
+
+    def check(self) -> TrainConfig:
+        from dfa.core.models import parse_spec, resolve_device
+        from dfa.core.tasks import get_task
+
+        check_types(self)
+        parse_spec(self.src)  # an unknown model name fails here, before any work
+        parse_spec(self.tgt)
+        for t in [*self.tasks, *self.holdout]:
+            get_task(t)
+        if not self.train_tasks:
+            raise ConfigError(
+                f"Every task is held out ({', '.join(self.holdout)}): train on at least one task "
+                "(`tasks` lists the tasks, `holdout` removes some for zero-shot evaluation)."
+            )
+        for name in ("n_src", "n_train", "n_val", "batch_size", "max_epochs", "ig_steps", "log_every_n_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        bad = [f for f in self.val_fractions if f not in FRACTIONS]
+        if bad:
+            raise ConfigError(f"val_fractions must be among the MIB fractions {list(FRACTIONS)}, not {bad}.")
+        if self.lr <= 0 or self.temperature <= 0 or self.sparsity < 0 or self.anchor < 0:
+            raise ConfigError("lr and temperature must be positive, sparsity and anchor non-negative.")
+        try:
+            resolve_device(self.device)
+        except DfaError as err:
+            raise ConfigError(f"Setting 'device': {err}") from None
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FIELDS = {f.name for f in fields(TrainConfig)}
+# Settings renamed since maps were first saved: old map.json / config.yaml files still load.
+RENAMED = {"accelerator": "device"}
+
+
+def config_path(path: str | Path) -> Path:
+    """A config file: a path, or the name of a shipped config (`toy`, `configs/toy.yaml`) found in
+    the package when no such file is here (so an installed `dfa` works from any folder)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = CONFIGS_DIR / (p.name if p.suffix else f"{p.name}.yaml")
+    if shipped.is_file() and (p.parent in (Path("."), Path("configs"))):
+        return shipped
+    known = ", ".join(sorted(q.stem for q in CONFIGS_DIR.glob("*.yaml")))
+    raise ConfigError(f"No config file {path} (shipped configs, usable by name: {known}).")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = config_path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings, not {type(data).__name__}.")
+    data = upgrade(data)
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}."
+        )
+    return data
+
+
+def upgrade(values: dict[str, Any]) -> dict[str, Any]:
+    """Old setting names -> current ones (`accelerator` -> `device`)."""
+    out = dict(values)
+    for old, new in RENAMED.items():
+        if old in out:
+            value = out.pop(old)
+            out.setdefault(new, "cuda" if value == "gpu" else value)
+    return out
+
+
+def make_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then the YAML file, then `overrides` (flags; None means not given)."""
+    values: dict[str, Any] = read_yaml(path) if path else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values = upgrade(values)
+    unknown = sorted(set(values) - FIELDS)
+    if unknown:
+        raise ConfigError(f"Unknown setting(s) {', '.join(unknown)}.")
+    return TrainConfig(**values).check()
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    import yaml
+
+    text = yaml.safe_dump(data, sort_keys=False)
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def safe_name(text: str) -> str:
+    """A model name as a folder name (`org/name@rev` -> `org_name@rev`)."""
+    return re.sub(r"[^A-Za-z0-9._@=+-]", "_", text)
+
+
+C = TypeVar("C")
+
+
+def build(cls: type[C], values: dict[str, Any]) -> C:
+    """A config dataclass from `values` (None: not given, the default stays), types checked."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"Unknown setting(s) {', '.join(unknown)} for {cls.__name__}.")
+    config = cls(**{k: v for k, v in values.items() if v is not None})
+    check_types(config)
+    return config
+
+
+# --- experiments ---------------------------------------------------------------------------------
+@dataclass
+class SweepConfig:
+    """`dfa sweep`: every pair of a ladder, leave-one-task-out maps, and the comparison tables."""
+
+    ladder: str = opt("toy-gpt2", "toy-gpt2, toy-neox, gpt2 or pythia", required=True)
+    tasks: list[str] = opt(list(TASKS), "tasks (one is held out of each zero-shot map)")
+    config: str = opt("configs/toy.yaml", "training config of every map (a path, or a shipped name)")
+    max_epochs: int | None = opt(None, "override the config's epochs")
+    n: int = opt(50, "test prompts per task")
+    boot: int = opt(200, "bootstrap resamples")
+    draws: int = opt(2, "draws per control")
+    reverse: bool = opt(True, "also the large -> small pairs (a sanity check)")
+    cross: list[str] | None = opt(None, "cross-family pairs SRC:TGT (default: the other toy family's smallest -> this ladder's largest)")
+    heatmap: bool = opt(True, "the one-task maps of the first pair (train x eval task heatmap)")
+    out: str = opt("results/sweep", "output folder (maps under OUT/maps)")
+    device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
+    dtype: Dtype = opt("float32", "the models' dtype")
+
+
+@dataclass
+class LotoConfig:
+    """`dfa loto`: leave-one-task-out maps per model pair, evaluated zero-shot on the held-out task."""
+
+    pairs: list[str] = opt(["toy-gpt2-s:toy-gpt2-l", "toy-neox-s:toy-neox-l"], "model pairs SRC:TGT")
+    tasks: list[str] = opt(list(TASKS), "tasks, each held out in turn")
+    config: str = opt("configs/toy.yaml", "training config of every map (a path, or a shipped name)")
+    n: int = opt(100, "test prompts per task")
+    boot: int = opt(200, "bootstrap resamples")
+    methods: list[str] = opt(["dfa", "gold", "depth", "random", "permuted", "scrambled"], "methods compared")
+    out: str = opt("checkpoints", "checkpoint root of the maps")
+    json: str = opt("results/loto_toy.json", "results file (resumed when present)")
+    device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
+    dtype: Dtype = opt("float32", "the models' dtype")
+
+
+@dataclass
+class CrossScaleConfig:
+    """`dfa cross-scale`: each model's circuit found independently, aligned by roles, overlaps read."""
+
+    models: list[str] = opt(["toy-gpt2-s", "toy-gpt2-m", "toy-gpt2-l"], "a ladder, small to large")
+    tasks: list[str] = opt(["ioi", "sva"], "tasks")
+    method: Method = opt("eap-ig-inputs", "attribution method of discovery")
+    fraction: float = opt(0.1, "circuit size as a share of nodes")
+    n: int = opt(100, "train prompts per model for discovery")
+    n_eval: int = opt(50, "test prompts for each circuit's faithfulness")
+    cache: str = opt("checkpoints/cache", "score and role cache")
+    out: str = opt("results/cross_scale", "output folder")
+    device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
+    dtype: Dtype = opt("float32", "the models' dtype")
+
+
+@dataclass
+class CircuitsTableConfig:
+    """`dfa circuits-table`: CPR of exact and EAP-IG circuits against random, per model and task."""
+
+    models: list[str] = opt(["toy-gpt2-s", "toy-gpt2-m", "toy-gpt2-l", "toy-neox-s", "toy-neox-m", "toy-neox-l"], "models")
+    tasks: list[str] = opt(list(TASKS), "tasks")
+    methods: list[str] = opt(["exact", "eap-ig-inputs"], "attribution methods")
+    n_attr: int = opt(100, "train prompts to score on")
+    n_eval: int = opt(200, "test prompts")
+    out: str = opt("results/circuits_toy.json", "results file (resumed when present)")
+    device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
+    dtype: Dtype = opt("float32", "the models' dtype")

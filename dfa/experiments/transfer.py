@@ -1,0 +1,236 @@
+"""Using a trained map: predicted target circuits for a task, and their evaluation against every
+method of `dfa.methods` (gold, depth, role, the controls), on the same prompts with the same
+intervention."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dfa.config import TrainConfig, upgrade
+from dfa.core.circuits import task_prompts
+from dfa.core.errors import DfaError
+from dfa.core.evaluate import FRACTIONS, Evaluation, evaluate_circuits
+from dfa.core.graph import NodeGraph
+from dfa.core.mapping import AlignmentMap, MapError
+from dfa.core.scores import SIGN, NodeScores, graph_cfg
+from dfa.core.tasks import get_task
+from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, score_methods
+from dfa.store import ModelPool, cached_roles, cached_scores
+from dfa.training.data import source_spec
+
+
+class Run:
+    """A trained map's run folder: the map, its `map.json`, and the config it was trained with.
+
+    `src`/`tgt` name the models to apply it to (default: the ones it was trained on). A dense map
+    holds for its own models only: other names are refused, even when their node lists have the
+    same shape, unless `allow_other_models` says the user means it."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        src: str | None = None,
+        tgt: str | None = None,
+        allow_other_models: bool = False,
+    ):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise MapError(
+                f"No run folder {self.folder}. Runs live in checkpoints/<src>__<tgt>/<run> "
+                "(`dfa train` prints the path)."
+            )
+        self.map, self.meta = AlignmentMap.load(self.folder)
+        hp = upgrade(dict(self.meta.get("hyperparameters") or {}))
+        try:
+            self.config = TrainConfig(**hp)
+        except TypeError as e:
+            raise MapError(f"{self.folder / 'map.json'} has unreadable hyperparameters ({e}).") from None
+        self.trained_on = (self.config.src, self.config.tgt)
+        self.src, self.tgt = src or self.config.src, tgt or self.config.tgt
+        other = [
+            f"{side} {asked!r} (trained on {own!r})"
+            for side, asked, own in (("source", self.src, self.config.src), ("target", self.tgt, self.config.tgt))
+            if asked != own
+        ]
+        if other and not allow_other_models:
+            raise MapError(
+                f"The map in {self.folder} was trained on {self.config.src} -> {self.config.tgt}; asked to "
+                f"apply it to {', '.join(other)}. A dense map's weights belong to its own models' nodes, "
+                "even where another model's node list has the same shape; pass --allow-other-models "
+                "to apply it anyway."
+            )
+
+    def setting(self, task: str) -> str:
+        return "in-distribution" if task in self.config.train_tasks else "zero-shot"
+
+    def scores(self, pool: ModelPool, model: str, task: str) -> NodeScores:
+        """The cached attribution scores (the run's method, train split, prompt count, seed)."""
+        c = self.config
+        return cached_scores(pool, c.cache_dir, model, task, source_spec(c), c.model_seed)
+
+
+def scores_graph(scores: NodeScores) -> NodeGraph:
+    cfg = scores.meta.get("cfg") or {}
+    if "n_layers" not in cfg:
+        raise DfaError(f"Scores of {scores.meta.get('model', '?')} carry no model shape (cfg).")
+    return NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
+
+
+def method_rankings(
+    run: Run, pool: ModelPool, task: str, methods: Sequence[str] = DEFAULT_METHODS, draws: int = DRAWS
+) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    """Whole-target-graph scores (or seeded draws) for each method on `task`."""
+    tgt_graph = NodeGraph.from_model(pool.get(run.tgt, run.config.model_seed))
+    s = run.scores(pool, run.src, task)
+    src_graph = scores_graph(s)
+    run.map.check_graphs(src_graph, tgt_graph, run.src, run.tgt)
+    source = src_graph.mapped_scores(s.for_graph(src_graph, f"{run.src} scores on {task}"))
+    cache = run.config.cache_dir
+
+    @functools.cache
+    def gold() -> torch.Tensor:
+        return run.scores(pool, run.tgt, task).for_graph(tgt_graph, f"{run.tgt} scores on {task}")
+
+    @functools.cache
+    def profiles() -> tuple[torch.Tensor, torch.Tensor]:
+        return cached_roles(pool, cache, run.src).profile(), cached_roles(pool, cache, run.tgt).profile()
+
+    x = Inputs(run.map, src_graph, tgt_graph, source, run.config.seed, draws, gold, profiles)
+    return score_methods(x, methods)
+
+
+def evaluate_task(
+    run: Run,
+    pool: ModelPool,
+    task: str,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    split: str = "test",
+    n: int = 200,
+    n_boot: int = 1000,
+    fractions: Sequence[float] = FRACTIONS,
+    progress: bool = False,
+    draws: int = DRAWS,
+) -> Evaluation:
+    get_task(task)
+    c = run.config
+    target = pool.get(run.tgt, c.model_seed)
+    rankings = method_rankings(run, pool, task, methods, draws)
+    prompts = task_prompts(target, task, split, n, c.data_seed)
+    return evaluate_circuits(
+        target,
+        NodeGraph.from_model(target),
+        prompts.batches,
+        prompts.data.metric,
+        rankings,
+        fractions,
+        ablation=c.ablation,  # type: ignore[arg-type]
+        n_boot=n_boot,
+        seed=c.seed,
+        families=prompts.families,
+        prompts=prompts.texts,
+        progress=progress,
+    )
+
+
+def result_rows(run: Run, task: str, ev: Evaluation) -> list[dict[str, Any]]:
+    """One row per method, in the JSON schema of `scripts/evaluate.py`."""
+    rows = []
+    for label, curve in ev.curves.items():
+        rows.append(
+            {
+                "task": task,
+                "setting": run.setting(task),
+                "method": label,
+                "cpr": curve.cpr,
+                "cpr_ci": list(curve.cpr_ci),
+                "cmd": curve.cmd,
+                "cpr_log": curve.cpr_log,
+                "curve": [[f, v] for f, v in zip(curve.fractions, curve.faithfulness, strict=True)],
+                "n_prompts": ev.n_prompts,
+                "n_draws": curve.n_draws,
+            }
+        )
+    return rows
+
+
+def evaluate_run(
+    run: Run,
+    pool: ModelPool,
+    tasks: Sequence[str] | None = None,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    split: str = "test",
+    n: int = 200,
+    n_boot: int = 1000,
+    progress: bool = False,
+    draws: int = DRAWS,
+) -> tuple[dict[str, Any], dict[str, Evaluation]]:
+    """Every task's evaluation (default: the run's training tasks and hold-outs)."""
+    tasks = list(tasks) if tasks else run.config.eval_tasks
+    for t in tasks:
+        get_task(t)
+    c = run.config
+    evals: dict[str, Evaluation] = {}
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        evals[task] = evaluate_task(run, pool, task, methods, split, n, n_boot, progress=progress, draws=draws)
+        rows += result_rows(run, task, evals[task])
+    report = {
+        "src": run.src,
+        "tgt": run.tgt,
+        "map": str(run.folder),
+        "split": split,
+        "input_node": "kept",
+        "ablation": c.ablation,
+        "attribution": c.method,
+        "holdout": c.holdout,
+        "results": rows,
+    }
+    return report, evals
+
+
+def transfer(
+    run: Run,
+    pool: ModelPool,
+    task: str,
+    out: str | Path | None = None,
+    evaluate: bool = True,
+    methods: Sequence[str] = ("dfa", "depth", "random"),
+    split: str = "test",
+    n: int = 200,
+    n_boot: int = 1000,
+    draws: int = DRAWS,
+) -> tuple[NodeScores, list[Path], Evaluation | None]:
+    """Reuse a saved map on `task` without training: source scores -> predicted target circuit
+    (written as EAP-IG/MIB `importances.json` and `.safetensors`), and its evaluation."""
+    get_task(task)
+    c = run.config
+    target = pool.get(run.tgt, c.model_seed)
+    tgt_graph = NodeGraph.from_model(target)
+    scores = method_rankings(run, pool, task, ["dfa"])["dfa"]
+    assert isinstance(scores, torch.Tensor)
+    meta = {
+        "model": run.tgt,
+        "task": task,
+        "method": "dfa",
+        "map": str(run.folder),
+        "src": run.src,
+        "source_method": c.method,
+        "setting": run.setting(task),
+        "split": "train",
+        "n_prompts": c.n_src,
+        "seed": c.data_seed,
+        "ablation": c.ablation,
+        "score": "mask probability sigmoid((s @ W + b) / T); input kept at 1",
+        "sign": SIGN,
+        "cfg": graph_cfg(target, tgt_graph),
+    }
+    predicted = NodeScores(tgt_graph.names, scores, meta)
+    out = Path(out) if out else run.folder / "transfer" / task
+    paths = [predicted.save(out.with_suffix(".json")), predicted.save(out.with_suffix(".safetensors"))]
+    ev = evaluate_task(run, pool, task, methods, split, n, n_boot, draws=draws) if evaluate else None
+    return predicted, paths, ev

@@ -1,0 +1,191 @@
+"""ONE registry of the methods a predicted circuit is compared with: the learned map, direct
+attribution on the target, non-learned alignments and controls, all behind one signature.
+
+A method takes a task's `Inputs` (the map, both node graphs, the source's mapped scores, lazily
+the target's own scores and both models' role profiles) and returns scores over the whole target
+graph (`input` first, kept at 1), or a list of seeded draws (a mean curve), ready for
+`dfa.core.evaluate.evaluate_circuits` (circuits = top-k by score). Map-based scores are mask
+probabilities `sigmoid((s @ W + b) / T)`. Adding a method is one entry in `METHODS`.
+
+- `dfa`: the trained map.
+- `gold`: direct attribution on the target (the run's method and prompt count): the ceiling.
+- `depth`: relative-depth interpolation, no learning: a target node's score is the mean |score|
+  of the source nodes of its kind whose layer overlaps its layer on the relative-depth axis
+  (layer `l` of `L` covers `[l/L, (l+1)/L]`), weighted by the overlap. Every head of a target
+  layer gets the same score: head indices carry no meaning across models.
+- `role`, `role-assign`: heads aligned by role profile x relative depth (`dfa.core.alignment`),
+  soft or one-to-one; MLPs by depth.
+- `random`: random maps, `W ~ N(0, init_std)` and `b = 0`, other seeds: a map that knows
+  nothing (the depth prior a trained map starts from is the `depth` baseline's).
+- `permuted`: the trained map with its target columns (`W` and `b` together) permuted: same
+  weights, wrong nodes.
+- `scrambled`: the trained map fed the source scores permuted across source nodes: everything
+  the map learned about the target, nothing of the task's source circuit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from dfa.core.alignment import depth_matrix, role_matrix
+from dfa.core.errors import DfaError
+from dfa.core.graph import NodeGraph
+from dfa.core.mapping import AlignmentMap, mask_probabilities, normalise_scores
+
+DRAWS = 5
+Scores = torch.Tensor | list[torch.Tensor]
+Kind = Literal["map", "reference", "alignment", "control"]
+
+
+def with_input(scores: torch.Tensor) -> torch.Tensor:
+    """Mapped-node scores `[n_tgt]` -> whole-graph scores with `input` (kept) first at 1."""
+    return torch.cat([scores.new_ones(1), scores])
+
+
+def map_scores(amap: AlignmentMap, src: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return with_input(mask_probabilities(amap.logits(src.to(amap.W.device))).cpu())
+
+
+def depth_scores(src_graph: NodeGraph, tgt_graph: NodeGraph, src: torch.Tensor) -> torch.Tensor:
+    s = normalise_scores(src, "abs-max").double()
+    return with_input((s @ depth_matrix(src_graph, tgt_graph)).float())
+
+
+def random_scores(amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS) -> list[torch.Tensor]:
+    """Random maps: `W ~ N(0, init_std)`, `b = 0`, seeds `10000 + seed + i`."""
+    init_std = float(getattr(amap, "init_std", 0.01))
+    out = []
+    for i in range(draws):
+        fresh = AlignmentMap(
+            amap.src_names, amap.tgt_names, amap.temperature, amap.normalise, init_std, seed=10_000 + seed + i
+        )
+        out.append(map_scores(fresh, src))
+    return out
+
+
+def permuted_scores(
+    amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS
+) -> list[torch.Tensor]:
+    z = amap.logits(src.to(amap.W.device)).detach().cpu()
+    out = []
+    for i in range(draws):
+        g = torch.Generator().manual_seed(20_000 + seed + i)
+        out.append(with_input(mask_probabilities(z[torch.randperm(amap.n_tgt, generator=g)])))
+    return out
+
+
+def scrambled_scores(
+    amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS
+) -> list[torch.Tensor]:
+    out = []
+    for i in range(draws):
+        g = torch.Generator().manual_seed(30_000 + seed + i)
+        out.append(map_scores(amap, src[torch.randperm(src.numel(), generator=g)]))
+    return out
+
+
+def role_scores(
+    src_graph: NodeGraph,
+    tgt_graph: NodeGraph,
+    src: torch.Tensor,
+    src_profile: torch.Tensor,
+    tgt_profile: torch.Tensor,
+    assign: bool = False,
+) -> torch.Tensor:
+    """Target scores `|s| / max|s| @ role_matrix` (input first, kept at 1)."""
+    s = normalise_scores(src, "abs-max").double()
+    return with_input((s @ role_matrix(src_profile, tgt_profile, src_graph, tgt_graph, assign)).float())
+
+
+@dataclass
+class Inputs:
+    """What a method may read to score the target for one task."""
+
+    amap: AlignmentMap
+    src_graph: NodeGraph
+    tgt_graph: NodeGraph
+    source: torch.Tensor  # the source's scores on the mapped nodes `[n_src]`
+    seed: int = 0
+    draws: int = DRAWS
+    gold: Callable[[], torch.Tensor] | None = None  # the target's own whole-graph scores
+    profiles: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None  # (source, target) roles
+
+    def need(self, what: Literal["gold", "profiles"], method: str):
+        fn = getattr(self, what)
+        if fn is None:
+            raise DfaError(f"Method {method!r} needs {what}, which this evaluation did not provide.")
+        return fn()
+
+
+@dataclass(frozen=True)
+class ComparisonMethod:
+    name: str
+    kind: Kind  # map: the learned map; reference: gold; alignment: non-learned maps; control: nulls
+    score: Callable[[Inputs], Scores]
+    help: str
+    default: bool = True  # compared by `dfa evaluate` unless --methods says otherwise
+
+    @property
+    def dashed(self) -> bool:
+        """Drawn dashed in curve plots (the controls)."""
+        return self.kind == "control"
+
+
+def _role(assign: bool) -> Callable[[Inputs], Scores]:
+    def score(x: Inputs) -> Scores:
+        name = "role-assign" if assign else "role"
+        return role_scores(x.src_graph, x.tgt_graph, x.source, *x.need("profiles", name), assign=assign)
+
+    return score
+
+
+METHODS: dict[str, ComparisonMethod] = {
+    m.name: m
+    for m in (
+        ComparisonMethod("dfa", "map", lambda x: map_scores(x.amap, x.source), "the trained map's mask"),
+        ComparisonMethod("gold", "reference", lambda x: x.need("gold", "gold"), "direct attribution on the target"),
+        ComparisonMethod(
+            "depth", "alignment", lambda x: depth_scores(x.src_graph, x.tgt_graph, x.source), "relative depth"
+        ),
+        ComparisonMethod(
+            "random", "control", lambda x: random_scores(x.amap, x.source, x.seed, x.draws), "random maps"
+        ),
+        ComparisonMethod(
+            "permuted",
+            "control",
+            lambda x: permuted_scores(x.amap, x.source, x.seed, x.draws),
+            "the map with its target columns permuted",
+        ),
+        ComparisonMethod(
+            "scrambled",
+            "control",
+            lambda x: scrambled_scores(x.amap, x.source, x.seed, x.draws),
+            "the map fed permuted source scores",
+        ),
+        ComparisonMethod("role", "alignment", _role(False), "soft role x depth alignment", default=False),
+        ComparisonMethod("role-assign", "alignment", _role(True), "one-to-one role alignment", default=False),
+    )
+}
+DEFAULT_METHODS = tuple(n for n, m in METHODS.items() if m.default)
+
+
+def names(*kinds: Kind) -> tuple[str, ...]:
+    """The registered methods of these kinds, in registry order."""
+    return tuple(n for n, m in METHODS.items() if m.kind in kinds)
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise DfaError(f"Unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}.")
+    return list(methods)
+
+
+def score_methods(x: Inputs, methods: Sequence[str]) -> dict[str, Scores]:
+    """Each method's whole-target-graph scores (or seeded draws) for one task."""
+    return {m: METHODS[m].score(x) for m in check_methods(methods)}

@@ -1,0 +1,143 @@
+"""Figures: faithfulness curves, the map's weights, the sweep heatmap, the cross-scale plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dfa.core.evaluate import Evaluation
+from dfa.core.mapping import AlignmentMap
+from dfa.core.roles import ROLES
+from dfa.report.tables import READINGS, heatmap_matrix
+
+
+def draw_curves(ax, evaluation: Evaluation, title: str = "", legend_size: int = 7) -> None:
+    """Faithfulness against circuit size (log x) on `ax`, one line per ranking, CPR in the legend."""
+    for curve in evaluation.curves.values():
+        style = "--" if curve.label in ("random", "permuted", "scrambled") else "-"
+        lo, hi = curve.cpr_ci
+        label = f"{curve.label}: CPR {curve.cpr:.3f} [{lo:.3f}, {hi:.3f}], CMD {curve.cmd:.3f}"
+        ax.plot(curve.fractions, curve.faithfulness, style, marker="o", ms=3, label=label)
+    ax.set_xscale("log")
+    ax.axhline(1.0, color="grey", lw=0.6)
+    ax.axhline(0.0, color="grey", lw=0.6)
+    ax.set_xlabel("circuit size (fraction of ranked nodes)")
+    ax.set_ylabel("faithfulness f(C)")
+    note = f"input node {evaluation.input_node}, {evaluation.ablation}, {evaluation.n_prompts} prompts"
+    ax.set_title(f"{title}\n{note}" if title else note, fontsize=9)
+    ax.legend(fontsize=legend_size, loc="best")
+
+
+def _save_figure(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from dfa.core.io import atomic_write
+
+    fig.tight_layout()
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+
+
+def plot_curves(evaluation: Evaluation, path: str | Path, title: str = "") -> Path:
+    """One evaluation's curves as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    draw_curves(ax, evaluation, title)
+    return _save_figure(fig, path)
+
+
+def plot_grid(evaluations: dict[str, Evaluation], path: str | Path, title: str = "") -> Path:
+    """Several evaluations (e.g. one per task) as panels of one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(evaluations)
+    if n == 0:
+        raise DfaError("Nothing to plot.")
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
+    for ax, (name, ev) in zip(axes.flat, evaluations.items(), strict=False):
+        draw_curves(ax, ev, f"{title} / {name}" if title else name, legend_size=6)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return _save_figure(fig, path)
+
+
+def weight_figure(amap: AlignmentMap):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    W = amap.W.detach().float().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    lim = float(abs(W).max()) or 1.0
+    im = ax.imshow(W, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    ax.set_xlabel(f"target node ({amap.n_tgt})")
+    ax.set_ylabel(f"source node ({amap.n_src})")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_heatmap(result: dict[str, Any], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not result["pairs"]:
+        return None
+    src, tgt, _ = result["pairs"][0]
+    tasks = result["tasks"]
+    mat = np.array(
+        [[np.nan if v is None else v for v in r] for r in heatmap_matrix(result["rows"], src, tgt, tasks)]
+    )
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(tasks), 0.8 + 0.8 * len(tasks)))
+    im = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
+    for i in range(len(tasks)):
+        for j in range(len(tasks)):
+            if not np.isnan(mat[i, j]):
+                ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+    ax.set(xlabel="eval task", ylabel="train task", title=f"{src} -> {tgt}: CPR")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def cross_scale_plot(report: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = report["models"]
+    fig, axes = plt.subplots(1, 1 + len(models), figsize=(4.2 * (1 + len(models)), 3.6))
+    ax = axes[0]
+    for task in report["tasks"]:
+        rows = [p for p in report["pairs"] if p["task"] == task and p["small"] == models[0]]
+        ax.plot([p["large"] for p in rows], [p["overlap"] for p in rows], marker="o", label=task)
+    for floor, _ in READINGS[:2]:
+        ax.axhline(floor, color="grey", lw=0.6, ls="--")
+    ax.set(ylim=(0, 1), ylabel=f"overlap with {models[0]}'s circuit (role-aligned)", title="overlap vs scale")
+    ax.legend(fontsize=7)
+    for ax, m in zip(axes[1:], models, strict=True):
+        top = report["census"][m]["top"]
+        for role in ROLES:
+            ax.scatter([h["depth"] for h in top[role]], [h["score"] for h in top[role]], label=role, s=14)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="relative depth", title=f"{m}: top heads per role")
+    axes[-1].legend(fontsize=6)
+    fig.tight_layout()
+    return _save_figure(fig, path)

@@ -1,0 +1,232 @@
+"""Tables: Markdown and text renderings of evaluations, LOTO runs, sweeps, cross-scale reports and
+the circuits table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dfa.core.roles import ROLES
+from dfa.methods import METHODS
+
+# (column label, which map's evaluation: "all" or "loto", method) of a sweep's per-pair table.
+COLUMNS = (
+    ("gold", "all", "gold"),
+    ("dfa (in-dist)", "all", "dfa"),
+    ("dfa (zero-shot)", "loto", "dfa"),
+    ("role", "all", "role"),
+    ("role-assign", "all", "role-assign"),
+    ("depth", "all", "depth"),
+    ("random", "loto", "random"),
+    ("permuted", "loto", "permuted"),
+    ("scrambled", "loto", "scrambled"),
+)
+# Cross-scale overlap readings: (floor, text), highest first; below the last, "scale-specific".
+READINGS = ((0.7, "scale-invariant"), (0.4, "core transfers, periphery varies"), (0.3, "weak"))
+
+
+def table(report: dict[str, Any]) -> str:
+    """Tasks x methods: CPR [95% CI], with the setting of each task."""
+    methods = list(dict.fromkeys(r["method"] for r in report["results"]))
+    tasks = list(dict.fromkeys(r["task"] for r in report["results"]))
+    by = {(r["task"], r["method"]): r for r in report["results"]}
+    width = 22
+    lines = [f"  {'task':<15}{'setting':<17}" + "".join(f"{m:>{width}}" for m in methods)]
+    for t in tasks:
+        setting = next(r["setting"] for r in report["results"] if r["task"] == t)
+        cells = []
+        for m in methods:
+            r = by.get((t, m))
+            if r is None:
+                cells.append(f"{'-':>{width}}")
+                continue
+            lo, hi = (x if x is not None else float("nan") for x in r["cpr_ci"])
+            cells.append(f"{r['cpr']:>7.3f} [{lo:5.2f},{hi:5.2f}]".rjust(width))
+        lines.append(f"  {t:<15}{setting:<17}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def wins(
+    report: dict[str, Any], against: Sequence[str] = ("depth", "random", "permuted", "scrambled")
+) -> dict[str, Any]:
+    """Per setting and baseline: on how many tasks the map's CPR beats the baseline's."""
+    by = {(r["task"], r["method"]): r["cpr"] for r in report["results"]}
+    tasks = list(dict.fromkeys(r["task"] for r in report["results"]))
+    out: dict[str, Any] = {}
+    for b in against:
+        cells = [t for t in tasks if (t, b) in by and (t, "dfa") in by]
+        out[b] = {"wins": sum(by[(t, "dfa")] > by[(t, b)] for t in cells), "of": len(cells)}
+    return out
+
+
+def loto_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: pair x held-out task, each method's zero-shot CPR [CI], and the map's wins."""
+    present = {r["method"] for r in rows}
+    methods = [m for m in METHODS if m in present]
+    lines = ["| pair | held-out task | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
+    by = {(r["src"], r["tgt"], r["task"], r["method"]): r for r in rows}
+    keys = list(dict.fromkeys((r["src"], r["tgt"], r["task"]) for r in rows))
+    wins = {m: 0 for m in methods if m not in ("dfa", "gold")}
+    for src, tgt, task in keys:
+        cells = []
+        for m in methods:
+            r = by.get((src, tgt, task, m))
+            cells.append("-" if r is None else f"{r['cpr']:.3f} [{r['cpr_ci'][0]:.2f}, {r['cpr_ci'][1]:.2f}]")
+        dfa = by[(src, tgt, task, "dfa")]["cpr"]
+        for m in wins:
+            wins[m] += (src, tgt, task, m) in by and dfa > by[(src, tgt, task, m)]["cpr"]
+        lines.append(f"| {src} -> {tgt} | {task} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("dfa's zero-shot CPR beats: " + ", ".join(f"{m} {w}/{len(keys)}" for m, w in wins.items()))
+    return "\n".join(lines)
+
+
+def pair_table(
+    rows: list[dict[str, Any]], src: str, tgt: str, tasks: Sequence[str]
+) -> list[list[float | None]]:
+    """Tasks x COLUMNS CPR for one pair (None where not measured)."""
+    by = {(r["map"], r["task"], r["method"]): r["cpr"] for r in rows if r["src"] == src and r["tgt"] == tgt}
+    return [
+        [by.get((m if m == "all" else f"loto-{t}", t, method)) for _, m, method in COLUMNS] for t in tasks
+    ]
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def heatmap_matrix(
+    rows: list[dict[str, Any]], src: str, tgt: str, tasks: Sequence[str]
+) -> list[list[float | None]]:
+    by = {
+        (r["map"], r["task"]): r["cpr"]
+        for r in rows
+        if r["src"] == src and r["tgt"] == tgt and r["method"] == "dfa"
+    }
+    return [[by.get((f"only-{a}", b)) for b in tasks] for a in tasks]
+
+
+def sweep_markdown(result: dict[str, Any]) -> str:
+    rows, tasks, pairs = result["rows"], result["tasks"], result["pairs"]
+    lines = [f"# Sweep: {result['ladder']} ({', '.join(tasks)})", ""]
+    lines += [
+        (
+            "CPR on 'test' prompts (patching, input kept). dfa (in-dist): the map trained on every "
+            "task; dfa (zero-shot): the map trained without the task; controls from the zero-shot map."
+        ),
+        "",
+    ]
+    summary = []
+    role_wins = [0, 0]
+    for src, tgt, kind in pairs:
+        table = pair_table(rows, src, tgt, tasks)
+        lines += [
+            f"## {src} -> {tgt} ({kind})",
+            "",
+            "| task | " + " | ".join(label for label, _, _ in COLUMNS) + " |",
+        ]
+        lines.append("|---" * (len(COLUMNS) + 1) + "|")
+        for t, vals in zip(tasks, table, strict=True):
+            lines.append(f"| {t} | " + " | ".join(_fmt(v) for v in vals) + " |")
+            zs, role = vals[2], vals[3]
+            if zs is not None and role is not None:
+                role_wins[0] += zs > role
+                role_wins[1] += 1
+        means = [_mean([vals[j] for vals in table]) for j in range(len(COLUMNS))]
+        lines.append("| mean | " + " | ".join(_fmt(v) for v in means) + " |")
+        lines.append("")
+        if kind == "forward":
+            gold, zs, depth = means[0], means[2], means[5]
+            rec = None if gold in (None, 0) or zs is None else 100 * zs / gold
+            summary.append((src, tgt, depth, zs, gold, rec))
+    lines += [
+        f"## {result['ladder']}: forward pairs",
+        "",
+        "| pair | depth | DFA zero-shot | gold | recovery % |",
+    ]
+    lines.append("|---|---|---|---|---|")
+    for src, tgt, depth, zs, gold, rec in summary:
+        lines.append(
+            f"| {src} -> {tgt} | {_fmt(depth)} | {_fmt(zs)} | {_fmt(gold)} | {'-' if rec is None else f'{rec:.0f}'} |"
+        )
+    lines += [
+        "",
+        f"DFA zero-shot beats soft role alignment on {role_wins[0]} of {role_wins[1]} (pair, task) cells.",
+    ]
+    if pairs:
+        src, tgt, _ = pairs[0]
+        mat = heatmap_matrix(rows, src, tgt, tasks)
+        if any(v is not None for r in mat for v in r):
+            lines += [
+                "",
+                f"## Transfer heatmap, {src} -> {tgt}: map trained on one task (rows), CPR on each (columns)",
+                "",
+            ]
+            lines.append("| train \\ eval | " + " | ".join(tasks) + " |")
+            lines.append("|---" * (len(tasks) + 1) + "|")
+            for a, r in zip(tasks, mat, strict=True):
+                lines.append(f"| {a} | " + " | ".join(_fmt(v) for v in r) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cross_scale_markdown(report: dict[str, Any]) -> str:
+    sizes = ", ".join(f"{m} {k}" for m, k in report["circuit_sizes"].items())
+    lines = [
+        f"# Cross-scale circuits: {', '.join(report['models'])}",
+        "",
+        (
+            f"Circuits: {report['method']} on {report['n_prompts']['discovery']} train prompts per "
+            f"model, top {report['fraction']:g} of the nodes ({sizes} nodes), input kept; faithfulness "
+            f"on {report['n_prompts']['faithfulness']} test prompts. Overlap = |phi(C_small) & "
+            f"C_large| / |C_large|, phi = role alignment. {report['readings']}."
+        ),
+        "",
+        "| task | small -> large | overlap | reading | depth-only overlap | chance | faithfulness small / large |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in report["pairs"]:
+        lines.append(
+            f"| {p['task']} | {p['small']} -> {p['large']} | {p['overlap']:.2f} | {p['reading']} | "
+            f"{p['depth_overlap']:.2f} | {p['chance']:.2f} | "
+            f"{p['faithfulness_small']:.2f} / {p['faithfulness_large']:.2f} |"
+        )
+    lines += ["", "Overlap with scale (from the smallest model):", ""]
+    for task, t in report["trend"].items():
+        lines.append(f"- {task}: {', '.join(f'{v:.2f}' for v in t['overlaps'])} ({t['with_scale']})")
+    lines += [
+        "",
+        f"## Role census (heads scoring above {next(iter(report['census'].values()))['threshold']})",
+        "",
+    ]
+    lines += [
+        "| model | role | heads above the threshold | top heads (score, relative depth) |",
+        "|---|---|---|---|",
+    ]
+    for m, c in report["census"].items():
+        for role in ROLES:
+            above = ", ".join(f"{h['name']} ({h['depth']:.2f})" for h in c["above"][role]) or "none"
+            top = ", ".join(f"{h['head']} {h['score']:.3f} @{h['depth']:.2f}" for h in c["top"][role])
+            lines.append(f"| {m} | {role} | {above} | {top} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(result: dict[str, Any], label: str) -> str:
+    c = result["curves"][label]
+    return f"{c['cpr']:.3f} [{c['cpr_ci'][0]:.2f}, {c['cpr_ci'][1]:.2f}]"
+
+
+def circuits_markdown(results: list[dict[str, Any]], methods: Sequence[str]) -> str:
+    """Rows of model x task: each method's CPR [95% CI], random's, and each method's margin."""
+    head = ["model", "task", *methods, "random", *[f"{m} - random" for m in methods]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        rand = r["curves"]["random"]["cpr"]
+        margins = [f"{r['curves'][m]['cpr'] - rand:+.3f}" for m in methods]
+        cells = [r["model"], r["task"], *[_cell(r, m) for m in methods], _cell(r, "random"), *margins]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""Where models and cached results live: a `ModelPool` passed explicitly (never a global), and the
+on-disk caches of node scores and head roles.
+
+A pool places every model it loads on one device with one dtype, resolved once (`auto`: CUDA when
+visible); `release` drops a model a caller is done with (a sweep keeps only the pair it runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dfa.config import safe_name
+from dfa.core.circuits import score_nodes
+from dfa.core.models import load_model, resolve_device, resolve_dtype, weights_fingerprint
+from dfa.core.roles import VERSION, RoleScores, RolesError, role_scores
+from dfa.core.scores import NodeScores
+
+
+class ModelPool:
+    """Frozen models by (name, weight seed), loaded once on `device` in `dtype`."""
+
+    def __init__(self, device: str | torch.device = "auto", dtype: str = "float32"):
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        resolve_dtype(dtype)  # an unknown dtype fails here
+        self._models: dict[tuple[str, int], Any] = {}
+
+    def __repr__(self) -> str:
+        return f"ModelPool({self.device}, {self.dtype}; {', '.join(n for n, _ in self._models) or 'empty'})"
+
+    def get(self, name: str, seed: int = 0) -> Any:
+        key = (name, seed)
+        if key not in self._models:
+            self._models[key] = load_model(name, device=self.device, dtype=self.dtype, seed=seed)
+        return self._models[key]
+
+    def loaded(self) -> list[str]:
+        return [n for n, _ in self._models]
+
+    def release(self, *names: str) -> None:
+        """Forget these models (all of them when none is named) and free their memory."""
+        for key in [k for k in self._models if not names or k[0] in names]:
+            del self._models[key]
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def cache_name(model: str) -> str:
+    """A model's folder name in a cache: its name, and for a local or toy model a hash of its
+    weights, so that a rebuilt model (another seed, `DFA_ZOO` elsewhere) never reads the scores
+    of the model it replaced."""
+    fingerprint = weights_fingerprint(model)
+    return safe_name(model) + (f"__w{fingerprint}" if fingerprint else "")
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """What a cached score file depends on besides the model and the task."""
+
+    method: str = "eap-ig-inputs"
+    split: str = "train"
+    n: int = 100
+    seed: int = 0  # the tasks' data seed
+    ablation: str = "patching"
+    ig_steps: int = 5
+
+    def file_name(self, task: str) -> str:
+        return (
+            f"{task}__{self.method}__{self.ablation}__ig{self.ig_steps}__{self.split}"
+            f"__n{self.n}__s{self.seed}.safetensors"
+        )
+
+
+def score_path(cache: Path, model: str, task: str, spec: ScoreSpec) -> Path:
+    return Path(cache) / "scores" / cache_name(model) / spec.file_name(task)
+
+
+def cached_scores(
+    pool: ModelPool, cache: Path, model_name: str, task: str, spec: ScoreSpec, model_seed: int = 0
+) -> NodeScores:
+    """Node scores of `model_name` on `task`, from the cache when there, else computed (the model
+    taken from `pool` only then) and saved."""
+    path = score_path(cache, model_name, task, spec)
+    if path.is_file():
+        return NodeScores.load(path)
+    model = pool.get(model_name, model_seed)
+    print(f"scoring {model_name} on {task} ({spec.method}, {spec.n} {spec.split} prompts) ...", flush=True)
+    scores = score_nodes(
+        model, task, spec.method, spec.split, spec.n, spec.seed, spec.ablation, spec.ig_steps  # type: ignore[arg-type]
+    )
+    scores.save(path)
+    return scores
+
+
+def role_path(cache: Path, model_name: str, seed: int = 0) -> Path:
+    return Path(cache) / "roles" / f"{cache_name(model_name)}__s{seed}.safetensors"
+
+
+def cached_roles(pool: ModelPool, cache: Path, model_name: str, seed: int = 0) -> RoleScores:
+    """`role_scores` of `model_name` with default settings, from the cache when there (and of this
+    `VERSION`), else computed (loading the model only then) and saved."""
+    path = role_path(cache, model_name, seed)
+    if path.is_file():
+        try:
+            found = RoleScores.load(path)
+        except RolesError:
+            found = None
+        if found is not None and found.meta.get("version") == VERSION:
+            return found
+    scores = role_scores(pool.get(model_name), seed=seed)
+    scores.model = model_name
+    scores.save(path)
+    return scores

@@ -1,0 +1,140 @@
+"""Training data: the source scores per task, and target batches carrying their cached corrupt
+activations and clean answer log-probabilities, shuffled anew each epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import torch
+
+from dfa.config import TrainConfig
+from dfa.core.graph import NodeGraph
+from dfa.core.interventions import Cache, donor_activations, mean_activations
+from dfa.core.metrics import final_logits
+from dfa.core.tasks import Batch, get_task, make_batches, make_dataset
+from dfa.store import ModelPool, ScoreSpec, cached_scores
+
+
+def source_spec(config: TrainConfig) -> ScoreSpec:
+    """The attribution settings of a run's source scores (and of the target's, for `gold`)."""
+    c = config
+    return ScoreSpec(c.method, "train", c.n_src, c.data_seed, c.ablation, c.ig_steps)
+
+
+@dataclass
+class TrainBatch:
+    """One task's prompts on the target, with what the map does not change, cached: the donor
+    activations (corrupt run, dataset means or nothing, per the ablation) and the clean
+    answer-position log-probabilities."""
+
+    task: int  # index into the run's `eval_tasks`
+    prompts: Batch  # the collated prompts (without `corrupt`: its activations are in `donor`)
+    clean_logprobs: torch.Tensor
+    donor: Cache
+
+    @property
+    def size(self) -> int:
+        return int(self.prompts["clean"].shape[0])
+
+
+class EpochShuffle(torch.utils.data.Sampler[int]):
+    """A permutation per (seed, epoch), the epoch read from the trainer when iteration starts, so
+    a resumed run sees the batches in the same order as an uninterrupted one (Lightning may
+    create a resumed epoch's iterator before it calls `set_epoch`)."""
+
+    def __init__(self, n: int, seed: int, epoch: Callable[[], int] = lambda: 0):
+        self.n, self.seed, self.epoch = n, seed, epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + int(self.epoch()))
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+class _Items(torch.utils.data.Dataset):
+    def __init__(self, items: list[TrainBatch]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> TrainBatch:
+        return self.items[i]
+
+
+class TransferData(pl.LightningDataModule):
+    """Source scores per task (computed once with the chosen attribution method on the source's
+    train split, cached on disk) and target batches (one task per batch)."""
+
+    def __init__(self, config: TrainConfig, pool: ModelPool):
+        super().__init__()
+        self.config = config
+        self.pool = pool
+        self.source_scores: dict[str, torch.Tensor] = {}  # task -> whole-graph source scores
+        self.src_graph: NodeGraph | None = None
+        self.train_items: list[TrainBatch] = []
+        self.val_items: list[TrainBatch] = []
+        self.metrics: dict[str, str] = {}
+
+    @property
+    def target(self):
+        return self.pool.get(self.config.tgt, self.config.model_seed)
+
+    def scores(self, model: str, task: str):
+        c = self.config
+        return cached_scores(self.pool, c.cache_dir, model, task, source_spec(c), c.model_seed)
+
+    def prepare_data(self) -> None:
+        for task in self.config.eval_tasks:
+            self.scores(self.config.src, task)  # computed (the source loaded once) only when not cached
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_items:
+            return
+        c = self.config
+        for task in c.eval_tasks:
+            s = self.scores(c.src, task)
+            cfg = s.meta.get("cfg") or {}
+            if self.src_graph is None:
+                self.src_graph = NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
+            self.source_scores[task] = s.for_graph(self.src_graph, f"{c.src} scores on {task}")
+        target = self.target
+        graph = NodeGraph.from_model(target)
+        for i, task in enumerate(c.eval_tasks):
+            self.metrics[task] = get_task(task).metric
+            if task in c.train_tasks:
+                self.train_items += self._items(target, graph, task, i, "train", c.n_train)
+            self.val_items += self._items(target, graph, task, i, "val", c.n_val)
+
+    def _items(self, target, graph: NodeGraph, task: str, index: int, split: str, n: int) -> list[TrainBatch]:
+        c = self.config
+        data = make_dataset(task, target.tokenizer, n, split, c.data_seed, allow_fewer=True)
+        batches = make_batches(data.examples, target.tokenizer, c.batch_size)
+        device = next(target.parameters()).device
+        batches = [{k: v.to(device) for k, v in b.items()} for b in batches]  # type: ignore[misc]
+        means = mean_activations(target, graph, batches) if c.ablation == "mean" else None
+        items = []
+        for b in batches:
+            donor = donor_activations(target, graph, b, c.ablation, means)
+            with torch.no_grad():
+                clean = final_logits(target(b["clean"]), b["last"]).float().log_softmax(-1)
+            prompts = {k: v.cpu() for k, v in b.items() if k != "corrupt"}
+            items.append(TrainBatch(index, prompts, clean.cpu(), {k: v.cpu() for k, v in donor.items()}))  # type: ignore[arg-type]
+        return items
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(
+            _Items(self.train_items),
+            batch_size=None,
+            sampler=EpochShuffle(len(self.train_items), self.config.seed),
+        )
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(_Items(self.val_items), batch_size=None, shuffle=False)

@@ -1,0 +1,176 @@
+"""The LightningModule that trains an alignment map on a frozen target model.
+
+The map is trained with the intervention semantics of evaluation: the target runs on the clean
+prompt and each node outputs `m * out + (1 - m) * corrupt`, with `m = sigmoid((s @ W + b) / T)`
+from the task's source scores. The loss is KL(P_clean || P_masked) at the answer position (or, as
+an option, one minus the recovered share of the clean logit difference) + `sparsity * mean(mask)`
++ `anchor * mean_j |W[:, j] - W_init[:, j]|^2` (W starts at the relative-depth map; see
+`dfa.core.mapping`). The target is not a submodule: never in a state_dict, never in a checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dfa.config import TrainConfig, upgrade
+from dfa.core.alignment import depth_matrix
+from dfa.core.evaluate import FRACTIONS, curve, distinct_circuits
+from dfa.core.graph import NodeGraph
+from dfa.core.interventions import masked_metric, run_masked
+from dfa.core.mapping import AlignmentMap, mask_probabilities
+from dfa.core.metrics import answer_metric, final_logits
+from dfa.training.data import TrainBatch
+
+
+class MapTrainer(pl.LightningModule):
+    """Trains an `AlignmentMap` on the frozen target (held outside the module's state)."""
+
+    def __init__(self, config: dict[str, Any], src_nodes: list[str], tgt_nodes: list[str]):
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = TrainConfig(**upgrade(config))
+        c = self.config
+        prior = None
+        if c.init == "depth":
+            prior = depth_matrix(NodeGraph.from_names(src_nodes), NodeGraph.from_names(tgt_nodes))
+        self.map = AlignmentMap(
+            src_nodes,
+            tgt_nodes,
+            c.temperature,
+            c.normalise,  # type: ignore[arg-type]
+            c.init_std,
+            c.seed,
+            prior,
+            c.init_gain,
+        )
+        # W's starting point, which `anchor` pulls it back to (the depth prior, or ~0).
+        self.register_buffer("W0", self.map.W.detach().clone(), persistent=False)
+        self.tasks = c.eval_tasks
+        # [n_tasks, n_src] source scores (mapped nodes), filled in setup from the DataModule.
+        self.register_buffer("source", torch.zeros(len(self.tasks), len(src_nodes)), persistent=False)
+        self._val: dict[int, dict[str, list[np.ndarray]]] = {}
+
+    # The target is not a submodule: never in state_dict, never in a checkpoint.
+    @property
+    def target(self):
+        return self.__dict__["_target"]
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule
+        self.attach(dm.target, dm.src_graph, dm.source_scores, dm.metrics)
+
+    def attach(
+        self,
+        target: Any,
+        src_graph: NodeGraph,
+        source_scores: dict[str, torch.Tensor],
+        metrics: dict[str, str],
+    ) -> None:
+        """Wire the frozen target and the tasks' whole-graph source scores (done by `setup`;
+        tests and benchmarks call it directly)."""
+        self.__dict__["_target"] = target
+        self.graph = NodeGraph.from_model(target)
+        self.map.check_graphs(src_graph, self.graph, self.config.src, self.config.tgt)
+        rows = [src_graph.mapped_scores(source_scores[t]) for t in self.tasks]
+        self.source = torch.stack(rows).to(self.map.W.device)
+        self.metrics = metrics
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.map.parameters(), lr=self.config.lr)
+
+    def masked_logprobs(self, batch: TrainBatch, mask: torch.Tensor) -> torch.Tensor:
+        """Answer-position log-probabilities of the clean batch under the soft `mask`."""
+        p = batch.prompts
+        logits = run_masked(self.target, self.graph, p["clean"], batch.donor, mask, hard=False)
+        return final_logits(logits, p["last"]).float().log_softmax(-1)
+
+    def loss_terms(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
+        task = int(batch.task)
+        mask = self.map.full_mask(self.source[task])
+        logp = self.masked_logprobs(batch, mask)
+        clean = batch.clean_logprobs
+        kl = F.kl_div(logp, clean, log_target=True, reduction="batchmean")
+        sparsity = mask[1:].mean()
+        terms = {"kl": kl, "sparsity": sparsity, "mask_density": (mask[1:] > 0.5).float().mean()}
+        if self.config.loss == "logit_diff":
+            m = self.metrics[self.tasks[task]]
+            p = batch.prompts
+            args = (p["answers"], p["answers_mask"], p["wrongs"], p["wrongs_mask"])
+            full = answer_metric(m, clean, *args)  # log-probs differ from logits by a constant
+            masked = answer_metric(m, logp, *args)
+            terms["recovery"] = masked.mean() / full.mean().clamp_min(1e-6)
+            terms["fit"] = 1 - terms["recovery"]
+        else:
+            terms["fit"] = kl
+        terms["loss"] = terms["fit"] + self.config.sparsity * sparsity
+        if self.config.anchor > 0:
+            terms["anchor"] = (self.map.W - self.W0).pow(2).sum(0).mean()
+            terms["loss"] = terms["loss"] + self.config.anchor * terms["anchor"]
+        return terms
+
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
+        terms = self.loss_terms(batch)
+        for k in ("loss", "kl", "sparsity", "mask_density", "recovery", "anchor"):
+            if k in terms:
+                self.log(f"train/{k}", terms[k], prog_bar=k in ("loss", "mask_density"), batch_size=batch.size)
+        return terms["loss"]
+
+    # --- validation: hard circuits at every MIB fraction, per task, as `dfa.core.evaluate` scores them
+    def on_validation_epoch_start(self) -> None:
+        self._val = {}
+
+    def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:
+        task = int(batch.task)
+        with torch.no_grad():
+            scores = self.target_scores(task)
+        masks, inverse = distinct_circuits([scores], self.graph, FRACTIONS)
+        metric = self.metrics[self.tasks[task]]
+        p = batch.prompts
+        values = masked_metric(self.target, self.graph, p, batch.donor, masks.to(self.device), metric)
+        args = (p["answers"], p["answers_mask"], p["wrongs"], p["wrongs_mask"])
+        full = answer_metric(metric, batch.clean_logprobs, *args)
+        acc = self._val.setdefault(task, {"values": [], "full": []})
+        acc["values"].append(values.float().cpu()[inverse].numpy().astype(np.float64))
+        acc["full"].append(full.float().cpu().numpy().astype(np.float64))
+
+    def on_validation_epoch_end(self) -> None:
+        per_task, at = {}, {f: [] for f in self.config.val_fractions}
+        for task, acc in self._val.items():
+            name = self.tasks[task]
+            per_mask, full = np.concatenate(acc["values"], 1), np.concatenate(acc["full"])
+            c = curve(name, per_mask[None, 1:], full, per_mask[0], FRACTIONS)
+            per_task[name] = c.cpr
+            self.log(f"val/cpr/{name}", c.cpr)
+            if name in self.config.train_tasks:
+                for frac, vals in at.items():
+                    vals.append(c.faithfulness[FRACTIONS.index(frac)])
+        seen = [per_task[t] for t in self.config.train_tasks if t in per_task]
+        unseen = [per_task[t] for t in self.config.holdout if t in per_task]
+        if seen:
+            self.log("val/cpr", sum(seen) / len(seen), prog_bar=True)
+        if unseen:
+            self.log("val/cpr_zero_shot", sum(unseen) / len(unseen), prog_bar=True)
+        for frac, vals in at.items():
+            if vals:
+                self.log(f"val/faithfulness@{frac:g}", sum(vals) / len(vals))
+
+    def target_scores(self, task: int) -> torch.Tensor:
+        """Whole-target-graph scores of the current map for a task (input first, at 1)."""
+        return self.graph.with_input(mask_probabilities(self.map.logits(self.source[task])).cpu())
+
+    def on_train_epoch_end(self) -> None:
+        writer = getattr(self.logger, "experiment", None)
+        if writer is None or not hasattr(writer, "add_histogram"):
+            return
+        step = self.global_step
+        with torch.no_grad():
+            for i, task in enumerate(self.tasks):
+                writer.add_histogram(f"mask/{task}", self.map(self.source[i]).cpu(), step)
+        from dfa.report.figures import weight_figure
+
+        writer.add_figure("map/W", weight_figure(self.map), step)
