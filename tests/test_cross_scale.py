@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
-from dfa.methods import depth_matrix
-from dfa.experiments.cross_scale import main, monotone, project, reading
+from dfa.core.alignment import depth_matrix
+from dfa.cli import main as dfa_main
+from dfa.experiments.cross_scale import monotone, project, reading
+
+
+def main(argv):
+    return dfa_main(["cross-scale", *argv])
 from dfa.core.evaluate import circuit_size
 from dfa.core.graph import NodeGraph
 from dfa.core.roles import ROLES

@@ -15,9 +15,9 @@ from dfa.core.evaluate import (
     cpr_log,
     evaluate_circuits,
     overlap,
-    plot_curves,
     random_scores,
 )
+from dfa.report.figures import plot_curves
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import donor_activations, run_masked
 from dfa.core.metrics import task_metric

@@ -41,7 +41,8 @@ def test_all_ones_soft_mask_is_the_clean_run_exactly(tiny_model, batch):
 def test_all_zeros_mask_is_the_fully_ablated_run(tiny_model, batch, ablation):
     """Mask 0 everywhere equals a run whose every node hook returns the donor outright."""
     g = NodeGraph.from_model(tiny_model)
-    donor = donor_activations(tiny_model, g, batch, ablation)
+    means = mean_activations(tiny_model, g, [batch]) if ablation == "mean" else None
+    donor = donor_activations(tiny_model, g, batch, ablation, means)
 
     def replace(name):
         return lambda act, hook: (
@@ -54,6 +55,12 @@ def test_all_zeros_mask_is_the_fully_ablated_run(tiny_model, batch, ablation):
     torch.testing.assert_close(masked, ablated, rtol=0, atol=0)
     if ablation == "patching":  # every node patched, the input included: the corrupt run itself
         torch.testing.assert_close(masked, tiny_model(batch["corrupt"]), rtol=1e-5, atol=1e-5)
+
+
+def test_mean_ablation_refuses_to_guess_its_means(tiny_model, batch):
+    """Without the dataset's means, mean ablation is refused, not silently one batch's means."""
+    with pytest.raises(DfaError, match="Mean ablation needs the dataset's means"):
+        donor_activations(tiny_model, NodeGraph.from_model(tiny_model), batch, "mean")
 
 
 def test_hard_mask_equals_soft_mask_at_zero_and_one(tiny_model, batch):

@@ -256,7 +256,11 @@ def test_cached_scores_follow_a_rebuilt_model(tmp_path, tiny_folders, monkeypatc
     import shutil
 
     from dfa.core.models import weights_fingerprint
-    from dfa.training import score_path
+    from dfa.store import ScoreSpec
+    from dfa.store import score_path as store_path
+
+    def score_path(cache, model, task, method, split, n, seed, ablation, ig_steps):
+        return store_path(cache, model, task, ScoreSpec(method, split, n, seed, ablation, ig_steps))
 
     folder = tmp_path / "m"
     shutil.copytree(tiny_folders["gpt2"], folder)

@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from dfa import roles as R
+from dfa.core import roles as R
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.roles import ROLES, RoleScores, attention_role_scores, ov_role_scores
@@ -347,32 +347,40 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_cached_roles_computes_once_then_loads(tmp_path, monkeypatch):
+    import dfa.store as store
+
     calls = []
 
     def fake_scores(model, seed=0, **kw):
         calls.append(seed)
         return _fake(seed)
 
-    def no_model(*a, **kw):
-        raise AssertionError("the model must not load when the roles are cached")
+    class Pool:
+        def __init__(self, allowed: bool):
+            self.allowed = allowed
 
-    monkeypatch.setattr(R, "role_scores", fake_scores)
-    first = R.cached_roles("org/toy x", tmp_path, seed=2, model=object())
+        def get(self, name, seed=0):
+            if not self.allowed:
+                raise AssertionError("the model must not load when the roles are cached")
+            return object()
+
+    monkeypatch.setattr(store, "role_scores", fake_scores)
+    first = store.cached_roles(Pool(True), tmp_path, "org/toy x", seed=2)
     path = tmp_path / "roles" / "org_toy_x__s2.safetensors"
     assert path.is_file() and calls == [2] and first.model == "org/toy x"
-    monkeypatch.setattr("dfa.training.shared_model", no_model)
-    again = R.cached_roles("org/toy x", tmp_path, seed=2)
+    again = store.cached_roles(Pool(False), tmp_path, "org/toy x", seed=2)
     assert calls == [2] and torch.equal(again.scores, first.scores)
     # A file of another definition version is recomputed.
     stale = RoleScores("org/toy x", first.scores, {**first.meta, "version": R.VERSION - 1})
     stale.save(path)
-    R.cached_roles("org/toy x", tmp_path, seed=2, model=object())
+    store.cached_roles(Pool(True), tmp_path, "org/toy x", seed=2)
     assert calls == [2, 2]
 
 
 # --- role-based alignment (dfa.methods) ---------------------------------------------------------
 def test_role_alignment_follows_roles_not_head_indices():
-    from dfa.methods import depth_matrix, role_matrix, role_scores
+    from dfa.core.alignment import depth_matrix, role_matrix
+    from dfa.methods import role_scores
 
     src, tgt = NodeGraph(1, 2), NodeGraph(2, 2)  # mapped: a0.h0 a0.h1 m0 | a0.h0 a0.h1 m0 a1.h0 a1.h1 m1
     induction, previous = [0.9, 0, 0, 0, 0, 0], [0, 0.9, 0, 0, 0, 0]

@@ -6,10 +6,17 @@ import json
 
 import pytest
 
-import dfa.training
-import dfa.experiments.transfer
+import dfa.experiments.sweep as sweep_module
+from dfa.cli import main as dfa_main
+from dfa.config import SweepConfig
 from dfa.core.errors import DfaError
-from dfa.experiments.sweep import ladder_models, main, markdown, run_sweep, sweep_pairs
+from dfa.experiments.sweep import ladder_models, run_sweep, sweep_pairs
+from dfa.report.tables import sweep_markdown as markdown
+from dfa.store import ModelPool
+
+
+def main(argv):
+    return dfa_main(["sweep", *argv])
 
 
 def test_ladders_and_pairs():
@@ -39,14 +46,14 @@ def fake(monkeypatch):
     """train() and evaluate_run() replaced by fakes that record their calls (no models run)."""
     calls = {"train": [], "eval": []}
 
-    def train(c, overwrite=False, progress=True):
+    def train(c, overwrite=False, progress=True, pool=None):
         calls["train"].append((c.src, c.tgt, c.run_name(), tuple(c.train_tasks), tuple(c.holdout)))
         run = c.run_dir()
         run.mkdir(parents=True, exist_ok=True)
         (run / "map.json").write_text("{}")
         return run
 
-    def evaluate_run(run, tasks, methods, split, n, boot, draws=5, progress=False):
+    def evaluate_run(run, pool, tasks, methods, split, n, boot, draws=5, progress=False):
         calls["eval"].append((run.name, tuple(tasks), tuple(methods)))
         cpr = {"gold": 0.9, "dfa": 0.6 if run.name.startswith("loto") else 0.8, "depth": 0.5}
         rows = [
@@ -56,14 +63,16 @@ def fake(monkeypatch):
         ]
         return {"results": rows}, {}
 
-    monkeypatch.setattr(dfa.training, "train", train)
-    monkeypatch.setattr(dfa.experiments.transfer, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(sweep_module, "train", train)
+    monkeypatch.setattr(sweep_module, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(sweep_module, "Run", lambda folder: folder)  # the fake runs hold no map
     return calls
 
 
 def test_sweep_trains_each_map_once_and_resumes(tmp_path, fake):
-    kw = {"out": tmp_path, "config": None, "reverse": False, "cross": []}
-    result = run_sweep("toy-gpt2", ["sva", "gender"], **kw)
+    cfg = SweepConfig(ladder="toy-gpt2", tasks=["sva", "gender"], out=str(tmp_path), reverse=False, cross=[])
+    pool = ModelPool("cpu")
+    result = run_sweep(cfg, pool)
     # 3 forward pairs x (all + 2 loto) maps, plus 2 one-task maps for the first pair.
     assert len(fake["train"]) == 3 * 3 + 2
     assert ("toy-gpt2-s", "toy-gpt2-m", "loto-sva", ("gender",), ("sva",)) in fake["train"]
@@ -75,7 +84,7 @@ def test_sweep_trains_each_map_once_and_resumes(tmp_path, fake):
     assert len(saved["rows"]) == n_rows
     fake["train"].clear()
     fake["eval"].clear()
-    again = run_sweep("toy-gpt2", ["sva", "gender"], **kw)  # everything done: nothing recomputed
+    again = run_sweep(cfg, pool)  # everything done: nothing recomputed
     assert fake["train"] == [] and fake["eval"] == [] and len(again["rows"]) == n_rows
     text = markdown(again)
     assert "| sva | 0.900 | 0.800 | 0.600 | 0.300 | 0.300 | 0.500 | 0.300 | 0.300 | 0.300 |" in text

@@ -15,14 +15,10 @@ import torch
 from dfa.methods import depth_matrix, depth_scores, permuted_scores, scrambled_scores, with_input
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
-from dfa.core.mapping import AlignmentMap, MapError, mapped_names, normalise_scores
-from dfa.training import (
-    ConfigError,
-    MapTrainer,
-    TransferData,
-    make_config,
-    train,
-)
+from dfa.config import ConfigError, make_config
+from dfa.core.mapping import AlignmentMap, MapError, normalise_scores
+from dfa.store import ModelPool
+from dfa.training import MapTrainer, TransferData, train
 from dfa.zoo.spec import TOY_SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +73,7 @@ def test_mask_is_sigmoid_of_scores_times_w_plus_b():
 
 def test_map_round_trip_and_bad_files(tmp_path):
     src, tgt = NodeGraph(2, 3), NodeGraph(4, 2)
-    m = AlignmentMap(mapped_names(src), mapped_names(tgt), temperature=0.5, normalise="rank", seed=3)
+    m = AlignmentMap(src.mapped_names, tgt.mapped_names, temperature=0.5, normalise="rank", seed=3)
     m.save(tmp_path, {"src": "s", "tgt": "t"})
     with torch.no_grad():
         m.b.copy_(torch.arange(m.n_tgt, dtype=torch.float32))
@@ -131,16 +127,16 @@ def test_map_file_without_b_loads_with_zero_offsets_and_wrong_b_is_refused(tmp_p
 def test_depth_prior_initialisation():
     src, tgt = NodeGraph(1, 1), NodeGraph(2, 1)
     prior = depth_matrix(src, tgt)
-    m = AlignmentMap(mapped_names(src), mapped_names(tgt), init_std=0.0, prior=prior, prior_gain=2.0)
+    m = AlignmentMap(src.mapped_names, tgt.mapped_names, init_std=0.0, prior=prior, prior_gain=2.0)
     assert m.W.tolist() == [[2, 0, 2, 0], [0, 2, 0, 2]] and m.b.tolist() == [0, 0, 0, 0]
     with pytest.raises(MapError, match=r"prior has shape \[4, 2\], the map \[2, 4\]"):
-        AlignmentMap(mapped_names(src), mapped_names(tgt), prior=prior.T)
+        AlignmentMap(src.mapped_names, tgt.mapped_names, prior=prior.T)
 
 
 def test_graph_from_names_round_trip():
     g = NodeGraph(3, 2)
     assert NodeGraph.from_names(g.names).names == g.names
-    assert NodeGraph.from_names(mapped_names(g)).names == mapped_names(g)
+    assert NodeGraph.from_names(g.mapped_names).names == g.mapped_names
     with pytest.raises(DfaError, match="not the nodes of a 3-layer, 2-head model"):
         NodeGraph.from_names(["a0.h0", "a0.h1", "m0", "m2"])
     with pytest.raises(DfaError, match="Not a node list"):
@@ -211,10 +207,24 @@ def test_config_errors(tmp_path):
         make_config(None, val_fractions=[0.3])
     with pytest.raises(ConfigError, match="No config file"):
         make_config(tmp_path / "none.yaml")
-    with pytest.raises(ConfigError, match="Unknown init 'identity'; choose one of random, depth"):
+    with pytest.raises(ConfigError, match="Setting 'init' must be one of random, depth, got 'identity'"):
         make_config(None, init="identity")
     with pytest.raises(ConfigError, match="anchor non-negative"):
         make_config(None, anchor=-1.0)
+
+
+def test_a_setting_of_the_wrong_type_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('max_epochs: "three"\n')
+    with pytest.raises(ConfigError, match="Setting 'max_epochs' must be an integer, got 'three'"):
+        make_config(bad)
+    bad.write_text("lr: [1, 2]\n")
+    with pytest.raises(ConfigError, match="Setting 'lr' must be a number, got \\[1, 2\\]"):
+        make_config(bad)
+    bad.write_text("accelerator: cpu\n")  # the old name of `device`, still read
+    assert make_config(bad).device == "cpu"
+    assert make_config(None, lr=1).lr == 1.0 and make_config(None, holdout="sva").holdout == ["sva"]
+    assert make_config("toy").holdout == ["capitals"]  # a shipped config, by name
 
 
 # --- the LightningModule --------------------------------------------------------------------------
@@ -223,12 +233,10 @@ def wired(tmp_path_factory):
     """A DataModule and a MapTrainer set up by hand (no Trainer), toy-gpt2-s -> toy-neox-s."""
     tmp = tmp_path_factory.mktemp("wired")
     c = small_config(tmp)
-    data = TransferData(c, progress=False)
+    data = TransferData(c, ModelPool("cpu"))
     data.prepare_data()
     data.setup("fit")
-    module = MapTrainer(
-        c.to_dict(), mapped_names(data.src_graph), mapped_names(NodeGraph.from_model(data.target))
-    )
+    module = MapTrainer(c.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names)
     module.attach(data.target, data.src_graph, data.source_scores, data.metrics)
     return data, module
 
@@ -289,11 +297,24 @@ def test_loss_falls_when_overfitting_one_batch(wired):
     assert losses[-1] < 0.6 * losses[0], losses
 
 
+def test_each_epoch_sees_the_batches_in_another_order(wired):
+    from types import SimpleNamespace
+
+    data, _ = wired
+    orders = []
+    for epoch in (0, 1, 2, 1):
+        data.trainer = SimpleNamespace(current_epoch=epoch)
+        orders.append([id(b) for b in data.train_dataloader()])
+    data.trainer = None
+    assert sorted(orders[0]) == sorted(orders[1]) == sorted(id(b) for b in data.train_items)
+    assert orders[0] != orders[1] and orders[1] != orders[2] and orders[1] == orders[3]
+
+
 def test_soft_mask_of_ones_reproduces_the_clean_distribution(wired):
     data, module = wired
     batch = data.train_items[0]
     logp = module.masked_logprobs(batch, torch.ones(len(module.graph)))
-    assert torch.allclose(logp, batch["clean_logprobs"], atol=1e-5)
+    assert torch.allclose(logp, batch.clean_logprobs, atol=1e-5)
 
 
 def test_validation_cpr_matches_evaluate_circuits(wired):
@@ -340,7 +361,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
     a, meta = AlignmentMap.load(straight)
     b, meta_b = AlignmentMap.load(run)
     assert meta_b["steps"] == meta["steps"] == 8  # 2 tasks x 2 batches x 2 epochs
-    assert torch.allclose(a.W, b.W, atol=1e-6)
+    assert torch.equal(a.W, b.W) and torch.equal(a.b, b.b)  # bit for bit
     ckpt = torch.load(run / "last.ckpt", weights_only=True)
     assert set(ckpt["state_dict"]) == {"map.W", "map.b"}  # the language models are not in the checkpoint
     with pytest.raises(ConfigError, match="Nothing to resume"):
@@ -417,5 +438,8 @@ def test_train_evaluate_transfer_scripts(tmp_path):
 
     r = _script("train.py", "--config", str(cfg), "--out", str(out))
     assert r.returncode == 2 and "already holds a run" in r.stderr and "Traceback" not in r.stderr
+    r = _script("evaluate.py", "--map", str(run), "--tgt", "toy-neox-m")  # same node-list shape
+    assert r.returncode == 2 and "trained on toy-gpt2-s -> toy-gpt2-m" in r.stderr and "toy-neox-m" in r.stderr
+    assert "--allow-other-models" in r.stderr
     r = _script("evaluate.py", "--map", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "No run folder" in r.stderr

@@ -1,4 +1,4 @@
-"""Fetch model and tokenizer files: the Hugging Face hub and its cache, offline tokenizer copies, toy models."""
+"""Fetch model and tokenizer files: the hub and its cache, offline tokenizer copies, the toy zoo."""
 
 from __future__ import annotations
 

@@ -127,13 +127,18 @@ class TransferData(pl.LightningDataModule):
         return items
 
     def _epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else 0
+        """The epoch about to run: the trainer's count of epochs whose training part is done (on a
+        resumed run `current_epoch` still reads the checkpoint's epoch when the iterator is made)."""
+        if self.trainer is None:
+            return 0
+        loop = getattr(self.trainer, "fit_loop", None)
+        return loop.epoch_progress.current.processed if loop is not None else self.trainer.current_epoch
 
     def train_dataloader(self):
         return torch.utils.data.DataLoader(
             _Items(self.train_items),
             batch_size=None,
-            sampler=EpochShuffle(len(self.train_items), self.config.seed),
+            sampler=EpochShuffle(len(self.train_items), self.config.seed, self._epoch),
         )
 
     def val_dataloader(self):
