@@ -52,9 +52,13 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp))
     if origin is list:
         return f"a list of {_type_name(get_args(tp)[0])}"
-    return {type(None): "null", int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
-        tp, str(tp)
-    )
+    return {
+        type(None): "null",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true/false",
+    }.get(tp, str(tp))
 
 
 def coerce(value: Any, tp: Any) -> Any:
@@ -200,7 +204,15 @@ class TrainConfig:
                 f"Every task is held out ({', '.join(self.holdout)}): train on at least one task "
                 "(`tasks` lists the tasks, `holdout` removes some for zero-shot evaluation)."
             )
-        for name in ("n_src", "n_train", "n_val", "batch_size", "max_epochs", "ig_steps", "log_every_n_steps"):
+        for name in (
+            "n_src",
+            "n_train",
+            "n_val",
+            "batch_size",
+            "max_epochs",
+            "ig_steps",
+            "log_every_n_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         bad = [f for f in self.val_fractions if f not in FRACTIONS]
@@ -315,7 +327,9 @@ class SweepConfig:
     boot: int = opt(200, "bootstrap resamples")
     draws: int = opt(2, "draws per control")
     reverse: bool = opt(True, "also the large -> small pairs (a sanity check)")
-    cross: list[str] | None = opt(None, "cross-family pairs SRC:TGT (default: the other toy family's smallest -> this ladder's largest)")
+    cross: list[str] | None = opt(
+        None, "cross-family pairs SRC:TGT (default: the other toy family's smallest -> this ladder's largest)"
+    )
     heatmap: bool = opt(True, "the one-task maps of the first pair (train x eval task heatmap)")
     out: str = opt("results/sweep", "output folder (maps under OUT/maps)")
     device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
@@ -358,7 +372,9 @@ class CrossScaleConfig:
 class CircuitsTableConfig:
     """`dfa circuits-table`: CPR of exact and EAP-IG circuits against random, per model and task."""
 
-    models: list[str] = opt(["toy-gpt2-s", "toy-gpt2-m", "toy-gpt2-l", "toy-neox-s", "toy-neox-m", "toy-neox-l"], "models")
+    models: list[str] = opt(
+        ["toy-gpt2-s", "toy-gpt2-m", "toy-gpt2-l", "toy-neox-s", "toy-neox-m", "toy-neox-l"], "models"
+    )
     tasks: list[str] = opt(list(TASKS), "tasks")
     methods: list[str] = opt(["exact", "eap-ig-inputs"], "attribution methods")
     n_attr: int = opt(100, "train prompts to score on")

@@ -148,7 +148,9 @@ METHODS: dict[str, ComparisonMethod] = {
     m.name: m
     for m in (
         ComparisonMethod("dfa", "map", lambda x: map_scores(x.amap, x.source), "the trained map's mask"),
-        ComparisonMethod("gold", "reference", lambda x: x.need("gold", "gold"), "direct attribution on the target"),
+        ComparisonMethod(
+            "gold", "reference", lambda x: x.need("gold", "gold"), "direct attribution on the target"
+        ),
         ComparisonMethod(
             "depth", "alignment", lambda x: depth_scores(x.src_graph, x.tgt_graph, x.source), "relative depth"
         ),

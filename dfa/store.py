@@ -90,7 +90,14 @@ def cached_scores(
     model = pool.get(model_name, model_seed)
     print(f"scoring {model_name} on {task} ({spec.method}, {spec.n} {spec.split} prompts) ...", flush=True)
     scores = score_nodes(
-        model, task, spec.method, spec.split, spec.n, spec.seed, spec.ablation, spec.ig_steps  # type: ignore[arg-type]
+        model,
+        task,
+        spec.method,
+        spec.split,
+        spec.n,
+        spec.seed,
+        spec.ablation,
+        spec.ig_steps,  # type: ignore[arg-type]
     )
     scores.save(path)
     return scores

@@ -11,6 +11,8 @@ from dfa.experiments.cross_scale import monotone, project, reading
 
 def main(argv):
     return dfa_main(["cross-scale", *argv])
+
+
 from dfa.core.evaluate import circuit_size
 from dfa.core.graph import NodeGraph
 from dfa.core.roles import ROLES

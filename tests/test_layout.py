@@ -39,7 +39,18 @@ def _imports(path: Path) -> set[str]:
 @pytest.mark.parametrize(
     "layer, forbidden",
     [
-        ("core", ("dfa.config", "dfa.store", "dfa.methods", "dfa.training", "dfa.experiments", "dfa.cli", "dfa.report")),
+        (
+            "core",
+            (
+                "dfa.config",
+                "dfa.store",
+                "dfa.methods",
+                "dfa.training",
+                "dfa.experiments",
+                "dfa.cli",
+                "dfa.report",
+            ),
+        ),
         ("training", ("dfa.experiments", "dfa.cli", "lightning.fabric")),
         ("experiments", ("dfa.cli",)),
         ("report", ("dfa.training", "dfa.experiments", "dfa.cli")),
@@ -56,7 +67,9 @@ def test_layers_import_only_downwards(layer, forbidden):
 
 
 def test_argparse_only_in_the_cli():
-    bad = [str(p.relative_to(PACKAGE)) for p in SOURCES if "argparse" in _imports(p) and p.parent.name != "cli"]
+    bad = [
+        str(p.relative_to(PACKAGE)) for p in SOURCES if "argparse" in _imports(p) and p.parent.name != "cli"
+    ]
     assert bad == []
 
 

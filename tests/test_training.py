@@ -236,7 +236,9 @@ def wired(tmp_path_factory):
     data = TransferData(c, ModelPool("cpu"))
     data.prepare_data()
     data.setup("fit")
-    module = MapTrainer(c.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names)
+    module = MapTrainer(
+        c.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
+    )
     module.attach(data.target, data.src_graph, data.source_scores, data.metrics)
     return data, module
 
@@ -439,7 +441,9 @@ def test_train_evaluate_transfer_scripts(tmp_path):
     r = _script("train.py", "--config", str(cfg), "--out", str(out))
     assert r.returncode == 2 and "already holds a run" in r.stderr and "Traceback" not in r.stderr
     r = _script("evaluate.py", "--map", str(run), "--tgt", "toy-neox-m")  # same node-list shape
-    assert r.returncode == 2 and "trained on toy-gpt2-s -> toy-gpt2-m" in r.stderr and "toy-neox-m" in r.stderr
+    assert (
+        r.returncode == 2 and "trained on toy-gpt2-s -> toy-gpt2-m" in r.stderr and "toy-neox-m" in r.stderr
+    )
     assert "--allow-other-models" in r.stderr
     r = _script("evaluate.py", "--map", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "No run folder" in r.stderr

@@ -164,10 +164,14 @@ def _prompt_args(p: argparse.ArgumentParser, split: str) -> None:
     from dfa.core.interventions import ABLATIONS
 
     p.add_argument("--task", required=True, help="task name (see `dfa tasks`)")
-    p.add_argument("--data-seed", type=int, default=0, help="the tasks' split seed (which pairs; random rankings)")
+    p.add_argument(
+        "--data-seed", type=int, default=0, help="the tasks' split seed (which pairs; random rankings)"
+    )
     p.add_argument("--ablation", default="patching", choices=list(ABLATIONS), help="how nodes are ablated")
     p.add_argument("--batch-size", type=int, default=50, help="prompts per batch (default: 50)")
-    p.add_argument("--split", default=split, choices=["train", "val", "test"], help=f"prompt split (default: {split})")
+    p.add_argument(
+        "--split", default=split, choices=["train", "val", "test"], help=f"prompt split (default: {split})"
+    )
     p.add_argument("--n", type=int, default=200, help="prompts (default: 200)")
 
 
@@ -178,20 +182,36 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     model_args(p)
     _prompt_args(p, "train")
     p.add_argument("--method", default="eap-ig-inputs", choices=list(ATTRIBUTIONS), help="attribution method")
-    p.add_argument("--ig-steps", type=int, default=5, help="integration steps of the EAP-IG methods (default: 5)")
+    p.add_argument(
+        "--ig-steps", type=int, default=5, help="integration steps of the EAP-IG methods (default: 5)"
+    )
     p.add_argument("--out", required=True, help="scores file: .json (EAP-IG/MIB importances) or .safetensors")
     p.add_argument("--top", type=int, default=10, help="print this many top nodes")
     p.set_defaults(func=cmd_attribute)
 
-    p = sub.add_parser("evaluate-circuit", help="faithfulness curves, CPR and CMD of circuits from node scores")
+    p = sub.add_parser(
+        "evaluate-circuit", help="faithfulness curves, CPR and CMD of circuits from node scores"
+    )
     model_args(p)
     _prompt_args(p, "test")
-    p.add_argument("--scores", required=True, action="append", help="scores file (.json or .safetensors; repeatable)")
-    p.add_argument("--random", type=int, default=5, help="random rankings averaged into the baseline (default: 5)")
-    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)")
-    p.add_argument("--rank", default="abs", choices=["abs", "signed"], help="rank nodes by |score| or by score")
-    p.add_argument("--ablate-input", action="store_true", help="rank the input node too instead of always keeping it")
-    p.add_argument("--overlap-fraction", type=float, default=0.1, help="circuit size for overlaps (default: 0.1)")
+    p.add_argument(
+        "--scores", required=True, action="append", help="scores file (.json or .safetensors; repeatable)"
+    )
+    p.add_argument(
+        "--random", type=int, default=5, help="random rankings averaged into the baseline (default: 5)"
+    )
+    p.add_argument(
+        "--boot", type=int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)"
+    )
+    p.add_argument(
+        "--rank", default="abs", choices=["abs", "signed"], help="rank nodes by |score| or by score"
+    )
+    p.add_argument(
+        "--ablate-input", action="store_true", help="rank the input node too instead of always keeping it"
+    )
+    p.add_argument(
+        "--overlap-fraction", type=float, default=0.1, help="circuit size for overlaps (default: 0.1)"
+    )
     p.add_argument("--worst", type=int, default=5, help="list this many worst-served prompts")
     p.add_argument("--per-prompt", action="store_true", help="put every prompt's CPR in the JSON")
     p.add_argument("--json", default=None, help="write the report here")

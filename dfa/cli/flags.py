@@ -43,7 +43,11 @@ def add_config_flags(
         if tp is bool:
             if default:
                 p.add_argument(
-                    "--no-" + flag[2:], dest=f.name, action="store_false", default=None, help=f"skip: {help_text}"
+                    "--no-" + flag[2:],
+                    dest=f.name,
+                    action="store_false",
+                    default=None,
+                    help=f"skip: {help_text}",
                 )
             else:
                 p.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)

@@ -35,7 +35,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["max_epochs"] = None  # with --resume, --max-epochs extends the saved run
     config = make_config(args.config, **overrides)
     if config.added_holdouts:
-        print(f"note: held-out task(s) {', '.join(config.added_holdouts)} not in --tasks: evaluated zero-shot")
+        print(
+            f"note: held-out task(s) {', '.join(config.added_holdouts)} not in --tasks: evaluated zero-shot"
+        )
     start = time.perf_counter()
     run = train(config, resume=args.resume, overwrite=args.overwrite, max_epochs=args.max_epochs)
     info = json.loads((run / "map.json").read_text())
@@ -77,7 +79,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             sub = {**report, "results": [r for r in report["results"] if r["setting"] == setting]}
             if sub["results"]:
                 w = wins(sub, against)
-                print(f"  dfa beats ({setting}): " + ", ".join(f"{b} {v['wins']}/{v['of']}" for b, v in w.items()))
+                print(
+                    f"  dfa beats ({setting}): "
+                    + ", ".join(f"{b} {v['wins']}/{v['of']}" for b, v in w.items())
+                )
     if args.json:
         print(f"wrote {write_json(args.json, report)}")
     if args.plot:
@@ -99,7 +104,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     top = sorted(predicted.as_dict().items(), key=lambda kv: -kv[1])[1 : args.top + 1]
     print("  top nodes by mask: " + ", ".join(f"{n} {v:.2f}" for n, v in top))
     if ev is not None:
-        cells = [f"{c.label} CPR {c.cpr:.3f} [{c.cpr_ci[0]:.2f}, {c.cpr_ci[1]:.2f}]" for c in ev.curves.values()]
+        cells = [
+            f"{c.label} CPR {c.cpr:.3f} [{c.cpr_ci[0]:.2f}, {c.cpr_ci[1]:.2f}]" for c in ev.curves.values()
+        ]
         print(f"  on {ev.n_prompts} {args.split} prompts: " + ", ".join(cells))
     return 0
 
@@ -110,7 +117,9 @@ def cmd_loto(args: argparse.Namespace) -> int:
 
     _quiet_lightning()
     cfg = build(LotoConfig, config_values(args, LotoConfig))
-    rows = run_loto(cfg.pairs, cfg.tasks, _pool(args), cfg.config, cfg.n, cfg.boot, cfg.methods, cfg.out, cfg.json)
+    rows = run_loto(
+        cfg.pairs, cfg.tasks, _pool(args), cfg.config, cfg.n, cfg.boot, cfg.methods, cfg.out, cfg.json
+    )
     print(loto_table(rows))
     return 0
 
@@ -151,11 +160,19 @@ def _map_eval_args(p: argparse.ArgumentParser, methods: list[str]) -> None:
         help="apply a dense map to models other than its own whose node lists have the same shape",
     )
     p.add_argument(
-        "--methods", nargs="+", default=methods, choices=list(METHODS), help=f"compared (default: {' '.join(methods)})"
+        "--methods",
+        nargs="+",
+        default=methods,
+        choices=list(METHODS),
+        help=f"compared (default: {' '.join(methods)})",
     )
-    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="prompt split (default: test)")
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="prompt split (default: test)"
+    )
     p.add_argument("--n", type=int, default=200, help="prompts per task (default: 200)")
-    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)")
+    p.add_argument(
+        "--boot", type=int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)"
+    )
     p.add_argument("--draws", type=int, default=5, help="seeded draws per control (default: 5)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when visible)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -163,7 +180,9 @@ def _map_eval_args(p: argparse.ArgumentParser, methods: list[str]) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train an alignment map from a source model to a target model")
-    p.add_argument("--config", default=None, help="YAML config (a path, or a shipped name: toy, default, ...)")
+    p.add_argument(
+        "--config", default=None, help="YAML config (a path, or a shipped name: toy, default, ...)"
+    )
     add_config_flags(p, TrainConfig)
     p.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
@@ -179,7 +198,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("transfer", help="reuse a trained map on a task: predicted circuit and its evaluation")
     _map_eval_args(p, ["dfa", "depth", "random"])
     p.add_argument("--task", required=True, help="task name, seen in training or not")
-    p.add_argument("--out", default=None, help="output stem (default RUN/transfer/TASK): .json and .safetensors")
+    p.add_argument(
+        "--out", default=None, help="output stem (default RUN/transfer/TASK): .json and .safetensors"
+    )
     p.add_argument("--no-eval", action="store_true", help="write the circuit only")
     p.add_argument("--top", type=int, default=10, help="print this many top nodes")
     p.set_defaults(func=cmd_transfer)

@@ -177,7 +177,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     families = args.families.split(",") if args.families else None
     names = args.task or list(TASKS)
     surveys = [
-        survey(get_task(n), tokenizer, draws=args.draws, seed=args.data_seed, families=families) for n in names
+        survey(get_task(n), tokenizer, draws=args.draws, seed=args.data_seed, families=families)
+        for n in names
     ]
     print(
         f"tokenizer of {source} (vocab {len(tokenizer)}); first {args.draws} candidates of each task, "
@@ -283,7 +284,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_nodes)
 
     p = sub.add_parser("tasks", help="per-task usable pair counts and an example, for a tokenizer")
-    p.add_argument("--model", default=None, help="use this model's tokenizer (default gpt2); the model is not loaded")
+    p.add_argument(
+        "--model", default=None, help="use this model's tokenizer (default gpt2); the model is not loaded"
+    )
     p.add_argument("--tokenizer", default=None, help="a tokenizer folder, ladder name or hub id")
     p.add_argument("--task", action="append", help="only this task (repeatable)")
     p.add_argument("--families", default=None, help="comma-separated variation families (default: all)")

@@ -130,10 +130,9 @@ def evaluate_scores(
         rank,
         n_boot,
         seed,
-        means,
-        prompts.families,
-        prompts.texts,
-        progress,
+        families=prompts.families,
+        prompts=prompts.texts,
+        progress=progress,
     )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +26,7 @@ from dfa.core.interventions import (
     Cache,
     check_ablation,
     donor_activations,
+    mean_activations,
     masked_metric,
     model_device,
     to_device,
@@ -371,5 +371,3 @@ def evaluate_circuits(
 
 
 # --- plots ----------------------------------------------------------------------------------------
-
-

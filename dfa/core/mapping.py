@@ -76,7 +76,6 @@ def normalise_scores(scores: Float[torch.Tensor, " n_src"], how: Normalise = "ab
     return out.float()
 
 
-
 class AlignmentMap(nn.Module):
     """`mask = sigmoid((s @ W + b) / T)` from normalised source scores `s` to the target's nodes
     (`b` is a learned per-target offset)."""

@@ -34,6 +34,8 @@ def run_circuits_table(cfg: CircuitsTableConfig, pool: ModelPool) -> list[dict[s
                 + f" ({time.perf_counter() - start:.0f}s)",
                 flush=True,
             )
-            write_json(out, {"methods": cfg.methods, "input_node": "kept", "ablation": "patching", "results": done})
+            write_json(
+                out, {"methods": cfg.methods, "input_node": "kept", "ablation": "patching", "results": done}
+            )
         pool.release(name)
     return [r for r in done if r["model"] in cfg.models and r["task"] in cfg.tasks]

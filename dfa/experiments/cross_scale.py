@@ -43,7 +43,6 @@ from dfa.report.tables import READINGS, cross_scale_markdown
 from dfa.store import ModelPool, ScoreSpec, cached_roles, cached_scores
 
 
-
 def reading(overlap: float) -> str:
     for floor, text in READINGS:
         if overlap >= floor:
@@ -112,7 +111,13 @@ def discover(
             prompts = task_prompts(model, task, "test", n_eval, spec.seed)
             with np.errstate(invalid="ignore", divide="ignore"):  # areas over one fraction are NaN
                 ev = evaluate_circuits(
-                    model, graph, prompts.batches, prompts.data.metric, {"circuit": whole}, (fraction,), n_boot=10
+                    model,
+                    graph,
+                    prompts.batches,
+                    prompts.data.metric,
+                    {"circuit": whole},
+                    (fraction,),
+                    n_boot=10,
                 )
             faithful[task][m] = float(ev.curves["circuit"].faithfulness[0])
     return circuits, faithful

@@ -114,7 +114,9 @@ def run_sweep(cfg: SweepConfig, pool: ModelPool) -> dict[str, Any]:
             train(c, overwrite=True, progress=False, pool=pool)
             print(f"  trained {src} -> {tgt} {run_name} ({time.perf_counter() - start:.0f}s)", flush=True)
         for task, methods in todo.items():
-            report, _ = evaluate_run(Run(run), pool, [task], methods, "test", cfg.n, cfg.boot, draws=cfg.draws)
+            report, _ = evaluate_run(
+                Run(run), pool, [task], methods, "test", cfg.n, cfg.boot, draws=cfg.draws
+            )
             for r in report["results"]:
                 r.pop("curve")
                 rows.append({"src": src, "tgt": tgt, "map": run_name, **r})

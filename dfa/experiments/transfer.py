@@ -54,7 +54,10 @@ class Run:
         self.src, self.tgt = src or self.config.src, tgt or self.config.tgt
         other = [
             f"{side} {asked!r} (trained on {own!r})"
-            for side, asked, own in (("source", self.src, self.config.src), ("target", self.tgt, self.config.tgt))
+            for side, asked, own in (
+                ("source", self.src, self.config.src),
+                ("target", self.tgt, self.config.tgt),
+            )
             if asked != own
         ]
         if other and not allow_other_models:
@@ -177,7 +180,9 @@ def evaluate_run(
     evals: dict[str, Evaluation] = {}
     rows: list[dict[str, Any]] = []
     for task in tasks:
-        evals[task] = evaluate_task(run, pool, task, methods, split, n, n_boot, progress=progress, draws=draws)
+        evals[task] = evaluate_task(
+            run, pool, task, methods, split, n, n_boot, progress=progress, draws=draws
+        )
         rows += result_rows(run, task, evals[task])
     report = {
         "src": run.src,

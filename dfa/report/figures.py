@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+from dfa.core.errors import DfaError
 from dfa.core.evaluate import Evaluation
 from dfa.core.mapping import AlignmentMap
 from dfa.core.roles import ROLES
+from dfa.methods import METHODS
 from dfa.report.tables import READINGS, heatmap_matrix
 
 
 def draw_curves(ax, evaluation: Evaluation, title: str = "", legend_size: int = 7) -> None:
     """Faithfulness against circuit size (log x) on `ax`, one line per ranking, CPR in the legend."""
     for curve in evaluation.curves.values():
-        style = "--" if curve.label in ("random", "permuted", "scrambled") else "-"
+        known = METHODS.get(curve.label)
+        style = "--" if (known is not None and known.dashed) or curve.label == "random" else "-"
         lo, hi = curve.cpr_ci
         label = f"{curve.label}: CPR {curve.cpr:.3f} [{lo:.3f}, {hi:.3f}], CMD {curve.cmd:.3f}"
         ax.plot(curve.fractions, curve.faithfulness, style, marker="o", ms=3, label=label)

@@ -117,7 +117,9 @@ class MapTrainer(pl.LightningModule):
         terms = self.loss_terms(batch)
         for k in ("loss", "kl", "sparsity", "mask_density", "recovery", "anchor"):
             if k in terms:
-                self.log(f"train/{k}", terms[k], prog_bar=k in ("loss", "mask_density"), batch_size=batch.size)
+                self.log(
+                    f"train/{k}", terms[k], prog_bar=k in ("loss", "mask_density"), batch_size=batch.size
+                )
         return terms["loss"]
 
     # --- validation: hard circuits at every MIB fraction, per task, as `dfa.core.evaluate` scores them

@@ -95,7 +95,9 @@ def train(
     data.prepare_data()
     data.setup("fit")
     assert data.src_graph is not None
-    module = MapTrainer(config.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names)
+    module = MapTrainer(
+        config.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
+    )
     trainer = pl.Trainer(
         max_epochs=config.max_epochs,
         accelerator=pool.device.type,
