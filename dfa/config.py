@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -22,6 +22,7 @@ from dfa.core.interventions import Ablation
 from dfa.core.io import atomic_write
 from dfa.core.mapping import Normalise
 from dfa.core.tasks import TASKS
+from dfa.methods import DEFAULT_METHODS
 
 Loss = Literal["kl", "logit_diff"]
 Init = Literal["random", "depth"]
@@ -104,20 +105,6 @@ def check_types(config: Any) -> None:
                 f"Setting {f.name!r} must be {_type_name(hints[f.name])}, got {value!r} "
                 f"({type(value).__name__})."
             ) from None
-
-
-def field_help(cls: type, name: str) -> str:
-    return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
-
-
-def defaults(cls: type) -> dict[str, Any]:
-    out = {}
-    for f in fields(cls):
-        if f.default is not MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not MISSING:
-            out[f.name] = f.default_factory()
-    return out
 
 
 # --- the training run ----------------------------------------------------------------------------
@@ -345,7 +332,7 @@ class LotoConfig:
     config: str = opt("configs/toy.yaml", "training config of every map (a path, or a shipped name)")
     n: int = opt(100, "test prompts per task")
     boot: int = opt(200, "bootstrap resamples")
-    methods: list[str] = opt(["dfa", "gold", "depth", "random", "permuted", "scrambled"], "methods compared")
+    methods: list[str] = opt(list(DEFAULT_METHODS), "methods compared")
     out: str = opt("checkpoints", "checkpoint root of the maps")
     json: str = opt("results/loto_toy.json", "results file (resumed when present)")
     device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")

@@ -38,9 +38,6 @@ class ModelPool:
             self._models[key] = load_model(name, device=self.device, dtype=self.dtype, seed=seed)
         return self._models[key]
 
-    def loaded(self) -> list[str]:
-        return [n for n, _ in self._models]
-
     def release(self, *names: str) -> None:
         """Forget these models (all of them when none is named) and free their memory."""
         for key in [k for k in self._models if not names or k[0] in names]:

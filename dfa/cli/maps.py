@@ -117,9 +117,7 @@ def cmd_loto(args: argparse.Namespace) -> int:
 
     _quiet_lightning()
     cfg = build(LotoConfig, config_values(args, LotoConfig))
-    rows = run_loto(
-        cfg.pairs, cfg.tasks, _pool(args), cfg.config, cfg.n, cfg.boot, cfg.methods, cfg.out, cfg.json
-    )
+    rows = run_loto(cfg, _pool(args))
     print(loto_table(rows))
     return 0
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dfa.config import make_config
+from dfa.config import LotoConfig, make_config
 from dfa.core.errors import DfaError
 from dfa.core.io import write_json
 from dfa.experiments.transfer import Run, evaluate_run
-from dfa.methods import DEFAULT_METHODS, check_methods
+from dfa.methods import check_methods
 from dfa.store import ModelPool
 from dfa.training import train
 
@@ -26,29 +25,20 @@ def parse_pair(text: str) -> tuple[str, str]:
     return src, tgt
 
 
-def run_loto(
-    pairs: Sequence[str],
-    tasks: Sequence[str],
-    pool: ModelPool,
-    config: str = "configs/toy.yaml",
-    n: int = 100,
-    boot: int = 200,
-    methods: Sequence[str] = DEFAULT_METHODS,
-    out: str = "checkpoints",
-    json_path: str | Path = "results/loto_toy.json",
-) -> list[dict[str, Any]]:
-    """Every (pair, held-out task) cell not yet in `json_path`; returns all rows."""
+def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
+    """Every (pair, held-out task) cell not yet in `cfg.json`; returns all rows."""
+    config, methods, n, boot = cfg.config, cfg.methods, cfg.n, cfg.boot
     check_methods(methods)
-    path = Path(json_path)
+    path = Path(cfg.json)
     done: list[dict[str, Any]] = json.loads(path.read_text())["results"] if path.is_file() else []
     have = {(r["src"], r["tgt"], r["task"]) for r in done}
-    for pair in pairs:
+    for pair in cfg.pairs:
         src, tgt = parse_pair(pair)
-        for task in tasks:
+        for task in cfg.tasks:
             if (src, tgt, task) in have:
                 continue
             start = time.perf_counter()
-            c = make_config(config, src=src, tgt=tgt, holdout=[task], out=out, run=f"loto-{task}")
+            c = make_config(config, src=src, tgt=tgt, holdout=[task], out=cfg.out, run=f"loto-{task}")
             run = c.run_dir()
             if not (run / "map.json").is_file():
                 run = train(c, overwrite=True, progress=False, pool=pool)

@@ -1,0 +1,51 @@
+"""`dfa loto`: one map per (pair, held-out task), evaluated zero-shot; resumed from its JSON."""
+
+from __future__ import annotations
+
+import json
+
+import dfa.experiments.loto as loto
+from dfa.cli import main
+
+
+def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, capsys):
+    trained, evaluated = [], []
+
+    def train(c, overwrite=False, progress=True, pool=None):
+        trained.append((c.src, c.tgt, tuple(c.holdout)))
+        run = c.run_dir()
+        run.mkdir(parents=True, exist_ok=True)
+        return run
+
+    def evaluate_run(run, pool, tasks, methods, split, n, boot, **kw):
+        evaluated.append((run.name, tuple(methods), n, boot))
+        rows = [
+            {"task": t, "method": m, "cpr": 0.5, "cpr_ci": [0.4, 0.6], "curve": []}
+            for t in tasks
+            for m in methods
+        ]
+        return {"results": rows}, {}
+
+    monkeypatch.setattr(loto, "train", train)
+    monkeypatch.setattr(loto, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(loto, "Run", lambda folder: folder)
+    out = tmp_path / "loto.json"
+    argv = ["loto", "--pairs", "toy-gpt2-s:toy-gpt2-m", "--tasks", "sva", "gender", "--n", "7"]
+    argv += ["--methods", "dfa", "depth", "--out", str(tmp_path / "ck"), "--json", str(out)]
+    assert main(argv) == 0
+    assert trained == [("toy-gpt2-s", "toy-gpt2-m", ("sva",)), ("toy-gpt2-s", "toy-gpt2-m", ("gender",))]
+    assert evaluated[0] == ("loto-sva", ("dfa", "depth"), 7, 200)
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["task"], r["method"]) for r in rows] == [
+        ("sva", "dfa"),
+        ("sva", "depth"),
+        ("gender", "dfa"),
+        ("gender", "depth"),
+    ]
+    assert (
+        "| toy-gpt2-s -> toy-gpt2-m | sva | 0.500 [0.40, 0.60] | 0.500 [0.40, 0.60] |"
+        in capsys.readouterr().out
+    )
+    trained.clear()
+    assert main(argv) == 0 and trained == []  # every cell done: nothing recomputed
+    assert main([*argv[:2], "toy-gpt2-s"]) == 2 and "SRC:TGT" in capsys.readouterr().err
