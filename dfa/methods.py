@@ -41,22 +41,20 @@ Scores = torch.Tensor | list[torch.Tensor]
 Kind = Literal["map", "reference", "alignment", "control"]
 
 
-def with_input(scores: torch.Tensor) -> torch.Tensor:
-    """Mapped-node scores `[n_tgt]` -> whole-graph scores with `input` (kept) first at 1."""
-    return torch.cat([scores.new_ones(1), scores])
-
-
-def map_scores(amap: AlignmentMap, src: torch.Tensor) -> torch.Tensor:
+def map_scores(amap: AlignmentMap, tgt_graph: NodeGraph, src: torch.Tensor) -> torch.Tensor:
+    """The map's mask probabilities for source scores `src`, over the whole target graph."""
     with torch.no_grad():
-        return with_input(mask_probabilities(amap.logits(src.to(amap.W.device))).cpu())
+        return tgt_graph.with_input(mask_probabilities(amap.logits(src.to(amap.W.device))).cpu())
 
 
 def depth_scores(src_graph: NodeGraph, tgt_graph: NodeGraph, src: torch.Tensor) -> torch.Tensor:
     s = normalise_scores(src, "abs-max").double()
-    return with_input((s @ depth_matrix(src_graph, tgt_graph)).float())
+    return tgt_graph.with_input((s @ depth_matrix(src_graph, tgt_graph)).float())
 
 
-def random_scores(amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS) -> list[torch.Tensor]:
+def random_scores(
+    amap: AlignmentMap, tgt_graph: NodeGraph, src: torch.Tensor, seed: int, draws: int = DRAWS
+) -> list[torch.Tensor]:
     """Random maps: `W ~ N(0, init_std)`, `b = 0`, seeds `10000 + seed + i`."""
     init_std = float(getattr(amap, "init_std", 0.01))
     out = []
@@ -64,28 +62,28 @@ def random_scores(amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int =
         fresh = AlignmentMap(
             amap.src_names, amap.tgt_names, amap.temperature, amap.normalise, init_std, seed=10_000 + seed + i
         )
-        out.append(map_scores(fresh, src))
+        out.append(map_scores(fresh, tgt_graph, src))
     return out
 
 
 def permuted_scores(
-    amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS
+    amap: AlignmentMap, tgt_graph: NodeGraph, src: torch.Tensor, seed: int, draws: int = DRAWS
 ) -> list[torch.Tensor]:
     z = amap.logits(src.to(amap.W.device)).detach().cpu()
     out = []
     for i in range(draws):
         g = torch.Generator().manual_seed(20_000 + seed + i)
-        out.append(with_input(mask_probabilities(z[torch.randperm(amap.n_tgt, generator=g)])))
+        out.append(tgt_graph.with_input(mask_probabilities(z[torch.randperm(amap.n_tgt, generator=g)])))
     return out
 
 
 def scrambled_scores(
-    amap: AlignmentMap, src: torch.Tensor, seed: int, draws: int = DRAWS
+    amap: AlignmentMap, tgt_graph: NodeGraph, src: torch.Tensor, seed: int, draws: int = DRAWS
 ) -> list[torch.Tensor]:
     out = []
     for i in range(draws):
         g = torch.Generator().manual_seed(30_000 + seed + i)
-        out.append(map_scores(amap, src[torch.randperm(src.numel(), generator=g)]))
+        out.append(map_scores(amap, tgt_graph, src[torch.randperm(src.numel(), generator=g)]))
     return out
 
 
@@ -99,7 +97,9 @@ def role_scores(
 ) -> torch.Tensor:
     """Target scores `|s| / max|s| @ role_matrix` (input first, kept at 1)."""
     s = normalise_scores(src, "abs-max").double()
-    return with_input((s @ role_matrix(src_profile, tgt_profile, src_graph, tgt_graph, assign)).float())
+    return tgt_graph.with_input(
+        (s @ role_matrix(src_profile, tgt_profile, src_graph, tgt_graph, assign)).float()
+    )
 
 
 @dataclass
@@ -128,7 +128,7 @@ class ComparisonMethod:
     kind: Kind  # map: the learned map; reference: gold; alignment: non-learned maps; control: nulls
     score: Callable[[Inputs], Scores]
     help: str
-    default: bool = True  # compared by `dfa evaluate` unless --methods says otherwise
+    default: bool = True  # compared unless the `methods` setting names others
 
     @property
     def dashed(self) -> bool:
@@ -147,7 +147,9 @@ def _role(assign: bool) -> Callable[[Inputs], Scores]:
 METHODS: dict[str, ComparisonMethod] = {
     m.name: m
     for m in (
-        ComparisonMethod("dfa", "map", lambda x: map_scores(x.amap, x.source), "the trained map's mask"),
+        ComparisonMethod(
+            "dfa", "map", lambda x: map_scores(x.amap, x.tgt_graph, x.source), "the trained map's mask"
+        ),
         ComparisonMethod(
             "gold", "reference", lambda x: x.need("gold", "gold"), "direct attribution on the target"
         ),
@@ -155,18 +157,21 @@ METHODS: dict[str, ComparisonMethod] = {
             "depth", "alignment", lambda x: depth_scores(x.src_graph, x.tgt_graph, x.source), "relative depth"
         ),
         ComparisonMethod(
-            "random", "control", lambda x: random_scores(x.amap, x.source, x.seed, x.draws), "random maps"
+            "random",
+            "control",
+            lambda x: random_scores(x.amap, x.tgt_graph, x.source, x.seed, x.draws),
+            "random maps",
         ),
         ComparisonMethod(
             "permuted",
             "control",
-            lambda x: permuted_scores(x.amap, x.source, x.seed, x.draws),
+            lambda x: permuted_scores(x.amap, x.tgt_graph, x.source, x.seed, x.draws),
             "the map with its target columns permuted",
         ),
         ComparisonMethod(
             "scrambled",
             "control",
-            lambda x: scrambled_scores(x.amap, x.source, x.seed, x.draws),
+            lambda x: scrambled_scores(x.amap, x.tgt_graph, x.source, x.seed, x.draws),
             "the map fed permuted source scores",
         ),
         ComparisonMethod("role", "alignment", _role(False), "soft role x depth alignment", default=False),

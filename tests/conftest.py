@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import torch
 
 from dfa.core.models import shared_tokenizer_dir
 
+ROOT = Path(__file__).resolve().parents[1]
 WORDS = "Mary John went to the store gave a drink When and , . Alice Bob book park".split()
 
 
@@ -87,6 +90,12 @@ def require_tokenizer(name: str) -> Path:
             f"{name}/tokenizer.json, or keep shared/tokenizers beside the checkout"
         )
     return path
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    """`python scripts/NAME ARGS...` from the repository root (the scripts wrap `dfa` commands)."""
+    cmd = [sys.executable, str(ROOT / "scripts" / name), *args]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT)
 
 
 def pytest_addoption(parser):

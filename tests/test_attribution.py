@@ -124,5 +124,5 @@ def test_unknown_method_and_bad_steps_are_refused(tiny_model):
         DfaError, match="Unknown attribution method 'acdc'; choose one of " + ", ".join(METHODS)
     ):
         attribute(tiny_model, g, _batches(), "logit_diff", "acdc")
-    with pytest.raises(DfaError, match="--ig-steps must be at least 1, got 0"):
+    with pytest.raises(DfaError, match="The `ig_steps` setting must be at least 1, got 0"):
         attribute(tiny_model, g, _batches(), "logit_diff", "eap-ig-inputs", ig_steps=0)

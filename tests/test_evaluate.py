@@ -1,5 +1,5 @@
 """Circuit evaluation: areas on hand-made curves, circuit sizes, faithfulness from masked runs,
-intervals, overlap and plots."""
+intervals and overlap (the plots: tests/test_report.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from dfa.core.evaluate import (
     overlap,
     random_scores,
 )
-from dfa.report.figures import plot_curves
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import donor_activations, run_masked
 from dfa.core.metrics import task_metric
@@ -109,17 +108,3 @@ def test_random_baseline_averages_its_draws(tiny_model):
     mean = torch.tensor([ev.curves[f"d{i}"].faithfulness for i in range(3)]).mean(0)
     torch.testing.assert_close(torch.tensor(ev.curves["random"].faithfulness), mean, rtol=1e-6, atol=1e-9)
     assert ev.curves["random"].n_draws == 3
-
-
-def test_plot_is_a_png(tmp_path, tiny_model):
-    g = NodeGraph.from_model(tiny_model)
-    ev = evaluate_circuits(
-        tiny_model,
-        g,
-        [micro_batch(n=4, pos=5, vocab=18)],
-        "logit_diff",
-        {"r": random_scores(len(g), 0)},
-        n_boot=10,
-    )
-    path = plot_curves(ev, tmp_path / "curves.png", "tiny")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dfa import cli
 from dfa.core.ladders import LADDERS
 
 
@@ -36,21 +35,3 @@ def test_deduped_twins_share_the_architecture():
         if name.endswith("-deduped"):
             base = LADDERS[name.removesuffix("-deduped")]
             assert m.config == base.config and m.hf_id == base.hf_id + "-deduped"
-
-
-def test_dfa_models_prints_both_ladders(capsys):
-    assert cli.main(["models"]) == 0
-    out = capsys.readouterr().out
-    for name in LADDERS:
-        assert f"  {name} " in out
-    assert "gpt2-large                 36     20     1280    757    774.0M" in out
-    assert "pythia-160m@step3000" in out and ":random" in out
-
-
-def test_dfa_models_json(capsys):
-    import json
-
-    assert cli.main(["models", "--json"]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["gpt2"]["n_nodes"] == 157 and rows["gpt2"]["checkpoints"] == []
-    assert rows["pythia-160m"]["checkpoints"][-1] == "step143000"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-import dfa.experiments.loto as loto
 from dfa.cli import main
+from dfa.experiments import loto
 
 
 def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, capsys):

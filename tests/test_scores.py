@@ -81,7 +81,7 @@ def test_bad_files_get_clear_errors(tmp_path):
     save_file({"weight": torch.ones(2)}, str(foreign))
     with pytest.raises(ScoresError, match="is not a dfa scores file"):
         NodeScores.load(foreign)
-    with pytest.raises(ScoresError, match="No scores file at .*dfa attribute"):
+    with pytest.raises(ScoresError, match="No scores file at .*Score the model's nodes"):
         NodeScores.load(tmp_path / "missing.json")
     with pytest.raises(ScoresError, match=r"not 'scores.pt'"):
         _scores().save(tmp_path / "scores.pt")

@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from dfa import cli
 from dfa.core.tasks import (
     SPLITS,
     TASKS,
@@ -211,12 +210,3 @@ def test_collate(tokenizer, datasets):
         assert batch["answers"][i][batch["answers_mask"][i]].tolist() == list(e.answers)
         assert batch["wrongs"][i][batch["wrongs_mask"][i]].tolist() == list(e.wrongs)
     assert (batch["answers"][3:, 1:] == -1).all()  # ioi has one answer; the rest is padding
-
-
-def test_dfa_tasks_prints_the_table(capsys):
-    require_tokenizer("gpt2")
-    assert cli.main(["tasks", "--model", "gpt2", "--draws", "300"]) == 0
-    out = capsys.readouterr().out
-    for name in TASKS:
-        assert f"\n  {name} " in out and f"\n  {name} [" in out
-    assert "first 300 candidates" in out

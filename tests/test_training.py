@@ -1,25 +1,24 @@
-"""The alignment map, the Lightning trainer, run folders, resume, and the train/evaluate/transfer
-scripts, on the shipped toy ladders (small enough for CI)."""
+"""The alignment map, the comparison methods' controls, configs, the Lightning trainer, run folders
+and resume, on the shipped toy ladders (small enough for CI); the train/evaluate/transfer commands
+end to end are in tests/test_cli.py."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
 
-from dfa.methods import depth_matrix, depth_scores, permuted_scores, scrambled_scores, with_input
+from dfa.config import ConfigError, make_config
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
-from dfa.config import ConfigError, make_config
 from dfa.core.mapping import AlignmentMap, MapError, normalise_scores
+from dfa.methods import depth_matrix, depth_scores, permuted_scores, scrambled_scores
 from dfa.store import ModelPool
 from dfa.training import MapTrainer, TransferData, train
-from dfa.zoo.spec import TOY_SPECS
+from tests.conftest import run_script as _script  # noqa: F401  (tests/test_zoo.py imports it from here)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -175,13 +174,14 @@ def test_depth_matrix_by_hand():
 
 
 def test_controls_permute_the_map_or_the_sources():
-    m = AlignmentMap(["a0.h0", "m0", "m1"], ["m0", "m1", "m2", "m3"], seed=1)
+    tgt = NodeGraph(2, 1)  # mapped: a0.h0, m0, a1.h0, m1
+    m = AlignmentMap(["a0.h0", "m0", "m1"], tgt.mapped_names, seed=1)
     s = torch.tensor([3.0, 1.0, 2.0])
     own = m(s)
-    for p in permuted_scores(m, s, seed=0, draws=3):
+    for p in permuted_scores(m, tgt, s, seed=0, draws=3):
         assert p[0] == 1 and torch.allclose(p[1:].sort().values, own.sort().values)
-    flat = scrambled_scores(m, torch.ones(3), seed=0, draws=2)
-    assert all(torch.allclose(x, with_input(m(torch.ones(3)))) for x in flat)
+    flat = scrambled_scores(m, tgt, torch.ones(3), seed=0, draws=2)
+    assert all(torch.allclose(x, tgt.with_input(m(torch.ones(3)))) for x in flat)
 
 
 # --- configs --------------------------------------------------------------------------------------
@@ -368,82 +368,3 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
     assert set(ckpt["state_dict"]) == {"map.W", "map.b"}  # the language models are not in the checkpoint
     with pytest.raises(ConfigError, match="Nothing to resume"):
         train(small_config(tmp_path, run="never"), resume=True, progress=False)
-
-
-def _script(name: str, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "scripts" / name), *args]
-    return subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT)
-
-
-def test_train_evaluate_transfer_scripts(tmp_path):
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(
-        "src: toy-gpt2-s\ntgt: toy-gpt2-m\ntasks: [sva, gender]\nholdout: [gender]\nn_src: 12\n"
-        f"n_train: 20\nn_val: 10\nbatch_size: 10\nig_steps: 2\ncache: {tmp_path / 'cache'}\n"
-    )
-    out = tmp_path / "ck"
-    r = _script("train.py", "--config", str(cfg), "--max-epochs", "1", "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    run = out / "toy-gpt2-s__toy-gpt2-m" / "holdout-gender-s0"
-    assert f"run folder: {run}" in r.stdout
-    names = {p.name for p in run.iterdir()}
-    assert {"map.safetensors", "map.json", "config.yaml", "last.ckpt", "tensorboard"} <= names
-    info = json.loads((run / "map.json").read_text())
-    assert (
-        info["tasks"] == ["sva"]
-        and info["holdout"] == ["gender"]
-        and "val/cpr_zero_shot" in info["final_metrics"]
-    )
-    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
-    assert events, "no TensorBoard events"
-
-    report = tmp_path / "eval.json"
-    r = _script(
-        "evaluate.py",
-        "--map",
-        str(run),
-        "--n",
-        "10",
-        "--boot",
-        "20",
-        "--json",
-        str(report),
-        "--plot",
-        str(tmp_path / "eval.png"),
-    )
-    assert r.returncode == 0, r.stderr
-    assert "zero-shot" in r.stdout and "in-distribution" in r.stdout
-    data = json.loads(report.read_text())
-    assert {"src", "tgt", "map", "split", "input_node", "results"} <= set(data)
-    row = data["results"][0]
-    assert {"task", "setting", "method", "cpr", "cpr_ci", "cmd", "cpr_log", "curve", "n_prompts"} <= set(row)
-    methods = {(r["task"], r["method"]) for r in data["results"]}
-    assert methods == {
-        (t, m) for t in ("sva", "gender") for m in ("dfa", "gold", "depth", "random", "permuted", "scrambled")
-    }
-    assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
-
-    r = _script(
-        "transfer.py",
-        *("--map", str(run), "--task", "capitals", "--n", "10", "--boot", "20"),
-        *("--methods", "dfa", "random", "role", "role-assign", "--draws", "2"),
-    )
-    assert r.returncode == 0, r.stderr
-    assert all(f"{m} CPR" in r.stdout for m in ("dfa", "random", "role", "role-assign")), r.stdout
-    assert (tmp_path / "cache" / "roles").is_dir()  # role scores cached beside the node scores
-    from dfa.core.scores import NodeScores
-
-    saved = NodeScores.load(run / "transfer" / "capitals.json")
-    assert saved.meta["setting"] == "zero-shot" and saved.names[0] == "input"
-    assert len(saved.names) == TOY_SPECS["toy-gpt2-m"].n_nodes + 1
-    assert "dfa CPR" in r.stdout
-
-    r = _script("train.py", "--config", str(cfg), "--out", str(out))
-    assert r.returncode == 2 and "already holds a run" in r.stderr and "Traceback" not in r.stderr
-    r = _script("evaluate.py", "--map", str(run), "--tgt", "toy-neox-m")  # same node-list shape
-    assert (
-        r.returncode == 2 and "trained on toy-gpt2-s -> toy-gpt2-m" in r.stderr and "toy-neox-m" in r.stderr
-    )
-    assert "--allow-other-models" in r.stderr
-    r = _script("evaluate.py", "--map", str(tmp_path / "nowhere"))
-    assert r.returncode == 2 and "No run folder" in r.stderr

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dfa.cli.flags import add_config_flags, config_values
 from dfa.config import CircuitsTableConfig, build
 from dfa.core.errors import DfaError
+
+if TYPE_CHECKING:
+    from dfa.core.scores import NodeScores
 
 
 def _load(args: argparse.Namespace):
@@ -49,19 +53,28 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
-    from dfa.core.circuits import evaluate_scores
-    from dfa.core.evaluate import overlap
-    from dfa.report.figures import plot_curves
-    from dfa.core.graph import NodeGraph
-    from dfa.core.io import write_json
+def _load_scores(paths: list[str]) -> dict[str, NodeScores]:
+    """Each `--scores` file by its method's label (or its file stem where two share a method)."""
     from dfa.core.scores import NodeScores
 
     loaded: dict[str, NodeScores] = {}
-    for path in args.scores:
+    for path in paths:
+        if not Path(path).is_file():
+            raise DfaError(f"No scores file at {path}. Make one with `dfa attribute ... --out {path}`.")
         s = NodeScores.load(path)
         label = str(s.meta.get("method") or Path(path).stem)
         loaded[label if label not in loaded else Path(path).stem] = s
+    return loaded
+
+
+def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
+    from dfa.core.circuits import evaluate_scores
+    from dfa.core.evaluate import overlap
+    from dfa.core.graph import NodeGraph
+    from dfa.core.io import write_json
+    from dfa.report.figures import plot_curves
+
+    loaded = _load_scores(args.scores)
     model = _load(args)
     for label, s in loaded.items():
         if s.meta.get("task") not in (None, args.task):

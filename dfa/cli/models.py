@@ -11,7 +11,6 @@ from dfa.core.errors import DfaError
 from dfa.core.ladders import LADDERS, PYTHIA_STEPS
 from dfa.zoo.spec import TOY_SPECS, zoo_root
 
-
 _NAME_FORMS = """\
 Model names, wherever a command takes --model:
   NAME                 a ladder model above, from the hub or its local cache (toy: shipped)

@@ -1,8 +1,8 @@
 """Node importance scores: EAP, EAP-IG over inputs or over activations, and exact patching.
 
 Every method estimates, per node `j`, the same quantity: `metric(clean) - metric(clean with
-node j ablated)` (DESIGN.md's intervention semantics), averaged over prompts. Positive means
-the node supports the clean answer; ablating it lowers the metric.
+node j ablated)` (the intervention of `dfa.core.interventions`), averaged over prompts.
+Positive means the node supports the clean answer; ablating it lowers the metric.
 
 - `eap`: `(out_j(clean) - donor_j) . d metric / d out_j` at the clean run (one forward and
   backward); the first-order estimate of that difference.
@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 from dfa.core.errors import DfaError
 from dfa.core.graph import INPUT_HOOK, NodeGraph
 from dfa.core.interventions import (
-    mean_activations,
     Ablation,
     Cache,
     check_ablation,
@@ -33,6 +32,7 @@ from dfa.core.interventions import (
     donor_at,
     hook_slots,
     masked_metric,
+    mean_activations,
     model_device,
     repeat_batch,
     run_masked,
@@ -188,7 +188,7 @@ def attribute(
     fn = METHODS[check_method(method)]
     check_ablation(ablation)
     if ig_steps < 1:
-        raise DfaError(f"--ig-steps must be at least 1, got {ig_steps}.")
+        raise DfaError(f"The `ig_steps` setting must be at least 1, got {ig_steps}.")
     device = model_device(model)
     total = torch.zeros(len(graph), dtype=torch.float64)
     n = 0

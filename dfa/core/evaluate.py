@@ -1,11 +1,13 @@
 """Circuit faithfulness: curves over the MIB circuit sizes, CPR/CMD and a log-x area, bootstrap
-intervals over prompts, per-prompt and per-family faithfulness, overlap, and plots.
+intervals over prompts, per-prompt and per-family faithfulness, and overlap (the figures are
+`dfa.report`'s).
 
 `f(C) = (m(C) - m(empty)) / (m(full) - m(empty))`, each `m` the task metric averaged over the
-prompts, with DESIGN.md's intervention semantics (nodes outside `C` ablated, by patching by
-default). The circuit of size `k` is the top-`k` nodes by score, `k = int(fraction * N)` of the
-`N` ranked nodes. The `input` node is kept in every circuit by default (and then not ranked);
-ablating it makes `f` about 0 at every size and CPR a meaningless 0.25.
+prompts, with the intervention of `dfa.core.interventions` (nodes outside `C` ablated, by
+patching by default). The circuit of size `k` is the top-`k` nodes by score,
+`k = int(fraction * N)` of the `N` ranked nodes. The `input` node is kept in every circuit by
+default (and then not ranked); ablating it makes `f` about 0 at every size and CPR a
+meaningless 0.25.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from dfa.core.interventions import (
     Cache,
     check_ablation,
     donor_activations,
-    mean_activations,
     masked_metric,
+    mean_activations,
     model_device,
     to_device,
 )
@@ -279,7 +281,7 @@ def curve(
 ) -> Curve:
     """A ranking's `Curve` from its metrics `m_c` `[draws, fractions, n]` against the clean `full`
     and `empty`-circuit metrics `[n]`; `counts` `[n, B]` are bootstrap weights for the interval."""
-    d, nf, n = m_c.shape
+    d, _, n = m_c.shape
     fractions = list(fractions)
     f = _faithfulness(m_c.mean(-1), full.mean(), empty.mean()).mean(0)
     ci = (float("nan"), float("nan"))

@@ -157,15 +157,15 @@ def load_tokenizer(source: str | Path):
                     f"no {TOKENIZERS_ENV} folder holding {ladder.tokenizer}/tokenizer.json, no "
                     f"shared/tokenizers/{ladder.tokenizer} beside the checkout or the working "
                     f"directory, and the hub copy failed too ({err}). Point {TOKENIZERS_ENV} at a "
-                    "folder of tokenizer folders, or pass a tokenizer folder (CLI: --tokenizer)."
+                    "folder of tokenizer folders, or point the `tokenizer` setting at a tokenizer folder."
                 ) from None
     else:
         folder = shared_tokenizer_dir(str(source)) or fetch_snapshot(str(source), None, _TOKENIZER_PATTERNS)
     if not any((folder / f).is_file() for f in _TOKENIZER_FILES):
         raise ModelLoadError(
             f"No tokenizer files in {folder} (looked for {', '.join(_TOKENIZER_FILES)}). "
-            "Save the tokenizer beside the model (tokenizer.save_pretrained(folder)) or pass "
-            "tokenizer=... (CLI: --tokenizer) with a folder or a ladder name such as gpt2."
+            "Save the tokenizer beside the model (tokenizer.save_pretrained(folder)) or point the "
+            "`tokenizer` setting at a folder or a ladder name such as gpt2."
         )
     try:
         return AutoTokenizer.from_pretrained(str(folder))

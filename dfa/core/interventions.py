@@ -1,11 +1,11 @@
 """Hard and soft node masks as forward hooks: patching, mean or zero ablation, many masks per pass.
 
-Semantics (DESIGN.md): the model runs on the clean prompt; node `j` outputs
-`m_j * out_j + (1 - m_j) * donor_j`, where `out_j` is what the node computes from whatever
-reaches it and `donor_j` is its output on the paired corrupt prompt (patching), its mean output
-(mean ablation) or 0 (zero ablation). `m_j = 1` keeps the node, `m_j = 0` ablates it. Written
-this way (not `donor + m * (out - donor)`) a mask of 1 returns `out` bit for bit and a mask of
-0 returns `donor` bit for bit.
+Semantics (the one intervention that attribution, evaluation and training all use): the model
+runs on the clean prompt; node `j` outputs `m_j * out_j + (1 - m_j) * donor_j`, where `out_j` is
+what the node computes from whatever reaches it and `donor_j` is its output on the paired corrupt
+prompt (patching), its mean output (mean ablation) or 0 (zero ablation). `m_j = 1` keeps the
+node, `m_j = 0` ablates it. Written this way (not `donor + m * (out - donor)`) a mask of 1
+returns `out` bit for bit and a mask of 0 returns `donor` bit for bit.
 
 Several masks run in one forward pass: the clean batch is repeated once per mask along the batch
 axis, and each hook reshapes its activation to `[n_masks, batch, ...]`.

@@ -12,7 +12,7 @@ With non-negative scores (`abs-max`) `s @ W` can carry that shared part itself, 
 that way ranks the target's nodes almost the same for any source scores: held out, it did no
 better than the same map fed scrambled scores. With centred scores (`zscore`) the shared part
 can only live in `b`, and `s @ W` must carry what sets a task apart. `W` starts at
-`init_gain * D`, `D` the relative-depth map of `dfa.methods` (a target node reads the source
+`init_gain * D`, `D` the relative-depth map of `dfa.core.alignment` (a target node reads the source
 nodes of its kind at overlapping relative depth), and an `anchor` penalty keeps it near there,
 so that what `W` learns from a handful of training tasks refines an alignment that holds for
 any task instead of replacing it.
@@ -199,7 +199,7 @@ class AlignmentMap(nn.Module):
         for path in (tensors, info):
             if not path.is_file():
                 raise MapError(
-                    f"No {path.name} in {folder}: pass a run folder written by `scripts/train.py` "
+                    f"No {path.name} in {folder}: pass a run folder written by training "
                     "(checkpoints/<src>__<tgt>/<run>)."
                 )
         try:

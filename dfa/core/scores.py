@@ -102,7 +102,8 @@ class NodeScores:
         path = Path(path)
         if not path.is_file():
             raise ScoresError(
-                f"No scores file at {path}. Make one with `dfa attribute ... --out {path.name}`."
+                f"No scores file at {path}. Score the model's nodes on the task and save them there "
+                "(.json importances or .safetensors)."
             )
         if path.suffix == ".safetensors":
             return cls._load_safetensors(path)

@@ -32,6 +32,16 @@ def draw_curves(ax, evaluation: Evaluation, title: str = "", legend_size: int = 
     ax.legend(fontsize=legend_size, loc="best")
 
 
+def _pyplot():
+    """`matplotlib.pyplot` on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save_figure(fig, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -46,10 +56,7 @@ def _save_figure(fig, path: str | Path) -> Path:
 
 def plot_curves(evaluation: Evaluation, path: str | Path, title: str = "") -> Path:
     """One evaluation's curves as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     draw_curves(ax, evaluation, title)
@@ -58,10 +65,7 @@ def plot_curves(evaluation: Evaluation, path: str | Path, title: str = "") -> Pa
 
 def plot_grid(evaluations: dict[str, Evaluation], path: str | Path, title: str = "") -> Path:
     """Several evaluations (e.g. one per task) as panels of one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     n = len(evaluations)
     if n == 0:
@@ -77,10 +81,7 @@ def plot_grid(evaluations: dict[str, Evaluation], path: str | Path, title: str =
 
 
 def weight_figure(amap: AlignmentMap):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     W = amap.W.detach().float().cpu().numpy()
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -94,12 +95,9 @@ def weight_figure(amap: AlignmentMap):
 
 
 def sweep_heatmap(result: dict[str, Any], path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    plt = _pyplot()
     if not result["pairs"]:
         return None
     src, tgt, _ = result["pairs"][0]
@@ -122,10 +120,7 @@ def sweep_heatmap(result: dict[str, Any], path: Path) -> Path | None:
 
 
 def cross_scale_plot(report: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     models = report["models"]
     fig, axes = plt.subplots(1, 1 + len(models), figsize=(4.2 * (1 + len(models)), 3.6))

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 import torch.nn.functional as F
+from torchmetrics.aggregation import CatMetric
 
 from dfa.config import TrainConfig, upgrade
 from dfa.core.alignment import depth_matrix
@@ -53,7 +53,9 @@ class MapTrainer(pl.LightningModule):
         self.tasks = c.eval_tasks
         # [n_tasks, n_src] source scores (mapped nodes), filled in setup from the DataModule.
         self.register_buffer("source", torch.zeros(len(self.tasks), len(src_nodes)), persistent=False)
-        self._val: dict[int, dict[str, list[np.ndarray]]] = {}
+        # Per task, each validation prompt's metric under every circuit and clean (rows `[empty,
+        # FRACTIONS..., clean]`), gathered over the epoch's batches (and processes); never checkpointed.
+        self.val_values = torch.nn.ModuleList(CatMetric(nan_strategy="disable") for _ in self.tasks)
 
     # The target is not a submodule: never in state_dict, never in a checkpoint.
     @property
@@ -124,7 +126,8 @@ class MapTrainer(pl.LightningModule):
 
     # --- validation: hard circuits at every MIB fraction, per task, as `dfa.core.evaluate` scores them
     def on_validation_epoch_start(self) -> None:
-        self._val = {}
+        for gathered in self.val_values:
+            gathered.reset()
 
     def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:
         task = int(batch.task)
@@ -136,16 +139,16 @@ class MapTrainer(pl.LightningModule):
         values = masked_metric(self.target, self.graph, p, batch.donor, masks.to(self.device), metric)
         args = (p["answers"], p["answers_mask"], p["wrongs"], p["wrongs_mask"])
         full = answer_metric(metric, batch.clean_logprobs, *args)
-        acc = self._val.setdefault(task, {"values": [], "full": []})
-        acc["values"].append(values.float().cpu()[inverse].numpy().astype(np.float64))
-        acc["full"].append(full.float().cpu().numpy().astype(np.float64))
+        rows = torch.cat([values.float()[inverse], full.float()[None]])  # [1 + n_fractions + 1, batch]
+        self.val_values[task].update(rows.T)
 
     def on_validation_epoch_end(self) -> None:
         per_task, at = {}, {f: [] for f in self.config.val_fractions}
-        for task, acc in self._val.items():
-            name = self.tasks[task]
-            per_mask, full = np.concatenate(acc["values"], 1), np.concatenate(acc["full"])
-            c = curve(name, per_mask[None, 1:], full, per_mask[0], FRACTIONS)
+        for name, gathered in zip(self.tasks, self.val_values, strict=True):
+            if gathered.update_count == 0:
+                continue
+            rows = gathered.compute().T.cpu().double().numpy()  # [empty, fractions..., clean] x prompts
+            c = curve(name, rows[None, 1:-1], rows[-1], rows[0], FRACTIONS)
             per_task[name] = c.cpr
             self.log(f"val/cpr/{name}", c.cpr)
             if name in self.config.train_tasks:

@@ -7,8 +7,8 @@ from typing import Any
 
 from dfa.core.tasks.base import (
     FAMILIES,
-    Batch,
     SPLITS,
+    Batch,
     Candidate,
     DatasetReport,
     Example,
@@ -24,10 +24,10 @@ from dfa.core.tasks.base import (
 from dfa.core.tasks.suite import TASKS
 
 __all__ = [
-    "Batch",
     "FAMILIES",
     "SPLITS",
     "TASKS",
+    "Batch",
     "Candidate",
     "DatasetReport",
     "Example",

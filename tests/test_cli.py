@@ -1,0 +1,267 @@
+"""The `dfa` command line: `dfa --help` and the flags generated from the configs, argument and
+library errors (specific, no traceback), and the commands end to end on the shipped toy models."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from dfa.cli import build_parser, main
+from dfa.cli.flags import config_values
+from dfa.config import SweepConfig, TrainConfig
+from dfa.core.ladders import LADDERS
+from dfa.core.scores import NodeScores
+from dfa.core.tasks import TASKS
+from dfa.methods import METHODS
+from dfa.zoo.spec import TOY_SPECS
+from tests.conftest import require_tokenizer, run_script
+
+
+def _subparser(name: str):
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices[name]
+
+
+def _usage_error(argv: list[str], capsys) -> str:
+    """What argparse prints when it refuses `argv` (it exits with status 2)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
+# --- parsing and help -----------------------------------------------------------------------------
+def test_help_lists_every_subcommand():
+    parser = build_parser()
+    text = parser.format_help()
+    wanted = "models nodes tasks zoo attribute evaluate-circuit circuits-table bench train evaluate transfer loto sweep cross-scale"
+    assert [c for c in wanted.split() if f"    {c} " not in text and f"    {c}\n" not in text] == []
+
+
+def test_train_flags_cover_every_config_field():
+    dests = {a.dest for a in _subparser("train")._actions}
+    assert {f.name for f in fields(TrainConfig)} <= dests
+
+
+def test_subcommand_help_lists_the_generated_flags(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # no flag's help wrapped, whatever the terminal
+
+    def help_of(command: str) -> str:
+        return " ".join(_subparser(command).format_help().split())
+
+    text = help_of("cross-scale")
+    assert "circuit found independently, aligned by roles" in text  # CrossScaleConfig's docstring
+    assert "--n-eval N_EVAL test prompts for each circuit's faithfulness (default: 50)" in text
+    sweep = help_of("sweep")
+    assert "--no-reverse" in sweep and "--no-heatmap" in sweep  # booleans that default to on
+    assert "--ladder LADDER toy-gpt2, toy-neox, gpt2 or pythia --tasks" in sweep  # required: no default
+    train = help_of("train")
+    assert "--loss {kl,logit_diff}" in train and "--val-fractions VAL_FRACTIONS [VAL_FRACTIONS ...]" in train
+    evaluate = help_of("evaluate")
+    assert "--methods {" + ",".join(METHODS) + "}" in evaluate  # the whole registry, in its order
+
+
+def test_flags_not_given_stay_unset_so_the_config_defaults_hold():
+    args = build_parser().parse_args(["train", "--lr", "0.1", "--holdout", "sva", "gender"])
+    given = {k: v for k, v in config_values(args, TrainConfig).items() if v is not None}
+    assert given == {"lr": 0.1, "holdout": ["sva", "gender"]}
+    args = build_parser().parse_args(["sweep", "--ladder", "toy-gpt2", "--no-reverse"])
+    assert config_values(args, SweepConfig)["reverse"] is False
+    assert config_values(args, SweepConfig)["heatmap"] is None
+
+
+def test_evaluate_refuses_an_unknown_method_by_name(capsys):
+    err = _usage_error(["evaluate", "--map", "nowhere", "--methods", "dfa", "bogus"], capsys)
+    assert "argument --methods: invalid choice: 'bogus'" in err
+
+
+def test_loto_refuses_an_unknown_method_by_name(tmp_path, capsys):
+    argv = ["loto", "--pairs", "toy-gpt2-s:toy-gpt2-m", "--methods", "dfa", "bogus"]
+    assert main([*argv, "--json", str(tmp_path / "loto.json"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dfa loto: error: Unknown method(s) bogus; choose from dfa, gold")
+    assert "Traceback" not in err and not (tmp_path / "loto.json").exists()
+
+
+def test_a_bad_choice_or_type_is_a_usage_error(capsys):
+    assert "argument --loss: invalid choice: 'l2'" in _usage_error(["train", "--loss", "l2"], capsys)
+    assert "argument --lr: invalid float value: 'fast'" in _usage_error(["train", "--lr", "fast"], capsys)
+    assert "the following arguments are required: --ladder" in _usage_error(["sweep"], capsys)
+
+
+# --- library errors, reported without a traceback ------------------------------------------------
+def test_cli_reports_errors_without_a_traceback(capsys):
+    assert main(["nodes", "--model", "gpt3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dfa nodes: error: Unknown model 'gpt3'")
+    assert "Traceback" not in err
+
+
+# --- dfa attribute and evaluate-circuit -----------------------------------------------------------
+def _attribute(out: Path, task: str = "sva", *more: str) -> int:
+    return main(["attribute", "--model", "toy-gpt2-s", "--task", task, *more, "--out", str(out)])
+
+
+def _evaluate_circuit(model: str, scores: Path, *more: str) -> int:
+    return main(["evaluate-circuit", "--model", model, "--task", "sva", "--scores", str(scores), *more])
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "sva.json"
+    assert _attribute(out, "sva", "--method", "eap", "--n", "8") == 0
+    return out
+
+
+def test_attribute_writes_scores_with_their_metadata(scored, capsys):
+    s = NodeScores.load(scored)
+    assert len(s.names) == TOY_SPECS["toy-gpt2-s"].n_nodes + 1 and s.names[0] == "input"
+    meta = s.meta
+    assert (meta["model"], meta["task"], meta["method"], meta["split"], meta["n_prompts"]) == (
+        "toy-gpt2-s",
+        "sva",
+        "eap",
+        "train",
+        8,
+    )
+    spec = TOY_SPECS["toy-gpt2-s"]
+    assert (meta["cfg"]["n_layers"], meta["cfg"]["n_heads"]) == (spec.n_layers, spec.n_heads)
+    assert meta["ig_steps"] is None and "positive supports the clean answer" in meta["sign"]
+
+
+def test_evaluate_circuit_prints_and_writes_the_report(scored, tmp_path, capsys):
+    report, plot = tmp_path / "r.json", tmp_path / "r.png"
+    more = ["--n", "12", "--random", "2", "--boot", "50", "--json", str(report), "--plot", str(plot)]
+    assert _evaluate_circuit("toy-gpt2-s", scored, *more) == 0
+    out = capsys.readouterr().out
+    assert "input node kept" in out and "random" in out and "per family CPR" in out
+    data = json.loads(report.read_text())
+    assert data["input_node"] == "kept" and data["n_prompts"] == 12
+    eap, rnd = data["curves"]["eap"], data["curves"]["random"]
+    assert [f for f, _ in eap["curve"]] == [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    assert eap["curve"][-1][1] == 1.0 and rnd["n_draws"] == 2
+    assert eap["cpr_ci"][0] <= eap["cpr"] <= eap["cpr_ci"][1]
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_errors_are_specific(scored, tmp_path, capsys):
+    assert _attribute(tmp_path / "s.pt") == 2
+    assert "--out must end in .json (importances) or .safetensors, not 's.pt'" in capsys.readouterr().err
+    missing = tmp_path / "no.json"
+    assert _evaluate_circuit("toy-gpt2-s", missing) == 2
+    err = capsys.readouterr().err
+    assert f"No scores file at {missing}. Make one with `dfa attribute ... --out {missing}`." in err
+    assert _evaluate_circuit("toy-neox-m", scored, "--n", "4") == 2
+    err = capsys.readouterr().err
+    a, b = TOY_SPECS["toy-gpt2-s"], TOY_SPECS["toy-neox-m"]
+    assert (
+        f"are for a model of {a.n_layers} layers x {a.n_heads} heads (toy-gpt2-s); "
+        f"this model has {b.n_layers} layers x {b.n_heads} heads"
+    ) in err
+    assert _attribute(tmp_path / "s.json", "nope") == 2
+    assert "Unknown task 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()
+
+
+# --- dfa models and dfa tasks ---------------------------------------------------------------------
+def test_dfa_models_prints_both_ladders(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in LADDERS:
+        assert f"  {name} " in out
+    assert "gpt2-large                 36     20     1280    757    774.0M" in out
+    assert "pythia-160m@step3000" in out and ":random" in out
+
+
+def test_dfa_models_json(capsys):
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["gpt2"]["n_nodes"] == 157 and rows["gpt2"]["checkpoints"] == []
+    assert rows["pythia-160m"]["checkpoints"][-1] == "step143000"
+
+
+def test_dfa_tasks_prints_the_table(capsys):
+    require_tokenizer("gpt2")
+    assert main(["tasks", "--model", "gpt2", "--draws", "300"]) == 0
+    out = capsys.readouterr().out
+    for name in TASKS:
+        assert f"\n  {name} " in out and f"\n  {name} [" in out
+    assert "first 300 candidates" in out
+
+
+# --- train, evaluate and transfer through scripts/ (thin wrappers of the commands) ---------------
+def test_train_evaluate_transfer_scripts(tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        "src: toy-gpt2-s\ntgt: toy-gpt2-m\ntasks: [sva, gender]\nholdout: [gender]\nn_src: 12\n"
+        f"n_train: 20\nn_val: 10\nbatch_size: 10\nig_steps: 2\ncache: {tmp_path / 'cache'}\n"
+    )
+    out = tmp_path / "ck"
+    r = run_script("train.py", "--config", str(cfg), "--max-epochs", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    run = out / "toy-gpt2-s__toy-gpt2-m" / "holdout-gender-s0"
+    assert f"run folder: {run}" in r.stdout
+    names = {p.name for p in run.iterdir()}
+    assert {"map.safetensors", "map.json", "config.yaml", "last.ckpt", "tensorboard"} <= names
+    info = json.loads((run / "map.json").read_text())
+    assert (
+        info["tasks"] == ["sva"]
+        and info["holdout"] == ["gender"]
+        and "val/cpr_zero_shot" in info["final_metrics"]
+    )
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events, "no TensorBoard events"
+
+    report = tmp_path / "eval.json"
+    r = run_script(
+        "evaluate.py",
+        "--map",
+        str(run),
+        "--n",
+        "10",
+        "--boot",
+        "20",
+        "--json",
+        str(report),
+        "--plot",
+        str(tmp_path / "eval.png"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "zero-shot" in r.stdout and "in-distribution" in r.stdout
+    data = json.loads(report.read_text())
+    assert {"src", "tgt", "map", "split", "input_node", "results"} <= set(data)
+    row = data["results"][0]
+    assert {"task", "setting", "method", "cpr", "cpr_ci", "cmd", "cpr_log", "curve", "n_prompts"} <= set(row)
+    methods = {(r["task"], r["method"]) for r in data["results"]}
+    assert methods == {
+        (t, m) for t in ("sva", "gender") for m in ("dfa", "gold", "depth", "random", "permuted", "scrambled")
+    }
+    assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
+
+    r = run_script(
+        "transfer.py",
+        *("--map", str(run), "--task", "capitals", "--n", "10", "--boot", "20"),
+        *("--methods", "dfa", "random", "role", "role-assign", "--draws", "2"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert all(f"{m} CPR" in r.stdout for m in ("dfa", "random", "role", "role-assign")), r.stdout
+    assert (tmp_path / "cache" / "roles").is_dir()  # role scores cached beside the node scores
+    from dfa.core.scores import NodeScores
+
+    saved = NodeScores.load(run / "transfer" / "capitals.json")
+    assert saved.meta["setting"] == "zero-shot" and saved.names[0] == "input"
+    assert len(saved.names) == TOY_SPECS["toy-gpt2-m"].n_nodes + 1
+    assert "dfa CPR" in r.stdout
+
+    r = run_script("train.py", "--config", str(cfg), "--out", str(out))
+    assert r.returncode == 2 and "already holds a run" in r.stderr and "Traceback" not in r.stderr
+    r = run_script("evaluate.py", "--map", str(run), "--tgt", "toy-neox-m")  # same node-list shape
+    assert (
+        r.returncode == 2 and "trained on toy-gpt2-s -> toy-gpt2-m" in r.stderr and "toy-neox-m" in r.stderr
+    )
+    assert "--allow-other-models" in r.stderr
+    r = run_script("evaluate.py", "--map", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "No run folder" in r.stderr

@@ -1,0 +1,69 @@
+"""Tables and figures from results (`dfa.report`): the text table and wins of an evaluation report,
+and curve plots written as PNG."""
+
+from __future__ import annotations
+
+import pytest
+
+from dfa.core.errors import DfaError
+from dfa.core.evaluate import evaluate_circuits, random_scores
+from dfa.core.graph import NodeGraph
+from dfa.report.figures import plot_curves, plot_grid
+from dfa.report.tables import table, wins
+from tests.micro import micro_batch
+
+PNG = b"\x89PNG\r\n\x1a\n"
+REPORT = {
+    "results": [
+        {"task": "sva", "setting": "in-distribution", "method": "dfa", "cpr": 0.8, "cpr_ci": [0.7, 0.9]},
+        {"task": "sva", "setting": "in-distribution", "method": "depth", "cpr": 0.5, "cpr_ci": [0.4, 0.6]},
+        {"task": "gender", "setting": "zero-shot", "method": "dfa", "cpr": 0.3, "cpr_ci": [None, None]},
+        {"task": "gender", "setting": "zero-shot", "method": "random", "cpr": 0.35, "cpr_ci": [0.2, 0.5]},
+    ]
+}
+
+
+def test_table_has_a_column_per_method_and_marks_what_was_not_measured():
+    lines = table(REPORT).splitlines()
+    assert lines[0].split() == ["task", "setting", "dfa", "depth", "random"]
+    assert (
+        lines[1]
+        == "  sva            in-distribution     0.800 [ 0.70, 0.90]   0.500 [ 0.40, 0.60]" + " " * 21 + "-"
+    )
+    assert lines[2].split()[:2] == ["gender", "zero-shot"]
+    assert "0.300 [  nan,  nan]" in lines[2]  # no interval (no bootstrap): shown as nan
+    assert len({len(line) for line in lines}) == 1  # the columns line up
+
+
+def test_wins_count_only_tasks_where_both_were_measured():
+    assert wins(REPORT, ["depth", "random", "permuted"]) == {
+        "depth": {"wins": 1, "of": 1},
+        "random": {"wins": 0, "of": 1},
+        "permuted": {"wins": 0, "of": 0},
+    }
+
+
+@pytest.fixture
+def evaluation(tiny_model):
+    g = NodeGraph.from_model(tiny_model)
+    return evaluate_circuits(
+        tiny_model,
+        g,
+        [micro_batch(n=4, pos=5, vocab=18)],
+        "logit_diff",
+        {"r": random_scores(len(g), 0)},
+        n_boot=10,
+    )
+
+
+def test_plot_is_a_png(tmp_path, evaluation):
+    path = plot_curves(evaluation, tmp_path / "curves.png", "tiny")
+    assert path.read_bytes()[:8] == PNG
+
+
+def test_grid_has_a_panel_per_evaluation_and_refuses_none(tmp_path, evaluation):
+    path = plot_grid({"a": evaluation, "b": evaluation, "c": evaluation}, tmp_path / "grid.png", "tiny")
+    assert path.read_bytes()[:8] == PNG
+    with pytest.raises(DfaError, match="Nothing to plot"):
+        plot_grid({}, tmp_path / "empty.png")
+    assert not (tmp_path / "empty.png").exists()
