@@ -1,3 +1,5 @@
+# `opt(...)` returns a `dataclasses.field` (lists copied per instance), not a shared default.
+# ruff: noqa: RUF009
 """Typed configs: every setting of a run or an experiment, its type, its one default and its help.
 
 The dataclasses here are the only place defaults live: YAML files and command-line flags (which
@@ -132,7 +134,7 @@ class TrainConfig:
     init: Init = opt("depth", "W's start: init_gain * the relative-depth map (+ noise), or noise")
     init_gain: float = opt(6.0, "scale of the relative-depth start")
     anchor: float = opt(10.0, "+ anchor * mean over target nodes of |W[:, j] - W_init[:, j]|^2")
-    max_epochs: int = opt(6, "epochs (with --resume: extends the run)")
+    max_epochs: int = opt(6, "epochs (when resuming a run: extends it)")
     seed: int = opt(0, "map initialisation and batch order")
     data_seed: int = opt(0, "the tasks' train/val/test split (the toy ladders were trained on seed 0's)")
     model_seed: int = opt(0, "weights of NAME:random models")

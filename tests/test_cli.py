@@ -262,6 +262,6 @@ def test_train_evaluate_transfer_scripts(tmp_path):
     assert (
         r.returncode == 2 and "trained on toy-gpt2-s -> toy-gpt2-m" in r.stderr and "toy-neox-m" in r.stderr
     )
-    assert "--allow-other-models" in r.stderr
+    assert "`allow_other_models`" in r.stderr
     r = run_script("evaluate.py", "--map", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "No run folder" in r.stderr

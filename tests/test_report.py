@@ -9,7 +9,7 @@ from dfa.core.errors import DfaError
 from dfa.core.evaluate import evaluate_circuits, random_scores
 from dfa.core.graph import NodeGraph
 from dfa.report.figures import plot_curves, plot_grid
-from dfa.report.tables import table, wins
+from dfa.report.tables import loto_table, table, wins
 from tests.micro import micro_batch
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -41,6 +41,22 @@ def test_wins_count_only_tasks_where_both_were_measured():
         "random": {"wins": 0, "of": 1},
         "permuted": {"wins": 0, "of": 0},
     }
+
+
+def test_loto_table_shows_a_missing_interval_as_nan_like_table():
+    # A LOTO results file written without a bootstrap holds `"cpr_ci": [null, null]`.
+    pair = {"src": "toy-gpt2-s", "tgt": "toy-gpt2-m", "task": "sva"}
+    rows = [
+        {**pair, "method": "dfa", "cpr": 0.5, "cpr_ci": [None, None]},
+        {**pair, "method": "depth", "cpr": 0.4, "cpr_ci": [0.3, 0.5]},
+        {**pair, "method": "random", "cpr": 0.2, "cpr_ci": None},
+    ]
+    lines = loto_table(rows).splitlines()
+    assert (
+        lines[2]
+        == "| toy-gpt2-s -> toy-gpt2-m | sva | 0.500 [nan, nan] | 0.400 [0.30, 0.50] | 0.200 [nan, nan] |"
+    )
+    assert lines[-1] == "dfa's zero-shot CPR beats: depth 1/1, random 1/1"
 
 
 @pytest.fixture

@@ -18,7 +18,10 @@ from dfa.core.mapping import AlignmentMap, MapError, normalise_scores
 from dfa.methods import depth_matrix, depth_scores, permuted_scores, scrambled_scores
 from dfa.store import ModelPool
 from dfa.training import MapTrainer, TransferData, train
-from tests.conftest import run_script as _script  # noqa: F401  (tests/test_zoo.py imports it from here)
+
+# Kept only because tests/test_zoo.py still imports `_script` from here; drop it once test_zoo
+# imports `run_script` from tests/conftest.py.
+from tests.conftest import run_script as _script  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -357,8 +360,9 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
         train(c, progress=False, callbacks=[Crash()])
     run = c.run_dir()
     assert (run / "last.ckpt").is_file() and not (run / "map.safetensors").exists()
-    with pytest.raises(ConfigError, match="already holds a run"):
+    with pytest.raises(ConfigError, match="already holds a run") as err:
         train(c, progress=False)
+    assert str(run) in str(err.value) and "--" not in str(err.value)  # settings, not flags, are named
     train(c, resume=True, progress=False)
     a, meta = AlignmentMap.load(straight)
     b, meta_b = AlignmentMap.load(run)

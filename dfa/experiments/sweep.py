@@ -1,8 +1,8 @@
 """`dfa sweep`: alignment maps over every pair of a ladder, and the tables of the DFA paper's kind.
 
 For a ladder (`toy-gpt2`, `toy-neox`, `gpt2`, `pythia`) and a task list, every pair small ->
-large (and large -> small as a sanity check, `--no-reverse` to skip), plus cross-family pairs
-(`--cross SRC:TGT`, repeatable; by default the other toy family's smallest model -> this
+large (and large -> small as a sanity check, unless `reverse` is off), plus cross-family pairs
+(the `cross` setting, a list of SRC:TGT; by default the other toy family's smallest model -> this
 ladder's largest), gets:
 
 - an in-distribution map trained on every task (`all`), evaluated on each task, with `gold`,

@@ -64,7 +64,7 @@ class Run:
             raise MapError(
                 f"The map in {self.folder} was trained on {self.config.src} -> {self.config.tgt}; asked to "
                 f"apply it to {', '.join(other)}. A dense map's weights belong to its own models' nodes, "
-                "even where another model's node list has the same shape; pass --allow-other-models "
+                "even where another model's node list has the same shape; set `allow_other_models` "
                 "to apply it anyway."
             )
 

@@ -25,6 +25,14 @@ COLUMNS = (
 READINGS = ((0.7, "scale-invariant"), (0.4, "core transfers, periphery varies"), (0.3, "weak"))
 
 
+def _ci(row: dict[str, Any]) -> tuple[float, float]:
+    """A row's CPR interval; NaN where there is none (no bootstrap: `null`s in the JSON, or no
+    `cpr_ci` at all)."""
+    ci = row.get("cpr_ci") or (None, None)
+    lo, hi = (x if x is not None else float("nan") for x in ci)
+    return lo, hi
+
+
 def table(report: dict[str, Any]) -> str:
     """Tasks x methods: CPR [95% CI], with the setting of each task."""
     methods = list(dict.fromkeys(r["method"] for r in report["results"]))
@@ -40,7 +48,7 @@ def table(report: dict[str, Any]) -> str:
             if r is None:
                 cells.append(f"{'-':>{width}}")
                 continue
-            lo, hi = (x if x is not None else float("nan") for x in r["cpr_ci"])
+            lo, hi = _ci(r)
             cells.append(f"{r['cpr']:>7.3f} [{lo:5.2f},{hi:5.2f}]".rjust(width))
         lines.append(f"  {t:<15}{setting:<17}" + "".join(cells))
     return "\n".join(lines)
@@ -71,7 +79,11 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
         cells = []
         for m in methods:
             r = by.get((src, tgt, task, m))
-            cells.append("-" if r is None else f"{r['cpr']:.3f} [{r['cpr_ci'][0]:.2f}, {r['cpr_ci'][1]:.2f}]")
+            if r is None:
+                cells.append("-")
+                continue
+            lo, hi = _ci(r)
+            cells.append(f"{r['cpr']:.3f} [{lo:.2f}, {hi:.2f}]")
         dfa = by[(src, tgt, task, "dfa")]["cpr"]
         for m in wins:
             wins[m] += (src, tgt, task, m) in by and dfa > by[(src, tgt, task, m)]["cpr"]

@@ -64,8 +64,8 @@ def prepare_run(
     if (run / CKPT).is_file() or (run / "map.json").is_file():
         if not overwrite:
             raise ConfigError(
-                f"Run folder {run} already holds a run. Pass --resume to continue it, --run NAME "
-                "for a new run beside it, or --overwrite to replace it."
+                f"Run folder {run} already holds a run. Set `resume` to continue it, give the `run` "
+                "setting another name for a new run beside it, or set `overwrite` to replace it."
             )
         shutil.rmtree(run)
     return config, run
@@ -124,7 +124,7 @@ def train(
         print(f"resuming {run} from {CKPT}", flush=True)
     trainer.fit(module, datamodule=data, ckpt_path=str(run / CKPT) if resume else None, weights_only=True)
     if trainer.interrupted:
-        raise DfaError(f"Training was interrupted; continue it with --resume (run folder {run}).")
+        raise DfaError(f"Training was interrupted; continue it with `resume` set (run folder {run}).")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     meta = {
         "src": config.src,
