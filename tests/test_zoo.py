@@ -14,11 +14,38 @@ from dfa.core.graph import NodeGraph
 from dfa.core.models import ModelNotAvailableError, load_model, load_tokenizer, parse_spec
 from dfa.core.tasks import FAMILIES, TASKS, make_dataset, split_of
 from dfa.zoo.build import build_model
-from dfa.zoo.card import CARD, MAX_CORRUPT_SHARE, MIN_ACCURACY, TEST_PAIRS, read_card, score_tasks
+from dfa.zoo.card import (
+    CARD,
+    MAX_CORRUPT_SHARE,
+    MIN_ACCURACY,
+    ROLE_THRESHOLD,
+    TEST_PAIRS,
+    read_card,
+    score_tasks,
+)
 from dfa.zoo.spec import FAMILY_ARCH, TOY_SPECS, ZOO_DIR, ToySpec
-from dfa.zoo.text import GROUP_WEIGHTS, TaskText, extra_texts, ordinal_texts, table_texts
+from dfa.zoo.text import (
+    GROUP_WEIGHTS,
+    REPEAT_PREFIX,
+    REPEAT_SPAN,
+    TaskText,
+    extra_texts,
+    interleaved_rows,
+    ordinal_texts,
+    repeat_rows,
+    table_texts,
+)
 from dfa.zoo.tokenizer import UNK, build_tokenizer
-from dfa.zoo.train import TaskBatches, TrainConfig, ValChecks, pad_rows, train_toy
+from dfa.zoo.train import (
+    ROLE_BARS,
+    RoleWarmup,
+    TaskBatches,
+    TrainConfig,
+    ValChecks,
+    label_spans,
+    pad_rows,
+    train_toy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +92,7 @@ MICRO = ToySpec(
 
 @pytest.fixture(scope="module")
 def micro_text(toy_tokenizer):
-    return TaskText(toy_tokenizer, seed=0, pairs=20)
+    return TaskText(toy_tokenizer, seed=0, pairs=20, role_rows=50)
 
 
 def _trained(spec, tok, text, seed):
@@ -131,12 +158,53 @@ def test_number_tables_state_each_fact_of_the_number_word_family_in_another_form
 
 
 def test_pad_rows_labels_every_token_of_text_rows_and_the_answer_alone_of_task_rows():
-    batch = pad_rows([([0, 5, 6, 7], 3), ([0, 8, 9], 2)], pad_id=1, full=[True, False])
+    batch = pad_rows([([0, 5, 6, 7], 3), ([0, 8, 9], 2)], pad_id=1, labelled=[(1, 1), None])
     assert batch["input_ids"].tolist() == [[0, 5, 6, 7], [0, 8, 9, 1]]
     assert batch["labels"].tolist() == [[5, 6, 7, -100], [-100, 9, -100, -100]]
     assert batch["answer_pos"].tolist() == [2, 1]
     every = pad_rows([([0, 5, 6, 7], 3), ([0, 8, 9], 2)], pad_id=1)
     assert every["labels"].tolist() == [[5, 6, 7, -100], [8, 9, -100, -100]]
+
+
+def test_strided_rows_are_labelled_from_their_answer_every_nth_token():
+    repeat = ([0, 5, 6, 7, 5, 6, 7], 5)  # [BOS] r r: labelled from r's second token in copy 2
+    interleaved = ([0, 3, 9, 4, 8, 5], 3)  # [BOS] a1 f1 a2 f2 a3: the items after a filler
+    rows = [(*repeat, "repeats"), (*interleaved, "interleaved"), ([0, 8, 9], 2, "sva"), ([0, 8], 1, "atlas")]
+    spans = label_spans(rows, {"atlas"})
+    assert spans == [(5, 1), (3, 2), None, (1, 1)]
+    labels = pad_rows([(r, a) for r, a, _ in rows], pad_id=1, labelled=spans)["labels"].tolist()
+    assert labels[0] == [-100, -100, -100, -100, 6, 7, -100]
+    assert labels[1] == [-100, -100, 4, -100, 5, -100, -100]
+    assert labels[2] == [-100, 9, -100, -100, -100, -100, -100]
+    assert labels[3] == [8, -100, -100, -100, -100, -100, -100]
+
+
+def test_repeated_and_interleaved_rows_have_their_form(toy_tokenizer):
+    tok = toy_tokenizer
+    special = set(tok.all_special_ids)
+    rows = repeat_rows(tok, seed=0, n=200)
+    assert rows == repeat_rows(tok, seed=0, n=200) != repeat_rows(tok, seed=1, n=200)
+    lengths, prefixes = set(), set()
+    for row, answer_at in rows:  # [BOS] p r r, answer_at at r's second token in the second copy
+        n = len(row) - answer_at + 1
+        k = answer_at - n - 2
+        first, second = row[1 + k : 1 + k + n], row[1 + k + n :]
+        assert row[0] == tok.bos_token_id and first == second and len(set(first)) == n
+        assert not special & set(row[1:]) and len(row) <= 64
+        lengths.add(n)
+        prefixes.add(k)
+    assert (min(lengths), max(lengths)) == REPEAT_SPAN and (min(prefixes), max(prefixes)) == (
+        0,
+        REPEAT_PREFIX,
+    )
+    numbers = {tok.convert_tokens_to_ids(f" {k}"): k for k in range(1000)}
+    for row, answer_at in interleaved_rows(tok, seed=0, n=200):
+        assert answer_at == 3 and row[0] == tok.bos_token_id and len(row) % 2 == 0
+        items = row[1::2]
+        if items[0] in numbers:  # a run of numbers counts up by one
+            assert [numbers[i] for i in items] == list(
+                range(numbers[items[0]], numbers[items[0]] + len(items))
+            )
 
 
 def test_task_batches_read_the_weights_as_they_go():
@@ -158,7 +226,7 @@ def test_val_checks_boost_the_tasks_short_of_the_bar_and_stop_when_none_is(
 
     members, weights, keys = micro_text.groups(GROUP_WEIGHTS)
     sampler = TaskBatches(members, weights, steps=10, batch_size=4, seed=0)
-    config = TrainConfig(check_every=2, val_pairs=5, margin=0.03, boost=3.0)
+    config = TrainConfig(check_every=2, val_pairs=5, margin=0.03, boost=3.0, role_bars={}, role_warmup=0)
     log: dict = {}
     checks = ValChecks(toy_tokenizer, 0, sampler, keys, config, log)
     hf = AutoModelForCausalLM.from_config(MICRO.hf_config(len(toy_tokenizer), 0))
@@ -208,6 +276,55 @@ def test_val_checks_boost_the_tasks_short_of_the_bar_and_stop_when_none_is(
     assert trainer.should_stop and log["checks"][-1]["boosted"] == []
 
 
+def test_role_checks_boost_the_text_of_a_short_role_and_hold_the_stop(toy_tokenizer, micro_text, monkeypatch):
+    from types import SimpleNamespace
+
+    import dfa.zoo.card as card_module
+    from dfa.zoo.card import TaskScore
+
+    members, weights, keys = micro_text.groups(GROUP_WEIGHTS | {"repeats": 1.0, "interleaved": 0.5})
+    sampler = TaskBatches(members, weights, steps=10, batch_size=4, seed=0)
+    config = TrainConfig(check_every=2, val_pairs=5, boost=3.0, role_bars=dict(ROLE_BARS))
+    log: dict = {}
+    checks = ValChecks(toy_tokenizer, 0, sampler, keys, config, log)
+    hf = AutoModelForCausalLM.from_config(MICRO.hf_config(len(toy_tokenizer), 0), attn_implementation="eager")
+    module, trainer = SimpleNamespace(model=hf), SimpleNamespace(global_step=2, should_stop=False)
+    monkeypatch.setattr(
+        card_module, "score_batch", lambda _f, d, _b: TaskScore(d.task, d.metric, 5, 1.0, 1.0, 0.0, {})
+    )
+    checks.on_train_batch_end(trainer, module)  # the real role scores of an untrained model
+    roles = log["checks"][-1]["roles"]
+    assert set(roles) == {"induction", "previous_token"} and all(0 < v < 0.3 for v in roles.values())
+    assert log["checks"][-1]["boosted_roles"] == ["induction", "previous_token"] and not trainer.should_stop
+    boosted = {k[0]: w for w, k in zip(sampler.weights.tolist(), keys) if k[0] in ("repeats", "interleaved")}
+    assert boosted == pytest.approx({"repeats": 3.0, "interleaved": 1.5})
+    # Only induction short (by the margin: 0.31 < 0.3 + 0.03): its text alone is boosted.
+    monkeypatch.setattr(ValChecks, "role_scores", lambda self, m: {"induction": 0.31, "previous_token": 0.9})
+    trainer.global_step = 4
+    checks.on_train_batch_end(trainer, module)
+    assert log["checks"][-1]["boosted_roles"] == ["induction"] and not trainer.should_stop
+    now = {k[0]: w for w, k in zip(sampler.weights.tolist(), keys) if k[0] in ("repeats", "interleaved")}
+    assert now == pytest.approx({"repeats": 3.0, "interleaved": 0.5})
+    monkeypatch.setattr(ValChecks, "role_scores", lambda self, m: {"induction": 0.5, "previous_token": 0.9})
+    trainer.global_step = 6
+    checks.on_train_batch_end(trainer, module)
+    assert trainer.should_stop
+
+
+def test_role_warmup_draws_the_role_texts_alone_then_the_mixture(micro_text):
+    from types import SimpleNamespace
+
+    members, weights, keys = micro_text.groups(GROUP_WEIGHTS | {"repeats": 1.0, "interleaved": 0.5})
+    sampler = TaskBatches(members, weights, steps=10, batch_size=4, seed=0)
+    warmup = RoleWarmup(sampler, keys, {"repeats": 3.0, "interleaved": 1.0}, steps=5)
+    drawn = {k[0]: w for w, k in zip(sampler.weights.tolist(), keys) if w > 0}
+    assert drawn == {"repeats": 3.0, "interleaved": 1.0}
+    warmup.on_train_batch_end(SimpleNamespace(global_step=4))
+    assert sum(w > 0 for w in sampler.weights.tolist()) == 2
+    warmup.on_train_batch_end(SimpleNamespace(global_step=5))
+    assert sampler.weights.tolist() == pytest.approx(weights)
+
+
 def test_passes_by_clears_the_bar_by_a_margin_on_each_count():
     from dfa.zoo.card import TaskScore
 
@@ -227,8 +344,11 @@ def test_groups_split_each_task_by_family_and_keep_the_group_weights(micro_text)
         assert (family is None) == (group not in TASKS)
         by_group[group] = by_group.get(group, 0.0) + w
     assert "sva" not in by_group  # weight 0: never drawn
-    assert by_group == pytest.approx({g: w for g, w in GROUP_WEIGHTS.items() if g != "sva"})
-    assert sum(len(rows) for rows in members) == len(micro_text) - micro_text.counts()["sva"]
+    assert by_group == pytest.approx({g: w for g, w in GROUP_WEIGHTS.items() if g != "sva" and w > 0})
+    undrawn = [g for g, w in GROUP_WEIGHTS.items() if g == "sva" or w == 0]
+    assert sum(len(rows) for rows in members) == len(micro_text) - sum(
+        micro_text.counts()[g] for g in undrawn
+    )
     assert sorted(f for g, f in keys if g == "arithmetic_add") == sorted(FAMILIES)
 
 
@@ -319,6 +439,22 @@ def test_zoo_info_prints_every_card(capsys):
     rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in TASKS]
     assert [r[0] for r in rows] == list(TASKS)
     assert all(len(r) >= 1 + 3 * len(TOY_SPECS) for r in rows)  # accuracy, clean, share per model
+    # The role census: per role, each card's best head, its score and the heads above threshold.
+    from dfa.core.roles import ROLES
+
+    census = {
+        line.split()[0]: line.split()[1:]
+        for line in out.splitlines()
+        if line.split()[:1] and line.split()[0] in ROLES
+    }
+    assert list(census) == list(ROLES)
+    for i, name in enumerate(TOY_SPECS):
+        roles = read_card(ZOO_DIR / name)["roles"]
+        assert roles["threshold"] == ROLE_THRESHOLD
+        for role in ROLES:
+            r = roles[role]
+            assert census[role][3 * i : 3 * i + 3] == [r["head"], f"{r['best']:.2f}", str(r["above"])]
+            assert 0 <= r["best"] <= 1 and r["above"] >= (r["best"] > ROLE_THRESHOLD)
 
 
 def test_zoo_errors_are_one_line(tmp_path, capsys):

@@ -265,6 +265,24 @@ def _print_cards(cards: list[dict], root: Path) -> None:
         print(f"  {task:<16}" + "".join(f"{cell:>22}" for cell in cells))
     n = {c["test"]["tasks"][t]["n"] for c in cards for t in tasks}
     print(f"  pairs per task: {min(n)} to {max(n)}; '!' marks a task below the bar")
+    _print_roles(cards)
+
+
+def _print_roles(cards: list[dict]) -> None:
+    """The cards' role censuses: per role, the best head and its score, and the heads above the
+    threshold (cards built before the census have none)."""
+    from dfa.core.roles import ROLES
+    from dfa.zoo.card import ROLE_THRESHOLD
+
+    threshold = next((c["roles"]["threshold"] for c in cards if "roles" in c), ROLE_THRESHOLD)
+    print(f"\nrole census: best head, its score, heads above {threshold} (chance: see README)")
+    print(f"  {'role':<16}" + "".join(f"{c['name']:>22}" for c in cards))
+    for role in ROLES:
+        cells = []
+        for c in cards:
+            r = c.get("roles", {}).get(role)
+            cells.append("n/a" if r is None else f"{r['head']} {r['best']:.2f} {r['above']:>2}")
+        print(f"  {role:<16}" + "".join(f"{cell:>22}" for cell in cells))
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

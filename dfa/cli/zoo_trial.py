@@ -57,9 +57,18 @@ def _recipe(args: argparse.Namespace):
             "answer_weight": args.answer_weight,
             "check_every": args.check_every,
             "boost": args.boost,
+            "role_warmup": args.role_warmup,
         },
     )
     config.group_weights |= _pairs(args.weight, float, "weight")
+    config.role_bars |= _pairs(args.role_bar, float, "role-bar")
+    from dfa.zoo.text import ROLE_GROUPS
+
+    unknown = sorted(set(config.role_bars) - set(ROLE_GROUPS))
+    if unknown:
+        raise DfaError(
+            f"--role-bar: no text grows {', '.join(unknown)}; choose from {', '.join(ROLE_GROUPS)}."
+        )
     if args.text_groups is not None:
         groups = [g for g in args.text_groups.split(",") if g]
         config.text_groups = None if groups == ["all"] else tuple(groups)
@@ -83,9 +92,13 @@ def _print_trial(trial) -> None:
             f"{'pass' if s.passes else 'FAIL'}"
         )
     print(f"passes {sum(s.passes for s in scores.values())} of {len(scores)} tasks")
+    print("roles (best head, score, heads above the census threshold):")
+    for role, r in trial.roles.items():
+        print(f"  {role:16s} {r['head']:>7} {r['best']:.3f}  {r['above']}")
     for check in log.get("checks", []):
         low = {t: a for t, a in check["accuracy"].items() if t in check["boosted"]}
-        print(f"  val check at step {check['step']}: short of the bar {low or 'none'}")
+        roles = f"; roles {check['roles']}" if check.get("roles") else ""
+        print(f"  val check at step {check['step']}: short of the bar {low or 'none'}{roles}")
     print(f"trained {log.get('steps')} of at most {config.steps} steps")
 
 
@@ -146,6 +159,14 @@ def add_trial_parser(zoo_subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--check-every", type=int, help="steps between val checks (0: none)")
     p.add_argument("--boost", type=float, help="sampling boost of a task short of the bar on val")
+    p.add_argument(
+        "--role-bar",
+        action="append",
+        default=[],
+        metavar="ROLE=X",
+        help="check a head role at the val checks (induction, previous_token): boost its text while short",
+    )
+    p.add_argument("--role-warmup", type=int, help="first steps drawn from the role texts alone")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="val", choices=["val", "test"], help="scored on (tune on val)")
     p.add_argument("--json", type=Path, help="also write the scores here")

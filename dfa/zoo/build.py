@@ -14,7 +14,15 @@ import torch
 
 from dfa.core.errors import DfaError
 from dfa.core.io import finite
-from dfa.zoo.card import CARD, MAX_CORRUPT_SHARE, MIN_ACCURACY, TEST_PAIRS, score_tasks
+from dfa.zoo.card import (
+    CARD,
+    MAX_CORRUPT_SHARE,
+    MIN_ACCURACY,
+    ROLE_THRESHOLD,
+    TEST_PAIRS,
+    role_census,
+    score_tasks,
+)
 from dfa.zoo.spec import DEFAULT_SEED, FAMILY_ARCH, ToySpec, ladder_specs, zoo_root
 from dfa.zoo.text import TaskText, extra_texts
 from dfa.zoo.tokenizer import build_tokenizer
@@ -58,12 +66,14 @@ def _versions() -> dict[str, str]:
 
 def save_and_score(model, tokenizer, folder: Path, split: str, seed: int, pairs: int = TEST_PAIRS):
     """Save `model` (in SAVED_DTYPE) and its tokenizer to `folder`, load it back the way every dfa
-    command does, and score every task on `pairs` pairs of `split`."""
+    command does, and score every task on `pairs` pairs of `split`; returns those scores and the
+    model's role census (`card.role_census`)."""
     from dfa.core.models import load_model
 
     model.to(SAVED_DTYPE).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    return score_tasks(load_model(str(folder), device="cpu"), pairs, split, seed)
+    loaded = load_model(str(folder), device="cpu")
+    return score_tasks(loaded, pairs, split, seed), role_census(loaded)
 
 
 def build_model(
@@ -115,7 +125,7 @@ def build_model(
     try:
         # Score what was saved, loaded the way every dfa command loads it, before the folder
         # takes its final name: a model is never published without its full card.
-        scores = save_and_score(model, tokenizer, tmp, "test", seed)
+        scores, roles = save_and_score(model, tokenizer, tmp, "test", seed)
         card["test"] = {
             "split": "test",
             "pairs_per_task": TEST_PAIRS,
@@ -123,6 +133,7 @@ def build_model(
             "tasks": {name: s.to_json() for name, s in scores.items()},
             "passes": all(s.passes for s in scores.values()),
         }
+        card["roles"] = {"threshold": ROLE_THRESHOLD, **roles}
         # Strict JSON: a corrupt share with no positive clean metric to divide by is null.
         card = finite(card)
         (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n")

@@ -11,7 +11,9 @@ from torch.utils.data import DataLoader, Sampler
 
 from dfa.core.tasks import TASKS
 from dfa.zoo.spec import ToySpec
-from dfa.zoo.text import GROUP_WEIGHTS, TEXT_GROUPS, TaskText
+from dfa.zoo.text import GROUP_WEIGHTS, ROLE_GROUPS, STRIDED_GROUPS, TEXT_GROUPS, TaskText
+
+ROLE_BARS = {"induction": 0.3, "previous_token": 0.3}  # the target (best head's score) per role
 
 
 @dataclass
@@ -54,6 +56,19 @@ class TrainConfig:
     # 0.05 from sample to sample (of 400, 0.035). Its margin is wider.
     share_margin: float = 0.08
     boost: float = 3.0
+    # Role checks, at the same steps, for the roles named here (the shipped build names none;
+    # `dfa zoo trial --role-bar induction=0.3` tries them): the best head's score on repeated
+    # spans (`dfa.core.roles`' definitions, on a probe of other random tokens than the cards'
+    # census). A role short of its bar (plus `margin`) draws its text group `boost` times more
+    # often (induction: the repeated spans; previous-token: the interleaved runs), and training
+    # does not stop while a role is short.
+    role_bars: dict[str, float] = field(default_factory=dict)
+    # The first `role_warmup` steps draw the role texts alone, by these weights (0: no warm-up,
+    # as the shipped build). Induction heads appear suddenly after a number of repeated spans
+    # (toy-neox-s on spans alone: none at step 1000, 0.87 at 1250); a 16% share of mixed batches
+    # had none by step 3000. The steps count within `steps`.
+    role_warmup: int = 0
+    role_warmup_weights: dict[str, float] = field(default_factory=lambda: {"repeats": 1.0})
 
 
 class TaskBatches(Sampler[list[int]]):
@@ -108,22 +123,38 @@ class TaskBatches(Sampler[list[int]]):
 
 
 def pad_rows(
-    rows: list[tuple[list[int], int]], pad_id: int, full: list[bool] | None = None
+    rows: list[tuple[list[int], int]], pad_id: int, labelled: list[tuple[int, int] | None] | None = None
 ) -> dict[str, torch.Tensor]:
     """Right-padded inputs, next-token labels, and the position that predicts each row's answer.
-    Labels are -100 on padding, and on every position but the answer's in the rows whose `full`
-    is False (all rows are full when `full` is None)."""
+    Labels are -100 on padding. Row `i` is labelled on its tokens `start, start + step, ...` to
+    its end where `labelled[i]` is `(start, step)` (`(1, 1)`: every token), and on its answer
+    alone where it is None (every token of every row when `labelled` is None)."""
     width = max(len(r) for r, _ in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
     answer_pos = torch.tensor([a - 1 for _, a in rows])
     for i, (r, a) in enumerate(rows):
         ids[i, : len(r)] = torch.tensor(r)
-        if full is None or full[i]:
-            labels[i, : len(r) - 1] = torch.tensor(r[1:])
-        else:
-            labels[i, a - 1] = r[a]
+        start, step = (1, 1) if labelled is None else labelled[i] or (a, len(r))
+        labels[i, start - 1 : len(r) - 1 : step] = torch.tensor(r[start::step])
     return {"input_ids": ids, "labels": labels, "answer_pos": answer_pos}
+
+
+def label_spans(
+    rows: list[tuple[list[int], int, str]], text_groups: set[str] | None
+) -> list[tuple[int, int] | None]:
+    """`pad_rows`' `labelled` for rows `(row, answer_at, group)`: the strided groups from their
+    answer on, every `STRIDED_GROUPS[group]`-th token (a repeated span's second copy, which
+    induction can predict, its first copy being random; an interleaved run's items, not its
+    random fillers), the text groups on every token, the other task rows on their answer alone."""
+    return [
+        (a, STRIDED_GROUPS[g])
+        if g in STRIDED_GROUPS
+        else (1, 1)
+        if text_groups is None or g in text_groups
+        else None
+        for _, a, g in rows
+    ]
 
 
 class ToyLM(L.LightningModule):
@@ -184,9 +215,11 @@ class ValChecks(L.Callback):
     """The val checks of TrainConfig.check_every: score every task on its val split, boost the
     sampling weight of the tasks short of the bar and, within them, of the variation families
     short of the accuracy bar, and stop when no task is short. The boosts move rows between the
-    tasks; the texts (the parts with no family) keep their share. `log` receives each check
-    (step, per-task accuracy and corrupt share, what was boosted) and the steps trained. `keys`
-    are the sampler's parts, `(group, family)` as `TaskText.groups` gives them."""
+    tasks; the texts (the parts with no family) keep their share. The role checks boost the text
+    that grows a role while the role is short (`TrainConfig.role_bars`), and training goes on
+    until no role is short either. `log` receives each check (step, per-task accuracy and
+    corrupt share, role scores, what was boosted) and the steps trained. `keys` are the
+    sampler's parts, `(group, family)` as `TaskText.groups` gives them."""
 
     def __init__(self, tokenizer, seed: int, sampler: TaskBatches, keys: list, config, log: dict):
         self.tokenizer, self.seed, self.sampler, self.keys = tokenizer, seed, sampler, keys
@@ -201,8 +234,8 @@ class ValChecks(L.Callback):
 
         step = trainer.global_step
         self.record["steps"] = step
-        if step % self.config.check_every:
-            return
+        if step % self.config.check_every or step <= self.config.role_warmup:
+            return  # no checks while the role warm-up draws the role texts alone
         if not self.batches:
             self.batches = {
                 task: task_batch(self.tokenizer, task, self.config.val_pairs, "val", self.seed)
@@ -214,10 +247,12 @@ class ValChecks(L.Callback):
             task: score_batch(lambda ids: model(input_ids=ids).logits, data, batch)
             for task, (data, batch) in self.batches.items()
         }
+        roles = self.role_scores(model)
         model.train()
         short = [
             t for t, sc in scores.items() if not sc.passes_by(self.config.margin, self.config.share_margin)
         ]
+        short_roles = [r for r, bar in self.config.role_bars.items() if roles[r] < bar + self.config.margin]
         lagging = [
             (t, f)
             for t in short
@@ -231,18 +266,56 @@ class ValChecks(L.Callback):
                 "corrupt_share": {t: round(sc.corrupt_share, 4) for t, sc in scores.items()},
                 "boosted": short,
                 "boosted_families": [f"{t}/{f}" for t, f in lagging],
+                "roles": {r: round(v, 4) for r, v in roles.items()},
+                "boosted_roles": short_roles,
             }
         )
-        if not short:
+        if not short and not short_roles:
             trainer.should_stop = True
             return
         weights = self.base.clone()
+        boosted_texts = {ROLE_GROUPS[r] for r in short_roles}
         for i, key in enumerate(self.keys):
-            if key[0] in short:
+            if key[0] in short or key[0] in boosted_texts:
                 weights[i] *= self.config.boost ** (1 + (key in lagging))
         # The boosts share out the task rows; the texts keep their share of every batch.
         weights[self.is_task] *= self.base[self.is_task].sum() / weights[self.is_task].sum()
         self.sampler.weights = weights
+
+    @torch.no_grad()
+    def role_scores(self, model) -> dict[str, float]:
+        """The best head's score per role of `role_bars`, on 32 repeated spans of 20 tokens drawn
+        with another seed than the cards' census (so the census is not what training stops on)."""
+        from dfa.core.roles import attention_role_scores, candidate_tokens, repeated_tokens
+
+        if not self.config.role_bars:
+            return {}
+        if not hasattr(self, "probe"):
+            gen = torch.Generator().manual_seed(1000 + self.seed)  # the census draws with seed 0
+            cands = candidate_tokens(self.tokenizer, len(self.tokenizer))
+            self.probe = repeated_tokens(cands, 32, 20, self.tokenizer.bos_token_id, gen)
+        attentions = model(input_ids=self.probe, output_attentions=True).attentions
+        best: dict[str, float] = {}
+        for pattern in attentions:
+            for role, s in attention_role_scores(pattern, 20, start=1).items():
+                best[role] = max(best.get(role, 0.0), float(s.max()))
+        return {r: best[r] for r in self.config.role_bars}
+
+
+class RoleWarmup(L.Callback):
+    """Draw only the role texts (TrainConfig.role_warmup_weights) for the first `steps` steps,
+    then the sampler's own weights (which the val checks go on to adjust)."""
+
+    def __init__(self, sampler: TaskBatches, keys: list, weights: dict[str, float], steps: int):
+        self.sampler, self.steps = sampler, steps
+        self.base = sampler.weights.clone()
+        sampler.weights = torch.tensor(
+            [weights.get(g, 0.0) if f is None else 0.0 for g, f in keys], dtype=torch.double
+        )
+
+    def on_train_batch_end(self, trainer, *_):
+        if trainer.global_step == self.steps:
+            self.sampler.weights = self.base.clone()
 
 
 class StepReporter(L.Callback):
@@ -306,8 +379,10 @@ def _train(
         lengths=[len(row) for row, _ in text.rows],
     )
     callbacks: list[L.Callback] = []
-    if config.check_every:
+    if config.check_every:  # first: the checks take the sampler's weights as their base
         callbacks.append(ValChecks(tokenizer, seed, sampler, keys, config, log))
+    if config.role_warmup:
+        callbacks.append(RoleWarmup(sampler, keys, config.role_warmup_weights, config.role_warmup))
     if progress_queue is not None:
         callbacks.append(StepReporter(progress_queue, (spec.family, spec.name)))
     loader = DataLoader(
@@ -316,7 +391,7 @@ def _train(
         collate_fn=lambda rows: pad_rows(
             [(row, answer_at) for row, answer_at, _ in rows],
             tokenizer.pad_token_id,
-            None if groups is None else [g in groups for _, _, g in rows],
+            label_spans(rows, groups),
         ),
     )
     trainer = L.Trainer(

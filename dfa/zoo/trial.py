@@ -34,6 +34,7 @@ class Trial:
     seconds: float
     log: dict
     scores: dict[str, TaskScore]
+    roles: dict[str, dict]
 
     def to_json(self) -> dict:
         return {
@@ -46,6 +47,7 @@ class Trial:
             "log": self.log,
             "split": self.split,
             "tasks": {t: s.to_json() for t, s in self.scores.items()},
+            "roles": self.roles,
         }
 
 
@@ -61,5 +63,5 @@ def run_trial(
     model = train_toy(spec, tokenizer, text, seed, config, log=log)
     seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
-        scores = save_and_score(model, tokenizer, Path(tmp), split, seed)
-    return Trial(spec, config, pairs, corrupt, seed, split, seconds, log, scores)
+        scores, roles = save_and_score(model, tokenizer, Path(tmp), split, seed)
+    return Trial(spec, config, pairs, corrupt, seed, split, seconds, log, scores, roles)
