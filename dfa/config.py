@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from dfa.core.attribution import Method
 from dfa.core.errors import DfaError
-from dfa.core.evaluate import FRACTIONS
+from dfa.core.evaluate import FRACTIONS, SizeWeights
 from dfa.core.interventions import Ablation
 from dfa.core.io import atomic_write
 from dfa.core.mapping import Normalise
@@ -27,6 +27,8 @@ from dfa.core.tasks import TASKS
 from dfa.methods import DEFAULT_METHODS
 
 Loss = Literal["kl", "logit_diff"]
+Objective = Literal["curve", "density"]
+Keep = Literal["best", "last"]
 Init = Literal["random", "depth"]
 Split = Literal["train", "val", "test"]
 Dtype = Literal["float32", "bfloat16", "float16"]
@@ -125,8 +127,24 @@ class TrainConfig:
     n_train: int = opt(200, "target prompts per task, train split")
     n_val: int = opt(50, "target prompts per task, val split")
     batch_size: int = opt(25, "prompts per training batch (one task per batch)")
-    loss: Loss = opt("kl", "faithfulness term: KL at the answer position, or 1 - logit-diff recovery")
-    sparsity: float = opt(0.2, "lambda of lambda * mean(mask)")
+    objective: Objective = opt(
+        "curve",
+        "what the map is trained for: the target's fit at every circuit size the score reads, each "
+        "through a soft top-k of the map's logits (curve), or one soft mask whose density the "
+        "sparsity penalty sets (density, the first objective)",
+    )
+    loss: Loss = opt("kl", "fit term: KL at the answer position, or the logit-diff faithfulness lost")
+    sparsity: float = opt(0.2, "density objective: lambda of lambda * mean(mask)")
+    topk_tau: float = opt(0.25, "curve objective: width of the soft top-k cut, in std of the map's logits")
+    size_weights: SizeWeights = opt(
+        "both", "curve objective: weigh the sizes as CPR does (cpr), as the log-x area (log), or the mean"
+    )
+    keep: Keep = opt(
+        "best",
+        "the map kept: the best val/cpr among the epochs (and the start) where no training task's val "
+        "CPR is below its start, or the last epoch",
+    )
+    patience: int = opt(0, "stop after this many epochs with no better kept map on val (0: never)")
     lr: float = opt(0.05, "Adam learning rate")
     temperature: float = opt(1.0, "mask = sigmoid((s @ W + b) / temperature)")
     normalise: Normalise = opt("zscore", "per-task normalisation of the source scores")
@@ -209,6 +227,8 @@ class TrainConfig:
             raise ConfigError(f"val_fractions must be among the MIB fractions {list(FRACTIONS)}, not {bad}.")
         if self.lr <= 0 or self.temperature <= 0 or self.sparsity < 0 or self.anchor < 0:
             raise ConfigError("lr and temperature must be positive, sparsity and anchor non-negative.")
+        if self.topk_tau <= 0 or self.patience < 0:
+            raise ConfigError("topk_tau must be positive and patience non-negative.")
         try:
             resolve_device(self.device)
         except DfaError as err:

@@ -41,8 +41,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     run = train(config, resume=args.resume, overwrite=args.overwrite, max_epochs=args.max_epochs)
     info = json.loads((run / "map.json").read_text())
-    m = info["final_metrics"]
-    shown = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if k.startswith("val/cpr") and k.count("/") == 1)
+    kept = info.get("kept", {})
+    shown = f"kept epoch {kept.get('epoch')}"
+    if "mean_val_cpr" in kept:
+        start_cpr = info["val_history"][0]["mean"]
+        shown += f": val/cpr {kept['mean_val_cpr']:.3f} (start {start_cpr:.3f})"
     print(
         f"trained {info['src']} -> {info['tgt']} map in {time.perf_counter() - start:.0f}s "
         f"({info['epochs']} epochs, {info['steps']} steps; {shown})"
@@ -63,7 +66,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dfa.experiments.transfer import evaluate_run
     from dfa.methods import names
     from dfa.report.figures import plot_grid
-    from dfa.report.tables import table, wins
+    from dfa.report.tables import paired_table, table, wins
 
     report, evals = evaluate_run(
         _run(args), _pool(args), args.tasks, args.methods, args.split, args.n, args.boot, True, args.draws
@@ -74,14 +77,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(table(report))
     if "dfa" in args.methods:
+        paired = paired_table(report)
+        if paired:
+            print("\npaired: CPR(dfa) - CPR(method) on the same prompts [95% CI]; + above 0, - below")
+            print(paired)
         against = [m for m in args.methods if m in names("alignment", "control")]
         for setting in ("in-distribution", "zero-shot"):
             sub = {**report, "results": [r for r in report["results"] if r["setting"] == setting]}
             if sub["results"]:
                 w = wins(sub, against)
                 print(
-                    f"  dfa beats ({setting}): "
-                    + ", ".join(f"{b} {v['wins']}/{v['of']}" for b, v in w.items())
+                    f"  dfa vs ({setting}; paired interval above / below 0): "
+                    + ", ".join(f"{b} {v['wins']} up {v['losses']} down of {v['of']}" for b, v in w.items())
                 )
     if args.json:
         print(f"wrote {write_json(args.json, report)}")

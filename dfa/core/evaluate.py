@@ -46,6 +46,40 @@ def circuit_size(fraction: float, n: int) -> int:
     return min(n, int(fraction * n + 1e-9))
 
 
+SizeWeights = Literal["cpr", "log", "both"]
+
+
+def size_weights(
+    n: int, fractions: Sequence[float] = FRACTIONS, how: SizeWeights = "both"
+) -> tuple[list[int], list[float]]:
+    """The circuit sizes `k` (of `n` ranked nodes) at `fractions` that a ranking can change
+    (`0 < k < n`: the empty and the full circuit are the same for every ranking), and the weight
+    of each in the score: its trapezoid weight on the linear fraction axis (`cpr`: what CPR
+    sums), on the log10 axis (`log`: each decade alike, as `cpr_log`), or the mean of the two
+    (`both`); sizes that several fractions share add their weights; the weights sum to 1."""
+    if how not in ("cpr", "log", "both"):
+        raise DfaError(f"Unknown size weighting {how!r}; choose cpr, log or both.")
+    x = np.asarray(fractions, dtype=float)
+
+    def trapezoid_weights(axis: np.ndarray) -> np.ndarray:
+        w = np.zeros_like(axis)
+        gaps = np.diff(axis) / 2
+        w[:-1] += gaps
+        w[1:] += gaps
+        return w / w.sum()
+
+    lin, log = trapezoid_weights(x), trapezoid_weights(np.log10(x))
+    w = {"cpr": lin, "log": log, "both": (lin + log) / 2}[how]
+    by_k: dict[int, float] = {}
+    for f, wf in zip(fractions, w, strict=True):
+        k = circuit_size(f, n)
+        if 0 < k < n:
+            by_k[k] = by_k.get(k, 0.0) + float(wf)
+    total = sum(by_k.values())
+    ks = sorted(by_k)
+    return ks, [by_k[k] / total for k in ks]
+
+
 def ranking(scores: torch.Tensor, graph: NodeGraph, keep_input: bool = True, rank: Rank = "abs"):
     """`(always, order)`: nodes in every circuit (`input` when kept, and unscored NaN nodes), and
     the other nodes best first (by |score| or by signed score; ties by node order)."""
@@ -154,6 +188,9 @@ class Curve:
     n_draws: int = 1
     per_prompt_cpr: list[float] = field(default_factory=list)
     family_cpr: dict[str, float] = field(default_factory=dict)
+    # The CPR of each bootstrap resample of the prompts (the same resamples for every curve of an
+    # `Evaluation`, so differences between curves are paired); not written to JSON.
+    boot_cpr: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self, per_prompt: bool = False) -> dict[str, Any]:
         out = {
@@ -206,6 +243,15 @@ class Evaluation:
             if gaps[i] >= floor and math.isfinite(curve.per_prompt_cpr[i])
         ]
         return sorted(rows, key=lambda r: r["cpr"])[:n]
+
+    def paired(self, a: str, b: str) -> dict[str, Any]:
+        """`CPR(a) - CPR(b)` on these prompts and its paired 95% bootstrap interval (the same
+        resamples for both; NaN without a bootstrap)."""
+        ca, cb = self.curves[a], self.curves[b]
+        ci = [float("nan"), float("nan")]
+        if ca.boot_cpr is not None and cb.boot_cpr is not None:
+            ci = [float(x) for x in np.nanpercentile(ca.boot_cpr - cb.boot_cpr, [2.5, 97.5])]
+        return {"diff": ca.cpr - cb.cpr, "ci": ci}
 
     def to_json(self, per_prompt: bool = False) -> dict[str, Any]:
         return {
@@ -285,6 +331,7 @@ def curve(
     fractions = list(fractions)
     f = _faithfulness(m_c.mean(-1), full.mean(), empty.mean()).mean(0)
     ci = (float("nan"), float("nan"))
+    areas = None
     if counts is not None:
         fb = _faithfulness(m_c @ counts, full @ counts, empty @ counts).mean(0)  # [nf, B]
         areas = _trapezoid(fb.T, np.asarray(fractions))
@@ -310,6 +357,7 @@ def curve(
         n_draws=d,
         per_prompt_cpr=[float(x) for x in per_prompt],
         family_cpr=family_cpr,
+        boot_cpr=areas,
     )
 
 

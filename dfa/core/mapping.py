@@ -76,6 +76,22 @@ def normalise_scores(scores: Float[torch.Tensor, " n_src"], how: Normalise = "ab
     return out.float()
 
 
+def soft_top_k(z: Float[torch.Tensor, " n"], ks: Sequence[int], tau: float) -> Float[torch.Tensor, "sizes n"]:
+    """A differentiable top-`k` mask of the logits `z` for each `k`: `sigmoid((z - t_k) / tau)`
+    with `t_k` halfway between the k-th and the (k+1)-th largest logit, detached. As `tau` goes
+    to 0 it is the hard circuit of the `k` best nodes; with `tau > 0` the nodes near the cut get
+    the gradient, so training moves nodes across each circuit size's boundary. `tau` is in units
+    of `z`'s standard deviation (so the relaxation does not depend on the logits' scale)."""
+    n = z.shape[-1]
+    if not ks or min(ks) < 1 or max(ks) >= n:
+        raise MapError(f"Circuit sizes must be between 1 and {n - 1} for {n} nodes, got {list(ks)}.")
+    top = torch.sort(z.detach(), descending=True).values
+    k = torch.as_tensor(list(ks), device=z.device)
+    cut = (top[k - 1] + top[k]) / 2
+    scale = tau * z.detach().std().clamp_min(1e-6)
+    return torch.sigmoid((z[None, :] - cut[:, None]) / scale)
+
+
 class AlignmentMap(nn.Module):
     """`mask = sigmoid((s @ W + b) / T)` from normalised source scores `s` to the target's nodes
     (`b` is a learned per-target offset)."""

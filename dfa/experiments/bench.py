@@ -140,9 +140,9 @@ def run_training(
     the same batch (gradient to the input embeddings, the model being frozen)."""
     import torch.nn.functional as F
 
+    from dfa.config import TrainConfig
     from dfa.core.interventions import donor_activations
     from dfa.core.metrics import final_logits
-    from dfa.config import TrainConfig
     from dfa.training import MapTrainer, TrainBatch
 
     model, graph, data, batch = bench_batch(target_name, task, batch_size, device)

@@ -158,6 +158,8 @@ def result_rows(run: Run, task: str, ev: Evaluation) -> list[dict[str, Any]]:
                 "n_draws": curve.n_draws,
             }
         )
+        if label == "dfa":  # the map against every other method, on the same prompts
+            rows[-1]["paired"] = {other: ev.paired("dfa", other) for other in ev.curves if other != "dfa"}
     return rows
 
 

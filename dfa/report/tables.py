@@ -3,6 +3,7 @@ the circuits table."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,14 +58,54 @@ def table(report: dict[str, Any]) -> str:
 def wins(
     report: dict[str, Any], against: Sequence[str] = ("depth", "random", "permuted", "scrambled")
 ) -> dict[str, Any]:
-    """Per setting and baseline: on how many tasks the map's CPR beats the baseline's."""
-    by = {(r["task"], r["method"]): r["cpr"] for r in report["results"]}
+    """Per baseline: on how many tasks the map wins, counted only where the paired 95% interval
+    of `CPR(dfa) - CPR(baseline)` is above 0 (`wins`), and where it is below 0 (`losses`); rows
+    without a paired interval (results written before it) count a higher CPR as a win."""
+    by = {(r["task"], r["method"]): r for r in report["results"]}
     tasks = list(dict.fromkeys(r["task"] for r in report["results"]))
     out: dict[str, Any] = {}
     for b in against:
         cells = [t for t in tasks if (t, b) in by and (t, "dfa") in by]
-        out[b] = {"wins": sum(by[(t, "dfa")] > by[(t, b)] for t in cells), "of": len(cells)}
+        won = lost = 0
+        for t in cells:
+            lo, hi = _paired_ci(by[(t, "dfa")], by[(t, b)])
+            won += lo > 0
+            lost += hi < 0
+        out[b] = {"wins": won, "losses": lost, "of": len(cells)}
     return out
+
+
+def _paired_ci(dfa_row: dict[str, Any], other: dict[str, Any]) -> tuple[float, float]:
+    """The paired interval of `CPR(dfa) - CPR(other)`; a zero-width one at the difference when
+    the row has none."""
+    paired = (dfa_row.get("paired") or {}).get(other["method"])
+    if paired and all(x is not None and math.isfinite(x) for x in paired["ci"]):
+        return float(paired["ci"][0]), float(paired["ci"][1])
+    d = dfa_row["cpr"] - other["cpr"]
+    return d, d
+
+
+def paired_table(report: dict[str, Any]) -> str:
+    """Tasks x methods: `CPR(dfa) - CPR(method)` with its paired 95% interval, `+` where the
+    interval is above 0 and `-` where it is below."""
+    rows = [r for r in report["results"] if r["method"] == "dfa" and r.get("paired")]
+    if not rows:
+        return ""
+    others = list(dict.fromkeys(m for r in rows for m in r["paired"]))
+    width = 24
+    lines = [f"  {'task':<15}" + "".join(f"{'dfa - ' + m:>{width}}" for m in others)]
+    for r in rows:
+        cells = []
+        for m in others:
+            p = r["paired"].get(m)
+            if p is None:
+                cells.append(f"{'-':>{width}}")
+                continue
+            lo, hi = (float("nan") if x is None else x for x in p["ci"])
+            mark = "+" if lo > 0 else "-" if hi < 0 else " "
+            cells.append(f"{p['diff']:+7.3f} [{lo:+5.2f},{hi:+5.2f}]{mark}".rjust(width))
+        lines.append(f"  {r['task']:<15}" + "".join(cells))
+    return "\n".join(lines)
 
 
 def loto_table(rows: list[dict[str, Any]]) -> str:

@@ -1,5 +1,5 @@
 """Training data: the source scores per task, and target batches carrying their cached corrupt
-activations and clean answer log-probabilities, shuffled anew each epoch."""
+activations and clean and empty-circuit answer log-probabilities, shuffled anew each epoch."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from dfa.config import TrainConfig
 from dfa.core.graph import NodeGraph
-from dfa.core.interventions import Cache, donor_activations, mean_activations
+from dfa.core.interventions import Cache, donor_activations, mean_activations, run_masked
 from dfa.core.metrics import final_logits
 from dfa.core.tasks import Batch, get_task, make_batches, make_dataset
 from dfa.store import ModelPool, ScoreSpec, cached_scores
@@ -33,6 +33,7 @@ class TrainBatch:
     prompts: Batch  # the collated prompts (without `corrupt`: its activations are in `donor`)
     clean_logprobs: torch.Tensor
     donor: Cache
+    empty_logprobs: torch.Tensor | None = None  # under the empty circuit (`input` alone kept)
 
     @property
     def size(self) -> int:
@@ -122,8 +123,14 @@ class TransferData(pl.LightningDataModule):
             donor = donor_activations(target, graph, b, c.ablation, means)
             with torch.no_grad():
                 clean = final_logits(target(b["clean"]), b["last"]).float().log_softmax(-1)
+                empty = run_masked(
+                    target, graph, b["clean"], donor, graph.with_input(torch.zeros(len(graph) - 1)), hard=True
+                )
+                empty = final_logits(empty, b["last"]).float().log_softmax(-1)
             prompts = {k: v.cpu() for k, v in b.items() if k != "corrupt"}
-            items.append(TrainBatch(index, prompts, clean.cpu(), {k: v.cpu() for k, v in donor.items()}))  # type: ignore[arg-type]
+            items.append(
+                TrainBatch(index, prompts, clean.cpu(), {k: v.cpu() for k, v in donor.items()}, empty.cpu())  # type: ignore[arg-type]
+            )
         return items
 
     def _epoch(self) -> int:

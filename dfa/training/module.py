@@ -1,11 +1,24 @@
 """The LightningModule that trains an alignment map on a frozen target model.
 
 The map is trained with the intervention semantics of evaluation: the target runs on the clean
-prompt and each node outputs `m * out + (1 - m) * corrupt`, with `m = sigmoid((s @ W + b) / T)`
-from the task's source scores. The loss is KL(P_clean || P_masked) at the answer position (or, as
-an option, one minus the recovered share of the clean logit difference) + `sparsity * mean(mask)`
-+ `anchor * mean_j |W[:, j] - W_init[:, j]|^2` (W starts at the relative-depth map; see
+prompt and each node outputs `m * out + (1 - m) * corrupt`, the mask `m` coming from the map's
+logits `z = (s @ W + b) / T` for the task's source scores.
+
+Objectives (`TrainConfig.objective`):
+- `curve` (the default): a circuit is judged at every size the score reads (CPR is the area of
+  faithfulness over the MIB fractions), so each step runs the target under one mask per size
+  `k` at once (stacked along the batch), each a soft top-k of `z` (`dfa.core.mapping.soft_top_k`),
+  and the loss is the fit at each size weighed as the score weighs it (`size_weights`). The fit
+  is KL(P_clean || P_masked) at the answer position, or (`loss: logit_diff`) `1 - f_k`, with
+  `f_k = (m_k - m_empty) / (m_clean - m_empty)` the faithfulness of the batch's mean metric.
+- `density` (the first objective): one soft mask `sigmoid(z)`, fit + `sparsity * mean(mask)`.
+Both add `anchor * mean_j |W[:, j] - W_init[:, j]|^2` (W starts at the relative-depth map; see
 `dfa.core.mapping`). The target is not a submodule: never in a state_dict, never in a checkpoint.
+
+Model selection: validation scores hard circuits at every MIB fraction per task, as evaluation
+does, before training (the start) and after each epoch. `val/select` is the mean val CPR over the
+training tasks where no training task's val CPR is below its start value, and -inf elsewhere;
+the run keeps the epoch with the best `val/select` (or the start, when no epoch beats it).
 """
 
 from __future__ import annotations
@@ -19,10 +32,10 @@ from torchmetrics.aggregation import CatMetric
 
 from dfa.config import TrainConfig, upgrade
 from dfa.core.alignment import depth_matrix
-from dfa.core.evaluate import FRACTIONS, curve, distinct_circuits
+from dfa.core.evaluate import FRACTIONS, curve, distinct_circuits, size_weights
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import masked_metric, run_masked
-from dfa.core.mapping import AlignmentMap, mask_probabilities
+from dfa.core.mapping import AlignmentMap, mask_probabilities, soft_top_k
 from dfa.core.metrics import answer_metric, final_logits
 from dfa.training.data import TrainBatch
 
@@ -56,6 +69,13 @@ class MapTrainer(pl.LightningModule):
         # Per task, each validation prompt's metric under every circuit and clean (rows `[empty,
         # FRACTIONS..., clean]`), gathered over the epoch's batches (and processes); never checkpointed.
         self.val_values = torch.nn.ModuleList(CatMetric(nan_strategy="disable") for _ in self.tasks)
+        # The curve objective's circuit sizes and their weights in the score.
+        self.ks, weights = size_weights(len(tgt_nodes), FRACTIONS, c.size_weights)
+        self.register_buffer("size_w", torch.tensor(weights), persistent=False)
+        # Val CPR per training task before training (`start`) and after each epoch (`history`);
+        # saved in checkpoints so that a resumed run selects as an uninterrupted one.
+        self.start: dict[str, float] | None = None
+        self.history: list[dict[str, Any]] = []
 
     # The target is not a submodule: never in state_dict, never in a checkpoint.
     @property
@@ -92,6 +112,19 @@ class MapTrainer(pl.LightningModule):
         return final_logits(logits, p["last"]).float().log_softmax(-1)
 
     def loss_terms(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
+        terms = self.curve_terms(batch) if self.config.objective == "curve" else self.density_terms(batch)
+        if self.config.anchor > 0:
+            terms["anchor"] = (self.map.W - self.W0).pow(2).sum(0).mean()
+            terms["loss"] = terms["loss"] + self.config.anchor * terms["anchor"]
+        return terms
+
+    def _metric_args(self, batch: TrainBatch, repeat: int = 1) -> tuple[torch.Tensor, ...]:
+        p = batch.prompts
+        keys = ("answers", "answers_mask", "wrongs", "wrongs_mask")
+        return tuple(p[k].repeat(repeat, 1) for k in keys)
+
+    def density_terms(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
+        """One soft mask, `sigmoid(z)`; fit + sparsity * mean(mask) (the first objective)."""
         task = int(batch.task)
         mask = self.map.full_mask(self.source[task])
         logp = self.masked_logprobs(batch, mask)
@@ -101,8 +134,7 @@ class MapTrainer(pl.LightningModule):
         terms = {"kl": kl, "sparsity": sparsity, "mask_density": (mask[1:] > 0.5).float().mean()}
         if self.config.loss == "logit_diff":
             m = self.metrics[self.tasks[task]]
-            p = batch.prompts
-            args = (p["answers"], p["answers_mask"], p["wrongs"], p["wrongs_mask"])
+            args = self._metric_args(batch)
             full = answer_metric(m, clean, *args)  # log-probs differ from logits by a constant
             masked = answer_metric(m, logp, *args)
             terms["recovery"] = masked.mean() / full.mean().clamp_min(1e-6)
@@ -110,14 +142,43 @@ class MapTrainer(pl.LightningModule):
         else:
             terms["fit"] = kl
         terms["loss"] = terms["fit"] + self.config.sparsity * sparsity
-        if self.config.anchor > 0:
-            terms["anchor"] = (self.map.W - self.W0).pow(2).sum(0).mean()
-            terms["loss"] = terms["loss"] + self.config.anchor * terms["anchor"]
         return terms
+
+    def curve_terms(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
+        """The fit at every circuit size at once (module docstring), weighed as the score does."""
+        task = int(batch.task)
+        z = self.map.logits(self.source[task])
+        soft = soft_top_k(z, self.ks, self.config.topk_tau)  # [sizes, n_mapped]
+        masks = torch.cat([soft.new_ones(len(self.ks), 1), soft], -1)  # `input` kept
+        p = batch.prompts
+        logits = run_masked(self.target, self.graph, p["clean"], batch.donor, masks, hard=False)
+        sizes, b = logits.shape[:2]
+        logp = final_logits(logits.flatten(0, 1), p["last"].repeat(sizes)).float().log_softmax(-1)
+        clean = batch.clean_logprobs
+        if self.config.loss == "logit_diff":
+            m = self.metrics[self.tasks[task]]
+            masked = answer_metric(m, logp, *self._metric_args(batch, sizes)).view(sizes, b).mean(1)
+            full = answer_metric(m, clean, *self._metric_args(batch)).mean()
+            empty = answer_metric(m, batch.empty_logprobs, *self._metric_args(batch)).mean()
+            gap = full - empty
+            gap = gap if gap.abs() > 1e-6 else gap.new_tensor(1e-6)
+            per_size = 1 - (masked - empty) / gap
+        else:
+            target = clean.repeat(sizes, 1)
+            per_size = (
+                F.kl_div(logp, target, log_target=True, reduction="none").sum(-1).view(sizes, b).mean(1)
+            )
+        fit = (self.size_w.to(per_size) * per_size).sum()
+        return {
+            "fit": fit,
+            "loss": fit,
+            "kl_smallest": per_size[0].detach(),
+            "kl_largest": per_size[-1].detach(),
+        }
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
         terms = self.loss_terms(batch)
-        for k in ("loss", "kl", "sparsity", "mask_density", "recovery", "anchor"):
+        for k in ("loss", "fit", "kl", "sparsity", "mask_density", "recovery", "anchor"):
             if k in terms:
                 self.log(
                     f"train/{k}", terms[k], prog_bar=k in ("loss", "mask_density"), batch_size=batch.size
@@ -163,6 +224,48 @@ class MapTrainer(pl.LightningModule):
         for frac, vals in at.items():
             if vals:
                 self.log(f"val/faithfulness@{frac:g}", sum(vals) / len(vals))
+        if self.trainer.sanity_checking or not seen:
+            return
+        self.select(per_task, sum(seen) / len(seen))
+
+    def select(self, per_task: dict[str, float], mean: float) -> None:
+        """Record an epoch's (or the start's) val CPRs and log `val/select` (module docstring)."""
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        train = [t for t in self.config.train_tasks if t in per_task]
+        if self.trainer.state.fn != TrainerFn.FITTING:
+            # The validation before training (`trainer.validate`) is the start: epoch 0.
+            self.start = {t: per_task[t] for t in train}
+            self.history = []
+            epoch = 0
+        elif self.start is None:
+            return  # fit without a start (tests that call fit alone): nothing to select against
+        else:
+            epoch = self.current_epoch + 1
+        below = [t for t in train if per_task[t] < self.start[t]]
+        score = mean if not below else float("-inf")
+        self.history.append(
+            {"epoch": epoch, "val_cpr": {t: per_task[t] for t in train}, "mean": mean, "below_start": below}
+        )
+        self.log("val/select", score)
+
+    def kept(self) -> dict[str, Any]:
+        """The entry of `history` with the best `val/select` (the start on ties): what is kept."""
+        eligible = [h for h in self.history if not h["below_start"]]
+        return max(eligible, key=lambda h: (h["mean"], -h["epoch"])) if eligible else self.history[0]
+
+    def restore_start(self) -> None:
+        """Put the map back where training started (W0, b = 0)."""
+        with torch.no_grad():
+            self.map.W.copy_(self.W0)
+            self.map.b.zero_()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dfa_selection"] = {"start": self.start, "history": self.history}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("dfa_selection") or {}
+        self.start, self.history = saved.get("start"), list(saved.get("history", []))
 
     def target_scores(self, task: int) -> torch.Tensor:
         """Whole-target-graph scores of the current map for a task (input first, at 1)."""

@@ -34,6 +34,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 CKPT = "last.ckpt"
+BEST = "best.ckpt"  # the epoch with the best val/select (TrainConfig.keep = "best")
 
 
 def _versions() -> dict[str, str]:
@@ -71,6 +72,39 @@ def prepare_run(
     return config, run
 
 
+def keep_map(module: MapTrainer, config: TrainConfig, run: Path, last_epoch: int) -> dict[str, Any]:
+    """Put the kept map in `module.map` (TrainConfig.keep) and say which epoch it is and why."""
+    if config.keep == "last" or not module.history:
+        why = "the last epoch (keep: last)" if config.keep == "last" else "the last epoch (no validation ran)"
+        return {"epoch": last_epoch, "why": why}
+    entry = module.kept()
+    epoch = entry["epoch"]
+    if epoch == 0:
+        module.restore_start()
+        why = "no epoch's val CPR beat the start's with every training task at or above its start"
+    else:
+        if epoch != last_epoch:
+            state = torch.load(run / BEST, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+        why = "best mean val CPR over the training tasks, none below its start"
+    return {"epoch": epoch, "why": why, "val_cpr": entry["val_cpr"], "mean_val_cpr": entry["mean"]}
+
+
+def selection_report(module: MapTrainer, kept: dict[str, Any]) -> str:
+    """Val CPR per training task: the start, each epoch, and which map was kept."""
+    if not module.history:
+        return f"kept: epoch {kept['epoch']} ({kept['why']})"
+    tasks = list(module.history[0]["val_cpr"])
+    lines = ["val CPR per training task (epoch 0 = the start):"]
+    lines.append("  epoch " + "".join(f"{t[:12]:>13}" for t in tasks) + "         mean")
+    for h in module.history:
+        flag = " *" if h["epoch"] == kept["epoch"] else ("  (below start)" if h["below_start"] else "")
+        cells = "".join(f"{h['val_cpr'][t]:>13.3f}" for t in tasks)
+        lines.append(f"  {h['epoch']:>5} {cells} {h['mean']:>12.3f}{flag}")
+    lines.append(f"kept: epoch {kept['epoch']} (*): {kept['why']}")
+    return "\n".join(lines)
+
+
 def train(
     config: TrainConfig,
     resume: bool = False,
@@ -83,7 +117,7 @@ def train(
     """Train a map; returns the run folder (map.safetensors, map.json, config.yaml, TensorBoard
     events, last.ckpt). `resume` continues the run folder's last checkpoint. Models come from
     `pool` (default: a new pool on the config's device and dtype)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
     config, run = prepare_run(config, resume, overwrite, max_epochs)
@@ -98,16 +132,27 @@ def train(
     module = MapTrainer(
         config.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
     )
+    best = ModelCheckpoint(
+        dirpath=run,
+        filename=BEST[: -len(".ckpt")],
+        monitor="val/select",
+        mode="max",
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    stop = [EarlyStopping("val/select", mode="max", patience=config.patience, check_finite=False)]
     trainer = pl.Trainer(
         max_epochs=config.max_epochs,
         accelerator=pool.device.type,
         devices=1,
         logger=TensorBoardLogger(str(run), name="", version="tensorboard", default_hp_metric=False),
         callbacks=[
-            # One checkpoint, `last.ckpt`, replaced (atomically) after every epoch.
+            # One checkpoint, `last.ckpt`, replaced (atomically) after every epoch, and the best.
             ModelCheckpoint(
                 dirpath=run, filename=CKPT[: -len(".ckpt")], save_top_k=1, enable_version_counter=False
             ),
+            best,
+            *(stop if config.patience else []),
             *callbacks,
         ],
         plugins=[AtomicCheckpointIO()],
@@ -122,10 +167,15 @@ def train(
     warnings.filterwarnings("ignore", message=r".*treespec.*")  # lightning's own deprecation notice
     if resume:
         print(f"resuming {run} from {CKPT}", flush=True)
+    else:  # the start: val CPR of the map before training, what no kept map may fall below
+        trainer.validate(module, datamodule=data, verbose=False)
     trainer.fit(module, datamodule=data, ckpt_path=str(run / CKPT) if resume else None, weights_only=True)
     if trainer.interrupted:
         raise DfaError(f"Training was interrupted; continue it with `resume` set (run folder {run}).")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    kept = keep_map(module, config, run, trainer.current_epoch)
+    if progress:
+        print(selection_report(module, kept), flush=True)
     meta = {
         "src": config.src,
         "tgt": config.tgt,
@@ -143,7 +193,9 @@ def train(
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "train_seconds": round(time.perf_counter() - start, 1),
-        "final_metrics": metrics,
+        "final_metrics": metrics,  # the last epoch's logged values (the kept map's: `kept`)
+        "kept": kept,
+        "val_history": module.history,
         "input_node": "kept (not mapped)",
         "versions": _versions(),
     }
