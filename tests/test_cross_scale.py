@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from dfa.core.alignment import depth_matrix
 from dfa.cli import main as dfa_main
+from dfa.core.alignment import depth_matrix
 from dfa.experiments.cross_scale import monotone, project, reading
 
 

@@ -3,9 +3,12 @@ intervals and overlap (the plots: tests/test_report.py)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
+from dfa.core.errors import DfaError
 from dfa.core.evaluate import (
     FRACTIONS,
     circuit_masks,
@@ -16,6 +19,7 @@ from dfa.core.evaluate import (
     evaluate_circuits,
     overlap,
     random_scores,
+    size_weights,
 )
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import donor_activations, run_masked
@@ -108,3 +112,48 @@ def test_random_baseline_averages_its_draws(tiny_model):
     mean = torch.tensor([ev.curves[f"d{i}"].faithfulness for i in range(3)]).mean(0)
     torch.testing.assert_close(torch.tensor(ev.curves["random"].faithfulness), mean, rtol=1e-6, atol=1e-9)
     assert ev.curves["random"].n_draws == 3
+
+
+def test_size_weights_by_hand():
+    # 100 nodes: the fractions give k = 0, 0, 0, 1, 2, 5, 10, 20, 50, 100; only 1..50 can change.
+    ks, w = size_weights(100, FRACTIONS, "cpr")
+    assert ks == [1, 2, 5, 10, 20, 50]
+    # Trapezoid weight of each point on the linear axis: half the gap on each side.
+    raw = [
+        (0.02 - 0.005) / 2,
+        (0.05 - 0.01) / 2,
+        (0.1 - 0.02) / 2,
+        (0.2 - 0.05) / 2,
+        (0.5 - 0.1) / 2,
+        (1 - 0.2) / 2,
+    ]
+    assert w == pytest.approx([r / sum(raw) for r in raw])
+    ks_log, w_log = size_weights(100, FRACTIONS, "log")
+    assert ks_log == ks and w_log[0] > w[0] and w_log[-1] < w[-1]  # log-x weighs small circuits more
+    _, both = size_weights(100, FRACTIONS, "both")
+    assert sum(both) == pytest.approx(1.0)
+    # Two fractions with one size add up: with 10 nodes, 0.1 and 0.15 both give k = 1.
+    ks10, w10 = size_weights(10, [0.05, 0.1, 0.15, 0.5, 1.0], "cpr")
+    # point weights: 0.05: 0.025, 0.1: 0.05, 0.15: 0.2, 0.5: 0.425, 1.0: 0.25 (k = 0, 1, 1, 5, 10)
+    assert ks10 == [1, 5] and w10 == pytest.approx([0.25 / 0.675, 0.425 / 0.675])
+    with pytest.raises(DfaError, match="Unknown size weighting"):
+        size_weights(10, FRACTIONS, "area")
+
+
+def test_paired_differences_use_the_same_resamples(tiny_model):
+    g = NodeGraph.from_model(tiny_model)
+    batches = [micro_batch(n=8, pos=6, vocab=18, seed=1)]
+    a, b = random_scores(len(g), 0), random_scores(len(g), 1)
+    ev = evaluate_circuits(
+        tiny_model, g, batches, "logit_diff", {"a": a, "b": b, "a2": a.clone()}, n_boot=200
+    )
+    p = ev.paired("a", "b")
+    assert p["diff"] == pytest.approx(ev.curves["a"].cpr - ev.curves["b"].cpr)
+    assert p["ci"][0] <= p["diff"] <= p["ci"][1]
+    assert ev.paired("a", "a2") == {"diff": 0.0, "ci": [0.0, 0.0]}  # a ranking against itself
+    # Paired, the interval of a difference is no wider than the two separate intervals combined.
+    width = p["ci"][1] - p["ci"][0]
+    ca, cb = ev.curves["a"].cpr_ci, ev.curves["b"].cpr_ci
+    assert width <= (ca[1] - ca[0]) + (cb[1] - cb[0]) + 1e-12
+    unbooted = evaluate_circuits(tiny_model, g, batches, "logit_diff", {"a": a, "b": b}, n_boot=0)
+    assert all(math.isnan(x) for x in unbooted.paired("a", "b")["ci"])  # NaN without a bootstrap

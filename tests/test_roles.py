@@ -347,7 +347,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_cached_roles_computes_once_then_loads(tmp_path, monkeypatch):
-    import dfa.store as store
+    from dfa import store
 
     calls = []
 

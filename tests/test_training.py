@@ -280,26 +280,31 @@ def test_trainer_starts_at_the_depth_map_and_the_anchor_pulls_back(wired):
     with torch.no_grad():
         module.map.W.copy_(saved)
     assert float(terms["anchor"]) == pytest.approx(9 / module.map.n_tgt, rel=1e-4)
-    fit_and_sparsity = terms["fit"] + c.sparsity * terms["sparsity"]
-    assert float(terms["loss"]) == pytest.approx(
-        float(fit_and_sparsity + c.anchor * terms["anchor"]), rel=1e-5
-    )
+    assert c.objective == "curve" and "sparsity" not in terms  # the sizes set the density
+    assert float(terms["loss"]) == pytest.approx(float(terms["fit"] + c.anchor * terms["anchor"]), rel=1e-5)
 
 
-def test_loss_falls_when_overfitting_one_batch(wired):
+@pytest.mark.parametrize(
+    ("objective", "lr", "falls_below"),
+    # density: the sparsity term can trade mask for fit, so the loss falls far; curve: each size
+    # keeps exactly k nodes, so its fit can only fall as far as the best k-node circuit allows.
+    [("density", 0.1, lambda first: 0.6 * first), ("curve", 0.02, lambda first: first - 0.05)],
+)
+def test_loss_falls_when_overfitting_one_batch(wired, monkeypatch, objective, lr, falls_below):
     data, module = wired
+    monkeypatch.setattr(module.config, "objective", objective)
     batch = data.train_items[0]
     saved = {k: v.clone() for k, v in module.map.state_dict().items()}
-    opt = torch.optim.Adam(module.map.parameters(), lr=0.1)
+    opt = torch.optim.Adam(module.map.parameters(), lr=lr)
     losses = []
     for _ in range(25):
         opt.zero_grad()
         loss = module.loss_terms(batch)["loss"]
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     module.map.load_state_dict(saved)
-    assert losses[-1] < 0.6 * losses[0], losses
+    assert losses[-1] < falls_below(losses[0]), losses
 
 
 def test_each_epoch_sees_the_batches_in_another_order(wired):
@@ -346,6 +351,76 @@ def test_validation_cpr_matches_evaluate_circuits(wired):
     assert logged[f"val/cpr/{task}"] == pytest.approx(ev.curves["map"].cpr, abs=1e-4)
 
 
+def test_soft_top_k_tends_to_the_hard_circuits_and_moves_the_nodes_at_the_cut():
+    from dfa.core.evaluate import circuit_masks
+    from dfa.core.mapping import MapError, soft_top_k
+
+    z = torch.tensor([0.3, -1.2, 2.0, 0.9, -0.1, 1.5], requires_grad=True)
+    ks = [1, 2, 4]
+    graph = NodeGraph(1, 5, include_input=False)  # 6 nodes: 5 heads and an MLP
+    hard, sizes = circuit_masks(z.detach(), graph, [1 / 6, 2 / 6, 4 / 6], keep_input=False, rank="signed")
+    assert sizes == ks
+    sharp = soft_top_k(z, ks, tau=1e-4)
+    assert torch.allclose(sharp, hard, atol=1e-6)
+    soft = soft_top_k(z, ks, tau=0.25)
+    assert ((soft > 0.5) == (hard > 0.5)).all()  # the same circuits, relaxed
+    # Each cut sits halfway between the k-th and (k+1)-th logits: the nodes there are at 1/2 +- equal.
+    assert float(soft[0, 2] + soft[0, 5]) == pytest.approx(1.0)  # k=1: 2.0 and 1.5 straddle the cut
+    soft[1].sum().backward()
+    grad = z.grad.abs()
+    assert grad[5] > grad[1] and grad[3] > grad[1]  # near the k=2 cut (1.5 | 0.9), not far below it
+    for bad in ([0], [6], []):
+        with pytest.raises(MapError, match="Circuit sizes"):
+            soft_top_k(z, bad, 0.25)
+
+
+def test_curve_fit_at_each_size_is_the_hard_circuits_kl_as_tau_goes_to_zero(wired, monkeypatch):
+    import torch.nn.functional as F
+
+    from dfa.core.evaluate import circuit_masks
+    from dfa.core.interventions import run_masked
+    from dfa.core.metrics import final_logits
+
+    data, module = wired
+    monkeypatch.setattr(module.config, "topk_tau", 1e-5)
+    monkeypatch.setattr(module.config, "anchor", 0.0)
+    batch = data.train_items[0]
+    task = int(batch.task)
+    with torch.no_grad():
+        terms = module.curve_terms(batch)
+        scores = module.target_scores(task)
+        n = len(module.map.tgt_names)
+        masks, ks = circuit_masks(scores, module.graph, [k / n for k in module.ks])
+        assert ks == module.ks
+        p = batch.prompts
+        logits = run_masked(module.target, module.graph, p["clean"], batch.donor, masks, hard=True)
+        kls = [
+            F.kl_div(
+                final_logits(lg, p["last"]).float().log_softmax(-1),
+                batch.clean_logprobs,
+                log_target=True,
+                reduction="batchmean",
+            )
+            for lg in logits
+        ]
+    expected = sum(w * kl for w, kl in zip(module.size_w.tolist(), kls, strict=True))
+    assert float(terms["fit"]) == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_selection_keeps_the_best_epoch_with_no_task_below_its_start():
+    module = MapTrainer.__new__(MapTrainer)
+    h = [
+        {"epoch": 0, "val_cpr": {"a": 0.5, "b": 0.5}, "mean": 0.5, "below_start": []},
+        {"epoch": 1, "val_cpr": {"a": 0.9, "b": 0.4}, "mean": 0.65, "below_start": ["b"]},
+        {"epoch": 2, "val_cpr": {"a": 0.6, "b": 0.55}, "mean": 0.575, "below_start": []},
+        {"epoch": 3, "val_cpr": {"a": 0.55, "b": 0.6}, "mean": 0.575, "below_start": []},
+    ]
+    module.history = h
+    assert module.kept()["epoch"] == 2  # epoch 1 is higher, but b fell; 2 and 3 tie: the earlier
+    module.history = [h[0], h[1]]
+    assert module.kept()["epoch"] == 0  # nothing beats the start without a task falling
+
+
 # --- runs -----------------------------------------------------------------------------------------
 class Crash(pl.Callback):
     def on_train_epoch_start(self, trainer, module):
@@ -368,6 +443,15 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
     b, meta_b = AlignmentMap.load(run)
     assert meta_b["steps"] == meta["steps"] == 8  # 2 tasks x 2 batches x 2 epochs
     assert torch.equal(a.W, b.W) and torch.equal(a.b, b.b)  # bit for bit
+    assert meta_b["kept"] == meta["kept"] and meta_b["val_history"] == meta["val_history"]
+    # The kept map is the one its epoch left: the start's W0 and b = 0, or the best checkpoint's.
+    assert [h["epoch"] for h in meta["val_history"]] == [0, 1, 2]
+    kept = meta["kept"]["epoch"]
+    if kept == 0:
+        assert torch.equal(a.b, torch.zeros_like(a.b))
+    else:
+        best = torch.load(straight / "best.ckpt", weights_only=True)["state_dict"]
+        assert torch.equal(a.W, best["map.W"]) and torch.equal(a.b, best["map.b"])
     ckpt = torch.load(run / "last.ckpt", weights_only=True)
     assert set(ckpt["state_dict"]) == {"map.W", "map.b"}  # the language models are not in the checkpoint
     with pytest.raises(ConfigError, match="Nothing to resume"):
