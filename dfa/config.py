@@ -151,7 +151,7 @@ class TrainConfig:
     init_std: float = opt(0.01, "std of W's noise at the start")
     init: Init = opt("depth", "W's start: init_gain * the relative-depth map (+ noise), or noise")
     init_gain: float = opt(6.0, "scale of the relative-depth start")
-    anchor: float = opt(10.0, "+ anchor * mean over target nodes of |W[:, j] - W_init[:, j]|^2")
+    anchor: float = opt(1.0, "+ anchor * mean over target nodes of |W[:, j] - W_init[:, j]|^2")
     max_epochs: int = opt(6, "epochs (when resuming a run: extends it)")
     seed: int = opt(0, "map initialisation and batch order")
     data_seed: int = opt(0, "the tasks' train/val/test split (the toy ladders were trained on seed 0's)")

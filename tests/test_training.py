@@ -268,7 +268,7 @@ def test_every_target_head_and_mlp_gets_a_gradient(wired):
 def test_trainer_starts_at_the_depth_map_and_the_anchor_pulls_back(wired):
     data, module = wired
     c = module.config
-    assert (c.init, c.anchor, c.normalise) == ("depth", 10.0, "zscore")  # the defaults
+    assert (c.init, c.anchor, c.normalise) == ("depth", 1.0, "zscore")  # the defaults
     D = depth_matrix(data.src_graph, module.graph)
     assert torch.allclose(module.W0, c.init_gain * D.float(), atol=5 * c.init_std)
     with torch.no_grad():

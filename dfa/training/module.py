@@ -244,8 +244,15 @@ class MapTrainer(pl.LightningModule):
             epoch = self.current_epoch + 1
         below = [t for t in train if per_task[t] < self.start[t]]
         score = mean if not below else float("-inf")
+        held = {t: per_task[t] for t in self.config.holdout if t in per_task}  # reported, never selected on
         self.history.append(
-            {"epoch": epoch, "val_cpr": {t: per_task[t] for t in train}, "mean": mean, "below_start": below}
+            {
+                "epoch": epoch,
+                "val_cpr": {t: per_task[t] for t in train},
+                "mean": mean,
+                "below_start": below,
+                "zero_shot_val_cpr": held,
+            }
         )
         self.log("val/select", score)
 
