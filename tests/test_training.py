@@ -195,6 +195,17 @@ def test_every_config_loads(path):
     assert make_config(path, max_epochs=3, holdout=["sva"]).max_epochs == 3
 
 
+def test_default_yaml_writes_out_the_defaults():
+    import dataclasses
+
+    from dfa.config import TrainConfig, read_yaml
+
+    written = read_yaml("default")
+    defaults = dataclasses.asdict(TrainConfig())
+    assert {k: defaults[k] for k in written} == written  # every value it lists is the default
+    assert {"objective", "topk_tau", "size_weights", "keep", "anchor"} <= set(written)
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown setting"):
         bad = tmp_path / "bad.yaml"
