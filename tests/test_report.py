@@ -9,7 +9,7 @@ from dfa.core.errors import DfaError
 from dfa.core.evaluate import evaluate_circuits, random_scores
 from dfa.core.graph import NodeGraph
 from dfa.report.figures import plot_curves, plot_grid
-from dfa.report.tables import loto_table, table, wins
+from dfa.report.tables import loto_table, paired_table, table, wins
 from tests.micro import micro_batch
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -36,11 +36,33 @@ def test_table_has_a_column_per_method_and_marks_what_was_not_measured():
 
 
 def test_wins_count_only_tasks_where_both_were_measured():
+    # Rows without a paired interval: a higher CPR counts (a zero-width interval at the difference).
     assert wins(REPORT, ["depth", "random", "permuted"]) == {
-        "depth": {"wins": 1, "of": 1},
-        "random": {"wins": 0, "of": 1},
-        "permuted": {"wins": 0, "of": 0},
+        "depth": {"wins": 1, "losses": 0, "of": 1},
+        "random": {"wins": 0, "losses": 1, "of": 1},
+        "permuted": {"wins": 0, "losses": 0, "of": 0},
     }
+
+
+def test_wins_count_only_paired_intervals_clear_of_zero():
+    import copy
+
+    report = copy.deepcopy(REPORT)
+    dfa = next(r for r in report["results"] if r["method"] == "dfa")
+    # Above depth by CPR, but the paired interval holds 0: a tie. Below random, clearly: a loss.
+    dfa["paired"] = {
+        "depth": {"diff": 0.01, "ci": [-0.02, 0.04]},
+        "random": {"diff": -0.1, "ci": [-0.2, -0.01]},
+    }
+    assert wins(report, ["depth", "random"]) == {
+        "depth": {"wins": 0, "losses": 0, "of": 1},
+        "random": {"wins": 0, "losses": 1, "of": 1},
+    }
+    dfa["paired"]["depth"]["ci"] = [0.001, 0.04]
+    assert wins(report, ["depth"])["depth"]["wins"] == 1
+    text = paired_table(report)
+    assert "dfa - depth" in text.splitlines()[0] and "+0.010 [+0.00,+0.04]+" in text
+    assert "-0.100 [-0.20,-0.01]-" in text
 
 
 def test_loto_table_shows_a_missing_interval_as_nan_like_table():
@@ -56,7 +78,7 @@ def test_loto_table_shows_a_missing_interval_as_nan_like_table():
         lines[2]
         == "| toy-gpt2-s -> toy-gpt2-m | sva | 0.500 [nan, nan] | 0.400 [0.30, 0.50] | 0.200 [nan, nan] |"
     )
-    assert lines[-1] == "dfa's zero-shot CPR beats: depth 1/1, random 1/1"
+    assert lines[-1].endswith("depth 1 above / 0 below of 1, random 1 above / 0 below of 1")
 
 
 @pytest.fixture

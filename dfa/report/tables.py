@@ -116,6 +116,7 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
     by = {(r["src"], r["tgt"], r["task"], r["method"]): r for r in rows}
     keys = list(dict.fromkeys((r["src"], r["tgt"], r["task"]) for r in rows))
     wins = {m: 0 for m in methods if m not in ("dfa", "gold")}
+    losses = dict.fromkeys(wins, 0)
     for src, tgt, task in keys:
         cells = []
         for m in methods:
@@ -125,12 +126,20 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
                 continue
             lo, hi = _ci(r)
             cells.append(f"{r['cpr']:.3f} [{lo:.2f}, {hi:.2f}]")
-        dfa = by[(src, tgt, task, "dfa")]["cpr"]
+        dfa = by[(src, tgt, task, "dfa")]
         for m in wins:
-            wins[m] += (src, tgt, task, m) in by and dfa > by[(src, tgt, task, m)]["cpr"]
+            other = by.get((src, tgt, task, m))
+            if other is not None:
+                lo, hi = _paired_ci(dfa, other)
+                wins[m] += lo > 0
+                losses[m] += hi < 0
         lines.append(f"| {src} -> {tgt} | {task} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("dfa's zero-shot CPR beats: " + ", ".join(f"{m} {w}/{len(keys)}" for m, w in wins.items()))
+    lines.append(
+        "dfa's zero-shot CPR against each method (cells where the paired 95% interval of the "
+        "difference is above 0 / below 0): "
+        + ", ".join(f"{m} {wins[m]} above / {losses[m]} below of {len(keys)}" for m in wins)
+    )
     return "\n".join(lines)
 
 
