@@ -9,7 +9,7 @@ from dfa.core.errors import DfaError
 from dfa.core.evaluate import evaluate_circuits, random_scores
 from dfa.core.graph import NodeGraph
 from dfa.report.figures import plot_curves, plot_grid
-from dfa.report.tables import loto_table, paired_table, table, wins
+from dfa.report.tables import loto_table, paired_table, recovery, table, wins
 from tests.micro import micro_batch
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -105,3 +105,13 @@ def test_grid_has_a_panel_per_evaluation_and_refuses_none(tmp_path, evaluation):
     with pytest.raises(DfaError, match="Nothing to plot"):
         plot_grid({}, tmp_path / "empty.png")
     assert not (tmp_path / "empty.png").exists()
+
+
+def test_recovery_is_summed_cpr_over_golds():
+    rows = [
+        {"src": "a", "tgt": "b", "task": t, "method": m, "cpr": v}
+        for t, vals in {"x": (0.8, 0.4, 0.6), "y": (0.6, 0.3, 0.1)}.items()
+        for m, v in zip(("gold", "dfa", "depth"), vals, strict=True)
+    ]
+    assert recovery(rows, "a", "b") == pytest.approx({"dfa": 0.7 / 1.4, "depth": 0.7 / 1.4})
+    assert recovery(rows[:-1], "a", "b") == pytest.approx({"dfa": 0.5})  # depth misses y: left out

@@ -140,7 +140,27 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
         "difference is above 0 / below 0): "
         + ", ".join(f"{m} {wins[m]} above / {losses[m]} below of {len(keys)}" for m in wins)
     )
+    for src, tgt in dict.fromkeys((k[0], k[1]) for k in keys):
+        share = recovery(rows, src, tgt)
+        if share:
+            lines.append(
+                f"{src} -> {tgt}: recovery of gold (summed CPR over the held-out tasks / gold's): "
+                + ", ".join(f"{m} {v:.2f}" for m, v in share.items())
+            )
     return "\n".join(lines)
+
+
+def recovery(rows: list[dict[str, Any]], src: str, tgt: str) -> dict[str, float]:
+    """Per method, its CPR summed over a pair's tasks as a share of gold's on the same tasks."""
+    by = {(r["task"], r["method"]): r["cpr"] for r in rows if r["src"] == src and r["tgt"] == tgt}
+    tasks = [t for t, m in by if m == "gold"]
+    gold = sum(by[(t, "gold")] for t in tasks)
+    methods = list(dict.fromkeys(m for _, m in by if m != "gold"))
+    return {
+        m: sum(by[(t, m)] for t in tasks) / gold
+        for m in methods
+        if gold > 0 and all((t, m) in by for t in tasks)
+    }
 
 
 def pair_table(
