@@ -105,33 +105,14 @@ def selection_report(module: MapTrainer, kept: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def train(
-    config: TrainConfig,
-    resume: bool = False,
-    overwrite: bool = False,
-    max_epochs: int | None = None,
-    progress: bool = True,
-    callbacks: Sequence[pl.Callback] = (),
-    pool: ModelPool | None = None,
-) -> Path:
-    """Train a map; returns the run folder (map.safetensors, map.json, config.yaml, TensorBoard
-    events, last.ckpt). `resume` continues the run folder's last checkpoint. Models come from
-    `pool` (default: a new pool on the config's device and dtype)."""
+def make_trainer(
+    config: TrainConfig, run: Path, pool: ModelPool, progress: bool, callbacks: Sequence[pl.Callback]
+) -> pl.Trainer:
+    """The Lightning Trainer of a run: TensorBoard in the run folder, `last.ckpt` replaced
+    (atomically) after every epoch, `best.ckpt` on `val/select`, early stopping when asked."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    config, run = prepare_run(config, resume, overwrite, max_epochs)
-    run.mkdir(parents=True, exist_ok=True)
-    write_yaml(run / "config.yaml", config.to_dict())
-    pl.seed_everything(config.seed, verbose=False)
-    pool = pool or ModelPool(config.device, config.dtype)
-    data = TransferData(config, pool)
-    data.prepare_data()
-    data.setup("fit")
-    assert data.src_graph is not None
-    module = MapTrainer(
-        config.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
-    )
     best = ModelCheckpoint(
         dirpath=run,
         filename=BEST[: -len(".ckpt")],
@@ -141,13 +122,12 @@ def train(
         enable_version_counter=False,
     )
     stop = [EarlyStopping("val/select", mode="max", patience=config.patience, check_finite=False)]
-    trainer = pl.Trainer(
+    return pl.Trainer(
         max_epochs=config.max_epochs,
         accelerator=pool.device.type,
         devices=1,
         logger=TensorBoardLogger(str(run), name="", version="tensorboard", default_hp_metric=False),
         callbacks=[
-            # One checkpoint, `last.ckpt`, replaced (atomically) after every epoch, and the best.
             ModelCheckpoint(
                 dirpath=run, filename=CKPT[: -len(".ckpt")], save_top_k=1, enable_version_counter=False
             ),
@@ -162,6 +142,33 @@ def train(
         enable_model_summary=False,
         default_root_dir=str(run),
     )
+
+
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_epochs: int | None = None,
+    progress: bool = True,
+    callbacks: Sequence[pl.Callback] = (),
+    pool: ModelPool | None = None,
+) -> Path:
+    """Train a map; returns the run folder (map.safetensors, map.json, config.yaml, TensorBoard
+    events, last.ckpt). `resume` continues the run folder's last checkpoint. Models come from
+    `pool` (default: a new pool on the config's device and dtype)."""
+    config, run = prepare_run(config, resume, overwrite, max_epochs)
+    run.mkdir(parents=True, exist_ok=True)
+    write_yaml(run / "config.yaml", config.to_dict())
+    pl.seed_everything(config.seed, verbose=False)
+    pool = pool or ModelPool(config.device, config.dtype)
+    data = TransferData(config, pool)
+    data.prepare_data()
+    data.setup("fit")
+    assert data.src_graph is not None
+    module = MapTrainer(
+        config.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
+    )
+    trainer = make_trainer(config, run, pool, progress, callbacks)
     start = time.perf_counter()
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=r".*treespec.*")  # lightning's own deprecation notice
