@@ -265,3 +265,15 @@ def test_train_evaluate_transfer_scripts(tmp_path):
     assert "`allow_other_models`" in r.stderr
     r = run_script("evaluate.py", "--map", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "No run folder" in r.stderr
+
+
+def test_bench_reports_both_benchmarks_on_a_toy_model():
+    from dfa.experiments.bench import run, run_training
+
+    attribution = run("toy-gpt2-s", "ioi", batch_size=2, ig_steps=1, repeats=1, device="cpu")
+    assert attribution["model"] == "toy-gpt2-s" and attribution["batch"] == 2
+    step = run_training("toy-gpt2-s", n_src=9, task="ioi", batch_size=2, repeats=1, device="cpu")
+    # The curve step runs one row per prompt and circuit size; the reference runs as many rows.
+    assert step["objective"] == "curve" and step["stacked_rows"] == 2 * len(step["circuit_sizes"])
+    assert step["circuit_sizes"] == [1, 2, 5, 13]  # of 27 mapped nodes at 0.05, 0.1, 0.2, 0.5
+    assert step["training_step_seconds"] > 0 and step["ratio"] > 0

@@ -109,9 +109,6 @@ def run(
         "nodes": len(graph),
         "task": task,
         "batch": batch_size,
-        "objective": config.objective,
-        "circuit_sizes": list(module.ks) if config.objective == "curve" else None,
-        "stacked_rows": batch_size * sizes,
         "positions": int(batch["clean"].shape[1]),
         "eap_ig_inputs": {
             "steps": ig_steps,
