@@ -172,13 +172,23 @@ class MapTrainer(pl.LightningModule):
         return {
             "fit": fit,
             "loss": fit,
-            "kl_smallest": per_size[0].detach(),
-            "kl_largest": per_size[-1].detach(),
+            "fit_smallest": per_size[0].detach(),  # at the smallest circuit size
+            "fit_largest": per_size[-1].detach(),
         }
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
         terms = self.loss_terms(batch)
-        for k in ("loss", "fit", "kl", "sparsity", "mask_density", "recovery", "anchor"):
+        for k in (
+            "loss",
+            "fit",
+            "fit_smallest",
+            "fit_largest",
+            "kl",
+            "sparsity",
+            "mask_density",
+            "recovery",
+            "anchor",
+        ):
             if k in terms:
                 self.log(
                     f"train/{k}", terms[k], prog_bar=k in ("loss", "mask_density"), batch_size=batch.size
