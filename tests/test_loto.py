@@ -18,7 +18,7 @@ def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, ca
         return run
 
     def evaluate_run(run, pool, tasks, methods, split, n, boot, **kw):
-        evaluated.append((run.name, tuple(methods), n, boot))
+        evaluated.append((run.name, tuple(methods), n, boot, split))
         rows = [
             {"task": t, "method": m, "cpr": 0.5, "cpr_ci": [0.4, 0.6], "curve": []}
             for t in tasks
@@ -34,7 +34,7 @@ def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, ca
     argv += ["--methods", "dfa", "depth", "--out", str(tmp_path / "ck"), "--json", str(out)]
     assert main(argv) == 0
     assert trained == [("toy-gpt2-s", "toy-gpt2-m", ("sva",)), ("toy-gpt2-s", "toy-gpt2-m", ("gender",))]
-    assert evaluated[0] == ("loto-sva", ("dfa", "depth"), 7, 200)
+    assert evaluated[0] == ("loto-sva", ("dfa", "depth"), 7, 200, "test")
     rows = json.loads(out.read_text())["results"]
     assert [(r["task"], r["method"]) for r in rows] == [
         ("sva", "dfa"),
@@ -49,3 +49,10 @@ def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, ca
     trained.clear()
     assert main(argv) == 0 and trained == []  # every cell done: nothing recomputed
     assert main([*argv[:2], "toy-gpt2-s"]) == 2 and "SRC:TGT" in capsys.readouterr().err
+    # The results file is of one split: tuning on val never mixes with the test table.
+    assert main([*argv, "--split", "val"]) == 2
+    assert "on the test split, not val" in capsys.readouterr().err
+    evaluated.clear()
+    val = tmp_path / "loto_val.json"
+    assert main([*argv[:-1], str(val), "--split", "val"]) == 0
+    assert {e[-1] for e in evaluated} == {"val"} and json.loads(val.read_text())["split"] == "val"

@@ -30,7 +30,13 @@ def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
     config, methods, n, boot = cfg.config, cfg.methods, cfg.n, cfg.boot
     check_methods(methods)
     path = Path(cfg.json)
-    done: list[dict[str, Any]] = json.loads(path.read_text())["results"] if path.is_file() else []
+    saved = json.loads(path.read_text()) if path.is_file() else {"results": []}
+    if saved.get("split", "test") != cfg.split and saved["results"]:
+        raise DfaError(
+            f"{path} holds LOTO results on the {saved.get('split', 'test')} split, not {cfg.split}: "
+            "give another results file (`json`) for this split."
+        )
+    done: list[dict[str, Any]] = saved["results"]
     have = {(r["src"], r["tgt"], r["task"]) for r in done}
     for pair in cfg.pairs:
         src, tgt = parse_pair(pair)
@@ -42,11 +48,13 @@ def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
             run = c.run_dir()
             if not (run / "map.json").is_file():
                 run = train(c, overwrite=True, progress=False, pool=pool)
-            report, _ = evaluate_run(Run(run), pool, [task], methods, "test", n, boot)
+            report, _ = evaluate_run(Run(run), pool, [task], methods, cfg.split, n, boot)
             for r in report["results"]:
                 r.pop("curve")
                 done.append({"src": src, "tgt": tgt, **r})
-            write_json(path, {"config": str(config), "input_node": "kept", "results": done})
+            write_json(
+                path, {"config": str(config), "split": cfg.split, "input_node": "kept", "results": done}
+            )
             cells = {r["method"]: r["cpr"] for r in report["results"]}
             print(
                 f"{src} -> {tgt} {task}: "
