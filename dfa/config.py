@@ -139,6 +139,11 @@ class TrainConfig:
     size_weights: SizeWeights = opt(
         "both", "curve objective: weigh the sizes as CPR does (cpr), as the log-x area (log), or the mean"
     )
+    source_resamples: int = opt(
+        0,
+        "also train on this many bootstrap resamples of each task's source prompts (noisy source "
+        "vectors; each step draws one or the full vector); 0: the full vector only",
+    )
     keep: Keep = opt(
         "best",
         "the map kept: the best val/cpr among the epochs (and the start) where no training task's val "
@@ -227,8 +232,8 @@ class TrainConfig:
             raise ConfigError(f"val_fractions must be among the MIB fractions {list(FRACTIONS)}, not {bad}.")
         if self.lr <= 0 or self.temperature <= 0 or self.sparsity < 0 or self.anchor < 0:
             raise ConfigError("lr and temperature must be positive, sparsity and anchor non-negative.")
-        if self.topk_tau <= 0 or self.patience < 0:
-            raise ConfigError("topk_tau must be positive and patience non-negative.")
+        if self.topk_tau <= 0 or self.patience < 0 or self.source_resamples < 0:
+            raise ConfigError("topk_tau must be positive; patience and source_resamples non-negative.")
         try:
             resolve_device(self.device)
         except DfaError as err:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from dfa.config import safe_name
-from dfa.core.circuits import score_nodes
+from dfa.core.circuits import score_nodes, score_resamples
 from dfa.core.models import load_model, resolve_device, resolve_dtype, weights_fingerprint
 from dfa.core.roles import VERSION, RoleScores, RolesError, role_scores
 from dfa.core.scores import NodeScores
@@ -98,6 +98,37 @@ def cached_scores(
     )
     scores.save(path)
     return scores
+
+
+def cached_resamples(
+    pool: ModelPool, cache: Path, model_name: str, task: str, spec: ScoreSpec, draws: int, model_seed: int = 0
+) -> torch.Tensor:
+    """`[draws, n_nodes]` bootstrap resamples of `cached_scores`' scores (whole graph, graph
+    order; `dfa.core.circuits.score_resamples`), from the cache when there, else computed."""
+    from safetensors.torch import load_file, save_file
+
+    from dfa.core.io import atomic_write
+
+    path = score_path(cache, model_name, task, spec).with_suffix(f".resamples{draws}.safetensors")
+    if path.is_file():
+        return load_file(str(path))["scores"]
+    model = pool.get(model_name, model_seed)
+    print(
+        f"scoring {model_name} on {task}: {draws} resamples of {spec.n} {spec.split} prompts ...", flush=True
+    )
+    draws_t = score_resamples(
+        model,
+        task,
+        draws,
+        spec.method,
+        spec.split,
+        spec.n,
+        spec.seed,
+        spec.ablation,
+        spec.ig_steps,  # type: ignore[arg-type]
+    )
+    atomic_write(path, lambda tmp: save_file({"scores": draws_t.contiguous()}, str(tmp)))
+    return draws_t
 
 
 def role_path(cache: Path, model_name: str, seed: int = 0) -> Path:

@@ -469,3 +469,49 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
     assert set(ckpt["state_dict"]) == {"map.W", "map.b"}  # the language models are not in the checkpoint
     with pytest.raises(ConfigError, match="Nothing to resume"):
         train(small_config(tmp_path, run="never"), resume=True, progress=False)
+
+
+def test_source_resamples_are_bootstrap_means_of_the_scored_batches(tmp_path):
+    from dfa.core.attribution import attribute, attribute_parts
+    from dfa.core.circuits import score_resamples, task_prompts
+    from dfa.store import cached_resamples
+
+    pool = ModelPool("cpu")
+    model = pool.get("toy-gpt2-s")
+    graph = NodeGraph.from_model(model)
+    prompts = task_prompts(model, "sva", "train", 12, 0, 3)  # 4 batches of 3
+    sums, counts = attribute_parts(model, graph, prompts.batches, prompts.data.metric, ig_steps=2)
+    assert counts.tolist() == [3.0, 3.0, 3.0, 3.0]
+    full = attribute(model, graph, prompts.batches, prompts.data.metric, ig_steps=2)
+    torch.testing.assert_close(full, (sums.sum(0) / counts.sum()).float())
+    draws = score_resamples(model, "sva", 5, n=12, ig_steps=2, parts=4)
+    assert draws.shape == (5, len(graph))
+    # Each draw is a mean of some of the 4 batches (with repeats): inside their per-node range.
+    per_batch = sums / counts[:, None]
+    lo, hi = per_batch.min(0).values.float(), per_batch.max(0).values.float()
+    assert ((draws >= lo - 1e-5) & (draws <= hi + 1e-5)).all()
+    assert not torch.allclose(draws[0], draws[1])  # different resamples
+    assert torch.equal(draws, score_resamples(model, "sva", 5, n=12, ig_steps=2, parts=4))  # seeded
+    from dfa.training.data import source_spec
+
+    spec = source_spec(small_config(tmp_path, n_src=12, ig_steps=2))
+    cached = cached_resamples(pool, tmp_path / "cache", "toy-gpt2-s", "sva", spec, 3)
+    assert torch.equal(cached, cached_resamples(pool, tmp_path / "cache", "toy-gpt2-s", "sva", spec, 3))
+
+
+def test_training_with_resamples_draws_the_full_vector_or_a_resample_per_step(wired, monkeypatch):
+    _, module = wired
+    task = 0
+    fake = torch.stack([module.source[task] + 1.0, module.source[task] + 2.0])
+    monkeypatch.setattr(module, "draws", {task: fake})
+    module.train()
+    seen = set()
+    for step in range(20):
+        monkeypatch.setattr(type(module), "global_step", property(lambda self, s=step: s))
+        v = module.training_source(task)
+        seen.add(round(float((v - module.source[task]).mean()), 3))
+        assert torch.equal(v, module.training_source(task))  # the same step draws the same vector
+    assert seen == {0.0, 1.0, 2.0}
+    module.eval()
+    assert torch.equal(module.training_source(task), module.source[task])  # validation: full vector
+    monkeypatch.setattr(module, "draws", {})

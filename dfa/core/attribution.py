@@ -172,6 +172,39 @@ def check_method(method: str) -> str:
     return method
 
 
+def attribute_parts(
+    model: Any,
+    graph: NodeGraph,
+    batches: Iterable[dict[str, torch.Tensor]],
+    metric: Metric,
+    method: str = "eap-ig-inputs",
+    ablation: Ablation = "patching",
+    ig_steps: int = 5,
+    means: Cache | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per batch, the summed scores `[n_batches, n_nodes]` (float64) and the prompt counts
+    `[n_batches]`: `attribute` is their total over the total count; resampling the batches gives
+    noisy versions of it (`dfa.core.circuits.score_resamples`)."""
+    fn = METHODS[check_method(method)]
+    check_ablation(ablation)
+    if ig_steps < 1:
+        raise DfaError(f"The `ig_steps` setting must be at least 1, got {ig_steps}.")
+    device = model_device(model)
+    batches = list(batches)
+    if not batches:
+        raise DfaError("Attribution needs at least one prompt.")
+    if ablation == "mean" and means is None:  # mean ablation's donor: the means over every batch
+        means = mean_activations(model, graph, batches)
+    sums, counts = [], []
+    for batch in tqdm(batches, desc=method, disable=not progress, leave=False):
+        batch = to_device(batch, device)
+        donor = donor_activations(model, graph, batch, ablation, means)
+        sums.append(fn(model, graph, batch, metric, donor, steps=ig_steps).double().cpu())
+        counts.append(batch["clean"].shape[0])
+    return torch.stack(sums), torch.tensor(counts, dtype=torch.float64)
+
+
 def attribute(
     model: Any,
     graph: NodeGraph,
@@ -185,24 +218,10 @@ def attribute(
 ) -> torch.Tensor:
     """Scores `[n_nodes]` (graph order, float32): per node, the mean over every prompt of
     `batches` of the estimated metric drop when the node alone is ablated."""
-    fn = METHODS[check_method(method)]
-    check_ablation(ablation)
-    if ig_steps < 1:
-        raise DfaError(f"The `ig_steps` setting must be at least 1, got {ig_steps}.")
-    device = model_device(model)
-    total = torch.zeros(len(graph), dtype=torch.float64)
-    n = 0
-    batches = list(batches)
-    if ablation == "mean" and means is None:  # mean ablation's donor: the means over every batch
-        means = mean_activations(model, graph, batches)
-    for batch in tqdm(batches, desc=method, disable=not progress, leave=False):
-        batch = to_device(batch, device)
-        donor = donor_activations(model, graph, batch, ablation, means)
-        total += fn(model, graph, batch, metric, donor, steps=ig_steps)
-        n += batch["clean"].shape[0]
-    if n == 0:
+    sums, counts = attribute_parts(model, graph, batches, metric, method, ablation, ig_steps, means, progress)
+    if counts.sum() == 0:
         raise DfaError("Attribution needs at least one prompt.")
-    return (total / n).float()
+    return (sums.sum(0) / counts.sum()).float()
 
 
 __all__ = [
@@ -210,5 +229,6 @@ __all__ = [
     "METHODS",
     "Method",
     "attribute",
+    "attribute_parts",
     "check_method",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from dfa.core.attribution import IG_METHODS, attribute, check_method
+from dfa.core.attribution import IG_METHODS, attribute, attribute_parts, check_method
 from dfa.core.evaluate import FRACTIONS, Evaluation, Rank, evaluate_circuits, random_scores
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import Ablation, check_ablation
@@ -92,6 +92,36 @@ def score_nodes(
         "cfg": graph_cfg(model, graph),
     }
     return NodeScores(graph.names, scores, meta)
+
+
+def score_resamples(
+    model: Any,
+    task: str,
+    draws: int,
+    method: str = "eap-ig-inputs",
+    split: str = "train",
+    n: int = DEFAULT_PROMPTS,
+    seed: int = 0,
+    ablation: Ablation = "patching",
+    ig_steps: int = 5,
+    parts: int = 10,
+) -> torch.Tensor:
+    """`[draws, n_nodes]` noisy versions of `score_nodes`' scores: the `n` prompts are scored in
+    `parts` batches, and each draw is the mean over a bootstrap resample of the batches (drawn
+    with `seed`), as if the source had been scored on another sample of prompts."""
+    check_method(method)
+    graph = NodeGraph.from_model(model)
+    prompts = task_prompts(model, task, split, n, seed, max(1, -(-n // parts)))
+    sums, counts = attribute_parts(
+        model, graph, prompts.batches, prompts.data.metric, method, ablation, ig_steps
+    )
+    g = torch.Generator().manual_seed(seed)
+    k = len(counts)
+    picks = torch.multinomial(torch.ones(k), draws * k, replacement=True, generator=g).view(draws, k)
+    weights = torch.zeros(draws, k, dtype=torch.float64).scatter_add_(
+        1, picks, torch.ones(draws, k, dtype=torch.float64)
+    )
+    return ((weights @ sums) / (weights @ counts)[:, None]).float()
 
 
 def evaluate_scores(

@@ -14,7 +14,7 @@ from dfa.core.graph import NodeGraph
 from dfa.core.interventions import Cache, donor_activations, mean_activations, run_masked
 from dfa.core.metrics import final_logits
 from dfa.core.tasks import Batch, get_task, make_batches, make_dataset
-from dfa.store import ModelPool, ScoreSpec, cached_scores
+from dfa.store import ModelPool, ScoreSpec, cached_resamples, cached_scores
 
 
 def source_spec(config: TrainConfig) -> ScoreSpec:
@@ -76,6 +76,7 @@ class TransferData(pl.LightningDataModule):
         self.config = config
         self.pool = pool
         self.source_scores: dict[str, torch.Tensor] = {}  # task -> whole-graph source scores
+        self.source_draws: dict[str, torch.Tensor] = {}  # train task -> [resamples, whole graph]
         self.src_graph: NodeGraph | None = None
         self.train_items: list[TrainBatch] = []
         self.val_items: list[TrainBatch] = []
@@ -89,9 +90,18 @@ class TransferData(pl.LightningDataModule):
         c = self.config
         return cached_scores(self.pool, c.cache_dir, model, task, source_spec(c), c.model_seed)
 
+    def resamples(self, task: str) -> torch.Tensor:
+        c = self.config
+        return cached_resamples(
+            self.pool, c.cache_dir, c.src, task, source_spec(c), c.source_resamples, c.model_seed
+        )
+
     def prepare_data(self) -> None:
         for task in self.config.eval_tasks:
             self.scores(self.config.src, task)  # computed (the source loaded once) only when not cached
+        if self.config.source_resamples:
+            for task in self.config.train_tasks:
+                self.resamples(task)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_items:
@@ -103,6 +113,8 @@ class TransferData(pl.LightningDataModule):
             if self.src_graph is None:
                 self.src_graph = NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
             self.source_scores[task] = s.for_graph(self.src_graph, f"{c.src} scores on {task}")
+            if c.source_resamples and task in c.train_tasks:
+                self.source_draws[task] = self.resamples(task)
         target = self.target
         graph = NodeGraph.from_model(target)
         for i, task in enumerate(c.eval_tasks):

@@ -74,6 +74,7 @@ class MapTrainer(pl.LightningModule):
         self.register_buffer("size_w", torch.tensor(weights), persistent=False)
         # Val CPR per training task before training (`start`) and after each epoch (`history`);
         # saved in checkpoints so that a resumed run selects as an uninterrupted one.
+        self.draws: dict[int, torch.Tensor] = {}  # task index -> resampled source scores
         self.start: dict[str, float] | None = None
         self.history: list[dict[str, Any]] = []
 
@@ -84,7 +85,7 @@ class MapTrainer(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
-        self.attach(dm.target, dm.src_graph, dm.source_scores, dm.metrics)
+        self.attach(dm.target, dm.src_graph, dm.source_scores, dm.metrics, dm.source_draws)
 
     def attach(
         self,
@@ -92,15 +93,31 @@ class MapTrainer(pl.LightningModule):
         src_graph: NodeGraph,
         source_scores: dict[str, torch.Tensor],
         metrics: dict[str, str],
+        source_draws: dict[str, torch.Tensor] | None = None,
     ) -> None:
         """Wire the frozen target and the tasks' whole-graph source scores (done by `setup`;
-        tests and benchmarks call it directly)."""
+        tests and benchmarks call it directly), and the training tasks' resampled source scores
+        `[resamples, nodes]` when `source_resamples` asks for them."""
         self.__dict__["_target"] = target
         self.graph = NodeGraph.from_model(target)
         self.map.check_graphs(src_graph, self.graph, self.config.src, self.config.tgt)
         rows = [src_graph.mapped_scores(source_scores[t]) for t in self.tasks]
         self.source = torch.stack(rows).to(self.map.W.device)
         self.metrics = metrics
+        self.draws = {
+            self.tasks.index(t): torch.stack([src_graph.mapped_scores(d) for d in v]).to(self.map.W.device)
+            for t, v in (source_draws or {}).items()
+        }
+
+    def training_source(self, task: int) -> torch.Tensor:
+        """The source scores a training step uses: the task's full vector, or (with resamples)
+        one of the full vector and its resamples, drawn from the run's seed and the step."""
+        draws = self.draws.get(task) if self.training else None
+        if draws is None:
+            return self.source[task]
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + int(self.global_step) * 31 + task)
+        pick = int(torch.randint(len(draws) + 1, (1,), generator=g))
+        return self.source[task] if pick == 0 else draws[pick - 1]
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.map.parameters(), lr=self.config.lr)
@@ -126,7 +143,7 @@ class MapTrainer(pl.LightningModule):
     def density_terms(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         """One soft mask, `sigmoid(z)`; fit + sparsity * mean(mask) (the first objective)."""
         task = int(batch.task)
-        mask = self.map.full_mask(self.source[task])
+        mask = self.map.full_mask(self.training_source(task))
         logp = self.masked_logprobs(batch, mask)
         clean = batch.clean_logprobs
         kl = F.kl_div(logp, clean, log_target=True, reduction="batchmean")
@@ -147,7 +164,7 @@ class MapTrainer(pl.LightningModule):
     def curve_terms(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         """The fit at every circuit size at once (module docstring), weighed as the score does."""
         task = int(batch.task)
-        z = self.map.logits(self.source[task])
+        z = self.map.logits(self.training_source(task))
         soft = soft_top_k(z, self.ks, self.config.topk_tau)  # [sizes, n_mapped]
         masks = torch.cat([soft.new_ones(len(self.ks), 1), soft], -1)  # `input` kept
         p = batch.prompts
