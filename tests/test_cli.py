@@ -4,6 +4,7 @@ library errors (specific, no traceback), and the commands end to end on the ship
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from dfa.cli import build_parser, main
 from dfa.cli.flags import config_values
 from dfa.config import SweepConfig, TrainConfig
+from dfa.core.errors import DfaError
 from dfa.core.ladders import LADDERS
 from dfa.core.scores import NodeScores
 from dfa.core.tasks import TASKS
@@ -71,6 +73,37 @@ def test_flags_not_given_stay_unset_so_the_config_defaults_hold():
     args = build_parser().parse_args(["sweep", "--ladder", "toy-gpt2", "--no-reverse"])
     assert config_values(args, SweepConfig)["reverse"] is False
     assert config_values(args, SweepConfig)["heatmap"] is None
+
+
+@pytest.mark.parametrize("command", ["train", "loto"])
+def test_list_flags_take_several_values_or_repeat(command):
+    """`--holdout a b` works as `--tasks a b` does, and `--holdout a --holdout b` adds up."""
+    parse = build_parser().parse_args
+    for flag in ("--tasks", "--holdout") if command == "train" else ("--tasks",):
+        assert getattr(parse([command, flag, "sva", "gender"]), flag[2:]) == ["sva", "gender"]
+        assert getattr(parse([command, flag, "sva", flag, "gender", "ioi"]), flag[2:]) == [
+            "sva",
+            "gender",
+            "ioi",
+        ]
+    args = parse(["evaluate", "--map", "m", "--tasks", "sva", "--tasks", "ioi"])
+    assert args.tasks == ["sva", "ioi"]
+
+
+def test_train_says_when_a_holdout_is_not_among_the_tasks(monkeypatch, tmp_path, capsys):
+    import dfa.training
+
+    def stop(config, **kw):
+        raise DfaError(f"stopped before training {config.train_tasks} / {config.holdout}")
+
+    monkeypatch.setattr(dfa.training, "train", stop)
+    argv = ["train", "--tasks", "sva", "gender", "--holdout", "capitals", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "note: held-out task(s) capitals not in --tasks: evaluated zero-shot" in captured.out
+    assert "stopped before training ['sva', 'gender'] / ['capitals']" in captured.err
+    assert main([*argv[:-4], "--holdout", "gender", "--out", str(tmp_path)]) == 2
+    assert "note:" not in capsys.readouterr().out  # a hold-out among the tasks: nothing to say
 
 
 def test_evaluate_refuses_an_unknown_method_by_name(capsys):
@@ -147,6 +180,39 @@ def test_evaluate_circuit_prints_and_writes_the_report(scored, tmp_path, capsys)
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_evaluate_circuit_says_which_nodes_are_unscored_and_ranks_random_over_the_rest(
+    scored, tmp_path, capsys
+):
+    data = json.loads(scored.read_text())
+    names = [n for n in data["nodes"] if n != "input"][:3]
+    data["nodes"][names[0]]["score"] = None  # NaN, as importances files write it
+    del data["nodes"][names[1]], data["nodes"][names[2]]  # missing
+    partial, report = tmp_path / "partial.json", tmp_path / "r.json"
+    partial.write_text(json.dumps(data))
+    more = ["--n", "6", "--random", "2", "--boot", "10", "--json", str(report)]
+    assert _evaluate_circuit("toy-gpt2-s", partial, *more) == 0
+    out = capsys.readouterr().out
+    n_nodes = TOY_SPECS["toy-gpt2-s"].n_nodes + 1
+    assert (
+        f"note: eap leaves 3 of {n_nodes} nodes unscored (NaN or missing: {', '.join(names)}); "
+        "they are kept in every circuit"
+    ) in out
+    assert "note: the random baseline keeps the same 3 unscored nodes and ranks the rest" in out
+    r = json.loads(report.read_text())
+    assert r["unscored"] == {"eap": names}
+    eap, rnd = r["curves"]["eap"], r["curves"]["random"]
+    assert rnd["n_ranked"] == eap["n_ranked"] == n_nodes - 1 - 3 and rnd["ks"] == eap["ks"]
+
+
+def test_more_prompts_than_a_split_holds_is_an_error(scored, capsys):
+    argv = ["evaluate-circuit", "--model", "toy-gpt2-s", "--task", "capitals", "--scores", str(scored)]
+    assert main([*argv, "--n", "600"]) == 2
+    err = capsys.readouterr().err
+    held = re.search(r"Task 'capitals': its test split holds (\d+) usable prompts for '.+' \(seed 0\)", err)
+    assert held and 0 < int(held[1]) < 600, err
+    assert f"fewer than the 600 asked for. Ask for at most {held[1]}." in err
+
+
 def test_cli_errors_are_specific(scored, tmp_path, capsys):
     assert _attribute(tmp_path / "s.pt") == 2
     assert "--out must end in .json (importances) or .safetensors, not 's.pt'" in capsys.readouterr().err
@@ -183,6 +249,31 @@ def test_dfa_models_json(capsys):
     assert rows["pythia-160m"]["checkpoints"][-1] == "step143000"
 
 
+def test_dfa_models_and_zoo_info_count_the_nodes_alike(capsys):
+    """One convention (input + heads + MLPs, as a model's NodeGraph holds them) in both tables
+    and both JSON outputs."""
+    from dfa.core.graph import NodeGraph
+
+    def nodes_column(argv: list[str], col: int) -> dict[str, int]:
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "nodes = input + heads + MLPs" in out
+        return {
+            ln.split()[0]: int(ln.split()[col])
+            for ln in out.splitlines()
+            if ln.split()[:1] in ([n] for n in TOY_SPECS)
+        }
+
+    want = {n: len(NodeGraph(s.n_layers, s.n_heads)) for n, s in TOY_SPECS.items()}
+    assert want["toy-gpt2-s"] == 28
+    assert nodes_column(["models"], 4) == want
+    assert nodes_column(["zoo", "info"], 5) == want
+    for argv in (["models", "--json"], ["zoo", "info", "--json"]):
+        assert main(argv) == 0
+        rows = {r["name"]: r["n_nodes"] for r in json.loads(capsys.readouterr().out)}
+        assert {n: rows[n] for n in TOY_SPECS} == want
+
+
 def test_dfa_tasks_prints_the_table(capsys):
     require_tokenizer("gpt2")
     assert main(["tasks", "--model", "gpt2", "--draws", "300"]) == 0
@@ -193,7 +284,7 @@ def test_dfa_tasks_prints_the_table(capsys):
 
 
 # --- train, evaluate and transfer through scripts/ (thin wrappers of the commands) ---------------
-def test_train_evaluate_transfer_scripts(tmp_path):
+def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(
         "src: toy-gpt2-s\ntgt: toy-gpt2-m\ntasks: [sva, gender]\nholdout: [gender]\nn_src: 12\n"
@@ -231,6 +322,7 @@ def test_train_evaluate_transfer_scripts(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "zero-shot" in r.stdout and "in-distribution" in r.stdout
+    assert "prompts per task (test split): sva 10, gender 10" in r.stdout
     data = json.loads(report.read_text())
     assert {"src", "tgt", "map", "split", "input_node", "results"} <= set(data)
     row = data["results"][0]
@@ -256,7 +348,16 @@ def test_train_evaluate_transfer_scripts(tmp_path):
     assert len(saved.names) == TOY_SPECS["toy-gpt2-m"].n_nodes + 1
     assert "dfa CPR" in r.stdout
 
-    r = run_script("train.py", "--config", str(cfg), "--out", str(out))
+    # The same command again (the front door pasted twice): the finished run is left as it is.
+    record = (run / "map.json").read_bytes()
+    r = run_script("train.py", "--config", str(cfg), "--max-epochs", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"already trained: {run} holds this run with these settings" in r.stdout
+    assert "--overwrite" in r.stdout and f"run folder: {run}" in r.stdout
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--resume"]) == 0
+    assert f"{run} is finished (1 epoch, kept epoch" in capsys.readouterr().out
+    assert (run / "map.json").read_bytes() == record
+    r = run_script("train.py", "--config", str(cfg), "--out", str(out))  # other settings: refused
     assert r.returncode == 2 and "already holds a run" in r.stderr and "Traceback" not in r.stderr
     r = run_script("evaluate.py", "--map", str(run), "--tgt", "toy-neox-m")  # same node-list shape
     assert (

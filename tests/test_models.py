@@ -115,6 +115,12 @@ def test_hub_name_offline_not_cached_fails_fast(monkeypatch, empty_hf_cache):
     assert "dfa-tests/not-a-cached-model is not available offline" in msg
     assert "HF_HUB_OFFLINE is set" in msg
     assert "pass its path" in msg
+    # The download command it names is one the installed huggingface-hub ships.
+    from importlib.metadata import distribution
+
+    commands = {e.name for e in distribution("huggingface_hub").entry_points if e.group == "console_scripts"}
+    named = msg.split("(`", 1)[1].split()[0]
+    assert named == "hf" and named in commands and "huggingface-cli" not in msg
 
 
 @pytest.fixture

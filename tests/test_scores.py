@@ -135,3 +135,23 @@ def test_json_reports_are_strict_json(tmp_path):
         "b": [None, 1.5],
         "c": {"d": None},
     }
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_get_the_umasks_mode_not_the_temporary_files(tmp_path, umask):
+    import os
+    import stat
+
+    from dfa.core.io import write_json
+
+    old = os.umask(umask)
+    try:
+        paths = [
+            write_json(tmp_path / "r.json", {"a": 1}),
+            _scores().save(tmp_path / "s.safetensors"),
+            atomic_write(tmp_path / "x.bin", lambda tmp: tmp.write_bytes(b"x")),
+        ]
+    finally:
+        os.umask(old)
+    for path in paths:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name

@@ -515,3 +515,104 @@ def test_training_with_resamples_draws_the_full_vector_or_a_resample_per_step(wi
     module.eval()
     assert torch.equal(module.training_source(task), module.source[task])  # validation: full vector
     monkeypatch.setattr(module, "draws", {})
+
+
+class CrashAtStep(pl.Callback):
+    """A crash after the training step `step` (1-based), mid-epoch."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def _logged(run: Path) -> dict[tuple[str, int], int]:
+    """How often each (tag, step) is in the run's TensorBoard event files."""
+    from collections import Counter
+
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    out: Counter = Counter()
+    for path in (run / "tensorboard").glob("events.out.tfevents.*"):
+        for record in RawEventFileLoader(str(path)).Load():
+            e = Event.FromString(record)
+            out.update((v.tag, e.step) for v in e.summary.value)
+    return dict(out)
+
+
+def test_resume_mid_epoch_cleans_the_crash_and_logs_each_step_once(tmp_path):
+    """2 tasks x 2 batches: checkpoints at steps 4, 8 and 12. A crash at step 6, and the resumed
+    run's own crash at step 11: what each logged after its checkpoint is logged again by the run
+    resumed after it, and in the end every step is logged once, as in an uninterrupted run."""
+    straight = train(small_config(tmp_path, max_epochs=3, run="straight"), progress=False)
+    c = small_config(tmp_path, max_epochs=3, run="crashed")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(c, progress=False, callbacks=[CrashAtStep(6)])
+    run = c.run_dir()
+    leftovers = [run / ".last.ckpt.k1ll3d.tmp", run / ".best.ckpt.k1ll3d.tmp", run / ".map.json.x.tmp"]
+    for p in leftovers:
+        p.write_bytes(b"half a file")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(c, resume=True, progress=False, callbacks=[CrashAtStep(11)])
+    assert not any(p.exists() for p in leftovers)
+    assert max(step for _, step in _logged(run)) > 8  # logged past the checkpoint it will resume
+    train(c, resume=True, progress=False)
+    assert _logged(run) == _logged(straight)
+    assert torch.equal(AlignmentMap.load(run)[0].W, AlignmentMap.load(straight)[0].W)
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path, capsys):
+    c = small_config(tmp_path, run="early")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(c, progress=False, callbacks=[CrashAtStep(1)])
+    run = c.run_dir()
+    assert (run / "config.yaml").is_file() and not (run / "last.ckpt").exists()
+    stale = set((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert stale  # the start's validation and the first step were logged
+    (run / ".last.ckpt.k1ll3d.tmp").write_bytes(b"half a file")
+    capsys.readouterr()
+    assert train(c, resume=True, progress=False) == run
+    out = capsys.readouterr().out
+    assert f"no last.ckpt in {run} yet" in out and "starting it from the beginning" in out
+    assert not (run / ".last.ckpt.k1ll3d.tmp").exists()
+    assert not stale & set((run / "tensorboard").glob("events.out.tfevents.*"))
+    straight = train(small_config(tmp_path, run="straight"), progress=False)
+    assert _logged(run) == _logged(straight)
+    assert torch.equal(AlignmentMap.load(run)[0].W, AlignmentMap.load(straight)[0].W)
+
+
+def test_a_finished_run_is_left_as_it_is_unless_more_epochs_are_asked(tmp_path, capsys):
+    c = small_config(tmp_path, run="done")
+    run = train(c, progress=False)
+    files = ("map.json", "map.safetensors", "last.ckpt", "config.yaml")
+    before = {name: (run / name).read_bytes() for name in files}
+    capsys.readouterr()
+    assert train(c, resume=True, progress=False) == run  # --resume on a finished run
+    assert train(c, progress=False) == run  # a plain rerun with the same settings
+    assert capsys.readouterr().out.count("already holds this run, trained to its end: nothing to do") == 2
+    assert {name: (run / name).read_bytes() for name in files} == before
+    with pytest.raises(ConfigError, match="already holds a run"):  # other settings: refused as before
+        train(small_config(tmp_path, run="done", lr=0.1), progress=False)
+    train(c, resume=True, max_epochs=2, progress=False)  # more epochs: the run goes on
+    info = json.loads((run / "map.json").read_text())
+    assert info["epochs"] == 2 and info["hyperparameters"]["max_epochs"] == 2 and info["final_metrics"]
+
+
+def test_a_run_that_fails_at_the_start_leaves_no_folder(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from dfa.core.hub import ModelNotAvailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    c = small_config(tmp_path, src="dfa-tests/not-a-cached-model")
+    with pytest.raises(ModelNotAvailableError, match="not available offline"):
+        train(c, progress=False)
+    assert not c.run_dir().exists() and not c.run_dir().parent.exists()
+    c.run_dir().mkdir(parents=True)  # a folder that was there before is not removed
+    with pytest.raises(ModelNotAvailableError):
+        train(c, progress=False)
+    assert c.run_dir().is_dir()

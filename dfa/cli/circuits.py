@@ -12,6 +12,7 @@ from dfa.config import CircuitsTableConfig, build
 from dfa.core.errors import DfaError
 
 if TYPE_CHECKING:
+    from dfa.core.graph import NodeGraph
     from dfa.core.scores import NodeScores
 
 
@@ -67,6 +68,26 @@ def _load_scores(paths: list[str]) -> dict[str, NodeScores]:
     return loaded
 
 
+def _unscored_notes(
+    loaded: dict[str, NodeScores], graph: NodeGraph, keep_input: bool, random: bool
+) -> dict[str, list[str]]:
+    """Say how many nodes each scores file leaves unscored (NaN or missing), which every circuit
+    keeps, and that the random baseline ranks the same scored nodes. Returns them by label."""
+    out = {}
+    for label, s in loaded.items():
+        out[label] = [n for n in s.unscored(graph, label) if not (keep_input and n == "input")]
+        if out[label]:
+            shown = ", ".join(out[label][:6]) + (" ..." if len(out[label]) > 6 else "")
+            print(
+                f"note: {label} leaves {len(out[label])} of {len(graph)} nodes unscored (NaN or missing: "
+                f"{shown}); they are kept in every circuit"
+            )
+    kept = sorted({n for names in out.values() for n in names}, key=graph.index)
+    if random and kept:
+        print(f"note: the random baseline keeps the same {len(kept)} unscored nodes and ranks the rest")
+    return out
+
+
 def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
     from dfa.core.circuits import evaluate_scores
     from dfa.core.evaluate import overlap
@@ -76,11 +97,13 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
 
     loaded = _load_scores(args.scores)
     model = _load(args)
+    graph = NodeGraph.from_model(model)
     for label, s in loaded.items():
         if s.meta.get("task") not in (None, args.task):
             print(
                 f"note: {label} scores were computed on {s.meta['task']!r}, evaluated here on {args.task!r}"
             )
+    unscored = _unscored_notes(loaded, graph, keep_input=not args.ablate_input, random=args.random > 0)
     ev = evaluate_scores(
         model,
         args.task,
@@ -114,7 +137,6 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
             if c.label != "random"
         )
     )
-    graph = NodeGraph.from_model(model)
     labels = [k for k in loaded]
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
@@ -134,6 +156,7 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
             "task": args.task,
             "split": args.split,
             "scores": {k: str(p) for k, p in zip(loaded, args.scores, strict=True)},
+            "unscored": unscored,
             **ev.to_json(per_prompt=args.per_prompt),
             "worst_prompts": {k: ev.failures(k, args.worst) for k in labels},
         }

@@ -57,8 +57,9 @@ def add_config_flags(
             kwargs["choices"] = list(get_args(tp))
         else:
             kwargs["type"] = tp
-        if many:
+        if many:  # `--tasks a b` and `--tasks a --tasks b` alike
             kwargs["nargs"] = "+"
+            kwargs["action"] = "extend"
         if f.metadata.get("required"):
             kwargs["required"] = True
         else:

@@ -28,6 +28,7 @@ def _pool(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from dfa.config import make_config
     from dfa.training import train
+    from dfa.training.run import finished_run
 
     _quiet_lightning()
     overrides = config_values(args, TrainConfig)
@@ -38,6 +39,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             f"note: held-out task(s) {', '.join(config.added_holdouts)} not in --tasks: evaluated zero-shot"
         )
+    done = None if args.overwrite else finished_run(config, args.resume, args.max_epochs)
+    if done is not None:
+        _already_trained(config.run_dir(), done, args.resume)
+        return 0
     start = time.perf_counter()
     run = train(config, resume=args.resume, overwrite=args.overwrite, max_epochs=args.max_epochs)
     info = json.loads((run / "map.json").read_text())
@@ -53,6 +58,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"run folder: {run}  (tensorboard --logdir {run / 'tensorboard'})")
     print(f"evaluate it: python scripts/evaluate.py --map {run}")
     return 0
+
+
+def _already_trained(run: Path, info: dict, resume: bool) -> None:
+    """What a rerun of a finished run says instead of training it again (exit 0)."""
+    planned = info["hyperparameters"]["max_epochs"]
+    n = info["epochs"]
+    done = f"{n} epoch{'s' if n != 1 else ''}, kept epoch {info.get('kept', {}).get('epoch')}"
+    if resume:
+        print(f"{run} is finished ({done}): nothing to resume, map.json left as it is")
+        print(f"train it longer: --resume --max-epochs N, with N above {planned}")
+    else:
+        print(f"already trained: {run} holds this run with these settings ({done}); not retrained")
+        print("retrain it: the same command with --overwrite")
+    print(f"run folder: {run}  (tensorboard --logdir {run / 'tensorboard'})")
+    print(f"evaluate it: python scripts/evaluate.py --map {run}")
 
 
 def _run(args: argparse.Namespace):
@@ -76,6 +96,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"CPR [95% CI] ({report['ablation']}, input node kept, {report['attribution']} source scores)"
     )
     print(table(report))
+    used = {r["task"]: r["n_prompts"] for r in report["results"]}
+    print(f"prompts per task ({args.split} split): " + ", ".join(f"{t} {n}" for t, n in used.items()))
     if "dfa" in args.methods:
         paired = paired_table(report)
         if paired:
@@ -195,7 +217,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="a trained map's circuits against gold, depth and control baselines")
     _map_eval_args(p, list(DEFAULT_METHODS))
-    p.add_argument("--tasks", nargs="+", default=None, help="tasks (default: the run's tasks and hold-outs)")
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        action="extend",
+        default=None,
+        help="tasks (default: the run's tasks and hold-outs)",
+    )
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--plot", default=None, help="write the curves here (PNG, one panel per task)")
     p.set_defaults(func=cmd_evaluate)

@@ -227,12 +227,18 @@ def cmd_zoo_info(args: argparse.Namespace) -> int:
     if not cards:
         raise DfaError(f"No toy models in {root}; build them with `dfa zoo build --out {root}`.")
     if args.json:
-        print(json.dumps(cards, indent=2))
+        print(json.dumps([{**c, "n_nodes": _graph_nodes(c)} for c in cards], indent=2))
     else:
         _print_cards(cards, root)
         if missing:
             print(f"\nnot built in {root}: {', '.join(missing)}")
     return 0
+
+
+def _graph_nodes(card: dict) -> int:
+    """A toy model's nodes as `dfa models` counts them: input + heads + MLPs (a card's own
+    `n_nodes`, written by `dfa zoo build`, leaves the input out)."""
+    return 1 + card["n_layers"] * (card["n_heads"] + 1)
 
 
 def _print_cards(cards: list[dict], root: Path) -> None:
@@ -246,9 +252,10 @@ def _print_cards(cards: list[dict], root: Path) -> None:
     for c in cards:
         print(
             f"  {c['name']:<13}{c['architecture']:<18}{c['n_layers']:>7}{c['n_heads']:>6}{c['d_model']:>8}"
-            f"{c['n_nodes']:>6}{_human(c['n_params']):>8}{c['steps']:>7}{c['seed']:>5}"
+            f"{_graph_nodes(c):>6}{_human(c['n_params']):>8}{c['steps']:>7}{c['seed']:>5}"
             f"{c['train_seconds']:>7.0f}s  {'pass' if c['test']['passes'] else 'FAIL'}"
         )
+    print("nodes = input + heads + MLPs, as `dfa models` counts them")
     print(
         f"\ntest split: accuracy (clean metric > 0, bar {MIN_ACCURACY:.0%}) / mean clean metric / mean "
         f"corrupt as a share of clean (bar {MAX_CORRUPT_SHARE:.0%}); greater_than's metric is prob_diff"
@@ -321,7 +328,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_zoo_build)
     q = zoo.add_parser("info", help="print the toy models' cards: sizes and test-split quality")
     q.add_argument("--dir", default=None, help="zoo folder (default: $DFA_ZOO or the shipped ladders)")
-    q.add_argument("--json", action="store_true", help="the cards as JSON")
+    q.add_argument(
+        "--json",
+        action="store_true",
+        help="the cards as JSON (n_nodes: input + heads + MLPs, as `dfa models`)",
+    )
     q.set_defaults(func=cmd_zoo_info)
     try:
         from dfa.cli.zoo_trial import add_trial_parser

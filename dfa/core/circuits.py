@@ -15,7 +15,7 @@ from dfa.core.evaluate import FRACTIONS, Evaluation, Rank, evaluate_circuits, ra
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import Ablation, check_ablation
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
-from dfa.core.tasks import make_batches, make_dataset
+from dfa.core.tasks import TaskError, make_batches, make_dataset
 from dfa.core.tasks.base import TaskDataset
 
 DEFAULT_PROMPTS = 200
@@ -46,8 +46,14 @@ def task_prompts(
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH,
 ) -> Prompts:
-    """Up to `n` pairs of `task`'s `split` (fewer when the split has fewer distinct prompts)."""
+    """`n` pairs of `task`'s `split`; a split that holds fewer is an error naming the task, the
+    split and how many it holds (never a smaller set of prompts)."""
     data = make_dataset(task, model.tokenizer, n, split, seed, allow_fewer=True)
+    if len(data) < n:
+        raise TaskError(
+            f"Task {task!r}: its {split} split holds {len(data)} usable prompts for {data.tokenizer!r} "
+            f"(seed {seed}), fewer than the {n} asked for. Ask for at most {len(data)}."
+        )
     return Prompts(data, make_batches(data.examples, model.tokenizer, batch_size))
 
 
@@ -141,12 +147,14 @@ def evaluate_scores(
     progress: bool = False,
 ) -> Evaluation:
     """Faithfulness curves of each scored ranking and of `n_random` random rankings (their mean
-    curve, labelled `random`), all on the same prompts of `split`."""
+    curve, labelled `random`), all on the same prompts of `split`. Nodes the scores leave
+    unscored (NaN or missing) are kept in every circuit, the random ones' too: the random
+    rankings rank the same scored nodes (with several scores, the nodes all of them score)."""
     check_ablation(ablation)
     graph = NodeGraph.from_model(model)
     rankings: dict[str, Any] = {label: s.for_graph(graph, label) for label, s in scores.items()}
     if n_random > 0:
-        rankings["random"] = [random_scores(len(graph), seed + i) for i in range(n_random)]
+        rankings["random"] = random_rankings(len(graph), n_random, seed, list(rankings.values()))
     prompts = task_prompts(model, task, split, n, seed, batch_size)
     return evaluate_circuits(
         model,
@@ -164,6 +172,17 @@ def evaluate_scores(
         prompts=prompts.texts,
         progress=progress,
     )
+
+
+def random_rankings(
+    n_nodes: int, draws: int, seed: int, scored: Sequence[torch.Tensor] = ()
+) -> list[torch.Tensor]:
+    """`draws` seeded random rankings of `n_nodes` nodes, unscored (NaN, so kept in every circuit)
+    wherever one of the `scored` rankings leaves a node unscored: a baseline over the same set."""
+    unscored = torch.zeros(n_nodes, dtype=torch.bool)
+    for s in scored:
+        unscored |= torch.isnan(s.detach().float().cpu())
+    return [random_scores(n_nodes, seed + i).masked_fill(unscored, float("nan")) for i in range(draws)]
 
 
 def compare_methods(

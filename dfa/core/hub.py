@@ -63,7 +63,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 def _not_available(what: str, why: str) -> ModelNotAvailableError:
     return ModelNotAvailableError(
         f"{what} is not available offline: {why}. Download it on a machine with hub access "
-        "(`huggingface-cli download <id>` or `save_pretrained`), copy the folder here and pass "
+        "(`hf download <id> --local-dir <folder>` or `save_pretrained`), copy the folder here and pass "
         "its path instead of the name (no local folder of that name exists here); or use the "
         "real architecture with random weights ('<ladder name>:random'); `dfa models` lists "
         "what is known."
@@ -101,7 +101,7 @@ def fetch_snapshot(hf_id: str, revision: str | None, patterns: list[str] | None 
     except RepositoryNotFoundError:
         raise UnknownModelError(
             f"{hf_id!r} is not a model on the Hugging Face hub (or it is private: log in with "
-            "`huggingface-cli login`). `dfa models` lists the ladders."
+            "`hf auth login`). `dfa models` lists the ladders."
         ) from None
     except RevisionNotFoundError:
         raise RevisionError(f"{hf_id!r} has no revision {revision!r} on the hub.") from None

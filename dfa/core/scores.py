@@ -74,6 +74,12 @@ class NodeScores:
                 out[node.index] = by_name[node.name]
         return out
 
+    def unscored(self, graph: NodeGraph, what: str = "these scores") -> list[str]:
+        """The nodes of `graph` these scores leave unscored (NaN, or not named): kept in every
+        circuit."""
+        values = self.for_graph(graph, what)
+        return [graph[i].name for i in torch.nonzero(torch.isnan(values)).flatten().tolist()]
+
     # --- saving ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """`.json`: EAP-IG/MIB importances; `.safetensors`: a float32 tensor and the metadata."""

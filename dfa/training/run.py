@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from dfa.config import ConfigError, TrainConfig, make_config, write_yaml
+from dfa.config import ConfigError, TrainConfig, make_config, read_yaml, upgrade, write_yaml
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.io import atomic_write
@@ -49,27 +50,132 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _planned(values: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings as `TrainConfig.to_dict()` would give them (old names upgraded, missing
+    fields at their defaults); `out` left out, as the run folder already says where it is."""
+    values = TrainConfig(**upgrade(dict(values))).to_dict()
+    values.pop("out", None)
+    return values
+
+
+def finished_run(
+    config: TrainConfig, resume: bool = False, max_epochs: int | None = None
+) -> dict[str, Any] | None:
+    """The `map.json` of the run folder when it already holds this run trained to its end, so
+    there is nothing to do; else None. Without `resume` the run is this one when its settings
+    are `config`'s; with `resume`, when its `map.json` records the folder's `config.yaml` (the
+    last training launched there finished) and `max_epochs` asks for no more epochs than it
+    planned."""
+    run = config.run_dir()
+    info_path, saved = run / "map.json", run / "config.yaml"
+    if not (info_path.is_file() and (run / "map.safetensors").is_file()):
+        return None
+    try:
+        info = json.loads(info_path.read_text())
+        done = _planned(info["hyperparameters"])
+        planned = _planned(read_yaml(saved)) if resume else _planned(config.to_dict())
+    except (OSError, ValueError, KeyError, TypeError, ConfigError):
+        return None  # a record that cannot be read is not taken for a finished run
+    if done != planned:
+        return None
+    if resume and max_epochs is not None and max_epochs > planned["max_epochs"]:
+        return None
+    return info
+
+
+def clean_leftovers(run: Path, fresh: bool, step: int | None = None) -> list[Path]:
+    """Remove what a crashed attempt left in `run`: temporary files of interrupted atomic writes
+    (`.last.ckpt.*.tmp`, ...); for a run that starts from the beginning (`fresh`), its TensorBoard
+    events and best checkpoint too; for a run resumed from a checkpoint at global step `step`,
+    the events logged after that step. Returns the files removed or rewritten. (Events of the
+    step itself are dropped once the resumed run logs them again: `drop_relogged_events`.)"""
+    removed = [p for p in run.glob(".*.tmp") if p.is_file()]
+    for p in removed:
+        p.unlink()
+    if fresh:
+        for p in (run / "tensorboard", run / BEST):
+            if p.exists():
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+                removed.append(p)
+    elif step is not None:
+        removed += [p for p in sorted(event_files(run)) if _rewrite_events(p, lambda e, _: e.step <= step)]
+    return removed
+
+
+def event_files(run: Path) -> set[Path]:
+    return set((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def _events(path: Path) -> list[tuple[bytes, Any]]:
+    """The records of a TensorBoard event file, raw and parsed."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    return [(r, Event.FromString(r)) for r in RawEventFileLoader(str(path)).Load()]
+
+
+def _rewrite_events(path: Path, keep: Callable[[Any, str], bool]) -> bool:
+    """Keep the events of a file whose summary holds a value (tag) that `keep(event, tag)`
+    accepts, and those without values (the file header); True when any were dropped."""
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    records = _events(path)
+    kept = [r for r, e in records if not e.summary.value or any(keep(e, v.tag) for v in e.summary.value)]
+    if len(kept) == len(records):
+        return False
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            writer = RecordWriter(f)
+            for r in kept:
+                writer.write(r)
+
+    atomic_write(path, write)
+    return True
+
+
+def drop_relogged_events(old: set[Path], new: set[Path]) -> list[Path]:
+    """Remove from the TensorBoard event files `old` (a crashed attempt's) every value that the
+    files `new` (the resumed run's) log again under the same tag and step: what the attempt
+    logged after its last checkpoint, which TensorBoard would otherwise show twice. Returns the
+    files rewritten."""
+    again = {(v.tag, e.step) for path in new for _, e in _events(path) for v in e.summary.value}
+    return [p for p in sorted(old) if _rewrite_events(p, lambda e, tag: (tag, e.step) not in again)]
+
+
 def prepare_run(
     config: TrainConfig, resume: bool = False, overwrite: bool = False, max_epochs: int | None = None
-) -> tuple[TrainConfig, Path]:
-    """The run folder: refuse to clobber a run unless asked; on `resume`, the run's own saved
-    config (with `max_epochs` raised when given)."""
+) -> tuple[TrainConfig, Path, bool]:
+    """The run folder, cleaned of what a crash left: refuse to clobber a run unless asked; on
+    `resume`, the run's own saved config (with `max_epochs` raised when given). Returns the
+    config, the folder and whether training continues from its last checkpoint (a run stopped
+    before its first checkpoint starts from the beginning)."""
     run = config.run_dir()
     saved = run / "config.yaml"
     if resume:
-        if not (run / CKPT).is_file():
-            raise ConfigError(f"Nothing to resume in {run}: no {CKPT} there (was the run started?).")
         if saved.is_file():
             config = make_config(saved, max_epochs=max_epochs)
-        return config, run
-    if (run / CKPT).is_file() or (run / "map.json").is_file():
+        if (run / CKPT).is_file():
+            step = torch.load(run / CKPT, map_location="cpu", weights_only=True).get("global_step")
+            clean_leftovers(run, fresh=False, step=step)
+            return config, run, True
+        if not run.is_dir() or (run / "map.json").is_file():
+            raise ConfigError(f"Nothing to resume in {run}: no {CKPT} there (was the run started?).")
+        print(
+            f"no {CKPT} in {run} yet (the run stopped before its first epoch ended): "
+            "starting it from the beginning",
+            flush=True,
+        )
+    elif (run / CKPT).is_file() or (run / "map.json").is_file():
         if not overwrite:
             raise ConfigError(
                 f"Run folder {run} already holds a run. Set `resume` to continue it, give the `run` "
                 "setting another name for a new run beside it, or set `overwrite` to replace it."
             )
         shutil.rmtree(run)
-    return config, run
+    if run.is_dir():
+        clean_leftovers(run, fresh=True)
+    return config, run, False
 
 
 def keep_map(module: MapTrainer, config: TrainConfig, run: Path, last_epoch: int) -> dict[str, Any]:
@@ -144,46 +250,53 @@ def make_trainer(
     )
 
 
-def train(
+def _new_dirs(run: Path) -> list[Path]:
+    """`run` and its ancestors that do not exist yet (what `mkdir(parents=True)` would create)."""
+    made = []
+    while not run.exists() and run != run.parent:
+        made.append(run)
+        run = run.parent
+    return made
+
+
+def _start(
+    config: TrainConfig, run: Path, pool: ModelPool | None, progress: bool, callbacks: Sequence[pl.Callback]
+) -> tuple[TransferData, MapTrainer, pl.Trainer]:
+    """The run folder with its `config.yaml`, the data (models, source scores) and the trainer.
+    A failure here (an offline model, say) removes the folders it made: no empty run is left."""
+    made = _new_dirs(run)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        write_yaml(run / "config.yaml", config.to_dict())
+        pl.seed_everything(config.seed, verbose=False)
+        pool = pool or ModelPool(config.device, config.dtype)
+        data = TransferData(config, pool)
+        data.prepare_data()
+        data.setup("fit")
+        assert data.src_graph is not None
+        module = MapTrainer(
+            config.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
+        )
+        return data, module, make_trainer(config, run, pool, progress, callbacks)
+    except BaseException:
+        if made:
+            shutil.rmtree(made[0], ignore_errors=True)
+            for d in made[1:]:
+                if d.is_dir() and not any(d.iterdir()):
+                    d.rmdir()
+        raise
+
+
+def _record(
     config: TrainConfig,
-    resume: bool = False,
-    overwrite: bool = False,
-    max_epochs: int | None = None,
-    progress: bool = True,
-    callbacks: Sequence[pl.Callback] = (),
-    pool: ModelPool | None = None,
-) -> Path:
-    """Train a map; returns the run folder (map.safetensors, map.json, config.yaml, TensorBoard
-    events, last.ckpt). `resume` continues the run folder's last checkpoint. Models come from
-    `pool` (default: a new pool on the config's device and dtype)."""
-    config, run = prepare_run(config, resume, overwrite, max_epochs)
-    run.mkdir(parents=True, exist_ok=True)
-    write_yaml(run / "config.yaml", config.to_dict())
-    pl.seed_everything(config.seed, verbose=False)
-    pool = pool or ModelPool(config.device, config.dtype)
-    data = TransferData(config, pool)
-    data.prepare_data()
-    data.setup("fit")
-    assert data.src_graph is not None
-    module = MapTrainer(
-        config.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
-    )
-    trainer = make_trainer(config, run, pool, progress, callbacks)
-    start = time.perf_counter()
-    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
-    warnings.filterwarnings("ignore", message=r".*treespec.*")  # lightning's own deprecation notice
-    if resume:
-        print(f"resuming {run} from {CKPT}", flush=True)
-    else:  # the start: val CPR of the map before training, what no kept map may fall below
-        trainer.validate(module, datamodule=data, verbose=False)
-    trainer.fit(module, datamodule=data, ckpt_path=str(run / CKPT) if resume else None, weights_only=True)
-    if trainer.interrupted:
-        raise DfaError(f"Training was interrupted; continue it with `resume` set (run folder {run}).")
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    kept = keep_map(module, config, run, trainer.current_epoch)
-    if progress:
-        print(selection_report(module, kept), flush=True)
-    meta = {
+    trainer: pl.Trainer,
+    module: MapTrainer,
+    metrics: dict[str, float],
+    kept: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
+    """`map.json`'s record of a finished run."""
+    return {
         "src": config.src,
         "tgt": config.tgt,
         "method": config.method,
@@ -199,12 +312,51 @@ def train(
         "hyperparameters": config.to_dict(),
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "train_seconds": round(time.perf_counter() - start, 1),
+        "train_seconds": round(seconds, 1),
         "final_metrics": metrics,  # the last epoch's logged values (the kept map's: `kept`)
         "kept": kept,
         "val_history": module.history,
         "input_node": "kept (not mapped)",
         "versions": _versions(),
     }
-    module.map.save(run, meta)
+
+
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_epochs: int | None = None,
+    progress: bool = True,
+    callbacks: Sequence[pl.Callback] = (),
+    pool: ModelPool | None = None,
+) -> Path:
+    """Train a map; returns the run folder (map.safetensors, map.json, config.yaml, TensorBoard
+    events, last.ckpt). `resume` continues the run folder's last checkpoint. Models come from
+    `pool` (default: a new pool on the config's device and dtype). A run folder that already
+    holds this run, finished (`finished_run`), is returned as it is, without training."""
+    if not overwrite and finished_run(config, resume, max_epochs) is not None:
+        print(f"{config.run_dir()} already holds this run, trained to its end: nothing to do", flush=True)
+        return config.run_dir()
+    config, run, resume = prepare_run(config, resume, overwrite, max_epochs)
+    data, module, trainer = _start(config, run, pool, progress, callbacks)
+    attempts = event_files(run) if resume else set()  # what a crashed attempt logged
+    start = time.perf_counter()
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*treespec.*")  # lightning's own deprecation notice
+    if resume:
+        print(f"resuming {run} from {CKPT}", flush=True)
+    else:  # the start: val CPR of the map before training, what no kept map may fall below
+        trainer.validate(module, datamodule=data, verbose=False)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(run / CKPT) if resume else None, weights_only=True)
+    finally:  # even when this attempt fails too: what it logged replaces the earlier one's
+        if attempts:
+            drop_relogged_events(attempts, event_files(run) - attempts)
+    if trainer.interrupted:
+        raise DfaError(f"Training was interrupted; continue it with `resume` set (run folder {run}).")
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    kept = keep_map(module, config, run, trainer.current_epoch)
+    if progress:
+        print(selection_report(module, kept), flush=True)
+    module.map.save(run, _record(config, trainer, module, metrics, kept, time.perf_counter() - start))
     return run
