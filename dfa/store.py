@@ -7,7 +7,7 @@ visible); `release` drops a model a caller is done with (a sweep keeps only the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,16 +86,7 @@ def cached_scores(
         return NodeScores.load(path)
     model = pool.get(model_name, model_seed)
     print(f"scoring {model_name} on {task} ({spec.method}, {spec.n} {spec.split} prompts) ...", flush=True)
-    scores = score_nodes(
-        model,
-        task,
-        spec.method,
-        spec.split,
-        spec.n,
-        spec.seed,
-        spec.ablation,
-        spec.ig_steps,  # type: ignore[arg-type]
-    )
+    scores = score_nodes(model, task, **asdict(spec))
     scores.save(path)
     return scores
 
@@ -116,17 +107,7 @@ def cached_resamples(
     print(
         f"scoring {model_name} on {task}: {draws} resamples of {spec.n} {spec.split} prompts ...", flush=True
     )
-    draws_t = score_resamples(
-        model,
-        task,
-        draws,
-        spec.method,
-        spec.split,
-        spec.n,
-        spec.seed,
-        spec.ablation,
-        spec.ig_steps,  # type: ignore[arg-type]
-    )
+    draws_t = score_resamples(model, task, draws, **asdict(spec))
     atomic_write(path, lambda tmp: save_file({"scores": draws_t.contiguous()}, str(tmp)))
     return draws_t
 
