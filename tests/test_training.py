@@ -616,3 +616,40 @@ def test_a_run_that_fails_at_the_start_leaves_no_folder(tmp_path, monkeypatch):
     with pytest.raises(ModelNotAvailableError):
         train(c, progress=False)
     assert c.run_dir().is_dir()
+
+
+def test_logit_diff_curve_fit_is_one_minus_the_faithfulness_at_each_size(tmp_path):
+    from dfa.core.evaluate import circuit_masks
+    from dfa.core.interventions import run_masked
+    from dfa.core.metrics import answer_metric, final_logits
+
+    c = small_config(tmp_path, loss="logit_diff", topk_tau=1e-5, anchor=0.0)
+    data = TransferData(c, ModelPool("cpu"))
+    data.prepare_data()
+    data.setup("fit")
+    # Only the training batches of this fit carry the empty circuit's log-probabilities.
+    assert all(i.empty_logprobs is not None for i in data.train_items)
+    assert all(i.empty_logprobs is None for i in data.val_items)
+    module = MapTrainer(
+        c.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
+    )
+    module.attach(data.target, data.src_graph, data.source_scores, data.metrics)
+    batch = data.train_items[0]
+    task = int(batch.task)
+    m = data.metrics[module.tasks[task]]
+    args = module._metric_args(batch)
+    with torch.no_grad():
+        terms = module.curve_terms(batch)
+        full = answer_metric(m, batch.clean_logprobs, *args).mean()
+        empty = answer_metric(m, batch.empty_logprobs, *args).mean()
+        n = len(module.map.tgt_names)
+        masks, _ = circuit_masks(module.target_scores(task), module.graph, [k / n for k in module.ks])
+        p = batch.prompts
+        logits = run_masked(module.target, module.graph, p["clean"], batch.donor, masks, hard=True)
+        f = [
+            (answer_metric(m, final_logits(lg, p["last"]).float().log_softmax(-1), *args).mean() - empty)
+            / (full - empty)
+            for lg in logits
+        ]
+    expected = sum(w * (1 - fk) for w, fk in zip(module.size_w.tolist(), f, strict=True))
+    assert float(terms["fit"]) == pytest.approx(float(expected), rel=1e-4)

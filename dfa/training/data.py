@@ -1,5 +1,6 @@
 """Training data: the source scores per task, and target batches carrying their cached corrupt
-activations and clean and empty-circuit answer log-probabilities, shuffled anew each epoch."""
+activations and clean (and, where the fit needs them, empty-circuit) answer log-probabilities,
+shuffled anew each epoch."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class TrainBatch:
     prompts: Batch  # the collated prompts (without `corrupt`: its activations are in `donor`)
     clean_logprobs: torch.Tensor
     donor: Cache
-    empty_logprobs: torch.Tensor | None = None  # under the empty circuit (`input` alone kept)
+    # Under the empty circuit (`input` alone kept); training batches of the logit-diff curve fit.
+    empty_logprobs: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -130,19 +132,22 @@ class TransferData(pl.LightningDataModule):
         device = next(target.parameters()).device
         batches = [{k: v.to(device) for k, v in b.items()} for b in batches]  # type: ignore[misc]
         means = mean_activations(target, graph, batches) if c.ablation == "mean" else None
+        # The empty circuit's answer log-probabilities: only the curve objective's logit-diff fit
+        # reads them, and only in training (validation runs the empty circuit itself).
+        needs_empty = split == "train" and c.objective == "curve" and c.loss == "logit_diff"
         items = []
         for b in batches:
             donor = donor_activations(target, graph, b, c.ablation, means)
             with torch.no_grad():
                 clean = final_logits(target(b["clean"]), b["last"]).float().log_softmax(-1)
-                empty = run_masked(
-                    target, graph, b["clean"], donor, graph.with_input(torch.zeros(len(graph) - 1)), hard=True
-                )
-                empty = final_logits(empty, b["last"]).float().log_softmax(-1)
+                empty = None
+                if needs_empty:
+                    kept = graph.with_input(torch.zeros(len(graph) - 1))
+                    empty = run_masked(target, graph, b["clean"], donor, kept, hard=True)
+                    empty = final_logits(empty, b["last"]).float().log_softmax(-1).cpu()
             prompts = {k: v.cpu() for k, v in b.items() if k != "corrupt"}
-            items.append(
-                TrainBatch(index, prompts, clean.cpu(), {k: v.cpu() for k, v in donor.items()}, empty.cpu())  # type: ignore[arg-type]
-            )
+            donor_cpu = {k: v.cpu() for k, v in donor.items()}
+            items.append(TrainBatch(index, prompts, clean.cpu(), donor_cpu, empty))  # type: ignore[arg-type]
         return items
 
     def _epoch(self) -> int:

@@ -66,8 +66,10 @@ REPEAT_PREFIX = 20  # [BOS] p r r fits the 64 positions
 
 
 def _vocab(tokenizer) -> list[int]:
-    special = set(tokenizer.all_special_ids)
-    return [i for i in range(len(tokenizer)) if i not in special]
+    """Every token id but the special ones: what the role probes of `dfa.core.roles` draw from."""
+    from dfa.core.roles import candidate_tokens
+
+    return candidate_tokens(tokenizer, len(tokenizer)).tolist()
 
 
 def repeat_rows(
