@@ -111,8 +111,10 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     graph = NodeGraph.from_model(model)
     params = model.dfa_info.n_params
     cfg = model.cfg
+    kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+    grouped = f" ({kv} key/value heads)" if kv != cfg.n_heads else ""
     print(
-        f"{args.model}: {cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, "
+        f"{args.model}: {cfg.n_layers} layers x {cfg.n_heads} heads{grouped}, d_model {cfg.d_model}, "
         f"{_human(params)} parameters ({params:,}), loaded in {load_s:.1f}s on {cfg.device}"
     )
     print(repr(graph))
@@ -156,7 +158,9 @@ def _check_hooks(model, graph, prompt: str) -> None:
         f"all {len(graph.hooks)} node hooks fired "
         f"(input {seen[graph.hooks[0]]}, heads {seen[graph.heads[0].hook]}, mlp {seen[graph.mlps[0].hook]})"
     )
-    print(f"top-5 next tokens: {[model.tokenizer.decode([t]) for t in top]}")
+    # A random-weight model may predict ids past a stand-in tokenizer's vocabulary: show those as ids.
+    shown = [model.tokenizer.decode([t]) if t < len(model.tokenizer) else f"<id {t}>" for t in top]
+    print(f"top-5 next tokens: {shown}")
 
 
 def _show_ids(tokenizer, ids: tuple[int, ...]) -> str:

@@ -26,6 +26,7 @@ from dfa.core.hub import (
     shared_tokenizer_dir,
     toy_folder,
 )
+from dfa.core.gguf import GGUF_SUFFIX, load_gguf_model, load_gguf_tokenizer
 from dfa.core.ladders import LADDERS, PYTHIA_STEPS, LadderModel, parse_step
 from dfa.zoo.spec import TOY_SPECS, zoo_root
 
@@ -57,7 +58,7 @@ __all__ = [
     "weights_fingerprint",
 ]
 
-SpecKind = Literal["ladder", "toy", "random", "hub", "local"]
+SpecKind = Literal["ladder", "toy", "random", "hub", "local", "gguf"]
 
 RANDOM_SUFFIX = ":random"
 
@@ -102,8 +103,8 @@ def _unknown(name: str) -> UnknownModelError:
         "Add '@stepN' to a Pythia name for a training checkpoint (pythia-160m@step3000), "
         "':random' for the real architecture with random weights (gpt2-large:random), "
         "give a hub id as 'org/name' (EleutherAI/pythia-160m), "
-        "or give the path of a local Hugging Face folder (./models/my-gpt2, holding config.json "
-        "and the weights). `dfa models` lists the ladders."
+        "give the path of a local Hugging Face folder (./models/my-gpt2, holding config.json "
+        "and the weights), or of a llama.cpp file (./models/my-llama.gguf). `dfa models` lists the ladders."
     )
 
 
@@ -124,6 +125,10 @@ def parse_spec(text: str) -> ModelSpec:
     path = Path(text).expanduser()
     if path.is_dir():
         return ModelSpec(text, "local", path=path.resolve())
+    if text.lower().endswith(GGUF_SUFFIX):
+        if not path.is_file():
+            raise UnknownModelError(f"No such GGUF file: {text!r} (resolved to {path.resolve()}).")
+        return ModelSpec(text, "gguf", path=path.resolve())
     if _looks_like_path(text):
         raise UnknownModelError(
             f"No such model folder: {text!r} (resolved to {path.resolve()}). Give the path of a "
@@ -243,6 +248,9 @@ def tokenizer_for(name: str):
     if spec.kind == "local":
         assert spec.path is not None
         return load_tokenizer(spec.path)
+    if spec.kind == "gguf":
+        assert spec.path is not None
+        return load_gguf_tokenizer(spec.path)
     assert spec.hf_id is not None
     return load_tokenizer(fetch_snapshot(spec.hf_id, spec.revision, _TOKENIZER_PATTERNS))
 
@@ -281,7 +289,8 @@ def _boot(name: str, hf_model, tokenizer, dtype: torch.dtype):
     except (ValueError, OSError, KeyError, NotImplementedError) as err:
         raise ModelLoadError(
             f"TransformerLens could not wrap {name}: {err}. dfa supports causal LMs of the "
-            "GPT-2 and GPT-NeoX (Pythia) architectures, and others TransformerLens 4 supports."
+            "GPT-2, GPT-NeoX (Pythia), Llama (Llama-3, SmolLM2), Qwen2 and Gemma-3 architectures, and "
+            "others TransformerLens 4 supports."
         ) from None
 
 
@@ -320,28 +329,10 @@ def load_model(
 
 
 def _load(spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: str | Path | None, seed: int):
-    if spec.kind == "random":
-        assert spec.ladder is not None
-        tok = load_tokenizer(tokenizer or spec.ladder.name)
-        hf_model = _random_hf_model(spec.ladder, seed, device)
-        boot_name, source = spec.ladder.hf_id, f"random:{seed}"
-    else:
-        if spec.kind == "toy":
-            folder = toy_folder(spec.text)
-        elif spec.kind == "local":
-            assert spec.path is not None
-            folder = spec.path
-            if not (folder / "config.json").is_file():
-                raise ModelLoadError(
-                    f"{folder} has no config.json, so it is not a Hugging Face model folder. "
-                    "Save a model with model.save_pretrained(folder) and its tokenizer beside it."
-                )
-        else:
-            assert spec.hf_id is not None
-            folder = fetch_snapshot(spec.hf_id, spec.revision)
-        tok = load_tokenizer(tokenizer or folder)
-        hf_model = _pretrained_hf_model(folder)
-        boot_name = source = str(folder)
+    hf_model, tok, boot_name, source = _hf_model(spec, device, dtype, tokenizer, seed)
+    _check_vocab(spec, hf_model, tok)
+    if not getattr(hf_model.config, "architectures", None):  # the bridge picks its adapter by it
+        hf_model.config.architectures = [type(hf_model).__name__]
     n_params = count_parameters(hf_model)
     hf_model = hf_model.to(device=device, dtype=dtype)
     bridge = _boot(boot_name, hf_model, tok, dtype)
@@ -350,3 +341,41 @@ def _load(spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: 
     bridge.eval()
     bridge.dfa_info = ModelInfo(spec, n_params, source)
     return bridge
+
+
+def _hf_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: str | Path | None, seed: int):
+    """The plain HF model, its tokenizer, the name the bridge is booted with, and the source."""
+    if spec.kind == "random":
+        assert spec.ladder is not None
+        tok = load_tokenizer(tokenizer or spec.ladder.name)
+        return _random_hf_model(spec.ladder, seed, device), tok, spec.ladder.hf_id, f"random:{seed}"
+    if spec.kind == "gguf":
+        assert spec.path is not None
+        tok = load_tokenizer(tokenizer) if tokenizer else load_gguf_tokenizer(spec.path)
+        return load_gguf_model(spec.path, dtype), tok, str(spec.path), str(spec.path)
+    if spec.kind == "toy":
+        folder = toy_folder(spec.text)
+    elif spec.kind == "local":
+        assert spec.path is not None
+        folder = spec.path
+        if not (folder / "config.json").is_file():
+            raise ModelLoadError(
+                f"{folder} has no config.json, so it is not a Hugging Face model folder. "
+                "Save a model with model.save_pretrained(folder) and its tokenizer beside it."
+            )
+    else:
+        assert spec.hf_id is not None
+        folder = fetch_snapshot(spec.hf_id, spec.revision)
+    tok = load_tokenizer(tokenizer or folder)
+    return _pretrained_hf_model(folder), tok, str(folder), str(folder)
+
+
+def _check_vocab(spec: ModelSpec, hf_model, tok) -> None:
+    """A tokenizer whose ids run past the model's embedding would index out of range mid-run."""
+    rows = int(hf_model.get_input_embeddings().weight.shape[0])
+    if len(tok) > rows:
+        raise ModelLoadError(
+            f"{spec.text}: the tokenizer has {len(tok)} tokens but the model embeds only {rows}; "
+            "give the model's own tokenizer (the `tokenizer` setting, --tokenizer), or for a "
+            "random-weight model any tokenizer of at most that many tokens."
+        )
