@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 
 from dfa.core.errors import DfaError
+from dfa.core.gguf import GGUF_SUFFIX, load_gguf_model, load_gguf_tokenizer
 from dfa.core.hub import (
     _TOKENIZER_PATTERNS,
     TOKENIZERS_ENV,
@@ -26,7 +27,6 @@ from dfa.core.hub import (
     shared_tokenizer_dir,
     toy_folder,
 )
-from dfa.core.gguf import GGUF_SUFFIX, load_gguf_model, load_gguf_tokenizer
 from dfa.core.ladders import LADDERS, PYTHIA_STEPS, LadderModel, parse_step
 from dfa.zoo.spec import TOY_SPECS, zoo_root
 
