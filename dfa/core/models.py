@@ -343,7 +343,9 @@ def _load(spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: 
     return bridge
 
 
-def _hf_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: str | Path | None, seed: int):
+def _hf_model(
+    spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: str | Path | None, seed: int
+):
     """The plain HF model, its tokenizer, the name the bridge is booted with, and the source."""
     if spec.kind == "random":
         assert spec.ladder is not None
