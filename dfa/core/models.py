@@ -336,6 +336,7 @@ def _load(spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: 
     n_params = count_parameters(hf_model)
     hf_model = hf_model.to(device=device, dtype=dtype)
     bridge = _boot(boot_name, hf_model, tok, dtype)
+    _keep_tokenizer_class(bridge, tok)
     bridge.cfg.default_prepend_bos = True
     bridge.requires_grad_(False)
     bridge.eval()
@@ -370,6 +371,21 @@ def _hf_model(
         folder = fetch_snapshot(spec.hf_id, spec.revision)
     tok = load_tokenizer(tokenizer or folder)
     return _pretrained_hf_model(folder), tok, str(folder), str(folder)
+
+
+def _keep_tokenizer_class(bridge, tok) -> None:
+    """TransformerLens reloads a tokenizer through AutoTokenizer to turn its BOS on, and for some
+    model types (Qwen2) AutoTokenizer swaps a generic fast tokenizer for the type's own class,
+    which reads it wrongly. Reload it as the class dfa loaded, BOS on, as TransformerLens meant."""
+    if type(bridge.tokenizer) is type(tok) or not tok.name_or_path:
+        return
+    from transformers import PreTrainedTokenizerFast
+
+    if not isinstance(tok, PreTrainedTokenizerFast):
+        return
+    again = type(tok).from_pretrained(tok.name_or_path, add_bos_token=True)
+    again.padding_side = bridge.tokenizer.padding_side
+    bridge.tokenizer = again
 
 
 def _check_vocab(spec: ModelSpec, hf_model, tok) -> None:
