@@ -48,7 +48,7 @@ def gguf_architecture(path: Path) -> str:
 
 def supported_architectures() -> list[str]:
     """The GGUF architectures the installed transformers can turn into a model."""
-    from transformers.integrations.ggml import GGUF_SUPPORTED_ARCHITECTURES
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
 
     return sorted(GGUF_SUPPORTED_ARCHITECTURES)
 

@@ -354,8 +354,9 @@ def _hf_model(
         return _random_hf_model(spec.ladder, seed, device), tok, spec.ladder.hf_id, f"random:{seed}"
     if spec.kind == "gguf":
         assert spec.path is not None
+        model = load_gguf_model(spec.path, dtype)  # first: its error names the architecture
         tok = load_tokenizer(tokenizer) if tokenizer else load_gguf_tokenizer(spec.path)
-        return load_gguf_model(spec.path, dtype), tok, str(spec.path), str(spec.path)
+        return model, tok, str(spec.path), str(spec.path)
     if spec.kind == "toy":
         folder = toy_folder(spec.text)
     elif spec.kind == "local":
