@@ -238,7 +238,8 @@ def test_dfa_models_prints_both_ladders(capsys):
     out = capsys.readouterr().out
     for name in LADDERS:
         assert f"  {name} " in out
-    assert "gpt2-large                 36     20     1280    757    774.0M" in out
+    assert "gpt2-large                 36     20   20     1280    757    774.0M" in out
+    assert "qwen2.5-0.5b               24     14    2      896    361    494.0M" in out
     assert "pythia-160m@step3000" in out and ":random" in out
 
 
@@ -247,6 +248,12 @@ def test_dfa_models_json(capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["gpt2"]["n_nodes"] == 157 and rows["gpt2"]["checkpoints"] == []
     assert rows["pythia-160m"]["checkpoints"][-1] == "step143000"
+    modern = {n: r for n, r in rows.items() if r["family"] in ("llama3", "qwen2.5", "gemma3", "smollm2")}
+    assert len(modern) == 12
+    for r in modern.values():  # nodes follow from the config: input + query heads + MLPs
+        assert r["n_nodes"] == 1 + r["n_layers"] * (r["n_heads"] + 1)
+    assert (rows["llama-3.2-1b"]["n_kv_heads"], rows["llama-3.2-1b"]["n_nodes"]) == (8, 529)
+    assert (rows["gemma-3-270m"]["n_heads"], rows["gemma-3-270m"]["n_kv_heads"]) == (4, 1)
 
 
 def test_dfa_models_and_zoo_info_count_the_nodes_alike(capsys):
@@ -266,7 +273,7 @@ def test_dfa_models_and_zoo_info_count_the_nodes_alike(capsys):
 
     want = {n: len(NodeGraph(s.n_layers, s.n_heads)) for n, s in TOY_SPECS.items()}
     assert want["toy-gpt2-s"] == 28
-    assert nodes_column(["models"], 4) == want
+    assert nodes_column(["models"], 5) == want
     assert nodes_column(["zoo", "info"], 5) == want
     for argv in (["models", "--json"], ["zoo", "info", "--json"]):
         assert main(argv) == 0
