@@ -18,7 +18,7 @@ from dfa.core.interventions import capture, donor_activations, run_masked
 from dfa.core.metrics import task_metric
 from dfa.core.models import load_model
 from dfa.core.tasks import make_batches, make_dataset
-from tests.families import FAMILIES, save_family
+from tests.families import FAMILIES, save_family, tiny_config
 
 FAMS = list(FAMILIES)
 
@@ -247,3 +247,24 @@ def test_two_epoch_map_training_across_families(src, tgt, folders, tmp_path):
     assert amap.src_names == NodeGraph.from_names(amap.src_names).mapped_names
     _, heads, _ = FAMILIES[tgt]
     assert amap.W.shape == (2 * (FAMILIES[src][1] + 1), 2 * (heads + 1))
+
+
+@pytest.mark.parametrize("family", FAMS)
+def test_random_weights_of_each_family_are_seeded(family, monkeypatch):
+    """`NAME:random` for a ladder of each family (its config shrunk, registered for the test): the
+    same seed draws the same weights, another seed others; the stand-in tokenizer fits."""
+    from dfa.core.ladders import LADDERS, LadderModel
+    from dfa.zoo.spec import zoo_root
+    from tests.families import TOKENIZER_FROM
+
+    real = LADDERS[FAMILIES[family][0]]
+    tiny = LadderModel(
+        "tiny-" + real.name, real.family, real.hf_id, real.tokenizer, 0, tiny_config(family, 1966, 0, 0)
+    )
+    monkeypatch.setitem(LADDERS, tiny.name, tiny)
+    tok = str(zoo_root() / TOKENIZER_FROM)
+    a, b, c = (load_model(f"{tiny.name}:random", device="cpu", tokenizer=tok, seed=s) for s in (0, 0, 1))
+    tokens = a.to_tokens("When Mary and John went to the store")
+    with torch.no_grad():
+        assert torch.equal(a(tokens), b(tokens)) and not torch.allclose(a(tokens), c(tokens))
+    assert a.dfa_info.source == "random:0" and a.cfg.n_heads == FAMILIES[family][1]

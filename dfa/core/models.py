@@ -330,7 +330,7 @@ def load_model(
 
 def _load(spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: str | Path | None, seed: int):
     hf_model, tok, boot_name, source = _hf_model(spec, device, dtype, tokenizer, seed)
-    _check_vocab(spec, hf_model, tok)
+    _check_vocab(spec, int(hf_model.get_input_embeddings().weight.shape[0]), tok)
     if not getattr(hf_model.config, "architectures", None):  # the bridge picks its adapter by it
         hf_model.config.architectures = [type(hf_model).__name__]
     n_params = count_parameters(hf_model)
@@ -351,6 +351,7 @@ def _hf_model(
     if spec.kind == "random":
         assert spec.ladder is not None
         tok = load_tokenizer(tokenizer or spec.ladder.name)
+        _check_vocab(spec, int(spec.ladder.config["vocab_size"]), tok)  # before building it
         return _random_hf_model(spec.ladder, seed, device), tok, spec.ladder.hf_id, f"random:{seed}"
     if spec.kind == "gguf":
         assert spec.path is not None
@@ -389,9 +390,8 @@ def _keep_tokenizer_class(bridge, tok) -> None:
     bridge.tokenizer = again
 
 
-def _check_vocab(spec: ModelSpec, hf_model, tok) -> None:
-    """A tokenizer whose ids run past the model's embedding would index out of range mid-run."""
-    rows = int(hf_model.get_input_embeddings().weight.shape[0])
+def _check_vocab(spec: ModelSpec, rows: int, tok) -> None:
+    """A tokenizer whose ids run past the model's embedding (`rows`) would index out of range mid-run."""
     if len(tok) > rows:
         raise ModelLoadError(
             f"{spec.text}: the tokenizer has {len(tok)} tokens but the model embeds only {rows}; "
