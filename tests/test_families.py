@@ -69,7 +69,7 @@ def test_nodes_check_runs_every_hook(family, folders, capsys):
     _, heads, kv = FAMILIES[family]
     assert main(["nodes", "--model", str(folders[family]), "--check"]) == 0
     out = capsys.readouterr().out
-    grouped = f" ({kv} key/value heads)" if kv != heads else ""
+    grouped = f" ({kv} key/value head{'s' if kv > 1 else ''})" if kv != heads else ""
     assert f"2 layers x {heads} heads{grouped}" in out
     assert f"nodes={1 + 2 * (heads + 1)}: {2 * heads} heads + 2 MLPs + input" in out
     assert "all 5 node hooks fired" in out and f"heads (1, 15, {heads}, 8)" in out
@@ -200,13 +200,14 @@ def test_roles_with_grouped_values_by_hand(tmp_path):
     assert scores.role("copy_suppression")[0].tolist() == [0.0, 0.0, 0.0, 0.0]
 
 
-def test_depth_and_role_baselines_across_families(models):
-    """A Llama source and a Gemma target (different depths and head counts): both baselines give
-    every target node a score from the source's, input kept at 1; role alignment reads both models'
-    role profiles (grouped keys/values on both sides)."""
+@pytest.mark.parametrize("src_family, tgt_family", [("llama3", "qwen2.5"), ("llama3", "gemma3")])
+def test_depth_and_role_baselines_across_families(src_family, tgt_family, models):
+    """A Llama source and a Qwen or Gemma target: both baselines give every target node a score
+    from the source's, input kept at 1; role alignment reads both models' role profiles (grouped
+    keys/values on both sides)."""
     from dfa.methods import depth_scores, role_scores
 
-    src, tgt = models["llama3"], models["gemma3"]
+    src, tgt = models[src_family], models[tgt_family]
     gs, gt = NodeGraph.from_model(src), NodeGraph.from_model(tgt)
     source = torch.linspace(-1, 1, len(gs.mapped))
     depth = depth_scores(gs, gt, source)

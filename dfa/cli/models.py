@@ -127,7 +127,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     params = model.dfa_info.n_params
     cfg = model.cfg
     kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
-    grouped = f" ({kv} key/value heads)" if kv != cfg.n_heads else ""
+    grouped = f" ({kv} key/value head{'s' if kv > 1 else ''})" if kv != cfg.n_heads else ""
     print(
         f"{args.model}: {cfg.n_layers} layers x {cfg.n_heads} heads{grouped}, d_model {cfg.d_model}, "
         f"{_human(params)} parameters ({params:,}), loaded in {load_s:.1f}s on {cfg.device}"
