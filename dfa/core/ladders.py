@@ -38,14 +38,19 @@ _PYTHIA_BASE: dict[str, Any] = {
 }
 
 # The modern families below are written from each release's config.json on the hub
-# (https://huggingface.co/<hf_id>/blob/main/config.json), read through copies of those files found
-# on GitHub: Llama-3.x in citsjtu2020/LLM-Prof sglang/Model_Config.md (3.1-8B, 3.2-3B) and
-# kevinstephano/thunder_model_blocks hf_llama/llama_config.py (3.2-1B); Qwen2.5 in
-# rwth-i6/i6_experiments .../qwen2/qwen2_configs.py (the 0.5B shape) and the Qwen2.5 model cards'
-# layer/head tables; Gemma-3 in Liwink/gemma-jax models/README.md (1b) and the 270m shape in
-# keras/JAX ports; SmolLM2 in satyasundar/erav3-s13 README.md (135M) and
-# JXL884/Entropy-aware-branching entropix/models/smollm.py (360M). Every published parameter
-# count below equals the count of the model these configs build (tests/test_ladders.py).
+# (https://huggingface.co/<hf_id>/blob/main/config.json; the hub is unreachable from where this was
+# written), read through verbatim copies of those files kept in public GitHub repositories:
+# Llama-3.2-1B in kevinstephano/thunder_model_blocks (hf_llama/llama_config.py), Llama-3.2-3B and
+# Llama-3.1-8B in citsjtu2020/LLM-Prof (sglang/Model_Config.md); Qwen2.5-0.5B in a copy of its
+# config.json (max_position_embeddings 32768, sliding window off), the 1.5B, 3B and 7B shapes in
+# copies of Qwen2.5-1.5B-Instruct's config, Qwen2.5-Omni-3B's text config and Qwen2-7B's config
+# (Retruth/deontic nlp_models/qwen2/README.md; Qwen2.5-7B has the same shape); Gemma-3-1b in
+# Liwink/gemma-jax (models/README.md), the 270m shape (640 wide, 18 layers, 4 heads of 256, one
+# key/value head, 2048 MLP) in ports that cite its config; SmolLM2-135M in satyasundar/erav3-s13
+# (README.md), the 360M shape in ports citing HuggingFaceTB/SmolLM2-360M, SmolLM2-1.7B in copies
+# of its config.json (rope_theta 130000, bos 1, eos 2). Every total below equals the parameter count
+# of the model its config builds (tests/test_ladders.py); Gemma-3-1b's (999,885,952) also matches
+# keras-hub's gemma3 presets.
 _LLAMA3_BASE: dict[str, Any] = {
     "model_type": "llama",
     "architectures": ["LlamaForCausalLM"],
@@ -194,8 +199,10 @@ def _gemma3(name: str, shape: dict[str, Any], params: int) -> LadderModel:
     return LadderModel(name, "gemma3", f"google/{name}", "gemma-3", params, cfg)
 
 
-def _smollm2(name: str, hf: str, shape: dict[str, Any], params: int, rope_theta: float) -> LadderModel:
-    cfg = {**_SMOLLM2_BASE, **shape, "rope_theta": rope_theta}
+def _smollm2(
+    name: str, hf: str, shape: dict[str, Any], params: int, rope_theta: float, **extra: Any
+) -> LadderModel:
+    cfg = {**_SMOLLM2_BASE, **shape, "rope_theta": rope_theta, **extra}
     return LadderModel(name, "smollm2", f"HuggingFaceTB/{hf}", "smollm2", params, cfg)
 
 
@@ -256,7 +263,16 @@ MODERN: list[LadderModel] = [
     _gemma3("gemma-3-1b", _shape(26, 4, 1, 1152, 6912), 999_885_952),
     _smollm2("smollm2-135m", "SmolLM2-135M", _shape(30, 9, 3, 576, 1536), 134_515_008, 100000.0),
     _smollm2("smollm2-360m", "SmolLM2-360M", _shape(32, 15, 5, 960, 2560), 361_821_120, 100000.0),
-    _smollm2("smollm2-1.7b", "SmolLM2-1.7B", _shape(24, 32, 32, 2048, 8192), 1_711_376_384, 130000.0),
+    _smollm2(
+        "smollm2-1.7b",
+        "SmolLM2-1.7B",
+        _shape(24, 32, 32, 2048, 8192),
+        1_711_376_384,
+        130000.0,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    ),
 ]
 
 
