@@ -50,7 +50,8 @@ def supported_architectures() -> list[str]:
     """The GGUF architectures the installed transformers can turn into a model."""
     from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
 
-    return sorted(GGUF_SUPPORTED_ARCHITECTURES)
+    # The mapping also holds the metadata groups every file has; they are no architectures.
+    return sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - {"general", "tokenizer"})
 
 
 def load_gguf_model(path: Path, dtype: torch.dtype):
@@ -66,7 +67,7 @@ def load_gguf_model(path: Path, dtype: torch.dtype):
     except (ValueError, OSError, KeyError, NotImplementedError, RuntimeError, TypeError) as err:
         raise GgufError(
             f"transformers cannot read the GGUF file {path} (architecture {arch!r}): "
-            f"{type(err).__name__}: {err}. This transformers reads GGUF files of the architectures "
+            f"{type(err).__name__}: {str(err).rstrip('.')}. This transformers reads GGUF files of the architectures "
             f"{', '.join(supported_architectures())}; otherwise convert the model to a Hugging Face "
             "folder (config.json + safetensors + tokenizer) and pass the folder's path."
         ) from None
