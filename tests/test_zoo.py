@@ -30,6 +30,7 @@ from dfa.zoo.text import (
     REPEAT_SPAN,
     TaskText,
     extra_texts,
+    echo_rows,
     interleaved_rows,
     ordinal_texts,
     repeat_rows,
@@ -205,6 +206,22 @@ def test_repeated_and_interleaved_rows_have_their_form(toy_tokenizer):
             assert [numbers[i] for i in items] == list(
                 range(numbers[items[0]], numbers[items[0]] + len(items))
             )
+
+
+def test_echo_rows_repeat_the_token_two_back_after_a_random_prefix(toy_tokenizer):
+    tok = toy_tokenizer
+    rows = echo_rows(tok, seed=0, n=300)
+    assert rows == echo_rows(tok, seed=0, n=300) != echo_rows(tok, seed=1, n=300)
+    starts = set()
+    for row, first in rows:  # [BOS] p a1 f1 a1 a2 f2 a2 ...: the echoes from `first`, every third
+        assert row[0] == tok.bos_token_id and len(row) <= 64 and not set(tok.all_special_ids) & set(row[1:])
+        assert (len(row) - 1 - first) % 3 == 0 and len(row) - 1 - first >= 3
+        assert all(row[i] == row[i - 2] for i in range(first, len(row), 3))
+        starts.add(first - 3)  # the prefix's length
+    assert (min(starts), max(starts)) == (0, REPEAT_PREFIX)  # echoes start anywhere: no fixed phase
+    labels = pad_rows([rows[0]], pad_id=1, labelled=label_spans([(*rows[0], "echo")], set()))["labels"]
+    row, first = rows[0]
+    assert [i + 1 for i in (labels[0] != -100).nonzero().flatten().tolist()] == list(range(first, len(row), 3))
 
 
 def test_task_batches_read_the_weights_as_they_go():

@@ -68,7 +68,7 @@ class TrainConfig:
     # (toy-neox-s on spans alone: none at step 1000, 0.87 at 1250); a 16% share of mixed batches
     # had none by step 3000. The steps count within `steps`.
     role_warmup: int = 0
-    role_warmup_weights: dict[str, float] = field(default_factory=lambda: {"repeats": 1.0})
+    role_warmup_weights: dict[str, float] = field(default_factory=lambda: {"repeats": 1.0, "echo": 0.3})
 
 
 class TaskBatches(Sampler[list[int]]):
