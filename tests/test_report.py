@@ -9,14 +9,30 @@ from dfa.core.errors import DfaError
 from dfa.core.evaluate import evaluate_circuits, random_scores
 from dfa.core.graph import NodeGraph
 from dfa.report.figures import plot_curves, plot_grid
-from dfa.report.tables import loto_table, paired_table, recovery, table, wins
+from dfa.report.tables import loto_table, paired_table, prompt_notes, recovery, table, wins
 from tests.micro import micro_batch
 
 PNG = b"\x89PNG\r\n\x1a\n"
 REPORT = {
     "results": [
-        {"task": "sva", "setting": "in-distribution", "method": "dfa", "cpr": 0.8, "cpr_ci": [0.7, 0.9]},
-        {"task": "sva", "setting": "in-distribution", "method": "depth", "cpr": 0.5, "cpr_ci": [0.4, 0.6]},
+        {
+            "task": "sva",
+            "setting": "in-distribution",
+            "method": "dfa",
+            "cpr": 0.8,
+            "cpr_ci": [0.7, 0.9],
+            "n_prompts": 100,
+            "n_distinct": 17,
+        },
+        {
+            "task": "sva",
+            "setting": "in-distribution",
+            "method": "depth",
+            "cpr": 0.5,
+            "cpr_ci": [0.4, 0.6],
+            "n_prompts": 100,
+            "n_distinct": 17,
+        },
         {"task": "gender", "setting": "zero-shot", "method": "dfa", "cpr": 0.3, "cpr_ci": [None, None]},
         {"task": "gender", "setting": "zero-shot", "method": "random", "cpr": 0.35, "cpr_ci": [0.2, 0.5]},
     ]
@@ -25,12 +41,15 @@ REPORT = {
 
 def test_table_has_a_column_per_method_and_marks_what_was_not_measured():
     lines = table(REPORT).splitlines()
-    assert lines[0].split() == ["task", "setting", "dfa", "depth", "random"]
+    assert lines[0].split() == ["task", "setting", "prompts", "dfa", "depth", "random"]
     assert (
         lines[1]
-        == "  sva            in-distribution     0.800 [ 0.70, 0.90]   0.500 [ 0.40, 0.60]" + " " * 21 + "-"
+        == "  sva            in-distribution     100/17   0.800 [ 0.70, 0.90]   0.500 [ 0.40, 0.60]"
+        + " " * 21
+        + "-"
     )
-    assert lines[2].split()[:2] == ["gender", "zero-shot"]
+    # results written before the counts: the prompts are shown as unknown, not made up
+    assert lines[2].split()[:3] == ["gender", "zero-shot", "?/?"]
     assert "0.300 [  nan,  nan]" in lines[2]  # no interval (no bootstrap): shown as nan
     assert len({len(line) for line in lines}) == 1  # the columns line up
 
@@ -76,9 +95,25 @@ def test_loto_table_shows_a_missing_interval_as_nan_like_table():
     lines = loto_table(rows).splitlines()
     assert (
         lines[2]
-        == "| toy-gpt2-s -> toy-gpt2-m | sva | 0.500 [nan, nan] | 0.400 [0.30, 0.50] | 0.200 [nan, nan] |"
+        == "| toy-gpt2-s -> toy-gpt2-m | sva | ?/? | 0.500 [nan, nan] | 0.400 [0.30, 0.50] | 0.200 [nan, nan] |"
     )
     assert lines[-1].endswith("depth 1 above / 0 below of 1, random 1 above / 0 below of 1")
+    rows[0].update(n_prompts=100, n_distinct=17)
+    assert "| toy-gpt2-s -> toy-gpt2-m | sva | 100/17 | 0.500" in loto_table(rows)
+
+
+def test_prompt_notes_say_when_pairs_share_few_prompts():
+    rows = [
+        {"task": "capitals", "n_prompts": 100, "n_distinct": 17},
+        {"task": "gender", "n_prompts": 100, "n_distinct": 62},
+        {"task": "ioi", "n_prompts": 100, "n_distinct": 100},
+        {"task": "sva", "n_prompts": 100},  # an old results file: no count, no note
+    ]
+    notes = prompt_notes(rows)
+    assert len(notes) == 2
+    assert notes[0].startswith("note: capitals's 100 test pairs hold 17 distinct clean prompts")
+    assert "too few" in notes[0] and "17 observations, not 100" in notes[0]
+    assert "gender" in notes[1] and "too few" not in notes[1]
 
 
 @pytest.fixture

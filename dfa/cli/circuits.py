@@ -94,6 +94,7 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
     from dfa.core.graph import NodeGraph
     from dfa.core.io import write_json
     from dfa.report.figures import plot_curves
+    from dfa.report.tables import prompt_notes
 
     loaded = _load_scores(args.scores)
     model = _load(args)
@@ -120,9 +121,12 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
         progress=True,
     )
     print(
-        f"{args.model} on {args.task} ({args.split} split, {ev.n_prompts} prompts, {ev.ablation}); "
+        f"{args.model} on {args.task} ({args.split} split, {ev.n_prompts} prompts, {ev.n_distinct} "
+        f"distinct clean prompts, {ev.ablation}); "
         f"input node {ev.input_node}; metric clean {ev.clean:.3f}, empty circuit {ev.empty:.3f}"
     )
+    for note in prompt_notes([{"task": args.task, "n_prompts": ev.n_prompts, "n_distinct": ev.n_distinct}]):
+        print(note)
     first = next(iter(ev.curves.values()))
     print(f"  {'ranking':<20}{'CPR':>7}  {'95% CI':<17}{'CMD':>7}{'log-x':>7}   f at k = {first.ks}")
     for c in ev.curves.values():

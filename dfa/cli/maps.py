@@ -86,7 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dfa.experiments.transfer import evaluate_run
     from dfa.methods import names
     from dfa.report.figures import plot_grid
-    from dfa.report.tables import paired_table, table, wins
+    from dfa.report.tables import paired_table, prompt_notes, table, wins
 
     report, evals = evaluate_run(
         _run(args), _pool(args), args.tasks, args.methods, args.split, args.n, args.boot, True, args.draws
@@ -96,8 +96,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"CPR [95% CI] ({report['ablation']}, input node kept, {report['attribution']} source scores)"
     )
     print(table(report))
-    used = {r["task"]: r["n_prompts"] for r in report["results"]}
-    print(f"prompts per task ({args.split} split): " + ", ".join(f"{t} {n}" for t, n in used.items()))
+    print(f"prompts: {args.split} pairs / distinct clean prompts (the units each interval resamples)")
+    for note in prompt_notes(report["results"], args.split):
+        print(note)
     if "dfa" in args.methods:
         paired = paired_table(report)
         if paired:
@@ -136,7 +137,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         cells = [
             f"{c.label} CPR {c.cpr:.3f} [{c.cpr_ci[0]:.2f}, {c.cpr_ci[1]:.2f}]" for c in ev.curves.values()
         ]
-        print(f"  on {ev.n_prompts} {args.split} prompts: " + ", ".join(cells))
+        print(f"  on {ev.n_prompts} {args.split} prompts ({ev.n_distinct} distinct): " + ", ".join(cells))
     return 0
 
 

@@ -155,6 +155,7 @@ def result_rows(run: Run, task: str, ev: Evaluation) -> list[dict[str, Any]]:
                 "cpr_log": curve.cpr_log,
                 "curve": [[f, v] for f, v in zip(curve.fractions, curve.faithfulness, strict=True)],
                 "n_prompts": ev.n_prompts,
+                "n_distinct": ev.n_distinct,
                 "n_draws": curve.n_draws,
             }
         )
