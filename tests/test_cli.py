@@ -338,7 +338,7 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     r = run_script(
         "transfer.py",
         *("--map", str(run), "--task", "capitals", "--n", "10", "--boot", "20"),
-        *("--methods", "dfa", "random", "role", "role-assign", "--draws", "2"),
+        *("--methods", "dfa", "random", "role", "role-assign", "--draws", "2", "--circuit-fraction", "0.25"),
     )
     assert r.returncode == 0, r.stderr
     assert all(f"{m} CPR" in r.stdout for m in ("dfa", "random", "role", "role-assign")), r.stdout
@@ -348,6 +348,17 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     saved = NodeScores.load(run / "transfer" / "capitals.json")
     assert saved.meta["setting"] == "zero-shot" and saved.names[0] == "input"
     assert len(saved.names) == TOY_SPECS["toy-gpt2-m"].n_nodes + 1
+    # in_graph marks the circuit of the stated size (the top int(0.25 N) of N ranked, and input)
+    nodes = json.loads((run / "transfer" / "capitals.json").read_text())["nodes"]
+    marked = [n for n, v in nodes.items() if v["in_graph"]]
+    k = int(0.25 * TOY_SPECS["toy-gpt2-m"].n_nodes)
+    assert saved.meta["circuit"]["fraction"] == 0.25 and saved.meta["circuit"]["k"] == k
+    assert "input" in marked and len(marked) == k + 1 < len(nodes)
+    top = sorted((n for n in nodes if n != "input"), key=lambda n: -nodes[n]["score"])[:k]
+    assert set(marked) == {"input", *top}
+    assert f"in_graph: {k + 1} of {len(nodes)} nodes" in r.stdout
+    bad = run_script("transfer.py", "--map", str(run), "--task", "capitals", "--circuit-fraction", "1.5")
+    assert bad.returncode == 2 and "circuit fraction must be in (0, 1]" in bad.stderr
     assert "dfa CPR" in r.stdout
 
     # The same command again (the front door pasted twice): the finished run is left as it is.

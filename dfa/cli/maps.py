@@ -122,14 +122,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from dfa.experiments.transfer import transfer
+    from dfa.experiments.transfer import CIRCUIT_FRACTION, transfer
 
+    fraction = CIRCUIT_FRACTION if args.circuit_fraction is None else args.circuit_fraction
     predicted, paths, ev = transfer(
         _run(args), _pool(args), args.task, args.out, not args.no_eval, args.methods, args.split, args.n,
-        args.boot, args.draws,
+        args.boot, args.draws, fraction,
     )  # fmt: skip
     meta = predicted.meta
     print(f"{meta['src']} -> {meta['model']} predicted circuit for {args.task} ({meta['setting']}):")
+    circuit = meta["circuit"]
+    print(
+        f"  in_graph: {circuit['nodes']} of {len(predicted.names)} nodes (the top {circuit['k']} by mask, "
+        f"fraction {circuit['fraction']:g}, and input)"
+    )
     print("  " + ", ".join(str(p) for p in paths))
     top = sorted(predicted.as_dict().items(), key=lambda kv: -kv[1])[1 : args.top + 1]
     print("  top nodes by mask: " + ", ".join(f"{n} {v:.2f}" for n, v in top))
@@ -237,6 +243,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-eval", action="store_true", help="write the circuit only")
     p.add_argument("--top", type=int, default=10, help="print this many top nodes")
+    p.add_argument(
+        "--circuit-fraction",
+        type=float,
+        default=None,
+        help="share of the ranked nodes the JSON marks in_graph (default: 0.2)",
+    )
     p.set_defaults(func=cmd_transfer)
 
     for name, cls, fn, text in (

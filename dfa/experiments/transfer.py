@@ -14,7 +14,7 @@ import torch
 from dfa.config import TrainConfig, upgrade
 from dfa.core.circuits import task_prompts
 from dfa.core.errors import DfaError
-from dfa.core.evaluate import FRACTIONS, Evaluation, evaluate_circuits
+from dfa.core.evaluate import FRACTIONS, Evaluation, circuit_masks, evaluate_circuits
 from dfa.core.graph import NodeGraph
 from dfa.core.mapping import AlignmentMap, MapError
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
@@ -22,6 +22,11 @@ from dfa.core.tasks import get_task
 from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, score_methods
 from dfa.store import ModelPool, cached_roles, cached_scores
 from dfa.training.data import source_spec
+
+# The share of the target's ranked nodes the exported circuit marks `in_graph`: on the toy pair,
+# the smallest MIB size at which the map's circuits recover about half the behaviour or more on
+# most tasks (`results/main_toy.json`); `--circuit-fraction` states another.
+CIRCUIT_FRACTION = 0.2
 
 
 class Run:
@@ -212,15 +217,21 @@ def transfer(
     n: int = 200,
     n_boot: int = 1000,
     draws: int = DRAWS,
+    fraction: float = CIRCUIT_FRACTION,
 ) -> tuple[NodeScores, list[Path], Evaluation | None]:
     """Reuse a saved map on `task` without training: source scores -> predicted target circuit
-    (written as EAP-IG/MIB `importances.json` and `.safetensors`), and its evaluation."""
+    (written as EAP-IG/MIB `importances.json`, where `in_graph` marks the circuit of `fraction`
+    of the ranked nodes, and `.safetensors`), and its evaluation."""
     get_task(task)
+    if not 0 < fraction <= 1:
+        raise DfaError(f"The circuit fraction must be in (0, 1], got {fraction}.")
     c = run.config
     target = pool.get(run.tgt, c.model_seed)
     tgt_graph = NodeGraph.from_model(target)
     scores = method_rankings(run, pool, task, ["dfa"])["dfa"]
     assert isinstance(scores, torch.Tensor)
+    masks, ks = circuit_masks(scores, tgt_graph, [fraction])
+    in_graph = [tgt_graph[i].name for i in torch.nonzero(masks[0]).flatten().tolist()]
     meta = {
         "model": run.tgt,
         "task": task,
@@ -236,9 +247,18 @@ def transfer(
         "score": "mask probability sigmoid((s @ W + b) / T); input kept at 1",
         "sign": SIGN,
         "cfg": graph_cfg(target, tgt_graph),
+        "circuit": {
+            "fraction": fraction,
+            "k": ks[0],
+            "nodes": len(in_graph),
+            "rule": "in_graph: the top int(fraction * N) of the N ranked nodes by mask, and input",
+        },
     }
     predicted = NodeScores(tgt_graph.names, scores, meta)
     out = Path(out) if out else run.folder / "transfer" / task
-    paths = [predicted.save(out.with_suffix(".json")), predicted.save(out.with_suffix(".safetensors"))]
+    paths = [
+        predicted.save(out.with_suffix(".json"), in_graph),
+        predicted.save(out.with_suffix(".safetensors")),
+    ]
     ev = evaluate_task(run, pool, task, methods, split, n, n_boot, draws=draws) if evaluate else None
     return predicted, paths, ev
