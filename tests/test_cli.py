@@ -295,6 +295,9 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     run = out / "toy-gpt2-s__toy-gpt2-m" / "holdout-gender-s0"
     assert f"run folder: {run}" in r.stdout
+    # piped (not a terminal): one line per step of the run, no progress bar redrawn with \r
+    assert "start (before training): val/loss " in r.stdout and "epoch 1/1: 2 steps, train/loss " in r.stdout
+    assert "\r" not in r.stdout + r.stderr
     names = {p.name for p in run.iterdir()}
     assert {"map.safetensors", "map.json", "config.yaml", "last.ckpt", "tensorboard"} <= names
     info = json.loads((run / "map.json").read_text())
@@ -322,6 +325,8 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     )
     assert r.returncode == 0, r.stderr
     assert "zero-shot" in r.stdout and "in-distribution" in r.stdout
+    assert "evaluated sva (1/2): 6 methods on 10 test prompts" in r.stdout
+    assert "evaluated gender (2/2)" in r.stdout and "\r" not in r.stdout + r.stderr
     # the table says how many pairs and distinct clean prompts stand behind each row
     assert re.search(r"sva +in-distribution +10/\d+ ", r.stdout), r.stdout
     assert re.search(r"gender +zero-shot +10/\d+ ", r.stdout), r.stdout

@@ -548,6 +548,13 @@ def test_resume_mid_epoch_cleans_the_crash_and_logs_each_step_once(tmp_path):
     run's own crash at step 11: what each logged after its checkpoint is logged again by the run
     resumed after it, and in the end every step is logged once, as in an uninterrupted run."""
     straight = train(small_config(tmp_path, max_epochs=3, run="straight"), progress=False)
+    # TensorBoard gets the val loss (the training objective on val prompts) and the learning rate
+    # once per epoch, beside the training terms per step
+    logged = _logged(straight)
+    assert {"val/loss", "val/fit", "lr-Adam", "val/cpr", "train/loss"} <= {tag for tag, _ in logged}
+    # the start, then each epoch (Lightning logs epoch-end values at the last step of the epoch)
+    assert sorted(step for tag, step in logged if tag == "val/loss") == [0, 3, 7, 11]
+    assert sorted(step for tag, step in logged if tag == "lr-Adam") == [0, 4, 8]  # each epoch's start
     c = small_config(tmp_path, max_epochs=3, run="crashed")
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(c, progress=False, callbacks=[CrashAtStep(6)])

@@ -197,7 +197,7 @@ def attribute_parts(
     if ablation == "mean" and means is None:  # mean ablation's donor: the means over every batch
         means = mean_activations(model, graph, batches)
     sums, counts = [], []
-    for batch in tqdm(batches, desc=method, disable=not progress, leave=False):
+    for batch in tqdm(batches, desc=method, disable=None if progress else True, leave=False):
         batch = to_device(batch, device)
         donor = donor_activations(model, graph, batch, ablation, means)
         sums.append(fn(model, graph, batch, metric, donor, steps=ig_steps).double().cpu())

@@ -322,7 +322,7 @@ def circuit_values(
         means = mean_activations(model, graph, batches)
     device = model_device(model)
     values, full = [], []
-    for batch in tqdm(batches, desc="circuits", disable=not progress, leave=False):
+    for batch in tqdm(batches, desc="circuits", disable=None if progress else True, leave=False):
         batch = to_device(batch, device)
         donor = donor_activations(model, graph, batch, ablation, means)
         with torch.no_grad():

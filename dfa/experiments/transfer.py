@@ -5,6 +5,7 @@ intervention."""
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -187,11 +188,18 @@ def evaluate_run(
     c = run.config
     evals: dict[str, Evaluation] = {}
     rows: list[dict[str, Any]] = []
-    for task in tasks:
-        evals[task] = evaluate_task(
+    for i, task in enumerate(tasks, 1):
+        start = time.perf_counter()
+        ev = evals[task] = evaluate_task(
             run, pool, task, methods, split, n, n_boot, progress=progress, draws=draws
         )
-        rows += result_rows(run, task, evals[task])
+        rows += result_rows(run, task, ev)
+        if progress:  # one line per task: readable in a log, where the per-batch bars are off
+            print(
+                f"evaluated {task} ({i}/{len(tasks)}): {len(ev.curves)} methods on {ev.n_prompts} {split} "
+                f"prompts ({ev.n_distinct} distinct) in {time.perf_counter() - start:.0f}s",
+                flush=True,
+            )
     report = {
         "src": run.src,
         "tgt": run.tgt,
