@@ -8,7 +8,7 @@ import pytest
 from dfa.core.errors import DfaError
 from dfa.core.evaluate import evaluate_circuits, random_scores
 from dfa.core.graph import NodeGraph
-from dfa.report.figures import plot_curves, plot_grid
+from dfa.report.figures import curve_figure, plot_curves, plot_grid
 from dfa.report.tables import loto_table, paired_table, prompt_notes, recovery, table, wins
 from tests.micro import micro_batch
 
@@ -140,6 +140,27 @@ def test_grid_has_a_panel_per_evaluation_and_refuses_none(tmp_path, evaluation):
     with pytest.raises(DfaError, match="Nothing to plot"):
         plot_grid({}, tmp_path / "empty.png")
     assert not (tmp_path / "empty.png").exists()
+
+
+def test_curve_figure_has_a_log_and_a_linear_view_and_marks_zero_shot_tasks(evaluation):
+    import matplotlib.pyplot as plt
+
+    settings = {"sva": "in-distribution", "capitals": "zero-shot"}
+    fig = curve_figure({"sva": evaluation, "capitals": evaluation}, "s -> t", settings)
+    try:
+        axes = fig.axes
+        assert [ax.get_xscale() for ax in axes] == ["log", "linear", "log", "linear"]
+        titles = [ax.get_title().splitlines()[0] for ax in axes]
+        assert titles == ["s -> t / sva (in-distribution)"] * 2 + ["s -> t / capitals (zero-shot)"] * 2
+        red = [ax.title.get_color() == "tab:red" for ax in axes]
+        assert red == [False, False, True, True]
+        # one legend per row, on the linear view, with each ranking's CPR and interval
+        assert [ax.get_legend() is not None for ax in axes] == [False, True, False, True]
+        texts = [t.get_text() for t in axes[1].get_legend().get_texts()]
+        c = evaluation.curves["r"]
+        assert texts == [f"r  {c.cpr:.3f} [{c.cpr_ci[0]:.2f}, {c.cpr_ci[1]:.2f}]"]
+    finally:
+        plt.close(fig)
 
 
 def test_recovery_is_summed_cpr_over_golds():

@@ -117,7 +117,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"wrote {write_json(args.json, report)}")
     if args.plot:
         title = f"{report['src']} -> {report['tgt']}"
-        print(f"wrote {plot_grid(evals, args.plot, title)}")
+        settings = {r["task"]: r["setting"] for r in report["results"]}
+        print(f"wrote {plot_grid(evals, args.plot, title, settings)}")
     return 0
 
 
