@@ -24,7 +24,7 @@ def draw_curves(
     ax,
     evaluation: Evaluation,
     title: str = "",
-    legend_size: int = 7,
+    legend_size: int = 8,
     xscale: str = "log",
     legend: bool = True,
 ) -> None:
