@@ -396,3 +396,19 @@ def test_bench_reports_both_benchmarks_on_a_toy_model():
     assert step["objective"] == "curve" and step["stacked_rows"] == 2 * len(step["circuit_sizes"])
     assert step["circuit_sizes"] == [1, 2, 5, 13]  # of 27 mapped nodes at 0.05, 0.1, 0.2, 0.5
     assert step["training_step_seconds"] > 0 and step["ratio"] > 0
+
+
+def test_every_help_parses_without_loading_torch():
+    """`dfa --help` and each subcommand's `--help` load none of torch, Lightning, transformers,
+    TransformerLens or matplotlib (what made `--help` take 15 s). `dfa bench --help-times` prints
+    the times; they are not asserted here."""
+    from dfa.cli.help_times import help_times
+    from dfa.core import attribution, interventions, mapping
+    from dfa.core.names import ABLATIONS, ATTRIBUTIONS, NORMALISATIONS
+
+    rows = help_times()
+    assert {"dfa --help", "dfa train --help", "dfa zoo trial --help"} <= {r["command"] for r in rows}
+    assert [r for r in rows if r["rc"] != 0 or r["heavy"] != []] == []
+    # the torch-free vocabularies the parsers read are the implemented ones
+    assert tuple(attribution.METHODS) == ATTRIBUTIONS
+    assert interventions.ABLATIONS == ABLATIONS and mapping.NORMALISATIONS == NORMALISATIONS

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from dfa.config import ConfigError, make_config
+from dfa.core.alignment import depth_matrix
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.mapping import AlignmentMap, MapError, normalise_scores
-from dfa.methods import depth_matrix, depth_scores, permuted_scores, scrambled_scores
+from dfa.methods import depth_scores, permuted_scores, scrambled_scores
 from dfa.store import ModelPool
 from dfa.training import MapTrainer, TransferData, train
 from tests.conftest import run_script

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,19 +35,14 @@ from dfa.core.interventions import (
     to_device,
 )
 from dfa.core.metrics import task_metric
+from dfa.core.names import FRACTIONS, Rank, SizeWeights
 from dfa.core.tasks.base import Metric
-
-FRACTIONS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-Rank = Literal["abs", "signed"]
 
 
 # --- circuits -------------------------------------------------------------------------------------
 def circuit_size(fraction: float, n: int) -> int:
     """MIB's `k = int(fraction * n)` (with a tolerance so 0.29 * 100 is 29, not 28)."""
     return min(n, int(fraction * n + 1e-9))
-
-
-SizeWeights = Literal["cpr", "log", "both"]
 
 
 def size_weights(
