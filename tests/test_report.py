@@ -110,10 +110,12 @@ def test_prompt_notes_say_when_pairs_share_few_prompts():
         {"task": "sva", "n_prompts": 100},  # an old results file: no count, no note
     ]
     notes = prompt_notes(rows)
-    assert len(notes) == 2
-    assert notes[0].startswith("note: capitals's 100 test pairs hold 17 distinct clean prompts")
-    assert "too few" in notes[0] and "17 observations, not 100" in notes[0]
-    assert "gender" in notes[1] and "too few" not in notes[1]
+    want = (
+        "note: capitals: its 100 test pairs hold only 17 distinct clean prompts, too few for a tight "
+        "interval (under 30); its intervals resample the 17 (read them as 17 observations, not 100)"
+    )
+    assert notes == [want]  # gender's 62 of 100 show in the table's column, without a note
+    assert prompt_notes([{"task": "ioi", "n_prompts": 10, "n_distinct": 10}]) == []  # few asked, all distinct
 
 
 @pytest.fixture

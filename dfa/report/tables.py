@@ -43,19 +43,17 @@ def prompts(row: dict[str, Any]) -> str:
 
 
 def prompt_notes(rows: Sequence[dict[str, Any]], split: str = "test") -> list[str]:
-    """One line per task whose pairs share clean prompts: how many distinct prompts the interval
-    resamples, flagged when they are fewer than `FEW_PROMPTS`."""
+    """One line per task whose pairs rest on fewer than `FEW_PROMPTS` distinct clean prompts:
+    its intervals resample those few (the table's `pairs/distinct` column shows every task's)."""
     notes = []
     for task, r in {r["task"]: r for r in rows}.items():
         n, distinct = r.get("n_prompts"), r.get("n_distinct", r.get("n_distinct_prompts"))
-        if n is None or distinct is None or distinct >= n:
+        if n is None or distinct is None or distinct >= min(n, FEW_PROMPTS):
             continue
-        few = ""
-        if distinct < FEW_PROMPTS:
-            few = f", too few for a tight interval (under {FEW_PROMPTS}): {distinct} observations, not {n}"
         notes.append(
-            f"note: {task}'s {n} {split} pairs hold {distinct} distinct clean prompts; its intervals "
-            f"resample those {distinct}{few}"
+            f"note: {task}: its {n} {split} pairs hold only {distinct} distinct clean prompts, too few "
+            f"for a tight interval (under {FEW_PROMPTS}); its intervals resample the {distinct} "
+            f"(read them as {distinct} observations, not {n})"
         )
     return notes
 
