@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dfa.cli.flags import add_config_flags, config_values
 from dfa.config import CrossScaleConfig, LotoConfig, SweepConfig, TrainConfig, build
+from dfa.core.names import CIRCUIT_FRACTION
 from dfa.methods import DEFAULT_METHODS, METHODS
 
 
@@ -123,12 +124,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from dfa.experiments.transfer import CIRCUIT_FRACTION, transfer
+    from dfa.experiments.transfer import transfer
 
-    fraction = CIRCUIT_FRACTION if args.circuit_fraction is None else args.circuit_fraction
     predicted, paths, ev = transfer(
         _run(args), _pool(args), args.task, args.out, not args.no_eval, args.methods, args.split, args.n,
-        args.boot, args.draws, fraction,
+        args.boot, args.draws, args.circuit_fraction,
     )  # fmt: skip
     meta = predicted.meta
     print(f"{meta['src']} -> {meta['model']} predicted circuit for {args.task} ({meta['setting']}):")
@@ -247,8 +247,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--circuit-fraction",
         type=float,
-        default=None,
-        help="share of the ranked nodes the JSON marks in_graph (default: 0.2)",
+        default=CIRCUIT_FRACTION,
+        help=f"share of the ranked nodes the JSON marks in_graph (default: {CIRCUIT_FRACTION})",
     )
     p.set_defaults(func=cmd_transfer)
 

@@ -21,3 +21,7 @@ NORMALISATIONS: tuple[Normalise, ...] = get_args(Normalise)
 FRACTIONS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 Rank = Literal["abs", "signed"]
 SizeWeights = Literal["cpr", "log", "both"]
+# The share of the target's ranked nodes an exported predicted circuit marks `in_graph`: on the
+# toy pair, the smallest MIB size at which the map's circuits keep about half the behaviour or
+# more on most tasks (`results/main_toy.json`).
+CIRCUIT_FRACTION = 0.2

@@ -18,16 +18,12 @@ from dfa.core.errors import DfaError
 from dfa.core.evaluate import FRACTIONS, Evaluation, circuit_masks, evaluate_circuits
 from dfa.core.graph import NodeGraph
 from dfa.core.mapping import AlignmentMap, MapError
+from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task
 from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, score_methods
 from dfa.store import ModelPool, cached_roles, cached_scores
 from dfa.training.data import source_spec
-
-# The share of the target's ranked nodes the exported circuit marks `in_graph`: on the toy pair,
-# the smallest MIB size at which the map's circuits recover about half the behaviour or more on
-# most tasks (`results/main_toy.json`); `--circuit-fraction` states another.
-CIRCUIT_FRACTION = 0.2
 
 
 class Run:
