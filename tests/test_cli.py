@@ -173,6 +173,10 @@ def test_evaluate_circuit_prints_and_writes_the_report(scored, tmp_path, capsys)
     assert "input node kept" in out and "random" in out and "per family CPR" in out
     data = json.loads(report.read_text())
     assert data["input_node"] == "kept" and data["n_prompts"] == 12
+    assert (
+        1 <= data["n_distinct_prompts"] <= 12
+        and f"{data['n_distinct_prompts']} distinct clean prompts" in out
+    )
     eap, rnd = data["curves"]["eap"], data["curves"]["random"]
     assert [f for f, _ in eap["curve"]] == [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
     assert eap["curve"][-1][1] == 1.0 and rnd["n_draws"] == 2
