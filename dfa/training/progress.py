@@ -10,7 +10,7 @@ import time
 import lightning.pytorch as pl
 from lightning.pytorch.trainer.states import TrainerFn
 
-SHOWN = ("train/loss", "val/loss", "val/cpr", "val/cpr_zero_shot")  # in this order, when logged
+SHOWN = ("val/loss", "val/cpr", "val/cpr_zero_shot")  # in this order, when logged
 
 
 def interactive() -> bool:
@@ -19,14 +19,21 @@ def interactive() -> bool:
 
 
 class EpochLines(pl.Callback):
-    """One line per validation: the start (before training), then each epoch with its steps, the
-    last training loss, the val loss and val CPR, and its seconds."""
+    """One line per validation: the start (before training), then each epoch with its steps, its
+    mean training loss, the val loss and val CPR, and its seconds."""
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
+        self.losses: list[float] = []
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.started = time.perf_counter()
+        self.losses = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, *args) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.losses.append(float(loss))
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -36,8 +43,9 @@ class EpochLines(pl.Callback):
         if trainer.state.fn != TrainerFn.FITTING:
             print(f"start (before training): {values}", flush=True)
             return
+        train = f"train/loss {sum(self.losses) / len(self.losses):.3f} (epoch mean), " if self.losses else ""
         print(
             f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {trainer.global_step} steps, "
-            f"{values} ({time.perf_counter() - self.started:.0f}s)",
+            f"{train}{values} ({time.perf_counter() - self.started:.0f}s)",
             flush=True,
         )
