@@ -94,6 +94,7 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
     from dfa.core.graph import NodeGraph
     from dfa.core.io import write_json
     from dfa.report.figures import plot_curves
+    from dfa.report.tables import prompt_notes
 
     loaded = _load_scores(args.scores)
     model = _load(args)
@@ -120,9 +121,12 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
         progress=True,
     )
     print(
-        f"{args.model} on {args.task} ({args.split} split, {ev.n_prompts} prompts, {ev.ablation}); "
+        f"{args.model} on {args.task} ({args.split} split, {ev.n_prompts} prompts, {ev.n_distinct} "
+        f"distinct clean prompts, {ev.ablation}); "
         f"input node {ev.input_node}; metric clean {ev.clean:.3f}, empty circuit {ev.empty:.3f}"
     )
+    for note in prompt_notes([{"task": args.task, "n_prompts": ev.n_prompts, "n_distinct": ev.n_distinct}]):
+        print(note)
     first = next(iter(ev.curves.values()))
     print(f"  {'ranking':<20}{'CPR':>7}  {'95% CI':<17}{'CMD':>7}{'log-x':>7}   f at k = {first.ks}")
     for c in ev.curves.values():
@@ -178,6 +182,15 @@ def cmd_circuits_table(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.help_times:
+        from dfa.cli.help_times import help_times
+
+        rows = help_times(args.repeats)
+        for r in rows:
+            heavy = ", ".join(r["heavy"]) if r["heavy"] else "none"
+            print(f"{r['seconds']:6.2f} s  {r['command']:<40} heavy modules loaded: {heavy}")
+        print(f"slowest: {max(r['seconds'] for r in rows):.2f} s (target: under 2 s)")
+        return 0 if all(r["rc"] == 0 for r in rows) else 1
     from dfa.experiments.bench import run, run_training
 
     if args.training:
@@ -197,7 +210,7 @@ def model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def _prompt_args(p: argparse.ArgumentParser, split: str) -> None:
-    from dfa.core.interventions import ABLATIONS
+    from dfa.core.names import ABLATIONS
 
     p.add_argument("--task", required=True, help="task name (see `dfa tasks`)")
     p.add_argument(
@@ -212,7 +225,7 @@ def _prompt_args(p: argparse.ArgumentParser, split: str) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from dfa.core.attribution import METHODS as ATTRIBUTIONS
+    from dfa.core.names import ATTRIBUTIONS
 
     p = sub.add_parser("attribute", help="score a model's nodes on a task (EAP, EAP-IG, exact patching)")
     model_args(p)
@@ -270,5 +283,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="TARGET",
         help="instead: time one map training step on TARGET (e.g. gpt2-medium:random) against a plain fwd+bwd",
+    )
+    p.add_argument(
+        "--help-times",
+        action="store_true",
+        help="instead: time `dfa --help` and every subcommand's --help, each in a fresh interpreter",
     )
     p.set_defaults(func=cmd_bench)

@@ -17,7 +17,7 @@ Positive means the node supports the clean answer; ablating it lowers the metric
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -39,9 +39,9 @@ from dfa.core.interventions import (
     to_device,
 )
 from dfa.core.metrics import task_metric
+from dfa.core.names import IG_METHODS, Method
 from dfa.core.tasks.base import Metric
 
-Method = Literal["eap", "eap-ig-inputs", "eap-ig-activations", "exact"]
 ROWS_PER_PASS = 512  # prompt copies per forward pass when steps or masks are stacked
 
 
@@ -163,7 +163,6 @@ METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "eap-ig-activations": score_eap_ig_activations,
     "exact": score_exact,
 }
-IG_METHODS = ("eap-ig-inputs", "eap-ig-activations")
 
 
 def check_method(method: str) -> str:
@@ -197,7 +196,7 @@ def attribute_parts(
     if ablation == "mean" and means is None:  # mean ablation's donor: the means over every batch
         means = mean_activations(model, graph, batches)
     sums, counts = [], []
-    for batch in tqdm(batches, desc=method, disable=not progress, leave=False):
+    for batch in tqdm(batches, desc=method, disable=None if progress else True, leave=False):
         batch = to_device(batch, device)
         donor = donor_activations(model, graph, batch, ablation, means)
         sums.append(fn(model, graph, batch, metric, donor, steps=ig_steps).double().cpu())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -23,10 +23,9 @@ from jaxtyping import Float
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.metrics import task_metric
+from dfa.core.names import ABLATIONS, Ablation
 from dfa.core.tasks.base import Metric
 
-Ablation = Literal["patching", "mean", "zero"]
-ABLATIONS: tuple[Ablation, ...] = ("patching", "mean", "zero")
 Hook = tuple[str, Callable[[torch.Tensor, Any], torch.Tensor]]
 
 # Activations are cached per hook name as registered (TransformerLens 4 passes the canonical

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -273,7 +274,10 @@ def _random_hf_model(ladder: LadderModel, seed: int, device: torch.device):
 
 def _pretrained_hf_model(folder: Path):
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    if not sys.stderr.isatty():  # its "Loading weights" bar, redrawn with carriage returns, garbles a log
+        hf_logging.disable_progress_bar()
     try:
         # Eager attention: the bridge's attention-pattern hooks need it.
         return AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager")

@@ -8,10 +8,7 @@ from collections import Counter
 from torch.utils.data import Dataset
 
 from dfa.core.tasks import TASKS, make_dataset, split_of
-
-TRAIN_PAIRS = 3000  # per task, or all a task's train split has
-# The tasks that generalise to unseen test prompts only from many distinct train prompts.
-TASK_PAIRS = {"ioi": 8000, "mcqa": 8000, "arithmetic_add": 12000, "arithmetic_sub": 12000}
+from dfa.zoo.spec import TASK_PAIRS, TRAIN_PAIRS
 
 
 def corrupt_answers(task: str, ex) -> tuple[int, ...]:
