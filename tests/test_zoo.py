@@ -299,7 +299,7 @@ def test_role_checks_boost_the_text_of_a_short_role_and_hold_the_stop(toy_tokeni
     import dfa.zoo.card as card_module
     from dfa.zoo.card import TaskScore
 
-    members, weights, keys = micro_text.groups(GROUP_WEIGHTS | {"repeats": 1.0, "interleaved": 0.5})
+    members, weights, keys = micro_text.groups(GROUP_WEIGHTS | {"repeats": 1.0, "echo": 0.5})
     sampler = TaskBatches(members, weights, steps=10, batch_size=4, seed=0)
     config = TrainConfig(check_every=2, val_pairs=5, boost=3.0, role_bars=dict(ROLE_BARS))
     log: dict = {}
@@ -313,15 +313,15 @@ def test_role_checks_boost_the_text_of_a_short_role_and_hold_the_stop(toy_tokeni
     roles = log["checks"][-1]["roles"]
     assert set(roles) == {"induction", "previous_token"} and all(0 < v < 0.3 for v in roles.values())
     assert log["checks"][-1]["boosted_roles"] == ["induction", "previous_token"] and not trainer.should_stop
-    boosted = {k[0]: w for w, k in zip(sampler.weights.tolist(), keys) if k[0] in ("repeats", "interleaved")}
-    assert boosted == pytest.approx({"repeats": 3.0, "interleaved": 1.5})
+    boosted = {k[0]: w for w, k in zip(sampler.weights.tolist(), keys) if k[0] in ("repeats", "echo")}
+    assert boosted == pytest.approx({"repeats": 3.0, "echo": 1.5})
     # Only induction short (by the margin: 0.31 < 0.3 + 0.03): its text alone is boosted.
     monkeypatch.setattr(ValChecks, "role_scores", lambda self, m: {"induction": 0.31, "previous_token": 0.9})
     trainer.global_step = 4
     checks.on_train_batch_end(trainer, module)
     assert log["checks"][-1]["boosted_roles"] == ["induction"] and not trainer.should_stop
-    now = {k[0]: w for w, k in zip(sampler.weights.tolist(), keys) if k[0] in ("repeats", "interleaved")}
-    assert now == pytest.approx({"repeats": 3.0, "interleaved": 0.5})
+    now = {k[0]: w for w, k in zip(sampler.weights.tolist(), keys) if k[0] in ("repeats", "echo")}
+    assert now == pytest.approx({"repeats": 3.0, "echo": 0.5})
     monkeypatch.setattr(ValChecks, "role_scores", lambda self, m: {"induction": 0.5, "previous_token": 0.9})
     trainer.global_step = 6
     checks.on_train_batch_end(trainer, module)
