@@ -340,6 +340,11 @@ def test_role_warmup_draws_the_role_texts_alone_then_the_mixture(micro_text):
     assert sum(w > 0 for w in sampler.weights.tolist()) == 2
     warmup.on_train_batch_end(SimpleNamespace(global_step=5))
     assert sampler.weights.tolist() == pytest.approx(weights)
+    # A warm-up on texts the training does not draw is refused, with what to do.
+    members, weights, keys = micro_text.groups(GROUP_WEIGHTS | {"repeats": 0.0, "echo": 0.0})
+    sampler = TaskBatches(members, weights, steps=10, batch_size=4, seed=0)
+    with pytest.raises(DfaError, match=r"echo, repeats, and none of them .* --weight repeats=1"):
+        RoleWarmup(sampler, keys, {"repeats": 1.0, "echo": 0.3}, steps=5)
 
 
 def test_passes_by_clears_the_bar_by_a_margin_on_each_count():
