@@ -29,8 +29,8 @@ from dfa.zoo.text import (
     REPEAT_PREFIX,
     REPEAT_SPAN,
     TaskText,
-    extra_texts,
     echo_rows,
+    extra_texts,
     interleaved_rows,
     ordinal_texts,
     repeat_rows,
@@ -221,7 +221,9 @@ def test_echo_rows_repeat_the_token_two_back_after_a_random_prefix(toy_tokenizer
     assert (min(starts), max(starts)) == (0, REPEAT_PREFIX)  # echoes start anywhere: no fixed phase
     labels = pad_rows([rows[0]], pad_id=1, labelled=label_spans([(*rows[0], "echo")], set()))["labels"]
     row, first = rows[0]
-    assert [i + 1 for i in (labels[0] != -100).nonzero().flatten().tolist()] == list(range(first, len(row), 3))
+    assert [i + 1 for i in (labels[0] != -100).nonzero().flatten().tolist()] == list(
+        range(first, len(row), 3)
+    )
 
 
 def test_task_batches_read_the_weights_as_they_go():
