@@ -208,6 +208,29 @@ def test_repeated_and_interleaved_rows_have_their_form(toy_tokenizer):
             )
 
 
+def test_the_answer_loss_leaves_out_the_role_texts(toy_tokenizer):
+    """A role text's row (a strided group) carries the next-token loss on its labelled tokens and
+    no extra answer loss; a task row carries both."""
+    from dfa.zoo.train import ToyLM
+
+    torch.manual_seed(0)
+    hf = AutoModelForCausalLM.from_config(MICRO.hf_config(len(toy_tokenizer), 0), attn_implementation="eager")
+    module = ToyLM(hf, TrainConfig(answer_weight=2.0, text_weight=1.0))
+    module.log_dict = lambda *a, **k: None
+    rows = [([0, 5, 6, 7, 5, 6, 7], 5, "repeats"), ([0, 8, 9, 10], 3, "sva")]
+    batch = pad_rows([(r, a) for r, a, _ in rows], 1, label_spans(rows, set()), [False, True])
+    assert batch["answered"].tolist() == [False, True]
+    logits = hf(input_ids=batch["input_ids"]).logits
+    ce = torch.nn.functional.cross_entropy
+    where = batch["labels"] != -100
+    text = ce(logits[where], batch["labels"][where])
+    task_answer = ce(logits[1, 2][None], torch.tensor([10]))
+    torch.testing.assert_close(module.training_step(batch, 0), 2.0 * task_answer + text)
+    only_role = pad_rows([rows[0][:2]], 1, label_spans(rows[:1], set()), [False])
+    row_logits = hf(input_ids=only_role["input_ids"]).logits[0]
+    torch.testing.assert_close(module.training_step(only_role, 0), ce(row_logits[4:6], torch.tensor([6, 7])))
+
+
 def test_echo_rows_repeat_the_token_two_back_after_a_random_prefix(toy_tokenizer):
     tok = toy_tokenizer
     rows = echo_rows(tok, seed=0, n=300)

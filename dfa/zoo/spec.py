@@ -29,6 +29,10 @@ class ToySpec:
     lr: float
     mixed: bool  # mixed-task batches (see TrainConfig.mixed)
     rotary_pct: float = 1.0  # NeoX only: the share of each head's dims that rotary rotates
+    # The head roles the model is built to grow (their texts drawn, their bars checked; see
+    # FAMILY_ROLES) and the steps of the role texts alone that start its training.
+    roles: tuple[str, ...] = ()
+    role_warmup: int = 0
 
     @property
     def arch(self) -> Arch:
@@ -79,8 +83,32 @@ class ToySpec:
         )
 
 
+# The roles each ladder is built to grow, and the role warm-up (steps of repeated spans and echo
+# rows alone, added to the steps' ceiling). The NeoX ladder grows induction and previous-token
+# heads from them (rotary positions: toy-neox-s had an induction head of 0.85-0.9 after 1250-1500
+# steps of spans, seeds 0 and 1). The GPT-2 ladder grows neither yet: on learnt absolute
+# positions, echo rows give it previous-token heads (0.95 alone) but no recipe tried gave an
+# induction head within a build's steps (README, Toy ladders), so it is built as before.
+FAMILY_ROLES: dict[str, tuple[tuple[str, ...], int]] = {
+    "toy-gpt2": ((), 0),
+    "toy-neox": (("induction", "previous_token"), 1500),
+}
+
+
 def _ladder(family: str, sizes: list[tuple[str, int, int, int, int, float, bool]]) -> list[ToySpec]:
-    return [ToySpec(f"{family}-{size}", family, *dims) for size, *dims in sizes]
+    roles, warmup = FAMILY_ROLES[family]
+    return [
+        ToySpec(
+            f"{family}-{size}",
+            family,
+            *dims[:3],
+            dims[3] + warmup,
+            *dims[4:],
+            roles=roles,
+            role_warmup=warmup,
+        )
+        for size, *dims in sizes
+    ]
 
 
 # Depth and width grow together, one layer and 16 dims a step, at 8 dims per head. The steps
