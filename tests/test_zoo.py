@@ -208,6 +208,20 @@ def test_repeated_and_interleaved_rows_have_their_form(toy_tokenizer):
             )
 
 
+def test_each_ladder_is_built_for_its_roles():
+    from dfa.zoo.spec import FAMILY_ROLES
+    from dfa.zoo.train import ROLE_TEXT_WEIGHTS, default_config
+
+    for spec in TOY_SPECS.values():
+        config = default_config(spec)
+        roles, warmup = FAMILY_ROLES[spec.family]
+        assert config.role_bars == {r: ROLE_BARS[r] for r in roles} and config.role_warmup == warmup
+        drawn = {g: config.group_weights[g] for g in ROLE_TEXT_WEIGHTS}
+        assert drawn == (ROLE_TEXT_WEIGHTS if roles else dict.fromkeys(ROLE_TEXT_WEIGHTS, 0.0))
+    assert TOY_SPECS["toy-neox-s"].roles == ("induction", "previous_token")
+    assert TOY_SPECS["toy-neox-s"].steps == TOY_SPECS["toy-gpt2-s"].steps + 1500  # the warm-up's steps
+
+
 def test_the_answer_loss_leaves_out_the_role_texts(toy_tokenizer):
     """A role text's row (a strided group) carries the next-token loss on its labelled tokens and
     no extra answer loss; a task row carries both."""
@@ -448,9 +462,14 @@ def test_shipped_model_loads_by_name_and_does_what_its_card_says(name):
     assert card["n_params"] == model.dfa_info.n_params and card["training"]["steps"] == spec.steps
     # The val checks ran every check_every steps; training ran to the ceiling, or stopped at a
     # check that found no task short of the bar.
+    # (none during the role warm-up).
     checks, every = card["val_checks"], card["training"]["check_every"]
-    assert [c["step"] for c in checks] == list(range(every, card["steps"] + 1, every))
-    assert card["steps"] == spec.steps or (card["steps"] == checks[-1]["step"] and not checks[-1]["boosted"])
+    first = (card["training"].get("role_warmup", 0) // every + 1) * every
+    assert [c["step"] for c in checks] == list(range(first, card["steps"] + 1, every))
+    last = checks[-1]
+    assert card["steps"] == spec.steps or (
+        card["steps"] == last["step"] and not last["boosted"] and not last.get("boosted_roles")
+    )
     # Re-score the saved model on the card's test pairs: the card is what the model does.
     scores = score_tasks(model, TEST_PAIRS, "test", card["seed"])
     for task, score in scores.items():
