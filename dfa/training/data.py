@@ -12,8 +12,7 @@ import torch
 
 from dfa.config import TrainConfig
 from dfa.core.graph import NodeGraph
-from dfa.core.interventions import Cache, donor_activations, mean_activations, run_masked
-from dfa.core.metrics import final_logits
+from dfa.core.interventions import Cache, answer_logits, donor_activations, mean_activations, run_masked
 from dfa.core.tasks import Batch, get_task, make_batches, make_dataset
 from dfa.store import ModelPool, ScoreSpec, cached_resamples, cached_scores
 
@@ -138,13 +137,13 @@ class TransferData(pl.LightningDataModule):
         items = []
         for b in batches:
             donor = donor_activations(target, graph, b, c.ablation, means)
-            with torch.no_grad():
-                clean = final_logits(target(b["clean"]), b["last"]).float().log_softmax(-1)
+            with torch.no_grad():  # not inference_mode: the clean log-probs are the KL's target in training
+                clean = answer_logits(target, b["clean"], b["last"]).float().log_softmax(-1)
                 empty = None
                 if needs_empty:
                     kept = graph.with_input(torch.zeros(len(graph) - 1))
-                    empty = run_masked(target, graph, b["clean"], donor, kept, hard=True)
-                    empty = final_logits(empty, b["last"]).float().log_softmax(-1).cpu()
+                    empty = run_masked(target, graph, b["clean"], donor, kept, hard=True, last=b["last"])
+                    empty = empty.float().log_softmax(-1).cpu()
             prompts = {k: v.cpu() for k, v in b.items() if k != "corrupt"}
             donor_cpu = {k: v.cpu() for k, v in donor.items()}
             items.append(TrainBatch(index, prompts, clean.cpu(), donor_cpu, empty))  # type: ignore[arg-type]

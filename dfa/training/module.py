@@ -36,7 +36,7 @@ from dfa.core.evaluate import FRACTIONS, curve, distinct_circuits, size_weights
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import masked_metric, run_masked
 from dfa.core.mapping import AlignmentMap, mask_probabilities, soft_top_k
-from dfa.core.metrics import answer_metric, final_logits
+from dfa.core.metrics import answer_metric
 from dfa.training.data import TrainBatch
 
 
@@ -125,8 +125,10 @@ class MapTrainer(pl.LightningModule):
     def masked_logprobs(self, batch: TrainBatch, mask: torch.Tensor) -> torch.Tensor:
         """Answer-position log-probabilities of the clean batch under the soft `mask`."""
         p = batch.prompts
-        logits = run_masked(self.target, self.graph, p["clean"], batch.donor, mask, hard=False)
-        return final_logits(logits, p["last"]).float().log_softmax(-1)
+        logits = run_masked(
+            self.target, self.graph, p["clean"], batch.donor, mask, hard=False, last=p["last"]
+        )
+        return logits.float().log_softmax(-1)
 
     def loss_terms(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         terms = self.curve_terms(batch) if self.config.objective == "curve" else self.density_terms(batch)
@@ -168,9 +170,11 @@ class MapTrainer(pl.LightningModule):
         soft = soft_top_k(z, self.ks, self.config.topk_tau)  # [sizes, n_mapped]
         masks = torch.cat([soft.new_ones(len(self.ks), 1), soft], -1)  # `input` kept
         p = batch.prompts
-        logits = run_masked(self.target, self.graph, p["clean"], batch.donor, masks, hard=False)
+        logits = run_masked(
+            self.target, self.graph, p["clean"], batch.donor, masks, hard=False, last=p["last"]
+        )
         sizes, b = logits.shape[:2]
-        logp = final_logits(logits.flatten(0, 1), p["last"].repeat(sizes)).float().log_softmax(-1)
+        logp = logits.flatten(0, 1).float().log_softmax(-1)
         clean = batch.clean_logprobs
         if self.config.loss == "logit_diff":
             m = self.metrics[self.tasks[task]]
