@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import torch
 
 from dfa.cli import build_parser, main
 from dfa.cli.flags import config_values
@@ -163,6 +164,15 @@ def test_attribute_writes_scores_with_their_metadata(scored, capsys):
     spec = TOY_SPECS["toy-gpt2-s"]
     assert (meta["cfg"]["n_layers"], meta["cfg"]["n_heads"]) == (spec.n_layers, spec.n_heads)
     assert meta["ig_steps"] is None and "positive supports the clean answer" in meta["sign"]
+
+
+def test_attribute_max_rows_changes_memory_not_scores(tmp_path, capsys):
+    one, many = tmp_path / "one.safetensors", tmp_path / "many.safetensors"
+    assert _attribute(one, "sva", "--n", "8", "--batch-size", "4") == 0  # one IG step per pass
+    assert _attribute(many, "sva", "--n", "8", "--batch-size", "4", "--max-rows", "20") == 0  # all 5
+    torch.testing.assert_close(NodeScores.load(one).scores, NodeScores.load(many).scores)
+    assert _attribute(tmp_path / "bad.json", "sva", "--n", "8", "--max-rows", "0") == 2
+    assert "max_rows` setting must be a positive number" in capsys.readouterr().err
 
 
 def test_evaluate_circuit_prints_and_writes_the_report(scored, tmp_path, capsys):

@@ -40,6 +40,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         args.ig_steps,
         args.batch_size,
         progress=True,
+        max_rows=args.max_rows,
     )
     path = scores.save(out)
     meta = scores.meta
@@ -118,6 +119,7 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
         n_boot=args.boot,
         batch_size=args.batch_size,
         progress=True,
+        max_rows=args.max_rows,
     )
     print(
         f"{args.model} on {args.task} ({args.split} split, {ev.n_prompts} prompts, {ev.ablation}); "
@@ -209,6 +211,13 @@ def _prompt_args(p: argparse.ArgumentParser, split: str) -> None:
         "--split", default=split, choices=["train", "val", "test"], help=f"prompt split (default: {split})"
     )
     p.add_argument("--n", type=int, default=200, help="prompts (default: 200)")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        help="memory budget: prompt rows per forward pass when IG steps or circuits are stacked "
+        "(default: one batch, the memory of one plain pass; more rows, fewer passes)",
+    )
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
