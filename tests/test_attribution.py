@@ -159,3 +159,24 @@ def test_answer_only_scores_equal_full_logits_on_a_toy_model():
         old = attribute(FullLogits(model), g, batches, data.metric, method, max_rows=10**6)
         torch.testing.assert_close(new, old, rtol=1e-5, atol=1e-5, msg=method)
         assert new.abs().max() > 0.1
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_models_score_close_to_float32(dtype):
+    """A frozen model in bf16/fp16 (the GPU setting; it runs on the CPU too): the metric, the
+    summed IG gradients and the node products are kept in float32 or wider, so the scores stay
+    within a few percent of the float32 model's."""
+    from dfa.core.models import load_model
+    from dfa.core.tasks import make_batches, make_dataset
+
+    full = load_model("toy-gpt2-s", device="cpu")
+    half = load_model("toy-gpt2-s", device="cpu", dtype=dtype)
+    assert next(half.parameters()).dtype == getattr(torch, dtype)
+    g = NodeGraph.from_model(full)
+    data = make_dataset("ioi", full, 24, "val")
+    batches = make_batches(data.examples, full, 12)
+    for method in METHODS:
+        ref = attribute(full, g, batches, data.metric, method)
+        got = attribute(half, g, batches, data.metric, method)
+        assert got.dtype == torch.float32 and torch.isfinite(got).all()
+        assert ((got - ref).norm() / ref.norm()).item() < 0.03, method

@@ -388,3 +388,22 @@ def test_bench_reports_both_benchmarks_on_a_toy_model():
     assert step["objective"] == "curve" and step["stacked_rows"] == 2 * len(step["circuit_sizes"])
     assert step["circuit_sizes"] == [1, 2, 5, 13]  # of 27 mapped nodes at 0.05, 0.1, 0.2, 0.5
     assert step["training_step_seconds"] > 0 and step["ratio"] > 0
+
+
+def test_bench_memory_measures_each_run_against_a_plain_pass(monkeypatch, capsys):
+    """`dfa bench --memory`: a run measured in a fresh process (one here; the ratios then from
+    stand-in peaks) and a bad budget refused."""
+    from dfa.experiments import bench_memory
+
+    spec = {"model": "toy-gpt2-s", "task": "ioi", "batch": 4, "ig_steps": 5, "device": "cpu"}
+    one = bench_memory.measure_fresh({**spec, "dtype": "float32", "max_rows": None, "phase": "attribution"})
+    assert one["bytes"] > 0 and one["vocab"] == 1966 and one["device"] == "cpu"
+    fake = {"plain": 100, "attribution": 130, "curve": 40}
+    monkeypatch.setattr(bench_memory, "measure_fresh", lambda s: {**one, "bytes": fake[s["phase"]] * 2**20})
+    assert main(["bench", "--memory", "toy-gpt2-s", "--batch-size", "4", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["attribution_peak_memory_ratio"], out["curve_peak_memory_ratio"]) == (1.3, 0.4)
+    assert out["plain_forward_backward_mib"] == 100 and out["target_ratio"] == 1.5
+    monkeypatch.undo()
+    with pytest.raises(DfaError, match="The curve memory run failed: DfaError: The `max_rows` setting"):
+        bench_memory.measure_fresh({**spec, "dtype": "float32", "max_rows": 0, "phase": "curve"})

@@ -195,3 +195,26 @@ def test_rows_per_pass_budget():
     for bad in (0, -3, 2.5, True):
         with pytest.raises(DfaError, match="max_rows"):
             rows_per_pass(bad, 4)  # type: ignore[arg-type]
+
+
+def test_a_bf16_models_soft_mask_gradient_is_close_to_float32():
+    """The soft blend runs in float32 on a bf16 model, so the mask's gradient (a sum over the
+    batch, positions and features) is not summed in bf16: measured relative error 0.003 against
+    the float32 model's gradient (0.011 with the blend in bf16)."""
+    from dfa.core.models import load_model
+    from dfa.core.tasks import make_batches, make_dataset
+
+    grads = {}
+    for dtype in ("float32", "bfloat16"):
+        model = load_model("toy-neox-m", device="cpu", dtype=dtype)
+        g = NodeGraph.from_model(model)
+        data = make_dataset("ioi", model, 32, "val")
+        (b,) = make_batches(data.examples, model, 32)
+        donor = donor_activations(model, g, b, "patching")
+        mask = torch.full((len(g),), 0.9, requires_grad=True)
+        batch_metric(
+            data.metric, run_masked(model, g, b["clean"], donor, mask, last=b["last"]), b
+        ).sum().backward()
+        grads[dtype] = mask.grad
+    ref = grads["float32"]
+    assert ((grads["bfloat16"] - ref).norm() / ref.norm()).item() < 0.006

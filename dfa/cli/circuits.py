@@ -182,7 +182,13 @@ def cmd_circuits_table(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from dfa.experiments.bench import run, run_training
 
-    if args.training:
+    if args.memory:
+        from dfa.experiments.bench_memory import run_memory
+
+        result = run_memory(
+            args.memory, args.task, args.batch_size, args.ig_steps, args.device, args.dtype, args.max_rows
+        )
+    elif args.training:
         result = run_training(args.training, 156, args.task, args.batch_size, args.repeats, args.device)
     else:
         result = run(args.model, args.task, args.batch_size, args.ig_steps, args.repeats, args.device)
@@ -280,4 +286,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="TARGET",
         help="instead: time one map training step on TARGET (e.g. gpt2-medium:random) against a plain fwd+bwd",
     )
+    p.add_argument(
+        "--memory",
+        default=None,
+        metavar="MODEL",
+        help="instead: peak memory of eap-ig-inputs and of a curve on MODEL (e.g. pythia-160m:random) "
+        "against one plain forward+backward of the same batch",
+    )
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--max-rows", type=int, default=None, help="with --memory: the runs' memory budget")
     p.set_defaults(func=cmd_bench)

@@ -50,11 +50,15 @@ from dfa.core.tasks.base import Metric
 Method = Literal["eap", "eap-ig-inputs", "eap-ig-activations", "exact"]
 
 
-def _node_products(graph: NodeGraph, delta: Cache, grads: Cache) -> torch.Tensor:
-    """Per node, the sum over prompts, positions and features of `delta * grad` (float64)."""
+def _node_products(graph: NodeGraph, clean: Cache, donor: Cache, grads: Cache) -> torch.Tensor:
+    """Per node, the sum over prompts, positions and features of `(clean - donor) * grad`, in
+    float64 (a bf16 model's clean and donor activations differ in digits that a bf16 difference
+    would round away), one hook at a time."""
     out = torch.zeros(len(graph), dtype=torch.float64)
     for s in hook_slots(graph):
-        prod = (delta[s.hook].double() * grads[s.hook].double()).sum(1)  # over positions
+        a = clean[s.hook].double()
+        delta = a - donor_at(donor, s.hook, a)
+        prod = (delta * grads[s.hook].double()).sum(1)  # over positions
         per_node = prod.sum((0, 2)) if s.heads else prod.sum().reshape(1)
         out[s.indices] += per_node.cpu()
     return out
@@ -94,13 +98,9 @@ def _grad_pass(
     return {h: acts[h].detach() for h in graph.hooks}, out
 
 
-def _delta(clean: Cache, donor: Cache) -> Cache:
-    return {h: a - donor_at(donor, h, a) for h, a in clean.items()}
-
-
 def score_eap(model, graph, batch, metric, donor, steps: int = 1, max_rows=None) -> torch.Tensor:
     acts, grads = _grad_pass(model, graph, batch["clean"], batch, metric)
-    return _node_products(graph, _delta(acts, donor), grads)
+    return _node_products(graph, acts, donor, grads)
 
 
 def score_eap_ig_inputs(model, graph, batch, metric, donor, steps: int = 5, max_rows=None) -> torch.Tensor:
@@ -124,12 +124,13 @@ def score_eap_ig_inputs(model, graph, batch, metric, donor, steps: int = 5, max_
             model, graph, batch["clean"].repeat(n, 1), repeat_batch(batch, n), metric, interpolate
         )
         for h, g in grads.items():
-            g = g.view(n, b, *g.shape[1:]).sum(0)
+            # Summed over the steps in float32 at least (a bf16 model's gradients are bf16).
+            g = g.view(n, b, *g.shape[1:]).to(torch.promote_types(g.dtype, torch.float32)).sum(0)
             grad_sum[h] = grad_sum[h] + g if h in grad_sum else g
         if start + n == steps:  # the last alpha is 1: these are the clean activations
             clean = {h: a.view(n, b, *a.shape[1:])[-1] for h, a in acts.items()}
     mean_grad = {h: g / steps for h, g in grad_sum.items()}
-    return _node_products(graph, _delta(clean, donor), mean_grad)
+    return _node_products(graph, clean, donor, mean_grad)
 
 
 def score_eap_ig_activations(

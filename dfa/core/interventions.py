@@ -194,14 +194,15 @@ def _mask_hook(slots: HookSlots, masks: torch.Tensor, donor: Cache, hard: bool):
             return act
         a = act.reshape(n_masks, act.shape[0] // n_masks, *act.shape[1:])
         # [n_masks, batch, pos, n_heads, d_head] for heads; [n_masks, batch, pos, d] otherwise.
-        w = (
-            m.to(act.dtype).view(n_masks, 1, 1, -1, 1)
-            if slots.heads
-            else m.to(act.dtype).view(n_masks, 1, 1, 1)
-        )
-        d = donor_at(donor, slots.hook, act)
-        out = torch.where(w > 0.5, a, d) if hard else w * a + (1 - w) * d
-        return out.reshape(act.shape)
+        # A soft blend runs in float32 at least: a bf16 mask near 1 is quantised to steps of
+        # 1/256, and the mask's gradient (a sum over batch, positions and features) would be
+        # summed in bf16. The result returns to the model's dtype.
+        wide = act.dtype if hard else torch.promote_types(act.dtype, torch.float32)
+        shape = (n_masks, 1, 1, -1, 1) if slots.heads else (n_masks, 1, 1, 1)
+        w = m.to(wide).view(*shape)
+        d = donor_at(donor, slots.hook, a.to(wide))
+        out = torch.where(w > 0.5, a, d) if hard else w * a.to(wide) + (1 - w) * d
+        return out.to(act.dtype).reshape(act.shape)
 
     return fn
 
