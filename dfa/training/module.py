@@ -67,8 +67,12 @@ class MapTrainer(pl.LightningModule):
         # [n_tasks, n_src] source scores (mapped nodes), filled in setup from the DataModule.
         self.register_buffer("source", torch.zeros(len(self.tasks), len(src_nodes)), persistent=False)
         # Per task, each validation prompt's metric under every circuit and clean (rows `[empty,
-        # FRACTIONS..., clean]`), gathered over the epoch's batches (and processes); never checkpointed.
-        self.val_values = torch.nn.ModuleList(CatMetric(nan_strategy="disable") for _ in self.tasks)
+        # FRACTIONS..., clean]`), gathered over the epoch's batches; never checkpointed. Every
+        # process of a distributed run validates on every val prompt (validation is not sharded),
+        # so each selects the same epoch without gathering.
+        self.val_values = torch.nn.ModuleList(
+            CatMetric(nan_strategy="disable", sync_on_compute=False) for _ in self.tasks
+        )
         # The curve objective's circuit sizes and their weights in the score.
         self.ks, weights = size_weights(len(tgt_nodes), FRACTIONS, c.size_weights)
         self.register_buffer("size_w", torch.tensor(weights), persistent=False)
