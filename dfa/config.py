@@ -33,6 +33,7 @@ Init = Literal["random", "depth"]
 Split = Literal["train", "val", "test"]
 Dtype = Literal["float32", "bfloat16", "float16"]
 Strategy = Literal["auto", "ddp"]
+Backend = Literal["local", "ray"]
 LOSSES: tuple[Loss, ...] = get_args(Loss)
 INITS: tuple[Init, ...] = get_args(Init)
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"  # the shipped YAML configs
@@ -367,6 +368,12 @@ class SweepConfig:
     out: str = opt("results/sweep", "output folder (maps under OUT/maps)")
     device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
     dtype: Dtype = opt("float32", "the models' dtype")
+    backend: Backend = opt(
+        "local", "local: one cell after another here; ray: each cell a Ray task (pip install 'dfa[ray]')"
+    )
+    address: str | None = opt(
+        None, "with backend ray: the Ray cluster's address (default: a local Ray instance)"
+    )
 
 
 @dataclass
