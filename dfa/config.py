@@ -179,6 +179,11 @@ class TrainConfig:
     accumulate_grad_batches: int = opt(
         1, "batches per optimizer step (their gradients averaged: what `devices` processes do at once)"
     )
+    max_rows: int | None = opt(
+        None,
+        "memory budget of a curve training step: prompt rows per forward pass, its circuit sizes "
+        "stacked along the batch (default: every size in one pass); the same loss and gradient",
+    )
     log_every_n_steps: int = opt(5, "TensorBoard logging interval (steps)")
 
     @property
@@ -253,6 +258,8 @@ class TrainConfig:
             resolve_device(self.device)
         except DfaError as err:
             raise ConfigError(f"Setting 'device': {err}") from None
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ConfigError(f"max_rows must be at least 1 (prompt rows per pass), got {self.max_rows}.")
         if self.devices * self.num_nodes > 1 and self.strategy != "ddp":
             raise ConfigError(
                 f"devices {self.devices} x num_nodes {self.num_nodes} processes need strategy ddp "

@@ -708,3 +708,29 @@ def test_several_processes_need_the_ddp_strategy(tmp_path):
         small_config(tmp_path, devices=2)
     with pytest.raises(ConfigError, match="devices must be at least 1"):
         small_config(tmp_path, devices=0, strategy="ddp")
+
+
+def test_a_curve_step_under_a_row_budget_has_the_loss_and_gradient_of_one_pass(wired, monkeypatch):
+    """`max_rows`: the circuit sizes of a curve step run in several passes (each pass's mask
+    gradient taken at once), with the same loss and the same gradient to W and b."""
+    data, module = wired
+    batch = data.train_items[0]
+    got = {}
+    for rows in (None, batch.size, 3 * batch.size):  # all sizes at once; one a pass; three a pass
+        monkeypatch.setattr(module.config, "max_rows", rows)
+        module.map.zero_grad()
+        terms = module.loss_terms(batch)
+        terms["loss"].backward()
+        got[rows] = (
+            terms["loss"].detach(),
+            terms["fit_largest"],
+            module.map.W.grad.clone(),
+            module.map.b.grad.clone(),
+        )
+    assert len(module.ks) > 3  # several passes in both budgets
+    for rows in (batch.size, 3 * batch.size):
+        for ref, value in zip(got[None], got[rows], strict=True):
+            torch.testing.assert_close(value, ref, rtol=1e-5, atol=1e-7)
+    assert got[None][2].abs().sum() > 0
+    with pytest.raises(ConfigError, match="max_rows must be at least 1"):
+        make_config(None, **{**SMALL, "max_rows": 0})
