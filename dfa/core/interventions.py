@@ -199,9 +199,9 @@ def _mask_hook(slots: HookSlots, masks: torch.Tensor, donor: Cache, hard: bool):
         # summed in bf16. The result returns to the model's dtype.
         wide = act.dtype if hard else torch.promote_types(act.dtype, torch.float32)
         shape = (n_masks, 1, 1, -1, 1) if slots.heads else (n_masks, 1, 1, 1)
-        w = m.to(wide).view(*shape)
-        d = donor_at(donor, slots.hook, a.to(wide))
-        out = torch.where(w > 0.5, a, d) if hard else w * a.to(wide) + (1 - w) * d
+        w, a = m.to(wide).view(*shape), a.to(wide)
+        d = donor_at(donor, slots.hook, a)
+        out = torch.where(w > 0.5, a, d) if hard else w * a + (1 - w) * d
         return out.to(act.dtype).reshape(act.shape)
 
     return fn
