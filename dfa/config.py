@@ -17,12 +17,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from dfa.core.attribution import Method
 from dfa.core.errors import DfaError
-from dfa.core.evaluate import FRACTIONS, SizeWeights
-from dfa.core.interventions import Ablation
 from dfa.core.io import atomic_write
-from dfa.core.mapping import Normalise
+from dfa.core.names import FRACTIONS, Ablation, Method, Normalise, SizeWeights
 from dfa.core.tasks import TASKS
 from dfa.methods import DEFAULT_METHODS
 

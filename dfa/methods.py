@@ -5,7 +5,8 @@ A method takes a task's `Inputs` (the map, both node graphs, the source's mapped
 the target's own scores and both models' role profiles) and returns scores over the whole target
 graph (`input` first, kept at 1), or a list of seeded draws (a mean curve), ready for
 `dfa.core.evaluate.evaluate_circuits` (circuits = top-k by score). Map-based scores are mask
-probabilities `sigmoid((s @ W + b) / T)`. Adding a method is one entry in `METHODS`.
+probabilities `sigmoid((s @ W + b) / T)`. Adding a method is one entry in `METHODS`. The scorers
+import torch when called, so `dfa.config` and `dfa --help` read the registry without it.
 
 - `dfa`: the trained map.
 - `gold`: direct attribution on the target (the run's method and prompt count): the ceiling.
@@ -27,27 +28,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-
-from dfa.core.alignment import depth_matrix, role_matrix
 from dfa.core.errors import DfaError
-from dfa.core.graph import NodeGraph
-from dfa.core.mapping import AlignmentMap, mask_probabilities, normalise_scores
+
+if TYPE_CHECKING:  # the scorers import torch when they run: the registry reads without it
+    import torch
+
+    from dfa.core.graph import NodeGraph
+    from dfa.core.mapping import AlignmentMap
+
+    Scores = torch.Tensor | list[torch.Tensor]
 
 DRAWS = 5
-Scores = torch.Tensor | list[torch.Tensor]
 Kind = Literal["map", "reference", "alignment", "control"]
 
 
 def map_scores(amap: AlignmentMap, tgt_graph: NodeGraph, src: torch.Tensor) -> torch.Tensor:
     """The map's mask probabilities for source scores `src`, over the whole target graph."""
+    import torch
+
+    from dfa.core.mapping import mask_probabilities
+
     with torch.no_grad():
         return tgt_graph.with_input(mask_probabilities(amap.logits(src.to(amap.W.device))).cpu())
 
 
 def depth_scores(src_graph: NodeGraph, tgt_graph: NodeGraph, src: torch.Tensor) -> torch.Tensor:
+    from dfa.core.alignment import depth_matrix
+    from dfa.core.mapping import normalise_scores
+
     s = normalise_scores(src, "abs-max").double()
     return tgt_graph.with_input((s @ depth_matrix(src_graph, tgt_graph)).float())
 
@@ -56,6 +66,8 @@ def random_scores(
     amap: AlignmentMap, tgt_graph: NodeGraph, src: torch.Tensor, seed: int, draws: int = DRAWS
 ) -> list[torch.Tensor]:
     """Random maps: `W ~ N(0, init_std)`, `b = 0`, seeds `10000 + seed + i`."""
+    from dfa.core.mapping import AlignmentMap
+
     init_std = float(getattr(amap, "init_std", 0.01))
     out = []
     for i in range(draws):
@@ -69,6 +81,10 @@ def random_scores(
 def permuted_scores(
     amap: AlignmentMap, tgt_graph: NodeGraph, src: torch.Tensor, seed: int, draws: int = DRAWS
 ) -> list[torch.Tensor]:
+    import torch
+
+    from dfa.core.mapping import mask_probabilities
+
     z = amap.logits(src.to(amap.W.device)).detach().cpu()
     out = []
     for i in range(draws):
@@ -80,6 +96,8 @@ def permuted_scores(
 def scrambled_scores(
     amap: AlignmentMap, tgt_graph: NodeGraph, src: torch.Tensor, seed: int, draws: int = DRAWS
 ) -> list[torch.Tensor]:
+    import torch
+
     out = []
     for i in range(draws):
         g = torch.Generator().manual_seed(30_000 + seed + i)
@@ -96,6 +114,9 @@ def role_scores(
     assign: bool = False,
 ) -> torch.Tensor:
     """Target scores `|s| / max|s| @ role_matrix` (input first, kept at 1)."""
+    from dfa.core.alignment import role_matrix
+    from dfa.core.mapping import normalise_scores
+
     s = normalise_scores(src, "abs-max").double()
     return tgt_graph.with_input(
         (s @ role_matrix(src_profile, tgt_profile, src_graph, tgt_graph, assign)).float()

@@ -183,6 +183,10 @@ def test_evaluate_circuit_prints_and_writes_the_report(scored, tmp_path, capsys)
     assert "input node kept" in out and "random" in out and "per family CPR" in out
     data = json.loads(report.read_text())
     assert data["input_node"] == "kept" and data["n_prompts"] == 12
+    assert (
+        1 <= data["n_distinct_prompts"] <= 12
+        and f"{data['n_distinct_prompts']} distinct clean prompts" in out
+    )
     eap, rnd = data["curves"]["eap"], data["curves"]["random"]
     assert [f for f, _ in eap["curve"]] == [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
     assert eap["curve"][-1][1] == 1.0 and rnd["n_draws"] == 2
@@ -248,7 +252,8 @@ def test_dfa_models_prints_both_ladders(capsys):
     out = capsys.readouterr().out
     for name in LADDERS:
         assert f"  {name} " in out
-    assert "gpt2-large                 36     20     1280    757    774.0M" in out
+    assert "gpt2-large                 36     20   20     1280    757    774.0M" in out
+    assert "qwen2.5-0.5b               24     14    2      896    361    494.0M" in out
     assert "pythia-160m@step3000" in out and ":random" in out
 
 
@@ -257,6 +262,12 @@ def test_dfa_models_json(capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["gpt2"]["n_nodes"] == 157 and rows["gpt2"]["checkpoints"] == []
     assert rows["pythia-160m"]["checkpoints"][-1] == "step143000"
+    modern = {n: r for n, r in rows.items() if r["family"] in ("llama3", "qwen2.5", "gemma3", "smollm2")}
+    assert len(modern) == 12
+    for r in modern.values():  # nodes follow from the config: input + query heads + MLPs
+        assert r["n_nodes"] == 1 + r["n_layers"] * (r["n_heads"] + 1)
+    assert (rows["llama-3.2-1b"]["n_kv_heads"], rows["llama-3.2-1b"]["n_nodes"]) == (8, 529)
+    assert (rows["gemma-3-270m"]["n_heads"], rows["gemma-3-270m"]["n_kv_heads"]) == (4, 1)
 
 
 def test_dfa_models_and_zoo_info_count_the_nodes_alike(capsys):
@@ -276,7 +287,7 @@ def test_dfa_models_and_zoo_info_count_the_nodes_alike(capsys):
 
     want = {n: len(NodeGraph(s.n_layers, s.n_heads)) for n, s in TOY_SPECS.items()}
     assert want["toy-gpt2-s"] == 28
-    assert nodes_column(["models"], 4) == want
+    assert nodes_column(["models"], 5) == want
     assert nodes_column(["zoo", "info"], 5) == want
     for argv in (["models", "--json"], ["zoo", "info", "--json"]):
         assert main(argv) == 0
@@ -305,6 +316,10 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     run = out / "toy-gpt2-s__toy-gpt2-m" / "holdout-gender-s0"
     assert f"run folder: {run}" in r.stdout
+    # piped (not a terminal): one line per step of the run, no progress bar redrawn with \r
+    assert "start (before training): val/loss " in r.stdout
+    assert re.search(r"epoch 1/1: 2 steps, train/loss \d+\.\d+ \(epoch mean\), val/loss ", r.stdout), r.stdout
+    assert "\r" not in r.stdout + r.stderr
     names = {p.name for p in run.iterdir()}
     assert {"map.safetensors", "map.json", "config.yaml", "last.ckpt", "tensorboard"} <= names
     info = json.loads((run / "map.json").read_text())
@@ -332,7 +347,11 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     )
     assert r.returncode == 0, r.stderr
     assert "zero-shot" in r.stdout and "in-distribution" in r.stdout
-    assert "prompts per task (test split): sva 10, gender 10" in r.stdout
+    assert "evaluated sva (1/2): 6 methods on 10 test prompts" in r.stdout
+    assert "evaluated gender (2/2)" in r.stdout and "\r" not in r.stdout + r.stderr
+    # the table says how many pairs and distinct clean prompts stand behind each row
+    assert re.search(r"sva +in-distribution +10/\d+ ", r.stdout), r.stdout
+    assert re.search(r"gender +zero-shot +10/\d+ ", r.stdout), r.stdout
     data = json.loads(report.read_text())
     assert {"src", "tgt", "map", "split", "input_node", "results"} <= set(data)
     row = data["results"][0]
@@ -346,7 +365,7 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     r = run_script(
         "transfer.py",
         *("--map", str(run), "--task", "capitals", "--n", "10", "--boot", "20"),
-        *("--methods", "dfa", "random", "role", "role-assign", "--draws", "2"),
+        *("--methods", "dfa", "random", "role", "role-assign", "--draws", "2", "--circuit-fraction", "0.25"),
     )
     assert r.returncode == 0, r.stderr
     assert all(f"{m} CPR" in r.stdout for m in ("dfa", "random", "role", "role-assign")), r.stdout
@@ -356,6 +375,17 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     saved = NodeScores.load(run / "transfer" / "capitals.json")
     assert saved.meta["setting"] == "zero-shot" and saved.names[0] == "input"
     assert len(saved.names) == TOY_SPECS["toy-gpt2-m"].n_nodes + 1
+    # in_graph marks the circuit of the stated size (the top int(0.25 N) of N ranked, and input)
+    nodes = json.loads((run / "transfer" / "capitals.json").read_text())["nodes"]
+    marked = [n for n, v in nodes.items() if v["in_graph"]]
+    k = int(0.25 * TOY_SPECS["toy-gpt2-m"].n_nodes)
+    assert saved.meta["circuit"]["fraction"] == 0.25 and saved.meta["circuit"]["k"] == k
+    assert "input" in marked and len(marked) == k + 1 < len(nodes)
+    top = sorted((n for n in nodes if n != "input"), key=lambda n: -nodes[n]["score"])[:k]
+    assert set(marked) == {"input", *top}
+    assert f"in_graph: {k + 1} of {len(nodes)} nodes" in r.stdout
+    bad = run_script("transfer.py", "--map", str(run), "--task", "capitals", "--circuit-fraction", "1.5")
+    assert bad.returncode == 2 and "circuit fraction must be in (0, 1]" in bad.stderr
     assert "dfa CPR" in r.stdout
 
     # The same command again (the front door pasted twice): the finished run is left as it is.
@@ -407,3 +437,19 @@ def test_bench_memory_measures_each_run_against_a_plain_pass(monkeypatch, capsys
     monkeypatch.undo()
     with pytest.raises(DfaError, match="The curve memory run failed: DfaError: The `max_rows` setting"):
         bench_memory.measure_fresh({**spec, "dtype": "float32", "max_rows": 0, "phase": "curve"})
+
+
+def test_every_help_parses_without_loading_torch():
+    """`dfa --help` and each subcommand's `--help` load none of torch, Lightning, transformers,
+    TransformerLens or matplotlib (what made `--help` take 15 s). `dfa bench --help-times` prints
+    the times; they are not asserted here."""
+    from dfa.cli.help_times import help_times
+    from dfa.core import attribution, interventions, mapping
+    from dfa.core.names import ABLATIONS, ATTRIBUTIONS, NORMALISATIONS
+
+    rows = help_times()
+    assert {"dfa --help", "dfa train --help", "dfa zoo trial --help"} <= {r["command"] for r in rows}
+    assert [r for r in rows if r["rc"] != 0 or r["heavy"] != []] == []
+    # the torch-free vocabularies the parsers read are the implemented ones
+    assert tuple(attribution.METHODS) == ATTRIBUTIONS
+    assert interventions.ABLATIONS == ABLATIONS and mapping.NORMALISATIONS == NORMALISATIONS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,9 +14,11 @@ from dfa.core.evaluate import (
     FRACTIONS,
     circuit_masks,
     circuit_size,
+    cluster_weights,
     cmd,
     cpr,
     cpr_log,
+    curve,
     evaluate_circuits,
     overlap,
     random_scores,
@@ -180,3 +183,46 @@ def test_answer_only_chunked_curves_equal_full_logits_all_at_once():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
         assert new.curves[label].cpr_ci == pytest.approx(old.curves[label].cpr_ci, abs=1e-5)
     assert new.clean > new.empty + 0.5  # the toy model solves the task: the comparison has range
+
+
+def test_cluster_weights_resample_units_and_reduce_to_the_pair_bootstrap():
+    rng = np.random.default_rng(0)
+    w = cluster_weights(["a", "b", "a", "c", "b", "a"], 50, rng)
+    assert w.shape == (6, 50) and np.allclose(w.sum(0), 1)
+    # prompts of one unit always carry the same weight: the unit is drawn, not the pair
+    assert np.allclose(w[0], w[2]) and np.allclose(w[0], w[5]) and np.allclose(w[1], w[4])
+    # every unit distinct: exactly the ordinary bootstrap over prompts, draw for draw
+    n = 7
+    pair = np.random.default_rng(3).multinomial(n, np.full(n, 1 / n), size=40).T / n
+    assert np.allclose(cluster_weights(list(range(n)), 40, np.random.default_rng(3)), pair)
+
+
+def test_duplicated_prompts_widen_the_interval():
+    """Ten copies of each of six clean prompts are six observations, not sixty: the interval
+    over the distinct prompts is wider than the one that treats every pair as independent."""
+    rng = np.random.default_rng(0)
+    fractions = [0.1, 0.5, 1.0]
+    own = rng.uniform(0.2, 0.8, size=6)  # each prompt's circuit metric at the middle size
+    units = np.repeat(np.arange(6), 10)  # 60 pairs, 6 distinct clean prompts
+    m_c = np.stack([0.5 * own[units], own[units], np.ones(60)])[None]  # [1 draw, 3 fractions, 60]
+    full, empty = np.ones(60), np.zeros(60)
+    by_prompt = curve("r", m_c, full, empty, fractions, cluster_weights(list(units), 500, rng))
+    by_pair = curve("r", m_c, full, empty, fractions, cluster_weights(list(range(60)), 500, rng))
+    assert by_prompt.cpr == by_pair.cpr  # the same point estimate
+    lo_c, hi_c = by_prompt.cpr_ci
+    lo_p, hi_p = by_pair.cpr_ci
+    assert hi_c - lo_c > 2 * (hi_p - lo_p)  # about sqrt(10) wider
+
+
+def test_evaluation_resamples_distinct_prompts(tiny_model):
+    g = NodeGraph.from_model(tiny_model)
+    base = micro_batch(n=4, pos=6, vocab=18, seed=2)
+    rows = torch.arange(4).repeat_interleave(3)  # 12 pairs, 4 distinct clean prompts
+    batch = {k: v[rows] for k, v in base.items()}
+    texts = [f"prompt {int(i)}" for i in rows]
+    scores = {"r": random_scores(len(g), 1)}
+    ev = evaluate_circuits(tiny_model, g, [batch], "logit_diff", scores, n_boot=50, prompts=texts)
+    assert (ev.n_prompts, ev.n_distinct) == (12, 4)
+    assert ev.to_json()["n_distinct_prompts"] == 4
+    alone = evaluate_circuits(tiny_model, g, [batch], "logit_diff", scores, n_boot=50)
+    assert alone.n_distinct == 12  # without prompt texts every pair is its own unit

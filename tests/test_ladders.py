@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dfa.core.ladders import LADDERS
+from dfa.core.ladders import LADDERS, MODERN
 
 
 @pytest.mark.parametrize("name", [n for n in LADDERS if not n.endswith("-deduped")])
@@ -35,3 +35,41 @@ def test_deduped_twins_share_the_architecture():
         if name.endswith("-deduped"):
             base = LADDERS[name.removesuffix("-deduped")]
             assert m.config == base.config and m.hf_id == base.hf_id + "-deduped"
+
+
+def test_the_modern_ladders_are_the_papers_families():
+    assert [m.name for m in MODERN] == [
+        "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b",
+        "qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "qwen2.5-7b",
+        "gemma-3-270m", "gemma-3-1b",
+        "smollm2-135m", "smollm2-360m", "smollm2-1.7b",
+    ]  # fmt: skip
+    assert LADDERS["llama-3.1-8b"].hf_id == "meta-llama/Llama-3.1-8B"
+    assert LADDERS["qwen2.5-7b"].hf_id == "Qwen/Qwen2.5-7B"
+    assert LADDERS["gemma-3-270m"].hf_id == "google/gemma-3-270m"
+    assert LADDERS["smollm2-1.7b"].hf_id == "HuggingFaceTB/SmolLM2-1.7B"
+
+
+@pytest.mark.parametrize("ladder", MODERN, ids=lambda m: m.name)
+def test_modern_configs_build_exactly_the_published_size(ladder):
+    """The released totals (tied embeddings once) to the parameter, and the grouped heads: the
+    key/value projections are n_kv_heads x head_dim wide, the query projection n_heads x head_dim."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from dfa.core.graph import NodeGraph
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**ladder.config))
+    assert sum(p.numel() for p in model.parameters()) == ladder.published_params
+    attn = model.model.layers[0].self_attn
+    head_dim = getattr(model.config, "head_dim", None) or ladder.d_model // ladder.n_heads
+    assert attn.q_proj.out_features == ladder.n_heads * head_dim
+    assert attn.k_proj.out_features == attn.v_proj.out_features == ladder.n_kv_heads * head_dim
+    assert ladder.n_heads % ladder.n_kv_heads == 0
+    assert ladder.n_nodes == len(NodeGraph(ladder.n_layers, ladder.n_heads))
+    assert type(model).__name__ == ladder.config["architectures"][0]
+
+
+def test_gemma3_alternates_five_local_layers_and_one_global():
+    types = LADDERS["gemma-3-1b"].config["layer_types"]
+    assert len(types) == 26 and [i for i, t in enumerate(types) if t == "full_attention"] == [5, 11, 17, 23]

@@ -20,7 +20,15 @@ def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, ca
     def evaluate_run(run, pool, tasks, methods, split, n, boot, **kw):
         evaluated.append((run.name, tuple(methods), n, boot, split))
         rows = [
-            {"task": t, "method": m, "cpr": 0.5, "cpr_ci": [0.4, 0.6], "curve": []}
+            {
+                "task": t,
+                "method": m,
+                "cpr": 0.5,
+                "cpr_ci": [0.4, 0.6],
+                "curve": [],
+                "n_prompts": n,
+                "n_distinct": 5,
+            }
             for t in tasks
             for m in methods
         ]
@@ -43,7 +51,7 @@ def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, ca
         ("gender", "depth"),
     ]
     assert (
-        "| toy-gpt2-s -> toy-gpt2-m | sva | 0.500 [0.40, 0.60] | 0.500 [0.40, 0.60] |"
+        "| toy-gpt2-s -> toy-gpt2-m | sva | 7/5 | 0.500 [0.40, 0.60] | 0.500 [0.40, 0.60] |"
         in capsys.readouterr().out
     )
     trained.clear()

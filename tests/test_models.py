@@ -155,6 +155,38 @@ def test_random_model_without_any_tokenizer(monkeypatch, empty_hf_cache):
     assert "DFA_TOKENIZERS" in msg and "openai-community/gpt2 is not available offline" in msg
 
 
+@pytest.mark.parametrize(
+    "name, kind, hf_id",
+    [
+        ("llama-3.2-1b", "ladder", "meta-llama/Llama-3.2-1B"),
+        ("qwen2.5-0.5b:random", "random", "Qwen/Qwen2.5-0.5B"),
+        ("gemma-3-270m:random", "random", "google/gemma-3-270m"),
+        ("smollm2-135m", "ladder", "HuggingFaceTB/SmolLM2-135M"),
+    ],
+)
+def test_modern_family_names_parse(name, kind, hf_id):
+    spec = parse_spec(name)
+    assert (spec.kind, spec.hf_id) == (kind, hf_id)
+    with pytest.raises(RevisionError, match="released without training checkpoints"):
+        parse_spec(name.removesuffix(":random") + "@step1000")
+
+
+def test_a_tokenizer_larger_than_the_models_vocabulary_is_refused_before_building_it(monkeypatch):
+    """SmolLM2 embeds 49152 tokens; GPT-2's tokenizer has 50257. The check comes before the 135M
+    random weights are drawn (the builder is never called)."""
+    require_tokenizer("gpt2")
+
+    def never(*a, **k):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(models, "_random_hf_model", never)
+    with pytest.raises(
+        ModelLoadError,
+        match=r"smollm2-135m:random: the tokenizer has 50257 tokens but the model embeds only 49152",
+    ):
+        load_model("smollm2-135m:random", device="cpu", tokenizer="gpt2")
+
+
 def test_folder_without_config(tmp_path):
     with pytest.raises(ModelLoadError, match="has no config.json"):
         load_model(str(tmp_path), device="cpu")

@@ -8,15 +8,31 @@ import pytest
 from dfa.core.errors import DfaError
 from dfa.core.evaluate import evaluate_circuits, random_scores
 from dfa.core.graph import NodeGraph
-from dfa.report.figures import plot_curves, plot_grid
-from dfa.report.tables import loto_table, paired_table, recovery, table, wins
+from dfa.report.figures import curve_figure, plot_curves, plot_grid
+from dfa.report.tables import loto_table, paired_table, prompt_notes, recovery, table, wins
 from tests.micro import micro_batch
 
 PNG = b"\x89PNG\r\n\x1a\n"
 REPORT = {
     "results": [
-        {"task": "sva", "setting": "in-distribution", "method": "dfa", "cpr": 0.8, "cpr_ci": [0.7, 0.9]},
-        {"task": "sva", "setting": "in-distribution", "method": "depth", "cpr": 0.5, "cpr_ci": [0.4, 0.6]},
+        {
+            "task": "sva",
+            "setting": "in-distribution",
+            "method": "dfa",
+            "cpr": 0.8,
+            "cpr_ci": [0.7, 0.9],
+            "n_prompts": 100,
+            "n_distinct": 17,
+        },
+        {
+            "task": "sva",
+            "setting": "in-distribution",
+            "method": "depth",
+            "cpr": 0.5,
+            "cpr_ci": [0.4, 0.6],
+            "n_prompts": 100,
+            "n_distinct": 17,
+        },
         {"task": "gender", "setting": "zero-shot", "method": "dfa", "cpr": 0.3, "cpr_ci": [None, None]},
         {"task": "gender", "setting": "zero-shot", "method": "random", "cpr": 0.35, "cpr_ci": [0.2, 0.5]},
     ]
@@ -25,12 +41,15 @@ REPORT = {
 
 def test_table_has_a_column_per_method_and_marks_what_was_not_measured():
     lines = table(REPORT).splitlines()
-    assert lines[0].split() == ["task", "setting", "dfa", "depth", "random"]
+    assert lines[0].split() == ["task", "setting", "prompts", "dfa", "depth", "random"]
     assert (
         lines[1]
-        == "  sva            in-distribution     0.800 [ 0.70, 0.90]   0.500 [ 0.40, 0.60]" + " " * 21 + "-"
+        == "  sva            in-distribution     100/17   0.800 [ 0.70, 0.90]   0.500 [ 0.40, 0.60]"
+        + " " * 21
+        + "-"
     )
-    assert lines[2].split()[:2] == ["gender", "zero-shot"]
+    # results written before the counts: the prompts are shown as unknown, not made up
+    assert lines[2].split()[:3] == ["gender", "zero-shot", "?/?"]
     assert "0.300 [  nan,  nan]" in lines[2]  # no interval (no bootstrap): shown as nan
     assert len({len(line) for line in lines}) == 1  # the columns line up
 
@@ -76,9 +95,27 @@ def test_loto_table_shows_a_missing_interval_as_nan_like_table():
     lines = loto_table(rows).splitlines()
     assert (
         lines[2]
-        == "| toy-gpt2-s -> toy-gpt2-m | sva | 0.500 [nan, nan] | 0.400 [0.30, 0.50] | 0.200 [nan, nan] |"
+        == "| toy-gpt2-s -> toy-gpt2-m | sva | ?/? | 0.500 [nan, nan] | 0.400 [0.30, 0.50] | 0.200 [nan, nan] |"
     )
     assert lines[-1].endswith("depth 1 above / 0 below of 1, random 1 above / 0 below of 1")
+    rows[0].update(n_prompts=100, n_distinct=17)
+    assert "| toy-gpt2-s -> toy-gpt2-m | sva | 100/17 | 0.500" in loto_table(rows)
+
+
+def test_prompt_notes_say_when_pairs_share_few_prompts():
+    rows = [
+        {"task": "capitals", "n_prompts": 100, "n_distinct": 17},
+        {"task": "gender", "n_prompts": 100, "n_distinct": 62},
+        {"task": "ioi", "n_prompts": 100, "n_distinct": 100},
+        {"task": "sva", "n_prompts": 100},  # an old results file: no count, no note
+    ]
+    notes = prompt_notes(rows)
+    want = (
+        "note: capitals: its 100 test pairs hold only 17 distinct clean prompts, too few for a tight "
+        "interval (under 30); its intervals resample the 17 (read them as 17 observations, not 100)"
+    )
+    assert notes == [want]  # gender's 62 of 100 show in the table's column, without a note
+    assert prompt_notes([{"task": "ioi", "n_prompts": 10, "n_distinct": 10}]) == []  # few asked, all distinct
 
 
 @pytest.fixture
@@ -105,6 +142,27 @@ def test_grid_has_a_panel_per_evaluation_and_refuses_none(tmp_path, evaluation):
     with pytest.raises(DfaError, match="Nothing to plot"):
         plot_grid({}, tmp_path / "empty.png")
     assert not (tmp_path / "empty.png").exists()
+
+
+def test_curve_figure_has_a_log_and_a_linear_view_and_marks_zero_shot_tasks(evaluation):
+    import matplotlib.pyplot as plt
+
+    settings = {"sva": "in-distribution", "capitals": "zero-shot"}
+    fig = curve_figure({"sva": evaluation, "capitals": evaluation}, "s -> t", settings)
+    try:
+        axes = fig.axes
+        assert [ax.get_xscale() for ax in axes] == ["log", "linear", "log", "linear"]
+        titles = [ax.get_title().splitlines()[0] for ax in axes]
+        assert titles == ["s -> t / sva (in-distribution)"] * 2 + ["s -> t / capitals (zero-shot)"] * 2
+        red = [ax.title.get_color() == "tab:red" for ax in axes]
+        assert red == [False, False, True, True]
+        # one legend per row, on the linear view, with each ranking's CPR and interval
+        assert [ax.get_legend() is not None for ax in axes] == [False, True, False, True]
+        texts = [t.get_text() for t in axes[1].get_legend().get_texts()]
+        c = evaluation.curves["r"]
+        assert texts == [f"r  {c.cpr:.3f} [{c.cpr_ci[0]:.2f}, {c.cpr_ci[1]:.2f}]"]
+    finally:
+        plt.close(fig)
 
 
 def test_recovery_is_summed_cpr_over_golds():

@@ -40,6 +40,12 @@ def test_importances_json_is_the_eap_ig_node_format(tmp_path):
     assert data["cfg"] == {"n_layers": 2, "n_heads": 2}
     assert data["nodes"]["a0.h1"] == {"in_graph": True, "score": 2.0}
     assert data["edges"] == {}
+    # a stated circuit: in_graph marks its nodes only, the scores of all nodes stay
+    part = json.loads(_scores().save(tmp_path / "c.json", in_graph=["input", "m1"]).read_text())
+    assert [n for n, v in part["nodes"].items() if v["in_graph"]] == ["input", "m1"]
+    assert part["nodes"]["a0.h1"] == {"in_graph": False, "score": 2.0}
+    with pytest.raises(ScoresError, match="a9.h9"):
+        _scores().save(tmp_path / "bad.json", in_graph=["a9.h9"])
 
 
 def test_an_eap_ig_file_loads_with_unscored_nodes_kept(tmp_path):

@@ -12,12 +12,14 @@ import pytest
 import torch
 
 from dfa.config import ConfigError, make_config
+from dfa.core.alignment import depth_matrix
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.mapping import AlignmentMap, MapError, normalise_scores
-from dfa.methods import depth_matrix, depth_scores, permuted_scores, scrambled_scores
+from dfa.methods import depth_scores, permuted_scores, scrambled_scores
 from dfa.store import ModelPool
 from dfa.training import MapTrainer, TransferData, train
+from tests.conftest import run_script
 
 # Kept only because tests/test_zoo.py still imports `_script` from here; drop it once test_zoo
 # imports `run_script` from tests/conftest.py.
@@ -548,6 +550,13 @@ def test_resume_mid_epoch_cleans_the_crash_and_logs_each_step_once(tmp_path):
     run's own crash at step 11: what each logged after its checkpoint is logged again by the run
     resumed after it, and in the end every step is logged once, as in an uninterrupted run."""
     straight = train(small_config(tmp_path, max_epochs=3, run="straight"), progress=False)
+    # TensorBoard gets the val loss (the training objective on val prompts) and the learning rate
+    # once per epoch, beside the training terms per step
+    logged = _logged(straight)
+    assert {"val/loss", "val/fit", "lr-Adam", "val/cpr", "train/loss"} <= {tag for tag, _ in logged}
+    # the start, then each epoch (Lightning logs epoch-end values at the last step of the epoch)
+    assert sorted(step for tag, step in logged if tag == "val/loss") == [0, 3, 7, 11]
+    assert sorted(step for tag, step in logged if tag == "lr-Adam") == [0, 4, 8]  # each epoch's start
     c = small_config(tmp_path, max_epochs=3, run="crashed")
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(c, progress=False, callbacks=[CrashAtStep(6)])
@@ -627,9 +636,8 @@ def test_logit_diff_curve_fit_is_one_minus_the_faithfulness_at_each_size(tmp_pat
     data = TransferData(c, ModelPool("cpu"))
     data.prepare_data()
     data.setup("fit")
-    # Only the training batches of this fit carry the empty circuit's log-probabilities.
-    assert all(i.empty_logprobs is not None for i in data.train_items)
-    assert all(i.empty_logprobs is None for i in data.val_items)
+    # The batches of this fit carry the empty circuit's log-probabilities (the val loss reads them too).
+    assert all(i.empty_logprobs is not None for i in [*data.train_items, *data.val_items])
     module = MapTrainer(
         c.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
     )
@@ -734,3 +742,49 @@ def test_a_curve_step_under_a_row_budget_has_the_loss_and_gradient_of_one_pass(w
     assert got[None][2].abs().sum() > 0
     with pytest.raises(ConfigError, match="max_rows must be at least 1"):
         make_config(None, **{**SMALL, "max_rows": 0})
+
+
+def _train_killed(argv: list[str], at: str) -> str:
+    """`scripts/train.py ARGV` in a subprocess, killed with SIGKILL (no clean-up, no `finally`)
+    as soon as it prints a line starting with `at`; returns what it printed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *argv]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    seen = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(at):
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    assert proc.wait(timeout=300) == -signal.SIGKILL, "".join(seen)
+    return "".join(seen)
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
+    """A real kill, twice: during the first epoch, then during the resumed run; `--resume` then
+    finishes the run, and it is the run an uninterrupted training gives."""
+    values = {**SMALL, "max_epochs": 3, "cache": str(tmp_path / "cache")}
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(json.dumps(values))  # JSON is YAML
+    argv = ["--config", str(cfg), "--out", str(tmp_path / "ck")]
+    straight = train(make_config(None, **values, out=str(tmp_path / "straight")), progress=False)
+    run = tmp_path / "ck" / straight.relative_to(tmp_path / "straight")
+    _train_killed(argv, "start (before training)")  # killed in epoch 1, before any checkpoint
+    assert run.is_dir() and not (run / "last.ckpt").exists()
+    out = _train_killed([*argv, "--resume"], "epoch 2/3")  # killed after epoch 1's checkpoint
+    assert "starting it from the beginning" in out
+    assert torch.load(run / "last.ckpt", weights_only=True)["global_step"] == 4
+    r = run_script("train.py", *argv, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert f"resuming {run} from last.ckpt" in r.stdout and "epoch 3/3" in r.stdout
+    assert not list(run.glob(".*.tmp"))
+    a, meta = AlignmentMap.load(straight)
+    b, meta_b = AlignmentMap.load(run)
+    assert torch.equal(a.W, b.W) and torch.equal(a.b, b.b)
+    assert meta_b["steps"] == meta["steps"] and meta_b["val_history"] == meta["val_history"]
+    assert _logged(run) == _logged(straight)  # every value once, none lost with the killed attempts

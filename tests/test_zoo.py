@@ -29,6 +29,7 @@ from dfa.zoo.text import (
     REPEAT_PREFIX,
     REPEAT_SPAN,
     TaskText,
+    echo_rows,
     extra_texts,
     interleaved_rows,
     ordinal_texts,
@@ -207,6 +208,24 @@ def test_repeated_and_interleaved_rows_have_their_form(toy_tokenizer):
             )
 
 
+def test_echo_rows_repeat_the_token_two_back_after_a_random_prefix(toy_tokenizer):
+    tok = toy_tokenizer
+    rows = echo_rows(tok, seed=0, n=300)
+    assert rows == echo_rows(tok, seed=0, n=300) != echo_rows(tok, seed=1, n=300)
+    starts = set()
+    for row, first in rows:  # [BOS] p a1 f1 a1 a2 f2 a2 ...: the echoes from `first`, every third
+        assert row[0] == tok.bos_token_id and len(row) <= 64 and not set(tok.all_special_ids) & set(row[1:])
+        assert (len(row) - 1 - first) % 3 == 0 and len(row) - 1 - first >= 3
+        assert all(row[i] == row[i - 2] for i in range(first, len(row), 3))
+        starts.add(first - 3)  # the prefix's length
+    assert (min(starts), max(starts)) == (0, REPEAT_PREFIX)  # echoes start anywhere: no fixed phase
+    labels = pad_rows([rows[0]], pad_id=1, labelled=label_spans([(*rows[0], "echo")], set()))["labels"]
+    row, first = rows[0]
+    assert [i + 1 for i in (labels[0] != -100).nonzero().flatten().tolist()] == list(
+        range(first, len(row), 3)
+    )
+
+
 def test_task_batches_read_the_weights_as_they_go():
     groups = [[0, 1], [2, 3], [4, 5]]
     sampler = TaskBatches(groups, [1.0, 1.0, 1.0], steps=20, batch_size=3, seed=0)
@@ -282,7 +301,7 @@ def test_role_checks_boost_the_text_of_a_short_role_and_hold_the_stop(toy_tokeni
     import dfa.zoo.card as card_module
     from dfa.zoo.card import TaskScore
 
-    members, weights, keys = micro_text.groups(GROUP_WEIGHTS | {"repeats": 1.0, "interleaved": 0.5})
+    members, weights, keys = micro_text.groups(GROUP_WEIGHTS | {"repeats": 1.0, "echo": 0.5})
     sampler = TaskBatches(members, weights, steps=10, batch_size=4, seed=0)
     config = TrainConfig(check_every=2, val_pairs=5, boost=3.0, role_bars=dict(ROLE_BARS))
     log: dict = {}
@@ -296,15 +315,15 @@ def test_role_checks_boost_the_text_of_a_short_role_and_hold_the_stop(toy_tokeni
     roles = log["checks"][-1]["roles"]
     assert set(roles) == {"induction", "previous_token"} and all(0 < v < 0.3 for v in roles.values())
     assert log["checks"][-1]["boosted_roles"] == ["induction", "previous_token"] and not trainer.should_stop
-    boosted = {k[0]: w for w, k in zip(sampler.weights.tolist(), keys) if k[0] in ("repeats", "interleaved")}
-    assert boosted == pytest.approx({"repeats": 3.0, "interleaved": 1.5})
+    boosted = {k[0]: w for w, k in zip(sampler.weights.tolist(), keys) if k[0] in ("repeats", "echo")}
+    assert boosted == pytest.approx({"repeats": 3.0, "echo": 1.5})
     # Only induction short (by the margin: 0.31 < 0.3 + 0.03): its text alone is boosted.
     monkeypatch.setattr(ValChecks, "role_scores", lambda self, m: {"induction": 0.31, "previous_token": 0.9})
     trainer.global_step = 4
     checks.on_train_batch_end(trainer, module)
     assert log["checks"][-1]["boosted_roles"] == ["induction"] and not trainer.should_stop
-    now = {k[0]: w for w, k in zip(sampler.weights.tolist(), keys) if k[0] in ("repeats", "interleaved")}
-    assert now == pytest.approx({"repeats": 3.0, "interleaved": 0.5})
+    now = {k[0]: w for w, k in zip(sampler.weights.tolist(), keys) if k[0] in ("repeats", "echo")}
+    assert now == pytest.approx({"repeats": 3.0, "echo": 0.5})
     monkeypatch.setattr(ValChecks, "role_scores", lambda self, m: {"induction": 0.5, "previous_token": 0.9})
     trainer.global_step = 6
     checks.on_train_batch_end(trainer, module)
@@ -323,6 +342,11 @@ def test_role_warmup_draws_the_role_texts_alone_then_the_mixture(micro_text):
     assert sum(w > 0 for w in sampler.weights.tolist()) == 2
     warmup.on_train_batch_end(SimpleNamespace(global_step=5))
     assert sampler.weights.tolist() == pytest.approx(weights)
+    # A warm-up on texts the training does not draw is refused, with what to do.
+    members, weights, keys = micro_text.groups(GROUP_WEIGHTS | {"repeats": 0.0, "echo": 0.0})
+    sampler = TaskBatches(members, weights, steps=10, batch_size=4, seed=0)
+    with pytest.raises(DfaError, match=r"echo, repeats, and none of them .* --weight repeats=1"):
+        RoleWarmup(sampler, keys, {"repeats": 1.0, "echo": 0.3}, steps=5)
 
 
 def test_passes_by_clears_the_bar_by_a_margin_on_each_count():

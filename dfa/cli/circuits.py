@@ -89,12 +89,31 @@ def _unscored_notes(
     return out
 
 
+def _print_curves(ev) -> None:
+    """Each ranking's CPR, interval, CMD, log-x area and curve, then its CPR per family."""
+    first = next(iter(ev.curves.values()))
+    print(f"  {'ranking':<20}{'CPR':>7}  {'95% CI':<17}{'CMD':>7}{'log-x':>7}   f at k = {first.ks}")
+    for c in ev.curves.values():
+        ci = f"[{c.cpr_ci[0]:.3f}, {c.cpr_ci[1]:.3f}]"
+        curve = " ".join(f"{v:.2f}" for v in c.faithfulness)
+        print(f"  {c.label:<20}{c.cpr:>7.3f}  {ci:<17}{c.cmd:>7.3f}{c.cpr_log:>7.3f}   {curve}")
+    print(
+        "  per family CPR: "
+        + "; ".join(
+            f"{c.label} " + ", ".join(f"{k} {v:.3f}" for k, v in c.family_cpr.items())
+            for c in ev.curves.values()
+            if c.label != "random"
+        )
+    )
+
+
 def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
     from dfa.core.circuits import evaluate_scores
     from dfa.core.evaluate import overlap
     from dfa.core.graph import NodeGraph
     from dfa.core.io import write_json
     from dfa.report.figures import plot_curves
+    from dfa.report.tables import prompt_notes
 
     loaded = _load_scores(args.scores)
     model = _load(args)
@@ -122,23 +141,13 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
         max_rows=args.max_rows,
     )
     print(
-        f"{args.model} on {args.task} ({args.split} split, {ev.n_prompts} prompts, {ev.ablation}); "
+        f"{args.model} on {args.task} ({args.split} split, {ev.n_prompts} prompts, {ev.n_distinct} "
+        f"distinct clean prompts, {ev.ablation}); "
         f"input node {ev.input_node}; metric clean {ev.clean:.3f}, empty circuit {ev.empty:.3f}"
     )
-    first = next(iter(ev.curves.values()))
-    print(f"  {'ranking':<20}{'CPR':>7}  {'95% CI':<17}{'CMD':>7}{'log-x':>7}   f at k = {first.ks}")
-    for c in ev.curves.values():
-        ci = f"[{c.cpr_ci[0]:.3f}, {c.cpr_ci[1]:.3f}]"
-        curve = " ".join(f"{v:.2f}" for v in c.faithfulness)
-        print(f"  {c.label:<20}{c.cpr:>7.3f}  {ci:<17}{c.cmd:>7.3f}{c.cpr_log:>7.3f}   {curve}")
-    print(
-        "  per family CPR: "
-        + "; ".join(
-            f"{c.label} " + ", ".join(f"{k} {v:.3f}" for k, v in c.family_cpr.items())
-            for c in ev.curves.values()
-            if c.label != "random"
-        )
-    )
+    for note in prompt_notes([{"task": args.task, "n_prompts": ev.n_prompts, "n_distinct": ev.n_distinct}]):
+        print(note)
+    _print_curves(ev)
     labels = [k for k in loaded]
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
@@ -180,6 +189,15 @@ def cmd_circuits_table(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.help_times:
+        from dfa.cli.help_times import help_times
+
+        rows = help_times(args.repeats)
+        for r in rows:
+            heavy = ", ".join(r["heavy"]) if r["heavy"] else "none"
+            print(f"{r['seconds']:6.2f} s  {r['command']:<40} heavy modules loaded: {heavy}")
+        print(f"slowest: {max(r['seconds'] for r in rows):.2f} s (target: under 2 s)")
+        return 0 if all(r["rc"] == 0 for r in rows) else 1
     from dfa.experiments.bench import run, run_training
 
     if args.memory:
@@ -205,7 +223,7 @@ def model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def _prompt_args(p: argparse.ArgumentParser, split: str) -> None:
-    from dfa.core.interventions import ABLATIONS
+    from dfa.core.names import ABLATIONS
 
     p.add_argument("--task", required=True, help="task name (see `dfa tasks`)")
     p.add_argument(
@@ -227,7 +245,7 @@ def _prompt_args(p: argparse.ArgumentParser, split: str) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from dfa.core.attribution import METHODS as ATTRIBUTIONS
+    from dfa.core.names import ATTRIBUTIONS
 
     p = sub.add_parser("attribute", help="score a model's nodes on a task (EAP, EAP-IG, exact patching)")
     model_args(p)
@@ -295,4 +313,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--max-rows", type=int, default=None, help="with --memory: the runs' memory budget")
+    p.add_argument(
+        "--help-times",
+        action="store_true",
+        help="instead: time `dfa --help` and every subcommand's --help, each in a fresh interpreter",
+    )
     p.set_defaults(func=cmd_bench)

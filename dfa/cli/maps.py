@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dfa.cli.flags import add_config_flags, config_values
 from dfa.config import CrossScaleConfig, LotoConfig, SweepConfig, TrainConfig, build
+from dfa.core.names import CIRCUIT_FRACTION
 from dfa.methods import DEFAULT_METHODS, METHODS
 
 
@@ -89,7 +90,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dfa.experiments.transfer import evaluate_run
     from dfa.methods import names
     from dfa.report.figures import plot_grid
-    from dfa.report.tables import paired_table, table, wins
+    from dfa.report.tables import paired_table, prompt_notes, table, wins
 
     report, evals = evaluate_run(
         _run(args), _pool(args), args.tasks, args.methods, args.split, args.n, args.boot, True, args.draws
@@ -99,8 +100,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"CPR [95% CI] ({report['ablation']}, input node kept, {report['attribution']} source scores)"
     )
     print(table(report))
-    used = {r["task"]: r["n_prompts"] for r in report["results"]}
-    print(f"prompts per task ({args.split} split): " + ", ".join(f"{t} {n}" for t, n in used.items()))
+    print(f"prompts: {args.split} pairs / distinct clean prompts (the units each interval resamples)")
+    for note in prompt_notes(report["results"], args.split):
+        print(note)
     if "dfa" in args.methods:
         paired = paired_table(report)
         if paired:
@@ -119,7 +121,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"wrote {write_json(args.json, report)}")
     if args.plot:
         title = f"{report['src']} -> {report['tgt']}"
-        print(f"wrote {plot_grid(evals, args.plot, title)}")
+        settings = {r["task"]: r["setting"] for r in report["results"]}
+        print(f"wrote {plot_grid(evals, args.plot, title, settings)}")
     return 0
 
 
@@ -128,10 +131,15 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
     predicted, paths, ev = transfer(
         _run(args), _pool(args), args.task, args.out, not args.no_eval, args.methods, args.split, args.n,
-        args.boot, args.draws,
+        args.boot, args.draws, args.circuit_fraction,
     )  # fmt: skip
     meta = predicted.meta
     print(f"{meta['src']} -> {meta['model']} predicted circuit for {args.task} ({meta['setting']}):")
+    circuit = meta["circuit"]
+    print(
+        f"  in_graph: {circuit['nodes']} of {len(predicted.names)} nodes (the top {circuit['k']} by mask, "
+        f"fraction {circuit['fraction']:g}, and input)"
+    )
     print("  " + ", ".join(str(p) for p in paths))
     top = sorted(predicted.as_dict().items(), key=lambda kv: -kv[1])[1 : args.top + 1]
     print("  top nodes by mask: " + ", ".join(f"{n} {v:.2f}" for n, v in top))
@@ -139,7 +147,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         cells = [
             f"{c.label} CPR {c.cpr:.3f} [{c.cpr_ci[0]:.2f}, {c.cpr_ci[1]:.2f}]" for c in ev.curves.values()
         ]
-        print(f"  on {ev.n_prompts} {args.split} prompts: " + ", ".join(cells))
+        print(f"  on {ev.n_prompts} {args.split} prompts ({ev.n_distinct} distinct): " + ", ".join(cells))
     return 0
 
 
@@ -239,6 +247,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-eval", action="store_true", help="write the circuit only")
     p.add_argument("--top", type=int, default=10, help="print this many top nodes")
+    p.add_argument(
+        "--circuit-fraction",
+        type=float,
+        default=CIRCUIT_FRACTION,
+        help=f"share of the ranked nodes the JSON marks in_graph (default: {CIRCUIT_FRACTION})",
+    )
     p.set_defaults(func=cmd_transfer)
 
     for name, cls, fn, text in (

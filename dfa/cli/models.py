@@ -18,8 +18,11 @@ Model names, wherever a command takes --model:
   NAME:random          the real architecture with random weights, offline (e.g. gpt2-large:random)
   ORG/NAME[@REV]       any Hugging Face hub id (GPT-2 or GPT-NeoX architecture is safest)
   PATH                 a local Hugging Face folder (config.json + weights + tokenizer)
+  PATH.gguf            a llama.cpp GGUF file (read by transformers, dequantized to --dtype)
 Offline: HF_HUB_OFFLINE=1 makes hub names fail at once unless cached; tokenizers for
-':random' come from $DFA_TOKENIZERS or shared/tokenizers beside the checkout."""
+':random' come from $DFA_TOKENIZERS or shared/tokenizers beside the checkout (gpt2 and
+gpt-neox-20b ship there; for the other families give --tokenizer gpt2, or any tokenizer
+no larger than the model's vocabulary)."""
 
 
 def _human(n: int) -> str:
@@ -33,23 +36,38 @@ def _toy_params(name: str) -> int | None:
     return read_card(folder)["n_params"] if (folder / "card.json").is_file() else None
 
 
+_FAMILY_TITLES: dict[str, str] = {
+    "gpt2": "GPT-2 ladder (hub: openai-community/NAME, tokenizer gpt2; no training checkpoints)",
+    "pythia": (
+        "Pythia ladder (hub: EleutherAI/NAME, tokenizer gpt-neox-20b; checkpoints "
+        f"@step0 ... @step{PYTHIA_STEPS[-1]}, {len(PYTHIA_STEPS)} of them)"
+    ),
+    "llama3": "Llama-3 ladder (hub: meta-llama/..., gated; grouped-query attention, RMSNorm, gated MLPs)",
+    "qwen2.5": "Qwen2.5 ladder (hub: Qwen/Qwen2.5-...; grouped-query attention, q/k/v biases)",
+    "gemma3": "Gemma-3 ladder (hub: google/NAME, gated; one key/value head, sliding-window layers)",
+    "smollm2": "SmolLM2 ladder (hub: HuggingFaceTB/SmolLM2-...; Llama architecture)",
+}
+
+
+def _ladder_row(m) -> dict:
+    return {
+        "name": m.name,
+        "family": m.family,
+        "hf_id": m.hf_id,
+        "tokenizer": m.tokenizer,
+        "n_layers": m.n_layers,
+        "n_heads": m.n_heads,
+        "n_kv_heads": m.n_kv_heads,
+        "d_model": m.d_model,
+        "n_nodes": m.n_nodes,
+        "params": m.published_params,
+        "checkpoints": [f"step{s}" for s in PYTHIA_STEPS] if m.has_checkpoints else [],
+    }
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
-        rows = [
-            {
-                "name": m.name,
-                "family": m.family,
-                "hf_id": m.hf_id,
-                "tokenizer": m.tokenizer,
-                "n_layers": m.n_layers,
-                "n_heads": m.n_heads,
-                "d_model": m.d_model,
-                "n_nodes": m.n_nodes,
-                "params": m.published_params,
-                "checkpoints": [f"step{s}" for s in PYTHIA_STEPS] if m.has_checkpoints else [],
-            }
-            for m in LADDERS.values()
-        ]
+        rows = [_ladder_row(m) for m in LADDERS.values()]
         rows += [
             {
                 "name": t.name,
@@ -58,6 +76,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                 "tokenizer": "toy (saved with each model)",
                 "n_layers": t.n_layers,
                 "n_heads": t.n_heads,
+                "n_kv_heads": t.n_heads,
                 "d_model": t.d_model,
                 "n_nodes": t.n_nodes + 1,
                 "params": _toy_params(t.name),
@@ -67,23 +86,14 @@ def cmd_models(args: argparse.Namespace) -> int:
         ]
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"  {'name':<22}{'layers':>7}{'heads':>7}{'d_model':>9}{'nodes':>7}{'params':>10}"
-    for family, title in (
-        ("gpt2", "GPT-2 ladder (hub: openai-community/NAME, tokenizer gpt2; no training checkpoints)"),
-        (
-            "pythia",
-            (
-                "Pythia ladder (hub: EleutherAI/NAME, tokenizer gpt-neox-20b; checkpoints "
-                f"@step0 ... @step{PYTHIA_STEPS[-1]}, {len(PYTHIA_STEPS)} of them)"
-            ),
-        ),
-    ):
+    header = f"  {'name':<22}{'layers':>7}{'heads':>7}{'kv':>5}{'d_model':>9}{'nodes':>7}{'params':>10}"
+    for family, title in _FAMILY_TITLES.items():
         print(title)
         print(header)
         for m in LADDERS.values():
             if m.family == family:
                 print(
-                    f"  {m.name:<22}{m.n_layers:>7}{m.n_heads:>7}{m.d_model:>9}"
+                    f"  {m.name:<22}{m.n_layers:>7}{m.n_heads:>7}{m.n_kv_heads:>5}{m.d_model:>9}"
                     f"{m.n_nodes:>7}{_human(m.published_params):>10}"
                 )
         print()
@@ -92,9 +102,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     for t in TOY_SPECS.values():
         params = _toy_params(t.name)
         shown = _human(params) if params else "not built"
-        print(f"  {t.name:<22}{t.n_layers:>7}{t.n_heads:>7}{t.d_model:>9}{t.n_nodes + 1:>7}{shown:>10}")
+        print(
+            f"  {t.name:<22}{t.n_layers:>7}{t.n_heads:>7}{t.n_heads:>5}{t.d_model:>9}{t.n_nodes + 1:>7}{shown:>10}"
+        )
     print()
-    print("nodes = input + heads + MLPs; params as published (toy: as built).\n")
+    print(
+        "heads = query heads (one node each); kv = key/value heads (fewer under grouped-query "
+        "attention); nodes = input + heads + MLPs; params as published (toy: as built).\n"
+    )
     print(_NAME_FORMS)
     return 0
 
@@ -111,8 +126,10 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     graph = NodeGraph.from_model(model)
     params = model.dfa_info.n_params
     cfg = model.cfg
+    kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+    grouped = f" ({kv} key/value head{'s' if kv > 1 else ''})" if kv != cfg.n_heads else ""
     print(
-        f"{args.model}: {cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, "
+        f"{args.model}: {cfg.n_layers} layers x {cfg.n_heads} heads{grouped}, d_model {cfg.d_model}, "
         f"{_human(params)} parameters ({params:,}), loaded in {load_s:.1f}s on {cfg.device}"
     )
     print(repr(graph))
@@ -156,7 +173,9 @@ def _check_hooks(model, graph, prompt: str) -> None:
         f"all {len(graph.hooks)} node hooks fired "
         f"(input {seen[graph.hooks[0]]}, heads {seen[graph.heads[0].hook]}, mlp {seen[graph.mlps[0].hook]})"
     )
-    print(f"top-5 next tokens: {[model.tokenizer.decode([t]) for t in top]}")
+    # A random-weight model may predict ids past a stand-in tokenizer's vocabulary: show those as ids.
+    shown = [model.tokenizer.decode([t]) if t < len(model.tokenizer) else f"<id {t}>" for t in top]
+    print(f"top-5 next tokens: {shown}")
 
 
 def _show_ids(tokenizer, ids: tuple[int, ...]) -> str:

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from dfa.core.errors import DfaError
-from dfa.zoo.spec import TOY_SPECS
-from dfa.zoo.text import TASK_PAIRS, TRAIN_PAIRS
+from dfa.zoo.spec import TASK_PAIRS, TOY_SPECS, TRAIN_PAIRS
 
 _DESCRIPTION = """\
 Train one toy model with a changed recipe and score it on the val split (nothing is saved),

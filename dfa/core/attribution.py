@@ -21,7 +21,7 @@ and exact-patching masks stacked along the batch are run `max_rows` prompt rows 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -45,9 +45,8 @@ from dfa.core.interventions import (
     to_device,
 )
 from dfa.core.metrics import batch_metric
+from dfa.core.names import IG_METHODS, Method
 from dfa.core.tasks.base import Metric
-
-Method = Literal["eap", "eap-ig-inputs", "eap-ig-activations", "exact"]
 
 
 def _node_products(graph: NodeGraph, clean: Cache, donor: Cache, grads: Cache) -> torch.Tensor:
@@ -169,7 +168,6 @@ METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "eap-ig-activations": score_eap_ig_activations,
     "exact": score_exact,
 }
-IG_METHODS = ("eap-ig-inputs", "eap-ig-activations")
 
 
 def check_method(method: str) -> str:
@@ -206,7 +204,7 @@ def attribute_parts(
     if ablation == "mean" and means is None:  # mean ablation's donor: the means over every batch
         means = mean_activations(model, graph, batches)
     sums, counts = [], []
-    for batch in tqdm(batches, desc=method, disable=not progress, leave=False):
+    for batch in tqdm(batches, desc=method, disable=None if progress else True, leave=False):
         batch = to_device(batch, device)
         donor = donor_activations(model, graph, batch, ablation, means)
         sums.append(fn(model, graph, batch, metric, donor, steps=ig_steps, max_rows=max_rows).double().cpu())

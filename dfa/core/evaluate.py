@@ -1,5 +1,6 @@
 """Circuit faithfulness: curves over the MIB circuit sizes, CPR/CMD and a log-x area, bootstrap
-intervals over prompts, per-prompt and per-family faithfulness, and overlap (the figures are
+intervals over the distinct clean prompts (a cluster bootstrap: pairs that share a clean prompt
+are one unit, not independent draws), per-prompt and per-family faithfulness, and overlap (the figures are
 `dfa.report`'s).
 
 `f(C) = (m(C) - m(empty)) / (m(full) - m(empty))`, each `m` the task metric averaged over the
@@ -13,9 +14,9 @@ meaningless 0.25.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,19 +36,14 @@ from dfa.core.interventions import (
     to_device,
 )
 from dfa.core.metrics import batch_metric
+from dfa.core.names import FRACTIONS, Rank, SizeWeights
 from dfa.core.tasks.base import Metric
-
-FRACTIONS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-Rank = Literal["abs", "signed"]
 
 
 # --- circuits -------------------------------------------------------------------------------------
 def circuit_size(fraction: float, n: int) -> int:
     """MIB's `k = int(fraction * n)` (with a tolerance so 0.29 * 100 is 29, not 28)."""
     return min(n, int(fraction * n + 1e-9))
-
-
-SizeWeights = Literal["cpr", "log", "both"]
 
 
 def size_weights(
@@ -217,6 +213,7 @@ class Evaluation:
 
     curves: dict[str, Curve]
     n_prompts: int
+    n_distinct: int  # distinct clean prompts among them: the units the bootstrap resamples
     clean: float  # mean metric of the full model
     empty: float  # mean metric with every ranked node ablated
     input_node: str  # "kept" or "ranked"
@@ -257,12 +254,25 @@ class Evaluation:
     def to_json(self, per_prompt: bool = False) -> dict[str, Any]:
         return {
             "n_prompts": self.n_prompts,
+            "n_distinct_prompts": self.n_distinct,
             "clean_metric": self.clean,
             "empty_metric": self.empty,
             "input_node": self.input_node,
             "ablation": self.ablation,
             "curves": {k: c.to_json(per_prompt) for k, c in self.curves.items()},
         }
+
+
+def cluster_weights(units: Sequence[Hashable], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap weights `[n, n_boot]` that resample the distinct `units` (one per prompt; equal
+    units are one cluster) with replacement: a prompt's weight is its unit's draw count over the
+    prompts drawn, so a resample's mean is `values @ w`. With every unit distinct this is the
+    ordinary bootstrap over prompts (the same draws as `rng.multinomial(n, 1/n)`)."""
+    first = {u: i for i, u in enumerate(dict.fromkeys(units))}
+    idx = np.asarray([first[u] for u in units], dtype=np.int64)
+    g = len(first)
+    counts = rng.multinomial(g, np.full(g, 1 / g), size=n_boot).T[idx].astype(np.float64)  # [n, B]
+    return counts / counts.sum(0, keepdims=True)
 
 
 def _faithfulness(m_c: np.ndarray, full: np.ndarray, empty: np.ndarray) -> np.ndarray:
@@ -309,7 +319,7 @@ def circuit_values(
         means = mean_activations(model, graph, batches)
     device = model_device(model)
     values, full = [], []
-    for batch in tqdm(batches, desc="circuits", disable=not progress, leave=False):
+    for batch in tqdm(batches, desc="circuits", disable=None if progress else True, leave=False):
         batch = to_device(batch, device)
         donor = donor_activations(model, graph, batch, ablation, means)
         with torch.inference_mode():
@@ -387,7 +397,9 @@ def evaluate_circuits(
 ) -> Evaluation:
     """The faithfulness curve of every ranking (scores in graph order; a list of several score
     vectors gives their mean curve, as for random rankings), all from one set of masked passes:
-    every distinct circuit of every ranking, plus the empty one, is stacked along the batch."""
+    every distinct circuit of every ranking, plus the empty one, is stacked along the batch.
+    The intervals resample the distinct clean `prompts` (every prompt its own unit when not
+    given), the same resamples for every ranking."""
     check_ablation(ablation)
     fractions = list(fractions)
     if sorted(fractions) != fractions or not fractions or fractions[0] <= 0 or fractions[-1] > 1:
@@ -403,9 +415,9 @@ def evaluate_circuits(
     empty_np = per_mask[0]
     n = full_np.shape[0]
     fams = list(families) if families is not None else ["all"] * n
+    units = list(prompts) if prompts is not None else list(range(n))
     rng = np.random.default_rng(seed)
-    # Bootstrap resamples of the prompts as weights (counts / n): a resample mean is `values @ w`.
-    counts = rng.multinomial(n, np.full(n, 1 / n), size=n_boot).T / n if n_boot > 0 else None  # [n, B]
+    counts = cluster_weights(units, n_boot, rng) if n_boot > 0 else None  # [n, B]
     curves: dict[str, Curve] = {}
     row = 1
     for label, score_list in draws.items():
@@ -418,6 +430,7 @@ def evaluate_circuits(
     return Evaluation(
         curves=curves,
         n_prompts=n,
+        n_distinct=len(set(units)),
         clean=float(full_np.mean()),
         empty=float(empty_np.mean()),
         input_node="kept" if keep_input else "ranked",

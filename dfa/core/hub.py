@@ -136,6 +136,23 @@ def toy_folder(name: str) -> Path:
     return folder
 
 
+def _declares_generic_class(folder: Path) -> bool:
+    """True when the folder's tokenizer_config.json names the generic fast tokenizer (a tokenizer
+    saved from a `tokenizer.json` object). AutoTokenizer would otherwise pick the class registered
+    for the model type beside it for some types (Qwen2's, which reads only BPE vocab and merges)
+    and read such a tokenizer wrongly."""
+    import json
+
+    try:
+        declared = json.loads((folder / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return declared in _GENERIC_CLASSES and (folder / "tokenizer.json").is_file()
+
+
+_GENERIC_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
 def load_tokenizer(source: str | Path):
     """A fast tokenizer from a folder, a ladder's tokenizer name, or a hub id."""
     from transformers import AutoTokenizer
@@ -157,7 +174,8 @@ def load_tokenizer(source: str | Path):
                     f"no {TOKENIZERS_ENV} folder holding {ladder.tokenizer}/tokenizer.json, no "
                     f"shared/tokenizers/{ladder.tokenizer} beside the checkout or the working "
                     f"directory, and the hub copy failed too ({err}). Point {TOKENIZERS_ENV} at a "
-                    "folder of tokenizer folders, or point the `tokenizer` setting at a tokenizer folder."
+                    "folder of tokenizer folders, or point the `tokenizer` setting at a tokenizer folder "
+                    "(a random-weight model runs with any tokenizer its vocabulary holds: --tokenizer gpt2)."
                 ) from None
     else:
         folder = shared_tokenizer_dir(str(source)) or fetch_snapshot(str(source), None, _TOKENIZER_PATTERNS)
@@ -168,6 +186,10 @@ def load_tokenizer(source: str | Path):
             "`tokenizer` setting at a folder or a ladder name such as gpt2."
         )
     try:
+        if _declares_generic_class(folder):
+            from transformers import PreTrainedTokenizerFast
+
+            return PreTrainedTokenizerFast.from_pretrained(str(folder))
         return AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"Could not read the tokenizer in {folder}: {err}") from None

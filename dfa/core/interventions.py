@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -30,10 +30,9 @@ from jaxtyping import Float
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.metrics import batch_metric, final_logits
+from dfa.core.names import ABLATIONS, Ablation
 from dfa.core.tasks.base import Metric
 
-Ablation = Literal["patching", "mean", "zero"]
-ABLATIONS: tuple[Ablation, ...] = ("patching", "mean", "zero")
 Hook = tuple[str, Callable[[torch.Tensor, Any], torch.Tensor]]
 
 # Activations are cached per hook name as registered (TransformerLens 4 passes the canonical

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -41,9 +41,8 @@ from torch import nn
 from dfa.core.errors import DfaError
 from dfa.core.graph import INPUT, NodeGraph
 from dfa.core.io import atomic_write, write_json
+from dfa.core.names import NORMALISATIONS, Normalise
 
-Normalise = Literal["abs-max", "max", "zscore", "abs-zscore", "rank"]
-NORMALISATIONS: tuple[Normalise, ...] = ("abs-max", "max", "zscore", "abs-zscore", "rank")
 FORMAT = "dfa-map/1"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,7 @@ from typing import Literal
 import torch
 
 from dfa.core.errors import DfaError
+from dfa.core.gguf import GGUF_SUFFIX, load_gguf_model, load_gguf_tokenizer
 from dfa.core.hub import (
     _TOKENIZER_PATTERNS,
     TOKENIZERS_ENV,
@@ -57,7 +59,7 @@ __all__ = [
     "weights_fingerprint",
 ]
 
-SpecKind = Literal["ladder", "toy", "random", "hub", "local"]
+SpecKind = Literal["ladder", "toy", "random", "hub", "local", "gguf"]
 
 RANDOM_SUFFIX = ":random"
 
@@ -102,8 +104,8 @@ def _unknown(name: str) -> UnknownModelError:
         "Add '@stepN' to a Pythia name for a training checkpoint (pythia-160m@step3000), "
         "':random' for the real architecture with random weights (gpt2-large:random), "
         "give a hub id as 'org/name' (EleutherAI/pythia-160m), "
-        "or give the path of a local Hugging Face folder (./models/my-gpt2, holding config.json "
-        "and the weights). `dfa models` lists the ladders."
+        "give the path of a local Hugging Face folder (./models/my-gpt2, holding config.json "
+        "and the weights), or of a llama.cpp file (./models/my-llama.gguf). `dfa models` lists the ladders."
     )
 
 
@@ -124,6 +126,10 @@ def parse_spec(text: str) -> ModelSpec:
     path = Path(text).expanduser()
     if path.is_dir():
         return ModelSpec(text, "local", path=path.resolve())
+    if text.lower().endswith(GGUF_SUFFIX):
+        if not path.is_file():
+            raise UnknownModelError(f"No such GGUF file: {text!r} (resolved to {path.resolve()}).")
+        return ModelSpec(text, "gguf", path=path.resolve())
     if _looks_like_path(text):
         raise UnknownModelError(
             f"No such model folder: {text!r} (resolved to {path.resolve()}). Give the path of a "
@@ -243,6 +249,9 @@ def tokenizer_for(name: str):
     if spec.kind == "local":
         assert spec.path is not None
         return load_tokenizer(spec.path)
+    if spec.kind == "gguf":
+        assert spec.path is not None
+        return load_gguf_tokenizer(spec.path)
     assert spec.hf_id is not None
     return load_tokenizer(fetch_snapshot(spec.hf_id, spec.revision, _TOKENIZER_PATTERNS))
 
@@ -265,7 +274,10 @@ def _random_hf_model(ladder: LadderModel, seed: int, device: torch.device):
 
 def _pretrained_hf_model(folder: Path):
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    if not sys.stderr.isatty():  # its "Loading weights" bar, redrawn with carriage returns, garbles a log
+        hf_logging.disable_progress_bar()
     try:
         # Eager attention: the bridge's attention-pattern hooks need it.
         return AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation="eager")
@@ -281,7 +293,8 @@ def _boot(name: str, hf_model, tokenizer, dtype: torch.dtype):
     except (ValueError, OSError, KeyError, NotImplementedError) as err:
         raise ModelLoadError(
             f"TransformerLens could not wrap {name}: {err}. dfa supports causal LMs of the "
-            "GPT-2 and GPT-NeoX (Pythia) architectures, and others TransformerLens 4 supports."
+            "GPT-2, GPT-NeoX (Pythia), Llama (Llama-3, SmolLM2), Qwen2 and Gemma-3 architectures, and "
+            "others TransformerLens 4 supports."
         ) from None
 
 
@@ -320,33 +333,72 @@ def load_model(
 
 
 def _load(spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: str | Path | None, seed: int):
-    if spec.kind == "random":
-        assert spec.ladder is not None
-        tok = load_tokenizer(tokenizer or spec.ladder.name)
-        hf_model = _random_hf_model(spec.ladder, seed, device)
-        boot_name, source = spec.ladder.hf_id, f"random:{seed}"
-    else:
-        if spec.kind == "toy":
-            folder = toy_folder(spec.text)
-        elif spec.kind == "local":
-            assert spec.path is not None
-            folder = spec.path
-            if not (folder / "config.json").is_file():
-                raise ModelLoadError(
-                    f"{folder} has no config.json, so it is not a Hugging Face model folder. "
-                    "Save a model with model.save_pretrained(folder) and its tokenizer beside it."
-                )
-        else:
-            assert spec.hf_id is not None
-            folder = fetch_snapshot(spec.hf_id, spec.revision)
-        tok = load_tokenizer(tokenizer or folder)
-        hf_model = _pretrained_hf_model(folder)
-        boot_name = source = str(folder)
+    hf_model, tok, boot_name, source = _hf_model(spec, device, dtype, tokenizer, seed)
+    _check_vocab(spec, int(hf_model.get_input_embeddings().weight.shape[0]), tok)
+    if not getattr(hf_model.config, "architectures", None):  # the bridge picks its adapter by it
+        hf_model.config.architectures = [type(hf_model).__name__]
     n_params = count_parameters(hf_model)
     hf_model = hf_model.to(device=device, dtype=dtype)
     bridge = _boot(boot_name, hf_model, tok, dtype)
+    _keep_tokenizer_class(bridge, tok)
     bridge.cfg.default_prepend_bos = True
     bridge.requires_grad_(False)
     bridge.eval()
     bridge.dfa_info = ModelInfo(spec, n_params, source)
     return bridge
+
+
+def _hf_model(
+    spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: str | Path | None, seed: int
+):
+    """The plain HF model, its tokenizer, the name the bridge is booted with, and the source."""
+    if spec.kind == "random":
+        assert spec.ladder is not None
+        tok = load_tokenizer(tokenizer or spec.ladder.name)
+        _check_vocab(spec, int(spec.ladder.config["vocab_size"]), tok)  # before building it
+        return _random_hf_model(spec.ladder, seed, device), tok, spec.ladder.hf_id, f"random:{seed}"
+    if spec.kind == "gguf":
+        assert spec.path is not None
+        model = load_gguf_model(spec.path, dtype)  # first: its error names the architecture
+        tok = load_tokenizer(tokenizer) if tokenizer else load_gguf_tokenizer(spec.path)
+        return model, tok, str(spec.path), str(spec.path)
+    if spec.kind == "toy":
+        folder = toy_folder(spec.text)
+    elif spec.kind == "local":
+        assert spec.path is not None
+        folder = spec.path
+        if not (folder / "config.json").is_file():
+            raise ModelLoadError(
+                f"{folder} has no config.json, so it is not a Hugging Face model folder. "
+                "Save a model with model.save_pretrained(folder) and its tokenizer beside it."
+            )
+    else:
+        assert spec.hf_id is not None
+        folder = fetch_snapshot(spec.hf_id, spec.revision)
+    tok = load_tokenizer(tokenizer or folder)
+    return _pretrained_hf_model(folder), tok, str(folder), str(folder)
+
+
+def _keep_tokenizer_class(bridge, tok) -> None:
+    """TransformerLens reloads a tokenizer through AutoTokenizer to turn its BOS on, and for some
+    model types (Qwen2) AutoTokenizer swaps a generic fast tokenizer for the type's own class,
+    which reads it wrongly. Reload it as the class dfa loaded, BOS on, as TransformerLens meant."""
+    if type(bridge.tokenizer) is type(tok) or not tok.name_or_path:
+        return
+    from transformers import PreTrainedTokenizerFast
+
+    if not isinstance(tok, PreTrainedTokenizerFast):
+        return
+    again = type(tok).from_pretrained(tok.name_or_path, add_bos_token=True)
+    again.padding_side = bridge.tokenizer.padding_side
+    bridge.tokenizer = again
+
+
+def _check_vocab(spec: ModelSpec, rows: int, tok) -> None:
+    """A tokenizer whose ids run past the model's embedding (`rows`) would index out of range mid-run."""
+    if len(tok) > rows:
+        raise ModelLoadError(
+            f"{spec.text}: the tokenizer has {len(tok)} tokens but the model embeds only {rows}; "
+            "give the model's own tokenizer (the `tokenizer` setting, --tokenizer), or for a "
+            "random-weight model any tokenizer of at most that many tokens."
+        )

@@ -24,7 +24,9 @@ the logits when it attends only to `t`'s embedding:
 
 where `c` subtracts the mean over `d_model` (LayerNorm's centring; skipped for RMSNorm), `g_l` is
 the gain of the LayerNorm the head reads through (`blocks.l.ln1`) and `g_f` that of the final
-LayerNorm. Biases (`b_V`, `b_O`, LayerNorm biases, `b_U`) are left out: they add the same vector
+LayerNorm (Gemma: `1 + w`, and the gain of the norm on the attention output, `ln1_post`, after
+`W_O`). Under grouped-query attention `W_V[l, h]` is the value weight of the head's key/value
+group (`kv_head`); `W_O[l, h]` is always the query head's own slice. Biases (`b_V`, `b_O`, LayerNorm biases, `b_U`) are left out: they add the same vector
 to every row, which says nothing about which token a head copies. The LayerNorm scales are left
 out too: each multiplies a whole row by a positive number, which no rank below depends on.
 Token and position are not mixed (no `W_pos`, no MLP0 "extended embedding").
@@ -211,24 +213,46 @@ def repeated_tokens(
     return torch.cat(parts, dim=1)
 
 
-def _norm_in(x: torch.Tensor, norm: Any, normalization: str | None) -> torch.Tensor:
-    """A LayerNorm without its scale and bias: centre (LN only), then the gain."""
+def _norm_in(x: torch.Tensor, norm: Any, normalization: str | None, offset: bool = False) -> torch.Tensor:
+    """A LayerNorm without its scale and bias: centre (LN only), then the gain (`1 + w` where the
+    model stores its RMSNorm gains as offsets from 1, as Gemma does)."""
     if normalization in ("LN", "LNPre"):
         x = x - x.mean(-1, keepdim=True)
     w = getattr(norm, "w", None) if norm is not None else None
-    return x * w if isinstance(w, torch.Tensor) else x
+    if not isinstance(w, torch.Tensor):
+        return x
+    return x * (1 + w) if offset else x * w
+
+
+def kv_head(head: int, n_heads: int, n_kv_heads: int) -> int:
+    """The key/value head a query head reads under grouped-query attention: query heads come in
+    `n_kv_heads` consecutive groups of `n_heads // n_kv_heads` (HF's `repeat_kv` order), so query
+    head `h` reads key/value head `h // (n_heads // n_kv_heads)`; without grouping, `h` itself."""
+    if n_heads % n_kv_heads:
+        raise RolesError(f"{n_heads} query heads do not split into {n_kv_heads} key/value groups.")
+    return head // (n_heads // n_kv_heads)
 
 
 def ov_logits(model: Any, layer: int, head: int, token_ids: torch.Tensor) -> Float[torch.Tensor, "row vocab"]:
-    """Head `(layer, head)`'s OV rows (module docstring) for `token_ids`, through the bridge's
-    weights (`W_E`, `blocks.l.attn.W_V/W_O` as `[head, d_model, d_head]`/`[head, d_head, d_model]`,
-    the fused GPT-2 and GPT-NeoX QKV already split per head by TransformerLens, `W_U`)."""
-    norm = getattr(model.cfg, "normalization_type", "LN")
-    attn = model.blocks[layer].attn
+    """Query head `(layer, head)`'s OV rows (module docstring) for `token_ids`, through the bridge's
+    weights (`W_E`, `blocks.l.attn.W_V/W_O` as `[kv head, d_model, d_head]`/`[head, d_head, d_model]`,
+    the fused GPT-2 and GPT-NeoX QKV already split per head by TransformerLens, `W_U`). Under
+    grouped-query attention the head's values are its group's (`kv_head`); where the block
+    normalizes the attention output before the residual add (Gemma's `ln1_post`), that gain is
+    applied too."""
+    cfg = model.cfg
+    norm = getattr(cfg, "normalization_type", "LN")
+    offset = bool(getattr(cfg, "rmsnorm_uses_offset", False))
+    block = model.blocks[layer]
+    attn = block.attn
+    w_v = attn.W_V[kv_head(head, int(cfg.n_heads), int(attn.W_V.shape[0]))]
     w_e = model.W_E[token_ids.to(model.W_E.device)]
-    x = _norm_in(w_e, model.blocks[layer].ln1, norm)
-    u = x @ attn.W_V[head] @ attn.W_O[head]
-    y = _norm_in(u, getattr(model, "ln_final", None), norm)
+    x = _norm_in(w_e, block.ln1, norm, offset)
+    u = x @ w_v @ attn.W_O[head]
+    post = getattr(block, "ln1_post", None) if "ln1_post" in getattr(block, "_modules", {}) else None
+    if post is not None:
+        u = _norm_in(u, post, norm, offset)
+    y = _norm_in(u, getattr(model, "ln_final", None), norm, offset)
     return y @ model.W_U
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,12 @@ class NodeScores:
         return [graph[i].name for i in torch.nonzero(torch.isnan(values)).flatten().tolist()]
 
     # --- saving ---------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """`.json`: EAP-IG/MIB importances; `.safetensors`: a float32 tensor and the metadata."""
+    def save(self, path: str | Path, in_graph: Collection[str] | None = None) -> Path:
+        """`.json`: EAP-IG/MIB importances (`in_graph` true for the nodes named in `in_graph`, for
+        every node when not given); `.safetensors`: a float32 tensor and the metadata."""
         path = Path(path)
         if path.suffix == ".json":
-            return write_json(path, self.to_importances())
+            return write_json(path, self.to_importances(in_graph))
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
@@ -95,10 +97,14 @@ class NodeScores:
             )
         raise ScoresError(f"Save scores as .json (importances) or .safetensors, not {path.name!r}.")
 
-    def to_importances(self) -> dict[str, Any]:
+    def to_importances(self, in_graph: Collection[str] | None = None) -> dict[str, Any]:
         cfg = dict(self.meta.get("cfg", {}))
+        chosen = set(self.names if in_graph is None else in_graph)
+        unknown = chosen - set(self.names)
+        if unknown:
+            raise ScoresError(f"in_graph names nodes the scores do not have: {', '.join(sorted(unknown))}")
         nodes = {
-            name: {"in_graph": True, "score": None if math.isnan(s) else s}
+            name: {"in_graph": name in chosen, "score": None if math.isnan(s) else s}
             for name, s in self.as_dict().items()
         }
         return {"cfg": cfg, "nodes": nodes, "edges": {}, "dfa": self.meta}

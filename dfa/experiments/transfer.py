@@ -5,6 +5,7 @@ intervention."""
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ import torch
 from dfa.config import TrainConfig, upgrade
 from dfa.core.circuits import task_prompts
 from dfa.core.errors import DfaError
-from dfa.core.evaluate import FRACTIONS, Evaluation, evaluate_circuits
+from dfa.core.evaluate import FRACTIONS, Evaluation, circuit_masks, evaluate_circuits
 from dfa.core.graph import NodeGraph
 from dfa.core.mapping import AlignmentMap, MapError
+from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task
 from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, score_methods
@@ -155,6 +157,7 @@ def result_rows(run: Run, task: str, ev: Evaluation) -> list[dict[str, Any]]:
                 "cpr_log": curve.cpr_log,
                 "curve": [[f, v] for f, v in zip(curve.fractions, curve.faithfulness, strict=True)],
                 "n_prompts": ev.n_prompts,
+                "n_distinct": ev.n_distinct,
                 "n_draws": curve.n_draws,
             }
         )
@@ -181,11 +184,18 @@ def evaluate_run(
     c = run.config
     evals: dict[str, Evaluation] = {}
     rows: list[dict[str, Any]] = []
-    for task in tasks:
-        evals[task] = evaluate_task(
+    for i, task in enumerate(tasks, 1):
+        start = time.perf_counter()
+        ev = evals[task] = evaluate_task(
             run, pool, task, methods, split, n, n_boot, progress=progress, draws=draws
         )
-        rows += result_rows(run, task, evals[task])
+        rows += result_rows(run, task, ev)
+        if progress:  # one line per task: readable in a log, where the per-batch bars are off
+            print(
+                f"evaluated {task} ({i}/{len(tasks)}): {len(ev.curves)} methods on {ev.n_prompts} {split} "
+                f"prompts ({ev.n_distinct} distinct) in {time.perf_counter() - start:.0f}s",
+                flush=True,
+            )
     report = {
         "src": run.src,
         "tgt": run.tgt,
@@ -211,15 +221,21 @@ def transfer(
     n: int = 200,
     n_boot: int = 1000,
     draws: int = DRAWS,
+    fraction: float = CIRCUIT_FRACTION,
 ) -> tuple[NodeScores, list[Path], Evaluation | None]:
     """Reuse a saved map on `task` without training: source scores -> predicted target circuit
-    (written as EAP-IG/MIB `importances.json` and `.safetensors`), and its evaluation."""
+    (written as EAP-IG/MIB `importances.json`, where `in_graph` marks the circuit of `fraction`
+    of the ranked nodes, and `.safetensors`), and its evaluation."""
     get_task(task)
+    if not 0 < fraction <= 1:
+        raise DfaError(f"The circuit fraction must be in (0, 1], got {fraction}.")
     c = run.config
     target = pool.get(run.tgt, c.model_seed)
     tgt_graph = NodeGraph.from_model(target)
     scores = method_rankings(run, pool, task, ["dfa"])["dfa"]
     assert isinstance(scores, torch.Tensor)
+    masks, ks = circuit_masks(scores, tgt_graph, [fraction])
+    in_graph = [tgt_graph[i].name for i in torch.nonzero(masks[0]).flatten().tolist()]
     meta = {
         "model": run.tgt,
         "task": task,
@@ -235,9 +251,18 @@ def transfer(
         "score": "mask probability sigmoid((s @ W + b) / T); input kept at 1",
         "sign": SIGN,
         "cfg": graph_cfg(target, tgt_graph),
+        "circuit": {
+            "fraction": fraction,
+            "k": ks[0],
+            "nodes": len(in_graph),
+            "rule": "in_graph: the top int(fraction * N) of the N ranked nodes by mask, and input",
+        },
     }
     predicted = NodeScores(tgt_graph.names, scores, meta)
     out = Path(out) if out else run.folder / "transfer" / task
-    paths = [predicted.save(out.with_suffix(".json")), predicted.save(out.with_suffix(".safetensors"))]
+    paths = [
+        predicted.save(out.with_suffix(".json"), in_graph),
+        predicted.save(out.with_suffix(".safetensors")),
+    ]
     ev = evaluate_task(run, pool, task, methods, split, n, n_boot, draws=draws) if evaluate else None
     return predicted, paths, ev

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +13,59 @@ from dfa.methods import METHODS
 from dfa.report.tables import READINGS, heatmap_matrix
 
 
-def draw_curves(ax, evaluation: Evaluation, title: str = "", legend_size: int = 7) -> None:
-    """Faithfulness against circuit size (log x) on `ax`, one line per ranking, CPR in the legend."""
+def _color(label: str, order: list[str]) -> str:
+    """One colour per method in every panel (registry order, then the order met)."""
+    if label not in order:
+        order.append(label)
+    return f"C{order.index(label) % 10}"
+
+
+def draw_curves(
+    ax,
+    evaluation: Evaluation,
+    title: str = "",
+    legend_size: int = 8,
+    xscale: str = "log",
+    legend: bool = True,
+) -> None:
+    """Faithfulness against circuit size on `ax` (`xscale` log, or linear: the axis CPR is the
+    area on), one line per ranking in a fixed colour, the controls dashed; the legend gives each
+    ranking's CPR [95% CI]."""
+    order = list(METHODS)
     for curve in evaluation.curves.values():
         known = METHODS.get(curve.label)
         style = "--" if (known is not None and known.dashed) or curve.label == "random" else "-"
         lo, hi = curve.cpr_ci
-        label = f"{curve.label}: CPR {curve.cpr:.3f} [{lo:.3f}, {hi:.3f}], CMD {curve.cmd:.3f}"
-        ax.plot(curve.fractions, curve.faithfulness, style, marker="o", ms=3, label=label)
-    ax.set_xscale("log")
+        label = f"{curve.label}  {curve.cpr:.3f} [{lo:.2f}, {hi:.2f}]"
+        ax.plot(
+            curve.fractions, curve.faithfulness, style, marker="o", ms=3, label=label,
+            color=_color(curve.label, order),
+        )  # fmt: skip
+    ax.set_xscale(xscale)
+    if xscale == "linear":
+        ax.set_xlim(0, 1)
     ax.axhline(1.0, color="grey", lw=0.6)
     ax.axhline(0.0, color="grey", lw=0.6)
-    ax.set_xlabel("circuit size (fraction of ranked nodes)")
+    ax.set_xlabel(f"circuit size (fraction of ranked nodes, {xscale} axis)")
     ax.set_ylabel("faithfulness f(C)")
-    note = f"input node {evaluation.input_node}, {evaluation.ablation}, {evaluation.n_prompts} prompts"
+    note = (
+        f"input node {evaluation.input_node}, {evaluation.ablation}, {evaluation.n_prompts} prompts "
+        f"({evaluation.n_distinct} distinct)"
+    )
     ax.set_title(f"{title}\n{note}" if title else note, fontsize=9)
-    ax.legend(fontsize=legend_size, loc="best")
+    if legend:
+        ax.legend(  # beside the panel, where it hides no curve
+            fontsize=legend_size, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="CPR [95% CI]",
+            title_fontsize=legend_size, frameon=False,
+        )  # fmt: skip
+
+
+def _mark_zero_shot(ax) -> None:
+    """A zero-shot (held-out) task's panel: red title and frame."""
+    ax.title.set_color("tab:red")
+    for spine in ax.spines.values():
+        spine.set_edgecolor("tab:red")
+        spine.set_linewidth(1.5)
 
 
 def _pyplot():
@@ -54,30 +90,40 @@ def _save_figure(fig, path: str | Path) -> Path:
         plt.close(fig)
 
 
-def plot_curves(evaluation: Evaluation, path: str | Path, title: str = "") -> Path:
-    """One evaluation's curves as a PNG."""
+def curve_figure(evaluations: dict[str, Evaluation], title: str = "", settings: dict[str, str] | None = None):
+    """One row per evaluation (e.g. per task): the curves on a log axis (small circuits visible)
+    and on the linear axis (CPR is the area under it, the legend's CPR), zero-shot tasks
+    (`settings[name] == "zero-shot"`) marked in red."""
     plt = _pyplot()
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    draw_curves(ax, evaluation, title)
-    return _save_figure(fig, path)
-
-
-def plot_grid(evaluations: dict[str, Evaluation], path: str | Path, title: str = "") -> Path:
-    """Several evaluations (e.g. one per task) as panels of one PNG."""
-    plt = _pyplot()
-
-    n = len(evaluations)
-    if n == 0:
+    if not evaluations:
         raise DfaError("Nothing to plot.")
-    cols = min(n, 2)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
-    for ax, (name, ev) in zip(axes.flat, evaluations.items(), strict=False):
-        draw_curves(ax, ev, f"{title} / {name}" if title else name, legend_size=6)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    return _save_figure(fig, path)
+    settings = settings or {}
+    fig, axes = plt.subplots(len(evaluations), 2, figsize=(15.5, 4.4 * len(evaluations)), squeeze=False)
+    for (log_ax, lin_ax), (name, ev) in zip(axes, evaluations.items(), strict=True):
+        setting = settings.get(name)
+        head = f"{title} / {name}" if title and name else title or name
+        head = f"{head} ({setting})" if setting else head
+        draw_curves(log_ax, ev, head, xscale="log", legend=False)
+        draw_curves(lin_ax, ev, head, xscale="linear")
+        if setting == "zero-shot":
+            _mark_zero_shot(log_ax)
+            _mark_zero_shot(lin_ax)
+    return fig
+
+
+def plot_curves(evaluation: Evaluation, path: str | Path, title: str = "") -> Path:
+    """One evaluation's curves as a PNG (log and linear axis side by side)."""
+    return _save_figure(curve_figure({"": evaluation}, title), path)
+
+
+def plot_grid(
+    evaluations: dict[str, Evaluation],
+    path: str | Path,
+    title: str = "",
+    settings: dict[str, str] | None = None,
+) -> Path:
+    """Several evaluations (e.g. one per task) as rows of one PNG (`curve_figure`)."""
+    return _save_figure(curve_figure(evaluations, title, settings), path)
 
 
 def weight_figure(amap: AlignmentMap):

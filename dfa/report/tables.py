@@ -22,6 +22,8 @@ COLUMNS = (
     ("permuted", "loto", "permuted"),
     ("scrambled", "loto", "scrambled"),
 )
+# Fewer distinct clean prompts than this behind a number: its interval rests on few units.
+FEW_PROMPTS = 30
 # Cross-scale overlap readings: (floor, text), highest first; below the last, "scale-specific".
 READINGS = ((0.7, "scale-invariant"), (0.4, "core transfers, periphery varies"), (0.3, "weak"))
 
@@ -34,15 +36,39 @@ def _ci(row: dict[str, Any]) -> tuple[float, float]:
     return lo, hi
 
 
+def prompts(row: dict[str, Any]) -> str:
+    """`pairs/distinct clean prompts` behind a row (`?` where the JSON predates the count)."""
+    distinct = row.get("n_distinct", row.get("n_distinct_prompts"))
+    return f"{row.get('n_prompts', '?')}/{'?' if distinct is None else distinct}"
+
+
+def prompt_notes(rows: Sequence[dict[str, Any]], split: str = "test") -> list[str]:
+    """One line per task whose pairs rest on fewer than `FEW_PROMPTS` distinct clean prompts:
+    its intervals resample those few (the table's `pairs/distinct` column shows every task's)."""
+    notes = []
+    for task, r in {r["task"]: r for r in rows}.items():
+        n, distinct = r.get("n_prompts"), r.get("n_distinct", r.get("n_distinct_prompts"))
+        if n is None or distinct is None or distinct >= min(n, FEW_PROMPTS):
+            continue
+        notes.append(
+            f"note: {task}: its {n} {split} pairs hold only {distinct} distinct clean prompts, too few "
+            f"for a tight interval (under {FEW_PROMPTS}); its intervals resample the {distinct} "
+            f"(read them as {distinct} observations, not {n})"
+        )
+    return notes
+
+
 def table(report: dict[str, Any]) -> str:
-    """Tasks x methods: CPR [95% CI], with the setting of each task."""
+    """Tasks x methods: CPR [95% CI], with the setting of each task and its prompts (pairs /
+    distinct clean prompts, the units the interval resamples)."""
     methods = list(dict.fromkeys(r["method"] for r in report["results"]))
     tasks = list(dict.fromkeys(r["task"] for r in report["results"]))
     by = {(r["task"], r["method"]): r for r in report["results"]}
     width = 22
-    lines = [f"  {'task':<15}{'setting':<17}" + "".join(f"{m:>{width}}" for m in methods)]
+    lines = [f"  {'task':<15}{'setting':<17}{'prompts':>9}" + "".join(f"{m:>{width}}" for m in methods)]
     for t in tasks:
-        setting = next(r["setting"] for r in report["results"] if r["task"] == t)
+        first = next(r for r in report["results"] if r["task"] == t)
+        setting = first["setting"]
         cells = []
         for m in methods:
             r = by.get((t, m))
@@ -51,7 +77,7 @@ def table(report: dict[str, Any]) -> str:
                 continue
             lo, hi = _ci(r)
             cells.append(f"{r['cpr']:>7.3f} [{lo:5.2f},{hi:5.2f}]".rjust(width))
-        lines.append(f"  {t:<15}{setting:<17}" + "".join(cells))
+        lines.append(f"  {t:<15}{setting:<17}{prompts(first):>9}" + "".join(cells))
     return "\n".join(lines)
 
 
@@ -112,7 +138,10 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: pair x held-out task, each method's zero-shot CPR [CI], and the map's wins."""
     present = {r["method"] for r in rows}
     methods = [m for m in METHODS if m in present]
-    lines = ["| pair | held-out task | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
+    lines = [
+        "| pair | held-out task | prompts | " + " | ".join(methods) + " |",
+        "|" + "---|" * (len(methods) + 3),
+    ]
     by = {(r["src"], r["tgt"], r["task"], r["method"]): r for r in rows}
     keys = list(dict.fromkeys((r["src"], r["tgt"], r["task"]) for r in rows))
     wins = {m: 0 for m in methods if m not in ("dfa", "gold")}
@@ -133,8 +162,9 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
                 lo, hi = _paired_ci(dfa, other)
                 wins[m] += lo > 0
                 losses[m] += hi < 0
-        lines.append(f"| {src} -> {tgt} | {task} | " + " | ".join(cells) + " |")
+        lines.append(f"| {src} -> {tgt} | {task} | {prompts(dfa)} | " + " | ".join(cells) + " |")
     lines.append("")
+    lines.append("prompts: test pairs / distinct clean prompts (the units each interval resamples).")
     lines.append(
         "dfa's zero-shot CPR against each method (cells where the paired 95% interval of the "
         "difference is above 0 / below 0): "
@@ -303,12 +333,15 @@ def _cell(result: dict[str, Any], label: str) -> str:
 
 
 def circuits_markdown(results: list[dict[str, Any]], methods: Sequence[str]) -> str:
-    """Rows of model x task: each method's CPR [95% CI], random's, and each method's margin."""
-    head = ["model", "task", *methods, "random", *[f"{m} - random" for m in methods]]
+    """Rows of model x task: its prompts (pairs / distinct), each method's CPR [95% CI], random's,
+    and each method's margin."""
+    head = ["model", "task", "prompts", *methods, "random", *[f"{m} - random" for m in methods]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         rand = r["curves"]["random"]["cpr"]
         margins = [f"{r['curves'][m]['cpr'] - rand:+.3f}" for m in methods]
-        cells = [r["model"], r["task"], *[_cell(r, m) for m in methods], _cell(r, "random"), *margins]
+        cells = [
+            r["model"], r["task"], prompts(r), *[_cell(r, m) for m in methods], _cell(r, "random"), *margins
+        ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

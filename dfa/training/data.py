@@ -139,8 +139,8 @@ class TransferData(pl.LightningDataModule):
         batches = [{k: v.to(device) for k, v in b.items()} for b in batches]  # type: ignore[misc]
         means = mean_activations(target, graph, batches) if c.ablation == "mean" else None
         # The empty circuit's answer log-probabilities: only the curve objective's logit-diff fit
-        # reads them, and only in training (validation runs the empty circuit itself).
-        needs_empty = split == "train" and c.objective == "curve" and c.loss == "logit_diff"
+        # reads them (in training, and for the val loss).
+        needs_empty = c.objective == "curve" and c.loss == "logit_diff"
         items = []
         for b in batches:
             donor = donor_activations(target, graph, b, c.ablation, means)

@@ -15,6 +15,11 @@ Objectives (`TrainConfig.objective`):
 Both add `anchor * mean_j |W[:, j] - W_init[:, j]|^2` (W starts at the relative-depth map; see
 `dfa.core.mapping`). The target is not a submodule: never in a state_dict, never in a checkpoint.
 
+Logged to TensorBoard: the training terms per step (`train/*`); per epoch the same objective on
+the val prompts (`val/loss`, `val/fit`, which is the size-weighed KL for `loss: kl`, and `val/kl`
+for `density`; `*_zero_shot` on the held-out tasks), val CPR per task and mean, the faithfulness
+at `val_fractions`, and the learning rate (`lr-Adam`, Lightning's `LearningRateMonitor`).
+
 Model selection: validation scores hard circuits at every MIB fraction per task, as evaluation
 does, before training (the start) and after each epoch. `val/select` is the mean val CPR over the
 training tasks where no training task's val CPR is below its start value, and -inf elsewhere;
@@ -258,6 +263,12 @@ class MapTrainer(pl.LightningModule):
         full = answer_metric(metric, batch.clean_logprobs, *args)
         rows = torch.cat([values.float()[inverse], full.float()[None]])  # [1 + n_fractions + 1, batch]
         self.val_values[task].update(rows.T)
+        with torch.no_grad():  # the training objective on val prompts (the full source vector)
+            terms = self.loss_terms(batch)
+        held = "" if self.tasks[task] in self.config.train_tasks else "_zero_shot"
+        for k in ("loss", "fit", "kl"):
+            if k in terms:
+                self.log(f"val/{k}{held}", terms[k], batch_size=batch.size)
 
     def on_validation_epoch_end(self) -> None:
         per_task, at = {}, {f: [] for f in self.config.val_fractions}

@@ -21,6 +21,7 @@ from dfa.core.io import atomic_write
 from dfa.store import ModelPool
 from dfa.training.data import TransferData
 from dfa.training.module import MapTrainer
+from dfa.training.progress import EpochLines, interactive
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -235,9 +236,11 @@ def selection_report(module: MapTrainer, kept: dict[str, Any]) -> str:
 def make_trainer(
     config: TrainConfig, run: Path, pool: ModelPool, progress: bool, callbacks: Sequence[pl.Callback]
 ) -> pl.Trainer:
-    """The Lightning Trainer of a run: TensorBoard in the run folder, `last.ckpt` replaced
-    (atomically) after every epoch, `best.ckpt` on `val/select`, early stopping when asked."""
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    """The Lightning Trainer of a run: TensorBoard in the run folder (with the learning rate),
+    `last.ckpt` replaced (atomically) after every epoch, `best.ckpt` on `val/select`, early
+    stopping when asked; with `progress`, a progress bar on a terminal and one line per epoch in
+    a log."""
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
     best = ModelCheckpoint(
@@ -249,7 +252,10 @@ def make_trainer(
         enable_version_counter=False,
     )
     stop = [EarlyStopping("val/select", mode="max", patience=config.patience, check_finite=False)]
-    distributed = config.devices * config.num_nodes > 1
+    # In a distributed run the processes of rank > 0 print nothing (rank 0 shows the run).
+    shown = progress and not (config.devices * config.num_nodes > 1 and launch_rank(config) > 0)
+    bar = shown and interactive()
+    lines = [EpochLines()] if shown and not bar else []
     return pl.Trainer(
         max_epochs=config.max_epochs,
         accelerator=pool.device.type,
@@ -262,17 +268,19 @@ def make_trainer(
         accumulate_grad_batches=config.accumulate_grad_batches,
         logger=TensorBoardLogger(str(run), name="", version="tensorboard", default_hp_metric=False),
         callbacks=[
+            best,  # before last.ckpt: a kill between the two writes leaves no last.ckpt newer than best.ckpt
             ModelCheckpoint(
                 dirpath=run, filename=CKPT[: -len(".ckpt")], save_top_k=1, enable_version_counter=False
             ),
-            best,
             *(stop if config.patience else []),
+            LearningRateMonitor(logging_interval="epoch"),
+            *lines,
             *callbacks,
         ],
         plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0,
         log_every_n_steps=config.log_every_n_steps,
-        enable_progress_bar=progress and not (distributed and launch_rank(config) > 0),
+        enable_progress_bar=bar,
         enable_model_summary=False,
         default_root_dir=str(run),
     )

@@ -13,6 +13,9 @@ ZOO_DIR = Path(__file__).resolve().parent / "models"  # the shipped ladders (one
 DEFAULT_SEED = 0
 ZOO_ENV = "DFA_ZOO"
 MAX_POSITIONS = 64  # the longest task prompt is 30 tokens with BOS and answer
+TRAIN_PAIRS = 3000  # training text: pairs per task, or all a task's train split has
+# The tasks that generalise to unseen test prompts only from many distinct train prompts.
+TASK_PAIRS = {"ioi": 8000, "mcqa": 8000, "arithmetic_add": 12000, "arithmetic_sub": 12000}
 
 
 @dataclass(frozen=True)

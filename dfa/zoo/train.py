@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from dfa.core.errors import DfaError
 from dfa.core.tasks import TASKS
 from dfa.zoo.spec import ToySpec
 from dfa.zoo.text import GROUP_WEIGHTS, ROLE_GROUPS, STRIDED_GROUPS, TEXT_GROUPS, TaskText
@@ -68,7 +69,7 @@ class TrainConfig:
     # (toy-neox-s on spans alone: none at step 1000, 0.87 at 1250); a 16% share of mixed batches
     # had none by step 3000. The steps count within `steps`.
     role_warmup: int = 0
-    role_warmup_weights: dict[str, float] = field(default_factory=lambda: {"repeats": 1.0})
+    role_warmup_weights: dict[str, float] = field(default_factory=lambda: {"repeats": 1.0, "echo": 0.3})
 
 
 class TaskBatches(Sampler[list[int]]):
@@ -312,6 +313,11 @@ class RoleWarmup(L.Callback):
         sampler.weights = torch.tensor(
             [weights.get(g, 0.0) if f is None else 0.0 for g, f in keys], dtype=torch.double
         )
+        if not sampler.weights.sum() > 0:
+            raise DfaError(
+                f"The role warm-up draws {', '.join(sorted(weights))}, and none of them is in the "
+                "training text: give them a sampling weight (for example --weight repeats=1)."
+            )
 
     def on_train_batch_end(self, trainer, *_):
         if trainer.global_step == self.steps:

@@ -7,11 +7,12 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from dfa.core.errors import DfaError
+
+if TYPE_CHECKING:  # torch only where batches are made: the task list loads without it
+    import torch
 
 Metric = Literal["logit_diff", "prob_diff"]
 Split = Literal["train", "val", "test"]
@@ -306,6 +307,8 @@ def collate(examples: Sequence[Example], bos_id: int | None, pad_id: int = 0) ->
     """Right-padded tensors for a batch: `clean`/`corrupt` `[batch, pos]` (BOS first when
     `bos_id` is given), `last` (index of each prompt's final token, where the answer is
     predicted), and `answers`/`wrongs` `[batch, k]` padded with -1 (`*_mask` marks real ids)."""
+    import torch
+
     prefix = [] if bos_id is None else [bos_id]
     rows = [(prefix + list(e.clean_ids), prefix + list(e.corrupt_ids)) for e in examples]
     width = max(len(c) for c, _ in rows)
