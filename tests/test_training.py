@@ -720,7 +720,8 @@ def test_several_processes_need_the_ddp_strategy(tmp_path):
 
 def test_a_curve_step_under_a_row_budget_has_the_loss_and_gradient_of_one_pass(wired, monkeypatch):
     """`max_rows`: the circuit sizes of a curve step run in several passes (each pass's mask
-    gradient taken at once), with the same loss and the same gradient to W and b."""
+    gradient taken at once), with the same loss and the same gradient to W and b; without
+    gradients (validation's val loss) the same loss."""
     data, module = wired
     batch = data.train_items[0]
     got = {}
@@ -740,6 +741,11 @@ def test_a_curve_step_under_a_row_budget_has_the_loss_and_gradient_of_one_pass(w
         for ref, value in zip(got[None], got[rows], strict=True):
             torch.testing.assert_close(value, ref, rtol=1e-5, atol=1e-7)
     assert got[None][2].abs().sum() > 0
+    for rows in (batch.size, 3 * batch.size):  # the val loss (no gradient): the same value
+        monkeypatch.setattr(module.config, "max_rows", rows)
+        with torch.inference_mode():
+            loss = module.loss_terms(batch)["loss"]
+        torch.testing.assert_close(loss, got[None][0], rtol=1e-5, atol=1e-7)
     with pytest.raises(ConfigError, match="max_rows must be at least 1"):
         make_config(None, **{**SMALL, "max_rows": 0})
 

@@ -176,7 +176,8 @@ class MapTrainer(pl.LightningModule):
         """The fit at every circuit size at once (module docstring), weighed as the score does.
         With `max_rows`, the sizes run in passes of at most that many prompt rows: each pass's
         gradient to its masks is taken at once (and its activations freed), and the returned fit
-        carries those gradients back to the map (the same value and gradient as one pass)."""
+        carries those gradients back to the map (the same value and gradient as one pass). Without
+        gradients (the val loss) the passes give the values alone."""
         task = int(batch.task)
         z = self.map.logits(self.training_source(task))
         soft = soft_top_k(z, self.ks, self.config.topk_tau)  # [sizes, n_mapped]
@@ -187,6 +188,9 @@ class MapTrainer(pl.LightningModule):
             per_pass = rows_per_pass(self.config.max_rows, batch.size)
         if per_pass >= len(masks):
             per_size = self.fit_per_size(batch, masks, task)
+            fit = (weights * per_size).sum()
+        elif not torch.is_grad_enabled():  # the val loss (no_grad, inference_mode): values alone
+            per_size = torch.cat([self.fit_per_size(batch, m, task) for m in masks.split(per_pass)])
             fit = (weights * per_size).sum()
         else:
             values, grads = [], []
