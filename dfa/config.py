@@ -29,6 +29,8 @@ Keep = Literal["best", "last"]
 Init = Literal["random", "depth"]
 Split = Literal["train", "val", "test"]
 Dtype = Literal["float32", "bfloat16", "float16"]
+Strategy = Literal["auto", "ddp"]
+Backend = Literal["local", "ray"]
 LOSSES: tuple[Loss, ...] = get_args(Loss)
 INITS: tuple[Init, ...] = get_args(Init)
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"  # the shipped YAML configs
@@ -164,6 +166,21 @@ class TrainConfig:
     cache: str | None = opt(None, "source/target score and role cache (default: OUT/cache)")
     device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
     dtype: Dtype = opt("float32", "the models' dtype")
+    devices: int = opt(
+        1,
+        "processes training the map, one device each (with strategy ddp): each holds the frozen "
+        "target, the training batches are sharded, the map's gradients all-reduced",
+    )
+    num_nodes: int = opt(1, "machines running `devices` processes each (strategy ddp)")
+    strategy: Strategy = opt("auto", "ddp: Lightning's distributed data parallel (needed for devices > 1)")
+    accumulate_grad_batches: int = opt(
+        1, "batches per optimizer step (their gradients averaged: what `devices` processes do at once)"
+    )
+    max_rows: int | None = opt(
+        None,
+        "memory budget of a curve training step: prompt rows per forward pass, its circuit sizes "
+        "stacked along the batch (default: every size in one pass); the same loss and gradient",
+    )
     log_every_n_steps: int = opt(5, "TensorBoard logging interval (steps)")
 
     @property
@@ -221,6 +238,9 @@ class TrainConfig:
             "max_epochs",
             "ig_steps",
             "log_every_n_steps",
+            "devices",
+            "num_nodes",
+            "accumulate_grad_batches",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
@@ -235,6 +255,13 @@ class TrainConfig:
             resolve_device(self.device)
         except DfaError as err:
             raise ConfigError(f"Setting 'device': {err}") from None
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ConfigError(f"max_rows must be at least 1 (prompt rows per pass), got {self.max_rows}.")
+        if self.devices * self.num_nodes > 1 and self.strategy != "ddp":
+            raise ConfigError(
+                f"devices {self.devices} x num_nodes {self.num_nodes} processes need strategy ddp "
+                "(Lightning's distributed data parallel)."
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -345,6 +372,12 @@ class SweepConfig:
     out: str = opt("results/sweep", "output folder (maps under OUT/maps)")
     device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
     dtype: Dtype = opt("float32", "the models' dtype")
+    backend: Backend = opt(
+        "local", "local: one cell after another here; ray: each cell a Ray task (pip install 'dfa[ray]')"
+    )
+    address: str | None = opt(
+        None, "with backend ray: the Ray cluster's address (default: a local Ray instance)"
+    )
 
 
 @dataclass

@@ -66,3 +66,31 @@ def micro_batch(n: int = 6, pos: int = 5, vocab: int = 6, seed: int = 0) -> dict
         "answers_mask": answers >= 0,
         "wrongs_mask": wrongs >= 0,
     }
+
+
+class FullLogits:
+    """A bridge model that ignores the unembedding's cut (`dfa.core.interventions.UNEMBED_IN`), so
+    every pass unembeds every position as before answer-only unembedding: the reference that
+    the answer-only path must equal."""
+
+    def __init__(self, model):
+        self.model, self.cfg = model, model.cfg
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def run_with_hooks(self, tokens: torch.Tensor, fwd_hooks=()) -> torch.Tensor:
+        from dfa.core.interventions import UNEMBED_IN
+
+        logits = self.model.run_with_hooks(tokens, fwd_hooks=[h for h in fwd_hooks if h[0] != UNEMBED_IN])
+        assert logits.shape[1] == tokens.shape[1]  # every position unembedded
+        return logits
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens)
+
+
+def ragged(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`batch` with its answer positions spread over the row (as right-padded prompts have)."""
+    n, pos = batch["clean"].shape
+    return {**batch, "last": torch.arange(n) % pos}

@@ -10,7 +10,7 @@ from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import donor_activations, run_masked
 from dfa.core.metrics import task_metric
-from tests.micro import LinearMicro, micro_batch
+from tests.micro import FullLogits, LinearMicro, micro_batch, ragged
 
 VOCAB = 18
 
@@ -126,3 +126,57 @@ def test_unknown_method_and_bad_steps_are_refused(tiny_model):
         attribute(tiny_model, g, _batches(), "logit_diff", "acdc")
     with pytest.raises(DfaError, match="The `ig_steps` setting must be at least 1, got 0"):
         attribute(tiny_model, g, _batches(), "logit_diff", "eap-ig-inputs", ig_steps=0)
+
+
+@pytest.mark.parametrize("ablation", ["patching", "mean"])
+def test_answer_only_chunked_scores_equal_full_logits_all_at_once(tiny_model, ablation):
+    """Unembedding the answer position alone, one IG step or mask per pass (the default), gives
+    the scores of every position unembedded with every step or mask in one pass (as before)."""
+    g = NodeGraph.from_model(tiny_model)
+    batches = [ragged(b) for b in _batches()]
+    for method in METHODS:
+        new = attribute(tiny_model, g, batches, "logit_diff", method, ablation, ig_steps=4)
+        old = attribute(FullLogits(tiny_model), g, batches, "logit_diff", method, ablation, 4, max_rows=10**6)
+        torch.testing.assert_close(new, old, rtol=1e-5, atol=1e-6, msg=method)
+        budget = attribute(
+            tiny_model, g, batches, "logit_diff", method, ablation, 4, max_rows=8
+        )  # 2 per pass
+        torch.testing.assert_close(budget, old, rtol=1e-5, atol=1e-6, msg=method)
+
+
+def test_answer_only_scores_equal_full_logits_on_a_toy_model():
+    """The same on a trained toy model and the task's own right-padded prompts."""
+    from dfa.core.models import load_model
+    from dfa.core.tasks import make_batches, make_dataset
+
+    model = load_model("toy-gpt2-s", device="cpu")
+    g = NodeGraph.from_model(model)
+    data = make_dataset("ioi", model, 24, "val")
+    batches = make_batches(data.examples, model, 12)
+    assert any(len(set(b["last"].tolist())) > 1 for b in batches)  # prompts of several lengths
+    for method in ("eap-ig-inputs", "eap-ig-activations"):
+        new = attribute(model, g, batches, data.metric, method)
+        old = attribute(FullLogits(model), g, batches, data.metric, method, max_rows=10**6)
+        torch.testing.assert_close(new, old, rtol=1e-5, atol=1e-5, msg=method)
+        assert new.abs().max() > 0.1
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_models_score_close_to_float32(dtype):
+    """A frozen model in bf16/fp16 (the GPU setting; it runs on the CPU too): the metric, the
+    summed IG gradients and the node products are kept in float32 or wider, so the scores stay
+    within a few percent of the float32 model's."""
+    from dfa.core.models import load_model
+    from dfa.core.tasks import make_batches, make_dataset
+
+    full = load_model("toy-gpt2-s", device="cpu")
+    half = load_model("toy-gpt2-s", device="cpu", dtype=dtype)
+    assert next(half.parameters()).dtype == getattr(torch, dtype)
+    g = NodeGraph.from_model(full)
+    data = make_dataset("ioi", full, 24, "val")
+    batches = make_batches(data.examples, full, 12)
+    for method in METHODS:
+        ref = attribute(full, g, batches, data.metric, method)
+        got = attribute(half, g, batches, data.metric, method)
+        assert got.dtype == torch.float32 and torch.isfinite(got).all()
+        assert ((got - ref).norm() / ref.norm()).item() < 0.03, method

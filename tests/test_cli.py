@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import torch
 
 from dfa.cli import build_parser, main
 from dfa.cli.flags import config_values
@@ -163,6 +164,15 @@ def test_attribute_writes_scores_with_their_metadata(scored, capsys):
     spec = TOY_SPECS["toy-gpt2-s"]
     assert (meta["cfg"]["n_layers"], meta["cfg"]["n_heads"]) == (spec.n_layers, spec.n_heads)
     assert meta["ig_steps"] is None and "positive supports the clean answer" in meta["sign"]
+
+
+def test_attribute_max_rows_changes_memory_not_scores(tmp_path, capsys):
+    one, many = tmp_path / "one.safetensors", tmp_path / "many.safetensors"
+    assert _attribute(one, "sva", "--n", "8", "--batch-size", "4") == 0  # one IG step per pass
+    assert _attribute(many, "sva", "--n", "8", "--batch-size", "4", "--max-rows", "20") == 0  # all 5
+    torch.testing.assert_close(NodeScores.load(one).scores, NodeScores.load(many).scores)
+    assert _attribute(tmp_path / "bad.json", "sva", "--n", "8", "--max-rows", "0") == 2
+    assert "max_rows` setting must be a positive number" in capsys.readouterr().err
 
 
 def test_evaluate_circuit_prints_and_writes_the_report(scored, tmp_path, capsys):
@@ -408,6 +418,25 @@ def test_bench_reports_both_benchmarks_on_a_toy_model():
     assert step["objective"] == "curve" and step["stacked_rows"] == 2 * len(step["circuit_sizes"])
     assert step["circuit_sizes"] == [1, 2, 5, 13]  # of 27 mapped nodes at 0.05, 0.1, 0.2, 0.5
     assert step["training_step_seconds"] > 0 and step["ratio"] > 0
+
+
+def test_bench_memory_measures_each_run_against_a_plain_pass(monkeypatch, capsys):
+    """`dfa bench --memory`: a run measured in a fresh process (one here; the ratios then from
+    stand-in peaks) and a bad budget refused."""
+    from dfa.experiments import bench_memory
+
+    spec = {"model": "toy-gpt2-s", "task": "ioi", "batch": 4, "ig_steps": 5, "device": "cpu"}
+    one = bench_memory.measure_fresh({**spec, "dtype": "float32", "max_rows": None, "phase": "attribution"})
+    assert one["bytes"] > 0 and one["vocab"] == 1966 and one["device"] == "cpu"
+    fake = {"plain": 100, "attribution": 130, "curve": 40}
+    monkeypatch.setattr(bench_memory, "measure_fresh", lambda s: {**one, "bytes": fake[s["phase"]] * 2**20})
+    assert main(["bench", "--memory", "toy-gpt2-s", "--batch-size", "4", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["attribution_peak_memory_ratio"], out["curve_peak_memory_ratio"]) == (1.3, 0.4)
+    assert out["plain_forward_backward_mib"] == 100 and out["target_ratio"] == 1.5
+    monkeypatch.undo()
+    with pytest.raises(DfaError, match="The curve memory run failed: DfaError: The `max_rows` setting"):
+        bench_memory.measure_fresh({**spec, "dtype": "float32", "max_rows": 0, "phase": "curve"})
 
 
 def test_every_help_parses_without_loading_torch():

@@ -162,6 +162,29 @@ def test_paired_differences_use_the_same_resamples(tiny_model):
     assert all(math.isnan(x) for x in unbooted.paired("a", "b")["ci"])  # NaN without a bootstrap
 
 
+def test_answer_only_chunked_curves_equal_full_logits_all_at_once():
+    """A toy model's curves and per-prompt metrics: the answer position alone unembedded and one
+    circuit per pass (the default) against every position and every circuit in one pass."""
+    from dfa.core.models import load_model
+    from dfa.core.tasks import make_batches, make_dataset
+    from tests.micro import FullLogits
+
+    model = load_model("toy-gpt2-s", device="cpu")
+    g = NodeGraph.from_model(model)
+    data = make_dataset("ioi", model, 24, "test")
+    batches = make_batches(data.examples, model, 12)
+    rankings = {"a": random_scores(len(g), 5), "r": [random_scores(len(g), s) for s in (6, 7)]}
+    new = evaluate_circuits(model, g, batches, data.metric, rankings, n_boot=20)
+    old = evaluate_circuits(FullLogits(model), g, batches, data.metric, rankings, n_boot=20, max_rows=10**6)
+    torch.testing.assert_close(torch.tensor(new.clean_per_prompt), torch.tensor(old.clean_per_prompt))
+    torch.testing.assert_close(torch.tensor(new.empty_per_prompt), torch.tensor(old.empty_per_prompt))
+    for label in rankings:
+        a, b = torch.tensor(new.curves[label].faithfulness), torch.tensor(old.curves[label].faithfulness)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        assert new.curves[label].cpr_ci == pytest.approx(old.curves[label].cpr_ci, abs=1e-5)
+    assert new.clean > new.empty + 0.5  # the toy model solves the task: the comparison has range
+
+
 def test_cluster_weights_resample_units_and_reduce_to_the_pair_bootstrap():
     rng = np.random.default_rng(0)
     w = cluster_weights(["a", "b", "a", "c", "b", "a"], 50, rng)

@@ -98,3 +98,68 @@ def test_sweep_command_errors(tmp_path, capsys):
     assert "at least two tasks" in capsys.readouterr().err
     assert main(["--ladder", "toy-gpt2", "--tasks", "sva", "nope", "--out", str(tmp_path)]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def _tiny_sweep(tmp_path, out: str, backend: str) -> SweepConfig:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "n_src: 12\nn_train: 20\nn_val: 10\nbatch_size: 10\nmax_epochs: 1\nig_steps: 2\nlog_every_n_steps: 1\n"
+    )
+    return SweepConfig(
+        ladder="toy-gpt2",
+        tasks=["sva", "gender"],
+        config=str(config),
+        reverse=False,
+        cross=[],
+        heatmap=False,
+        n=10,
+        boot=20,
+        draws=1,
+        out=str(tmp_path / out),
+        device="cpu",
+        backend=backend,
+    )
+
+
+def test_ray_backend_gives_the_local_tables_and_resumes(tmp_path, capsys):
+    """A tiny real toy sweep (3 pairs x 3 maps) on a local Ray instance: the same rows and
+    tables as the local backend; with some cells and one map gone (as a killed sweep leaves
+    it), only those cells run again, and the result is the same."""
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'dfa[ray]' (the test extra has it)")
+    from dfa.experiments.sweep import write_sweep
+
+    local = run_sweep(_tiny_sweep(tmp_path, "local", "local"), ModelPool("cpu"))
+    cfg = _tiny_sweep(tmp_path, "ray", "ray")
+    remote = run_sweep(cfg, ModelPool("cpu"))
+    assert remote["rows"] == local["rows"] and len(local["rows"]) == 3 * (2 * 7 + 4)
+    assert write_sweep(remote, tmp_path / "ray")[0] == write_sweep(local, tmp_path / "local")[0]
+    assert "9 cells as Ray tasks" in capsys.readouterr().out
+
+    path = tmp_path / "ray" / "sweep_toy-gpt2.json"
+    saved = json.loads(path.read_text())
+    lost = {("toy-gpt2-s", "toy-gpt2-l", "all"), ("toy-gpt2-m", "toy-gpt2-l", "loto-sva")}
+    saved["rows"] = [r for r in saved["rows"] if (r["src"], r["tgt"], r["map"]) not in lost]
+    path.write_text(json.dumps(saved))
+    killed = tmp_path / "ray" / "maps" / "toy-gpt2-m__toy-gpt2-l" / "loto-sva"
+    assert (killed / "map.json").is_file()
+    import shutil
+
+    shutil.rmtree(killed)
+    again = run_sweep(cfg, ModelPool("cpu"))
+    assert "2 cells as Ray tasks" in capsys.readouterr().out
+    assert again["rows"] == local["rows"] and (killed / "map.json").is_file()
+
+
+def test_ray_backend_without_ray_says_how_to_get_it(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(DfaError, match=r"The ray backend needs Ray: pip install 'dfa\[ray\]'"):
+        run_sweep(_tiny_sweep(tmp_path, "none", "ray"), ModelPool("cpu"))

@@ -663,6 +663,93 @@ def test_logit_diff_curve_fit_is_one_minus_the_faithfulness_at_each_size(tmp_pat
     assert float(terms["fit"]) == pytest.approx(float(expected), rel=1e-4)
 
 
+# --- several processes (Lightning DDP, gloo on the CPU) ----------------------------------------
+def _cli_train(tmp_path: Path, run: str, *more: str):
+    import subprocess
+    import sys
+
+    flags = ["--src", SMALL["src"], "--tgt", SMALL["tgt"], "--tasks", *SMALL["tasks"]]
+    for k in ("n_src", "n_train", "n_val", "batch_size", "ig_steps", "log_every_n_steps"):
+        flags += [f"--{k.replace('_', '-')}", str(SMALL[k])]
+    flags += [
+        "--out",
+        str(tmp_path / "ck"),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--run",
+        run,
+        "--device",
+        "cpu",
+    ]
+    cmd = [sys.executable, "-m", "dfa.cli", "train", *flags, *more]
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+
+
+def test_two_processes_train_the_map_of_one_process_accumulating_two_batches(tmp_path):
+    """`--devices 2 --strategy ddp` on the CPU: each step, the two processes' batches are the two
+    that one process accumulating two batches per step sees, and their gradients are averaged,
+    so the maps agree (to 1e-6; measured: bit for bit). The distributed run is killed-and-resumed
+    style: one epoch, then `--resume` to two; rank 0 alone writes the run folder."""
+    from safetensors.torch import load_file
+
+    ddp = ["--devices", "2", "--strategy", "ddp"]
+    r = _cli_train(tmp_path, "ddp", *ddp, "--max-epochs", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = _cli_train(tmp_path, "ddp", *ddp, "--max-epochs", "2", "--resume")
+    assert r.returncode == 0 and "resuming" in r.stdout, r.stderr[-3000:]
+    run = tmp_path / "ck" / f"{SMALL['src']}__{SMALL['tgt']}"
+    info = json.loads((run / "ddp" / "map.json").read_text())
+    assert info["hyperparameters"]["devices"] == 2 and info["steps"] == 2 * 2  # 4 batches, 2 a step
+    logged = _logged(run / "ddp")
+    assert {step for tag, step in logged if tag == "train/loss"} == {0, 1, 2, 3}
+    assert {n for (tag, _), n in logged.items() if tag != "epoch"} == {1}  # once each: rank 0 alone logs
+    train(small_config(tmp_path, run="one", max_epochs=2, accumulate_grad_batches=2), progress=False)
+    train(small_config(tmp_path, run="plain", max_epochs=2), progress=False)
+    maps = {name: load_file(str(run / name / "map.safetensors")) for name in ("ddp", "one", "plain")}
+    for key in ("W", "b"):
+        torch.testing.assert_close(maps["ddp"][key], maps["one"][key], rtol=0, atol=1e-6)
+    assert (maps["ddp"]["b"] - maps["plain"]["b"]).abs().max() > 1e-4  # one batch a step: another map
+
+
+def test_several_processes_need_the_ddp_strategy(tmp_path):
+    with pytest.raises(ConfigError, match="processes need strategy ddp"):
+        small_config(tmp_path, devices=2)
+    with pytest.raises(ConfigError, match="devices must be at least 1"):
+        small_config(tmp_path, devices=0, strategy="ddp")
+
+
+def test_a_curve_step_under_a_row_budget_has_the_loss_and_gradient_of_one_pass(wired, monkeypatch):
+    """`max_rows`: the circuit sizes of a curve step run in several passes (each pass's mask
+    gradient taken at once), with the same loss and the same gradient to W and b; without
+    gradients (validation's val loss) the same loss."""
+    data, module = wired
+    batch = data.train_items[0]
+    got = {}
+    for rows in (None, batch.size, 3 * batch.size):  # all sizes at once; one a pass; three a pass
+        monkeypatch.setattr(module.config, "max_rows", rows)
+        module.map.zero_grad()
+        terms = module.loss_terms(batch)
+        terms["loss"].backward()
+        got[rows] = (
+            terms["loss"].detach(),
+            terms["fit_largest"],
+            module.map.W.grad.clone(),
+            module.map.b.grad.clone(),
+        )
+    assert len(module.ks) > 3  # several passes in both budgets
+    for rows in (batch.size, 3 * batch.size):
+        for ref, value in zip(got[None], got[rows], strict=True):
+            torch.testing.assert_close(value, ref, rtol=1e-5, atol=1e-7)
+    assert got[None][2].abs().sum() > 0
+    for rows in (batch.size, 3 * batch.size):  # the val loss (no gradient): the same value
+        monkeypatch.setattr(module.config, "max_rows", rows)
+        with torch.inference_mode():
+            loss = module.loss_terms(batch)["loss"]
+        torch.testing.assert_close(loss, got[None][0], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ConfigError, match="max_rows must be at least 1"):
+        make_config(None, **{**SMALL, "max_rows": 0})
+
+
 def _train_killed(argv: list[str], at: str) -> str:
     """`scripts/train.py ARGV` in a subprocess, killed with SIGKILL (no clean-up, no `finally`)
     as soon as it prints a line starting with `at`; returns what it printed."""

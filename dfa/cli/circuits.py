@@ -40,6 +40,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         args.ig_steps,
         args.batch_size,
         progress=True,
+        max_rows=args.max_rows,
     )
     path = scores.save(out)
     meta = scores.meta
@@ -88,6 +89,24 @@ def _unscored_notes(
     return out
 
 
+def _print_curves(ev) -> None:
+    """Each ranking's CPR, interval, CMD, log-x area and curve, then its CPR per family."""
+    first = next(iter(ev.curves.values()))
+    print(f"  {'ranking':<20}{'CPR':>7}  {'95% CI':<17}{'CMD':>7}{'log-x':>7}   f at k = {first.ks}")
+    for c in ev.curves.values():
+        ci = f"[{c.cpr_ci[0]:.3f}, {c.cpr_ci[1]:.3f}]"
+        curve = " ".join(f"{v:.2f}" for v in c.faithfulness)
+        print(f"  {c.label:<20}{c.cpr:>7.3f}  {ci:<17}{c.cmd:>7.3f}{c.cpr_log:>7.3f}   {curve}")
+    print(
+        "  per family CPR: "
+        + "; ".join(
+            f"{c.label} " + ", ".join(f"{k} {v:.3f}" for k, v in c.family_cpr.items())
+            for c in ev.curves.values()
+            if c.label != "random"
+        )
+    )
+
+
 def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
     from dfa.core.circuits import evaluate_scores
     from dfa.core.evaluate import overlap
@@ -119,6 +138,7 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
         n_boot=args.boot,
         batch_size=args.batch_size,
         progress=True,
+        max_rows=args.max_rows,
     )
     print(
         f"{args.model} on {args.task} ({args.split} split, {ev.n_prompts} prompts, {ev.n_distinct} "
@@ -127,20 +147,7 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
     )
     for note in prompt_notes([{"task": args.task, "n_prompts": ev.n_prompts, "n_distinct": ev.n_distinct}]):
         print(note)
-    first = next(iter(ev.curves.values()))
-    print(f"  {'ranking':<20}{'CPR':>7}  {'95% CI':<17}{'CMD':>7}{'log-x':>7}   f at k = {first.ks}")
-    for c in ev.curves.values():
-        ci = f"[{c.cpr_ci[0]:.3f}, {c.cpr_ci[1]:.3f}]"
-        curve = " ".join(f"{v:.2f}" for v in c.faithfulness)
-        print(f"  {c.label:<20}{c.cpr:>7.3f}  {ci:<17}{c.cmd:>7.3f}{c.cpr_log:>7.3f}   {curve}")
-    print(
-        "  per family CPR: "
-        + "; ".join(
-            f"{c.label} " + ", ".join(f"{k} {v:.3f}" for k, v in c.family_cpr.items())
-            for c in ev.curves.values()
-            if c.label != "random"
-        )
-    )
+    _print_curves(ev)
     labels = [k for k in loaded]
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
@@ -193,7 +200,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0 if all(r["rc"] == 0 for r in rows) else 1
     from dfa.experiments.bench import run, run_training
 
-    if args.training:
+    if args.memory:
+        from dfa.experiments.bench_memory import run_memory
+
+        result = run_memory(
+            args.memory, args.task, args.batch_size, args.ig_steps, args.device, args.dtype, args.max_rows
+        )
+    elif args.training:
         result = run_training(args.training, 156, args.task, args.batch_size, args.repeats, args.device)
     else:
         result = run(args.model, args.task, args.batch_size, args.ig_steps, args.repeats, args.device)
@@ -222,6 +235,13 @@ def _prompt_args(p: argparse.ArgumentParser, split: str) -> None:
         "--split", default=split, choices=["train", "val", "test"], help=f"prompt split (default: {split})"
     )
     p.add_argument("--n", type=int, default=200, help="prompts (default: 200)")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        help="memory budget: prompt rows per forward pass when IG steps or circuits are stacked "
+        "(default: one batch, the memory of one plain pass; more rows, fewer passes)",
+    )
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -284,6 +304,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="TARGET",
         help="instead: time one map training step on TARGET (e.g. gpt2-medium:random) against a plain fwd+bwd",
     )
+    p.add_argument(
+        "--memory",
+        default=None,
+        metavar="MODEL",
+        help="instead: peak memory of eap-ig-inputs and of a curve on MODEL (e.g. pythia-160m:random) "
+        "against one plain forward+backward of the same batch",
+    )
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--max-rows", type=int, default=None, help="with --memory: the runs' memory budget")
     p.add_argument(
         "--help-times",
         action="store_true",

@@ -29,7 +29,7 @@ def _pool(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from dfa.config import make_config
     from dfa.training import train
-    from dfa.training.run import finished_run
+    from dfa.training.run import finished_run, launch_rank
 
     _quiet_lightning()
     overrides = config_values(args, TrainConfig)
@@ -40,12 +40,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             f"note: held-out task(s) {', '.join(config.added_holdouts)} not in --tasks: evaluated zero-shot"
         )
-    done = None if args.overwrite else finished_run(config, args.resume, args.max_epochs)
+    follower = launch_rank(config) > 0  # a process Lightning started for a distributed run
+    done = None if args.overwrite or follower else finished_run(config, args.resume, args.max_epochs)
     if done is not None:
         _already_trained(config.run_dir(), done, args.resume)
         return 0
     start = time.perf_counter()
     run = train(config, resume=args.resume, overwrite=args.overwrite, max_epochs=args.max_epochs)
+    if follower:
+        return 0  # rank 0 writes and reports the run
     info = json.loads((run / "map.json").read_text())
     kept = info.get("kept", {})
     shown = f"kept epoch {kept.get('epoch')}"

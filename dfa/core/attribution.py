@@ -12,6 +12,10 @@ Positive means the node supports the clean answer; ablating it lowers the metric
   from every node ablated (mask 0) to none (mask 1), alpha = 1/k ... 1; by completeness the
   scores add up to about `metric(clean) - metric(everything ablated)`.
 - `exact`: one masked forward per node (batched): the ground truth, for small models.
+
+Only the answer position is unembedded (`dfa.core.interventions.answer_logits`), and the IG steps
+and exact-patching masks stacked along the batch are run `max_rows` prompt rows per pass at most
+(default: one step or mask per pass, the memory of one plain forward and backward).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dfa.core.graph import INPUT_HOOK, NodeGraph
 from dfa.core.interventions import (
     Ablation,
     Cache,
+    answer_logits,
     check_ablation,
     donor_activations,
     donor_at,
@@ -35,21 +40,24 @@ from dfa.core.interventions import (
     mean_activations,
     model_device,
     repeat_batch,
+    rows_per_pass,
     run_masked,
     to_device,
 )
-from dfa.core.metrics import task_metric
+from dfa.core.metrics import batch_metric
 from dfa.core.names import IG_METHODS, Method
 from dfa.core.tasks.base import Metric
 
-ROWS_PER_PASS = 512  # prompt copies per forward pass when steps or masks are stacked
 
-
-def _node_products(graph: NodeGraph, delta: Cache, grads: Cache) -> torch.Tensor:
-    """Per node, the sum over prompts, positions and features of `delta * grad` (float64)."""
+def _node_products(graph: NodeGraph, clean: Cache, donor: Cache, grads: Cache) -> torch.Tensor:
+    """Per node, the sum over prompts, positions and features of `(clean - donor) * grad`, in
+    float64 (a bf16 model's clean and donor activations differ in digits that a bf16 difference
+    would round away), one hook at a time."""
     out = torch.zeros(len(graph), dtype=torch.float64)
     for s in hook_slots(graph):
-        prod = (delta[s.hook].double() * grads[s.hook].double()).sum(1)  # over positions
+        a = clean[s.hook].double()
+        delta = a - donor_at(donor, s.hook, a)
+        prod = (delta * grads[s.hook].double()).sum(1)  # over positions
         per_node = prod.sum((0, 2)) if s.heads else prod.sum().reshape(1)
         out[s.indices] += per_node.cpu()
     return out
@@ -79,8 +87,8 @@ def _grad_pass(
         return fn
 
     with torch.enable_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=[(h, grab(h)) for h in hooks])
-        total = task_metric(metric, logits, batch).sum()
+        logits = answer_logits(model, tokens, batch["last"], [(h, grab(h)) for h in hooks])
+        total = batch_metric(metric, logits, batch).sum()
         wanted = [acts[h] for h in graph.hooks]
         grads = torch.autograd.grad(total, wanted, allow_unused=True)
     out = {
@@ -89,19 +97,15 @@ def _grad_pass(
     return {h: acts[h].detach() for h in graph.hooks}, out
 
 
-def _delta(clean: Cache, donor: Cache) -> Cache:
-    return {h: a - donor_at(donor, h, a) for h, a in clean.items()}
-
-
-def score_eap(model, graph, batch, metric, donor, steps: int = 1) -> torch.Tensor:
+def score_eap(model, graph, batch, metric, donor, steps: int = 1, max_rows=None) -> torch.Tensor:
     acts, grads = _grad_pass(model, graph, batch["clean"], batch, metric)
-    return _node_products(graph, _delta(acts, donor), grads)
+    return _node_products(graph, acts, donor, grads)
 
 
-def score_eap_ig_inputs(model, graph, batch, metric, donor, steps: int = 5) -> torch.Tensor:
+def score_eap_ig_inputs(model, graph, batch, metric, donor, steps: int = 5, max_rows=None) -> torch.Tensor:
     b = batch["clean"].shape[0]
     alphas = torch.arange(1, steps + 1, dtype=torch.float64) / steps
-    per_pass = max(1, ROWS_PER_PASS // b)
+    per_pass = rows_per_pass(max_rows, b)
     grad_sum: Cache = {}
     clean: Cache = {}
     for start in range(0, steps, per_pass):
@@ -119,41 +123,42 @@ def score_eap_ig_inputs(model, graph, batch, metric, donor, steps: int = 5) -> t
             model, graph, batch["clean"].repeat(n, 1), repeat_batch(batch, n), metric, interpolate
         )
         for h, g in grads.items():
-            g = g.view(n, b, *g.shape[1:]).sum(0)
+            # Summed over the steps in float32 at least (a bf16 model's gradients are bf16).
+            g = g.view(n, b, *g.shape[1:]).to(torch.promote_types(g.dtype, torch.float32)).sum(0)
             grad_sum[h] = grad_sum[h] + g if h in grad_sum else g
         if start + n == steps:  # the last alpha is 1: these are the clean activations
             clean = {h: a.view(n, b, *a.shape[1:])[-1] for h, a in acts.items()}
     mean_grad = {h: g / steps for h, g in grad_sum.items()}
-    return _node_products(graph, _delta(clean, donor), mean_grad)
+    return _node_products(graph, clean, donor, mean_grad)
 
 
-def score_eap_ig_activations(model, graph, batch, metric, donor, steps: int = 5) -> torch.Tensor:
+def score_eap_ig_activations(
+    model, graph, batch, metric, donor, steps: int = 5, max_rows=None
+) -> torch.Tensor:
     b = batch["clean"].shape[0]
     alphas = torch.arange(1, steps + 1, dtype=torch.float32) / steps
-    per_pass = max(1, ROWS_PER_PASS // b)
+    per_pass = rows_per_pass(max_rows, b)
     total = torch.zeros(len(graph), dtype=torch.float64)
     device = batch["clean"].device
     for start in range(0, steps, per_pass):
         chunk = alphas[start : start + per_pass].to(device)
         masks = (chunk[:, None] * torch.ones(len(graph), device=device)).requires_grad_(True)
         with torch.enable_grad():
-            logits = run_masked(model, graph, batch["clean"], donor, masks)
-            flat = logits.reshape(-1, *logits.shape[2:])
-            value = task_metric(metric, flat, repeat_batch(batch, len(chunk))).sum()
+            logits = run_masked(model, graph, batch["clean"], donor, masks, last=batch["last"])
+            flat = logits.reshape(-1, logits.shape[-1])
+            value = batch_metric(metric, flat, repeat_batch(batch, len(chunk))).sum()
             (grad,) = torch.autograd.grad(value, masks)
         total += grad.sum(0).double().cpu()
     return total / steps
 
 
-def score_exact(model, graph, batch, metric, donor, steps: int = 1) -> torch.Tensor:
+def score_exact(model, graph, batch, metric, donor, steps: int = 1, max_rows=None) -> torch.Tensor:
     n = len(graph)
     device = batch["clean"].device
-    with torch.no_grad():
-        full = task_metric(metric, model(batch["clean"]), batch)
+    with torch.inference_mode():
+        full = batch_metric(metric, answer_logits(model, batch["clean"], batch["last"]), batch)
         without = 1 - torch.eye(n, device=device)  # row j: every node but j
-        patched = masked_metric(
-            model, graph, batch, donor, without, metric, hard=True, max_rows=ROWS_PER_PASS
-        )
+        patched = masked_metric(model, graph, batch, donor, without, metric, hard=True, max_rows=max_rows)
     return (full[None, :] - patched).sum(1).double().cpu()
 
 
@@ -181,14 +186,17 @@ def attribute_parts(
     ig_steps: int = 5,
     means: Cache | None = None,
     progress: bool = False,
+    max_rows: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per batch, the summed scores `[n_batches, n_nodes]` (float64) and the prompt counts
     `[n_batches]`: `attribute` is their total over the total count; resampling the batches gives
-    noisy versions of it (`dfa.core.circuits.score_resamples`)."""
+    noisy versions of it (`dfa.core.circuits.score_resamples`). `max_rows`: prompt rows per
+    stacked pass (module docstring)."""
     fn = METHODS[check_method(method)]
     check_ablation(ablation)
     if ig_steps < 1:
         raise DfaError(f"The `ig_steps` setting must be at least 1, got {ig_steps}.")
+    rows_per_pass(max_rows, 1)  # a bad budget fails before any pass
     device = model_device(model)
     batches = list(batches)
     if not batches:
@@ -199,7 +207,7 @@ def attribute_parts(
     for batch in tqdm(batches, desc=method, disable=None if progress else True, leave=False):
         batch = to_device(batch, device)
         donor = donor_activations(model, graph, batch, ablation, means)
-        sums.append(fn(model, graph, batch, metric, donor, steps=ig_steps).double().cpu())
+        sums.append(fn(model, graph, batch, metric, donor, steps=ig_steps, max_rows=max_rows).double().cpu())
         counts.append(batch["clean"].shape[0])
     return torch.stack(sums), torch.tensor(counts, dtype=torch.float64)
 
@@ -214,10 +222,13 @@ def attribute(
     ig_steps: int = 5,
     means: Cache | None = None,
     progress: bool = False,
+    max_rows: int | None = None,
 ) -> torch.Tensor:
     """Scores `[n_nodes]` (graph order, float32): per node, the mean over every prompt of
     `batches` of the estimated metric drop when the node alone is ablated."""
-    sums, counts = attribute_parts(model, graph, batches, metric, method, ablation, ig_steps, means, progress)
+    sums, counts = attribute_parts(
+        model, graph, batches, metric, method, ablation, ig_steps, means, progress, max_rows
+    )
     if counts.sum() == 0:
         raise DfaError("Attribution needs at least one prompt.")
     return (sums.sum(0) / counts.sum()).float()

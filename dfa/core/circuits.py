@@ -73,15 +73,25 @@ def score_nodes(
     ig_steps: int = 5,
     batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
+    max_rows: int | None = None,
 ) -> NodeScores:
-    """Score every node of `model` (the `input` node too) on `task` with `method`."""
+    """Score every node of `model` (the `input` node too) on `task` with `method` (`max_rows`:
+    prompt rows per stacked pass, `dfa.core.attribution`; it changes memory, not the scores)."""
     check_method(method)
     check_ablation(ablation)
     graph = NodeGraph.from_model(model)
     prompts = task_prompts(model, task, split, n, seed, batch_size)
     start = time.perf_counter()
     scores = attribute(
-        model, graph, prompts.batches, prompts.data.metric, method, ablation, ig_steps, progress=progress
+        model,
+        graph,
+        prompts.batches,
+        prompts.data.metric,
+        method,
+        ablation,
+        ig_steps,
+        progress=progress,
+        max_rows=max_rows,
     )
     meta = {
         "model": model_name(model),
@@ -145,6 +155,7 @@ def evaluate_scores(
     fractions=FRACTIONS,
     batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
+    max_rows: int | None = None,
 ) -> Evaluation:
     """Faithfulness curves of each scored ranking and of `n_random` random rankings (their mean
     curve, labelled `random`), all on the same prompts of `split`. Nodes the scores leave
@@ -171,6 +182,7 @@ def evaluate_scores(
         families=prompts.families,
         prompts=prompts.texts,
         progress=progress,
+        max_rows=max_rows,
     )
 
 

@@ -27,6 +27,7 @@ from dfa.core.graph import NodeGraph
 from dfa.core.interventions import (
     Ablation,
     Cache,
+    answer_logits,
     check_ablation,
     donor_activations,
     masked_metric,
@@ -34,7 +35,7 @@ from dfa.core.interventions import (
     model_device,
     to_device,
 )
-from dfa.core.metrics import task_metric
+from dfa.core.metrics import batch_metric
 from dfa.core.names import FRACTIONS, Rank, SizeWeights
 from dfa.core.tasks.base import Metric
 
@@ -307,10 +308,11 @@ def circuit_values(
     ablation: Ablation = "patching",
     means: Cache | None = None,
     progress: bool = False,
+    max_rows: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per prompt, the metric under each of `masks` `[n_masks, n]` and the clean metric `[n]` (one
-    set of masked passes: every mask stacked along the batch). Mean ablation's dataset means are
-    computed from `batches` when not given."""
+    """Per prompt, the metric under each of `masks` `[n_masks, n]` and the clean metric `[n]` (the
+    masks stacked along the batch, `max_rows` prompt rows per pass: `masked_metric`). Mean
+    ablation's dataset means are computed from `batches` when not given."""
     check_ablation(ablation)
     batches = list(batches)
     if ablation == "mean" and means is None:
@@ -320,9 +322,13 @@ def circuit_values(
     for batch in tqdm(batches, desc="circuits", disable=None if progress else True, leave=False):
         batch = to_device(batch, device)
         donor = donor_activations(model, graph, batch, ablation, means)
-        with torch.no_grad():
-            full.append(task_metric(metric, model(batch["clean"]), batch).float().cpu())
-            values.append(masked_metric(model, graph, batch, donor, masks.to(device), metric).float().cpu())
+        with torch.inference_mode():
+            full.append(
+                batch_metric(metric, answer_logits(model, batch["clean"], batch["last"]), batch).cpu()
+            )
+            values.append(
+                masked_metric(model, graph, batch, donor, masks.to(device), metric, max_rows=max_rows).cpu()
+            )
     return torch.cat(values, 1).numpy().astype(np.float64), torch.cat(full).numpy().astype(np.float64)
 
 
@@ -387,6 +393,7 @@ def evaluate_circuits(
     families: Sequence[str] | None = None,
     prompts: Sequence[str] | None = None,
     progress: bool = False,
+    max_rows: int | None = None,
 ) -> Evaluation:
     """The faithfulness curve of every ranking (scores in graph order; a list of several score
     vectors gives their mean curve, as for random rankings), all from one set of masked passes:
@@ -401,7 +408,9 @@ def evaluate_circuits(
     unique, inverse = distinct_circuits(
         [s for score_list in draws.values() for s in score_list], graph, fractions, keep_input, rank
     )
-    values, full_np = circuit_values(model, graph, batches, metric, unique, ablation, means, progress)
+    values, full_np = circuit_values(
+        model, graph, batches, metric, unique, ablation, means, progress, max_rows
+    )
     per_mask = values[inverse.numpy()]  # [1 + masks, n]
     empty_np = per_mask[0]
     n = full_np.shape[0]

@@ -8,7 +8,14 @@ node, `m_j = 0` ablates it. Written this way (not `donor + m * (out - donor)`) a
 returns `out` bit for bit and a mask of 0 returns `donor` bit for bit.
 
 Several masks run in one forward pass: the clean batch is repeated once per mask along the batch
-axis, and each hook reshapes its activation to `[n_masks, batch, ...]`.
+axis, and each hook reshapes its activation to `[n_masks, batch, ...]`. A pass holds at most
+`max_rows` prompt copies (default: one copy of the batch, the memory of one plain pass); more
+masks run in several passes.
+
+Only the answer position is unembedded: a hook at the unembedding's input (after the final norm)
+cuts the residual stream to each row's `last` position, so the `[rows, vocab]` logits of one
+position are computed instead of `[rows, pos, vocab]` (`answer_logits`). The final norm acts per
+position, so the answer's logits are the same numbers.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from jaxtyping import Float
 
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
-from dfa.core.metrics import task_metric
+from dfa.core.metrics import batch_metric, final_logits
 from dfa.core.names import ABLATIONS, Ablation
 from dfa.core.tasks.base import Metric
 
@@ -31,6 +38,9 @@ Hook = tuple[str, Callable[[torch.Tensor, Any], torch.Tensor]]
 # Activations are cached per hook name as registered (TransformerLens 4 passes the canonical
 # name in `hook.name`, e.g. `blocks.0.attn.o.hook_in` for `blocks.0.attn.hook_z`).
 Cache = dict[str, torch.Tensor]
+
+# The unembedding's input, after the final norm (TransformerBridge's name for every architecture).
+UNEMBED_IN = "unembed.hook_in"
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,29 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def capture(model: Any, tokens: torch.Tensor, hooks: Sequence[str]) -> tuple[torch.Tensor, Cache]:
-    """One forward pass without gradients; the logits and the activations at `hooks`."""
+def answer_logits(
+    model: Any, tokens: torch.Tensor, last: torch.Tensor, fwd_hooks: Sequence[Hook] = ()
+) -> Float[torch.Tensor, "batch vocab"]:
+    """The logits at each row's answer position `last` of one forward pass with `fwd_hooks`:
+    the residual stream is cut to that position at the unembedding's input, so the vocabulary
+    is unembedded once per row. A model without that hook gives every position's logits, and
+    the answer's are read from them."""
+    cut_done = []
+
+    def cut(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        cut_done.append(True)
+        rows = torch.arange(act.shape[0], device=act.device)
+        return act[rows, last.to(act.device)][:, None]
+
+    logits = model.run_with_hooks(tokens, fwd_hooks=[*fwd_hooks, (UNEMBED_IN, cut)])
+    return logits[:, 0] if cut_done else final_logits(logits, last.to(logits.device))
+
+
+def capture(
+    model: Any, tokens: torch.Tensor, hooks: Sequence[str], last: torch.Tensor | None = None
+) -> tuple[torch.Tensor, Cache]:
+    """One forward pass without gradients; the logits (`[batch, vocab]` at the positions `last`
+    when given, else `[batch, pos, vocab]`) and the activations at `hooks`."""
     cache: Cache = {}
 
     def keep(name: str):
@@ -80,8 +111,14 @@ def capture(model: Any, tokens: torch.Tensor, hooks: Sequence[str]) -> tuple[tor
 
         return fn
 
+    fwd_hooks = [(h, keep(h)) for h in hooks]
+    # no_grad, not inference_mode: the cached activations are donors of masked passes that
+    # training and EAP-IG differentiate, and autograd refuses to save inference tensors.
     with torch.no_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=[(h, keep(h)) for h in hooks])
+        if last is None:
+            logits = model.run_with_hooks(tokens, fwd_hooks=fwd_hooks)
+        else:
+            logits = answer_logits(model, tokens, last, fwd_hooks)
     return logits, cache
 
 
@@ -99,7 +136,7 @@ def mean_activations(model: Any, graph: NodeGraph, batches: Sequence[dict[str, t
     device = model_device(model)
     for batch in batches:
         batch = to_device(batch, device)
-        _, acts = capture(model, batch["clean"], graph.hooks)
+        _, acts = capture(model, batch["clean"], graph.hooks, batch["last"])
         real = real_positions(batch)
         count += int(real.sum())
         for hook, act in acts.items():
@@ -123,7 +160,7 @@ def donor_activations(
     (zero ablation)."""
     ablation = check_ablation(ablation)
     if ablation == "patching":
-        return capture(model, batch["corrupt"], graph.hooks)[1]
+        return capture(model, batch["corrupt"], graph.hooks, batch["last"])[1]
     if ablation == "mean":
         if means is None:
             raise DfaError(
@@ -156,14 +193,15 @@ def _mask_hook(slots: HookSlots, masks: torch.Tensor, donor: Cache, hard: bool):
             return act
         a = act.reshape(n_masks, act.shape[0] // n_masks, *act.shape[1:])
         # [n_masks, batch, pos, n_heads, d_head] for heads; [n_masks, batch, pos, d] otherwise.
-        w = (
-            m.to(act.dtype).view(n_masks, 1, 1, -1, 1)
-            if slots.heads
-            else m.to(act.dtype).view(n_masks, 1, 1, 1)
-        )
-        d = donor_at(donor, slots.hook, act)
+        # A soft blend runs in float32 at least: a bf16 mask near 1 is quantised to steps of
+        # 1/256, and the mask's gradient (a sum over batch, positions and features) would be
+        # summed in bf16. The result returns to the model's dtype.
+        wide = act.dtype if hard else torch.promote_types(act.dtype, torch.float32)
+        shape = (n_masks, 1, 1, -1, 1) if slots.heads else (n_masks, 1, 1, 1)
+        w, a = m.to(wide).view(*shape), a.to(wide)
+        d = donor_at(donor, slots.hook, a)
         out = torch.where(w > 0.5, a, d) if hard else w * a + (1 - w) * d
-        return out.reshape(act.shape)
+        return out.to(act.dtype).reshape(act.shape)
 
     return fn
 
@@ -183,16 +221,32 @@ def run_masked(
     donor: Cache,
     masks: Float[torch.Tensor, "n_masks n_nodes"] | Float[torch.Tensor, " n_nodes"],
     hard: bool = False,
+    last: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Logits `[n_masks, batch, pos, vocab]` (`[batch, pos, vocab]` for one 1-d mask) of the
-    clean `tokens` under each mask. Gradients flow to `masks` when they require them."""
+    clean `tokens` under each mask; with `last` `[batch]`, the answer position's alone
+    (`[n_masks, batch, vocab]`, `answer_logits`). Gradients flow to `masks` when they require them."""
     single = masks.ndim == 1
     masks = masks[None] if single else masks
     n = masks.shape[0]
     repeated = tokens.repeat(n, 1) if n > 1 else tokens
-    logits = model.run_with_hooks(repeated, fwd_hooks=mask_hooks(graph, masks, donor, hard))
+    hooks = mask_hooks(graph, masks, donor, hard)
+    if last is None:
+        logits = model.run_with_hooks(repeated, fwd_hooks=hooks)
+    else:
+        logits = answer_logits(model, repeated, last.repeat(n), hooks)
     logits = logits.view(n, tokens.shape[0], *logits.shape[1:])
     return logits[0] if single else logits
+
+
+def rows_per_pass(max_rows: int | None, batch: int) -> int:
+    """Copies of a `batch`-prompt batch one stacked pass may hold under `max_rows` prompt rows
+    (None: one copy, the memory of a plain pass; at least one copy whatever the budget)."""
+    if max_rows is None:
+        return 1
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise DfaError(f"The `max_rows` setting must be a positive number of prompt rows, got {max_rows!r}.")
+    return max(1, max_rows // batch)
 
 
 def masked_metric(
@@ -205,17 +259,14 @@ def masked_metric(
     hard: bool = True,
     max_rows: int | None = None,
 ) -> Float[torch.Tensor, "n_masks batch"]:
-    """The task metric of every prompt under every mask, running `max_rows` prompt copies per
-    pass at most (default: all masks at once, or fewer when the logits would pass ~2^28 values)."""
-    b, width = batch["clean"].shape
-    if max_rows is None:
-        vocab = int(getattr(getattr(model, "cfg", None), "d_vocab", 0) or 50_000)
-        max_rows = max(b, (1 << 28) // max(1, width * vocab))
-    per_pass = max(1, max_rows // b)
+    """The task metric of every prompt under every mask, `max_rows` prompt copies per pass at
+    most (`rows_per_pass`; default: one mask per pass)."""
+    b = batch["clean"].shape[0]
+    per_pass = rows_per_pass(max_rows, b)
     rows = []
     for start in range(0, masks.shape[0], per_pass):
         chunk = masks[start : start + per_pass]
-        logits = run_masked(model, graph, batch["clean"], donor, chunk, hard)
-        flat = logits.reshape(-1, *logits.shape[2:])
-        rows.append(task_metric(metric, flat, repeat_batch(batch, chunk.shape[0])).view(chunk.shape[0], b))
+        logits = run_masked(model, graph, batch["clean"], donor, chunk, hard, batch["last"])
+        flat = logits.reshape(-1, logits.shape[-1])
+        rows.append(batch_metric(metric, flat, repeat_batch(batch, chunk.shape[0])).view(chunk.shape[0], b))
     return torch.cat(rows)

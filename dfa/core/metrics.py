@@ -38,11 +38,23 @@ def answer_metric(
     return side(answers, answers_mask) - side(wrongs, wrongs_mask)
 
 
+def batch_metric(
+    metric: Metric, logits: Float[torch.Tensor, "batch vocab"], batch: dict[str, torch.Tensor]
+) -> Float[torch.Tensor, " batch"]:
+    """Per-prompt metric of answer-position `logits` (float32 whatever the model's dtype: a
+    difference of two bf16 logits would keep only about 3 significant digits)."""
+    return answer_metric(
+        metric,
+        logits if logits.dtype in (torch.float32, torch.float64) else logits.float(),
+        batch["answers"],
+        batch["answers_mask"],
+        batch["wrongs"],
+        batch["wrongs_mask"],
+    )
+
+
 def task_metric(
     metric: Metric, logits: Float[torch.Tensor, "batch pos vocab"], batch: dict[str, torch.Tensor]
 ) -> Float[torch.Tensor, " batch"]:
     """Per-prompt metric of full-sequence `logits` for a batch made by `dfa.core.tasks.collate`."""
-    final = final_logits(logits, batch["last"])
-    return answer_metric(
-        metric, final, batch["answers"], batch["answers_mask"], batch["wrongs"], batch["wrongs_mask"]
-    )
+    return batch_metric(metric, final_logits(logits, batch["last"]), batch)

@@ -56,11 +56,11 @@ def plain_forward_backward(model: Any, batch: dict[str, torch.Tensor], metric: s
         task_metric(metric, logits, batch).sum().backward()
 
 
-def bench_batch(model_name: str, task: str, batch_size: int, device: str | None):
+def bench_batch(model_name: str, task: str, batch_size: int, device: str | None, dtype: str = "float32"):
     """The model, its graph, the task's test prompts and one batch of them on the model's device."""
     from dfa.core.models import load_model
 
-    model = load_model(model_name, device=device)
+    model = load_model(model_name, device=device, dtype=dtype)
     graph = NodeGraph.from_model(model)
     data = make_dataset(task, model, batch_size, "test")
     (batch,) = make_batches(data.examples, model, batch_size)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,61 +79,106 @@ def _cell_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
     return (row["src"], row["tgt"], row["map"], row["task"])
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One map of a pair (trained once) and the tasks it is evaluated on, each with its methods:
+    what one worker does (one Ray task with the `ray` backend)."""
+
+    src: str
+    tgt: str
+    run: str
+    train_tasks: tuple[str, ...]
+    holdout: tuple[str, ...]
+    evals: tuple[tuple[str, tuple[str, ...]], ...]  # (task, methods)
+
+
+def sweep_cells(cfg: SweepConfig, pairs: Sequence[tuple[str, str, str]]) -> list[Cell]:
+    """Every cell of the sweep, in the order the tables list them (module docstring)."""
+    tasks = tuple(cfg.tasks)
+    cells = []
+    for i, (src, tgt, _) in enumerate(pairs):
+        cells.append(Cell(src, tgt, "all", tasks, (), tuple((t, IN_DIST_METHODS) for t in tasks)))
+        for t in tasks:
+            rest = tuple(x for x in tasks if x != t)
+            cells.append(Cell(src, tgt, f"loto-{t}", rest, (t,), ((t, ZERO_SHOT_METHODS),)))
+        if cfg.heatmap and i == 0:
+            for t in tasks:
+                cells.append(Cell(src, tgt, f"only-{t}", (t,), (), tuple((x, ("dfa",)) for x in tasks)))
+    return cells
+
+
+def cell_rows(cfg: SweepConfig, cell: Cell, pool: ModelPool, tasks: Sequence[str]):
+    """Train the cell's map (unless its run folder holds it) and evaluate it on `tasks`; yields
+    `(task, rows)` per task as each is done."""
+    overrides = {"max_epochs": cfg.max_epochs} if cfg.max_epochs else {}
+    c = make_config(
+        cfg.config,
+        src=cell.src,
+        tgt=cell.tgt,
+        tasks=[*cell.train_tasks, *cell.holdout],
+        holdout=list(cell.holdout),
+        out=str(Path(cfg.out) / "maps"),
+        run=cell.run,
+        **overrides,
+    )
+    run = c.run_dir()
+    if not (run / "map.json").is_file():
+        start = time.perf_counter()
+        train(c, overwrite=True, progress=False, pool=pool)
+        print(
+            f"  trained {cell.src} -> {cell.tgt} {cell.run} ({time.perf_counter() - start:.0f}s)", flush=True
+        )
+    methods = dict(cell.evals)
+    for task in tasks:
+        report, _ = evaluate_run(
+            Run(run), pool, [task], methods[task], "test", cfg.n, cfg.boot, draws=cfg.draws
+        )
+        rows = []
+        for r in report["results"]:
+            r.pop("curve")
+            rows.append({"src": cell.src, "tgt": cell.tgt, "map": cell.run, **r})
+        yield task, rows
+
+
 def run_sweep(cfg: SweepConfig, pool: ModelPool) -> dict[str, Any]:
-    """Every cell of the sweep not yet in `OUT/sweep_<ladder>.json`; returns the whole result."""
+    """Every cell of the sweep not yet in `OUT/sweep_<ladder>.json` (the cell cache: a killed
+    sweep resumes from it), run here one after another (`backend: local`) or each as a Ray task
+    (`backend: ray`, `dfa.experiments.sweep_ray`); returns the whole result."""
     tasks, out, ladder = list(cfg.tasks), Path(cfg.out), cfg.ladder
     for t in tasks:
         get_task(t)
     if len(tasks) < 2:
         raise DfaError("A sweep needs at least two tasks (one is held out of each map).")
     pairs = sweep_pairs(ladder, cfg.reverse, cfg.cross)
+    cells = sweep_cells(cfg, pairs)
     path = out / f"sweep_{ladder}.json"
     rows: list[dict[str, Any]] = json.loads(path.read_text())["rows"] if path.is_file() else []
     done = {_cell_key(r) for r in rows}
-    overrides = {"max_epochs": cfg.max_epochs} if cfg.max_epochs else {}
+    # Rows in table order whatever order the cells finish in (unknown cells last).
+    order = {(c.src, c.tgt, c.run, t): i for i, c in enumerate(cells) for t, _ in c.evals}
 
-    def save() -> None:
+    def add(cell: Cell, task: str, new: list[dict[str, Any]]) -> None:
+        rows.extend(new)
+        done.add((cell.src, cell.tgt, cell.run, task))
+        rows.sort(key=lambda r: order.get(_cell_key(r), len(order)))
         write_json(path, {"ladder": ladder, "tasks": tasks, "pairs": pairs, "rows": rows})
 
-    def cell(src: str, tgt: str, run_name: str, train_tasks: list[str], holdout: list[str], evals):
-        todo = {t: m for t, m in evals.items() if (src, tgt, run_name, t) not in done}
-        if not todo:
-            return
-        c = make_config(
-            cfg.config,
-            src=src,
-            tgt=tgt,
-            tasks=train_tasks + holdout,
-            holdout=holdout,
-            out=str(out / "maps"),
-            run=run_name,
-            **overrides,
-        )
-        run = c.run_dir()
-        if not (run / "map.json").is_file():
-            start = time.perf_counter()
-            train(c, overwrite=True, progress=False, pool=pool)
-            print(f"  trained {src} -> {tgt} {run_name} ({time.perf_counter() - start:.0f}s)", flush=True)
-        for task, methods in todo.items():
-            report, _ = evaluate_run(
-                Run(run), pool, [task], methods, "test", cfg.n, cfg.boot, draws=cfg.draws
-            )
-            for r in report["results"]:
-                r.pop("curve")
-                rows.append({"src": src, "tgt": tgt, "map": run_name, **r})
-            done.add((src, tgt, run_name, task))
-            save()
+    todo = [(c, [t for t, _ in c.evals if (c.src, c.tgt, c.run, t) not in done]) for c in cells]
+    todo = [(c, t) for c, t in todo if t]
+    if cfg.backend == "ray":
+        from dfa.experiments.sweep_ray import run_cells_ray
 
-    for i, (src, tgt, kind) in enumerate(pairs):
-        print(f"[{i + 1}/{len(pairs)}] {src} -> {tgt} ({kind})", flush=True)
-        cell(src, tgt, "all", tasks, [], {t: IN_DIST_METHODS for t in tasks})
-        for t in tasks:
-            cell(src, tgt, f"loto-{t}", [x for x in tasks if x != t], [t], {t: ZERO_SHOT_METHODS})
-        if cfg.heatmap and i == 0:
-            for t in tasks:
-                cell(src, tgt, f"only-{t}", [t], [], {x: ("dfa",) for x in tasks})
-        pool.release(src, tgt)  # a sweep holds one pair's models at a time
-    save()
+        run_cells_ray(cfg, todo, add)
+    else:
+        pair_of = [(c.src, c.tgt) for c, _ in todo]
+        for i, (cell, cell_tasks) in enumerate(todo):
+            if i == 0 or pair_of[i - 1] != pair_of[i]:
+                print(f"{cell.src} -> {cell.tgt}", flush=True)
+            for task, new in cell_rows(cfg, cell, pool, cell_tasks):
+                add(cell, task, new)
+            if i + 1 == len(todo) or pair_of[i + 1] != pair_of[i]:
+                pool.release(cell.src, cell.tgt)  # a sweep holds one pair's models at a time
+    write_json(path, {"ladder": ladder, "tasks": tasks, "pairs": pairs, "rows": rows})
     return {"ladder": ladder, "tasks": tasks, "pairs": pairs, "rows": rows}
 
 

@@ -11,9 +11,9 @@ import lightning.pytorch as pl
 import torch
 
 from dfa.config import TrainConfig
+from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
-from dfa.core.interventions import Cache, donor_activations, mean_activations, run_masked
-from dfa.core.metrics import final_logits
+from dfa.core.interventions import Cache, answer_logits, donor_activations, mean_activations, run_masked
 from dfa.core.tasks import Batch, get_task, make_batches, make_dataset
 from dfa.store import ModelPool, ScoreSpec, cached_resamples, cached_scores
 
@@ -45,17 +45,23 @@ class TrainBatch:
 class EpochShuffle(torch.utils.data.Sampler[int]):
     """A permutation per (seed, epoch), the epoch read from the trainer when iteration starts, so
     a resumed run sees the batches in the same order as an uninterrupted one (Lightning may
-    create a resumed epoch's iterator before it calls `set_epoch`)."""
+    create a resumed epoch's iterator before it calls `set_epoch`). Process `rank` of `world`
+    (distributed training) takes every `world`-th batch of the permutation from its `rank`-th, as
+    many as every process gets, so the batches of one step across the processes are the ones
+    that one process accumulating `world` batches per step would see."""
 
-    def __init__(self, n: int, seed: int, epoch: Callable[[], int] = lambda: 0):
-        self.n, self.seed, self.epoch = n, seed, epoch
+    def __init__(
+        self, n: int, seed: int, epoch: Callable[[], int] = lambda: 0, rank: int = 0, world: int = 1
+    ):
+        self.n, self.seed, self.epoch, self.rank, self.world = n, seed, epoch, rank, world
 
     def __len__(self) -> int:
-        return self.n
+        return self.n // self.world
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + int(self.epoch()))
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        order = torch.randperm(self.n, generator=g).tolist()
+        return iter(order[self.rank :: self.world][: len(self)])
 
 
 class _Items(torch.utils.data.Dataset):
@@ -138,13 +144,13 @@ class TransferData(pl.LightningDataModule):
         items = []
         for b in batches:
             donor = donor_activations(target, graph, b, c.ablation, means)
-            with torch.no_grad():
-                clean = final_logits(target(b["clean"]), b["last"]).float().log_softmax(-1)
+            with torch.no_grad():  # not inference_mode: the clean log-probs are the KL's target in training
+                clean = answer_logits(target, b["clean"], b["last"]).float().log_softmax(-1)
                 empty = None
                 if needs_empty:
                     kept = graph.with_input(torch.zeros(len(graph) - 1))
-                    empty = run_masked(target, graph, b["clean"], donor, kept, hard=True)
-                    empty = final_logits(empty, b["last"]).float().log_softmax(-1).cpu()
+                    empty = run_masked(target, graph, b["clean"], donor, kept, hard=True, last=b["last"])
+                    empty = empty.float().log_softmax(-1).cpu()
             prompts = {k: v.cpu() for k, v in b.items() if k != "corrupt"}
             donor_cpu = {k: v.cpu() for k, v in donor.items()}
             items.append(TrainBatch(index, prompts, clean.cpu(), donor_cpu, empty))  # type: ignore[arg-type]
@@ -159,10 +165,13 @@ class TransferData(pl.LightningDataModule):
         return loop.epoch_progress.current.processed if loop is not None else self.trainer.current_epoch
 
     def train_dataloader(self):
+        rank, world = getattr(self.trainer, "global_rank", 0), getattr(self.trainer, "world_size", 1)
+        if len(self.train_items) < world:
+            raise DfaError(f"{len(self.train_items)} training batches cannot feed {world} processes.")
         return torch.utils.data.DataLoader(
             _Items(self.train_items),
             batch_size=None,
-            sampler=EpochShuffle(len(self.train_items), self.config.seed, self._epoch),
+            sampler=EpochShuffle(len(self.train_items), self.config.seed, self._epoch, rank, world),
         )
 
     def val_dataloader(self):

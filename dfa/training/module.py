@@ -39,9 +39,9 @@ from dfa.config import TrainConfig, upgrade
 from dfa.core.alignment import depth_matrix
 from dfa.core.evaluate import FRACTIONS, curve, distinct_circuits, size_weights
 from dfa.core.graph import NodeGraph
-from dfa.core.interventions import masked_metric, run_masked
+from dfa.core.interventions import masked_metric, rows_per_pass, run_masked
 from dfa.core.mapping import AlignmentMap, mask_probabilities, soft_top_k
-from dfa.core.metrics import answer_metric, final_logits
+from dfa.core.metrics import answer_metric
 from dfa.training.data import TrainBatch
 
 
@@ -72,8 +72,12 @@ class MapTrainer(pl.LightningModule):
         # [n_tasks, n_src] source scores (mapped nodes), filled in setup from the DataModule.
         self.register_buffer("source", torch.zeros(len(self.tasks), len(src_nodes)), persistent=False)
         # Per task, each validation prompt's metric under every circuit and clean (rows `[empty,
-        # FRACTIONS..., clean]`), gathered over the epoch's batches (and processes); never checkpointed.
-        self.val_values = torch.nn.ModuleList(CatMetric(nan_strategy="disable") for _ in self.tasks)
+        # FRACTIONS..., clean]`), gathered over the epoch's batches; never checkpointed. Every
+        # process of a distributed run validates on every val prompt (validation is not sharded),
+        # so each selects the same epoch without gathering.
+        self.val_values = torch.nn.ModuleList(
+            CatMetric(nan_strategy="disable", sync_on_compute=False) for _ in self.tasks
+        )
         # The curve objective's circuit sizes and their weights in the score.
         self.ks, weights = size_weights(len(tgt_nodes), FRACTIONS, c.size_weights)
         self.register_buffer("size_w", torch.tensor(weights), persistent=False)
@@ -130,8 +134,10 @@ class MapTrainer(pl.LightningModule):
     def masked_logprobs(self, batch: TrainBatch, mask: torch.Tensor) -> torch.Tensor:
         """Answer-position log-probabilities of the clean batch under the soft `mask`."""
         p = batch.prompts
-        logits = run_masked(self.target, self.graph, p["clean"], batch.donor, mask, hard=False)
-        return final_logits(logits, p["last"]).float().log_softmax(-1)
+        logits = run_masked(
+            self.target, self.graph, p["clean"], batch.donor, mask, hard=False, last=p["last"]
+        )
+        return logits.float().log_softmax(-1)
 
     def loss_terms(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         terms = self.curve_terms(batch) if self.config.objective == "curve" else self.density_terms(batch)
@@ -167,15 +173,52 @@ class MapTrainer(pl.LightningModule):
         return terms
 
     def curve_terms(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
-        """The fit at every circuit size at once (module docstring), weighed as the score does."""
+        """The fit at every circuit size at once (module docstring), weighed as the score does.
+        With `max_rows`, the sizes run in passes of at most that many prompt rows: each pass's
+        gradient to its masks is taken at once (and its activations freed), and the returned fit
+        carries those gradients back to the map (the same value and gradient as one pass). Without
+        gradients (the val loss) the passes give the values alone."""
         task = int(batch.task)
         z = self.map.logits(self.training_source(task))
         soft = soft_top_k(z, self.ks, self.config.topk_tau)  # [sizes, n_mapped]
         masks = torch.cat([soft.new_ones(len(self.ks), 1), soft], -1)  # `input` kept
+        weights = self.size_w.to(masks)
+        per_pass = len(masks)
+        if self.config.max_rows is not None:
+            per_pass = rows_per_pass(self.config.max_rows, batch.size)
+        if per_pass >= len(masks):
+            per_size = self.fit_per_size(batch, masks, task)
+            fit = (weights * per_size).sum()
+        elif not torch.is_grad_enabled():  # the val loss (no_grad, inference_mode): values alone
+            per_size = torch.cat([self.fit_per_size(batch, m, task) for m in masks.split(per_pass)])
+            fit = (weights * per_size).sum()
+        else:
+            values, grads = [], []
+            for chunk, w in zip(masks.split(per_pass), weights.split(per_pass), strict=True):
+                leaf = chunk.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    part = self.fit_per_size(batch, leaf, task)
+                    (grad,) = torch.autograd.grad((w * part).sum(), leaf)
+                values.append(part.detach())
+                grads.append(grad)
+            per_size, grad = torch.cat(values), torch.cat(grads)
+            carried = (masks * grad).sum()
+            fit = (weights * per_size).sum() + carried - carried.detach()
+        return {
+            "fit": fit,
+            "loss": fit,
+            "fit_smallest": per_size[0].detach(),  # at the smallest circuit size
+            "fit_largest": per_size[-1].detach(),
+        }
+
+    def fit_per_size(self, batch: TrainBatch, masks: torch.Tensor, task: int) -> torch.Tensor:
+        """The fit `[sizes]` of the batch under each soft mask of `masks` `[sizes, n_nodes]`."""
         p = batch.prompts
-        logits = run_masked(self.target, self.graph, p["clean"], batch.donor, masks, hard=False)
+        logits = run_masked(
+            self.target, self.graph, p["clean"], batch.donor, masks, hard=False, last=p["last"]
+        )
         sizes, b = logits.shape[:2]
-        logp = final_logits(logits.flatten(0, 1), p["last"].repeat(sizes)).float().log_softmax(-1)
+        logp = logits.flatten(0, 1).float().log_softmax(-1)
         clean = batch.clean_logprobs
         if self.config.loss == "logit_diff":
             m = self.metrics[self.tasks[task]]
@@ -184,19 +227,9 @@ class MapTrainer(pl.LightningModule):
             empty = answer_metric(m, batch.empty_logprobs, *self._metric_args(batch)).mean()
             gap = full - empty
             gap = gap if gap.abs() > 1e-6 else gap.new_tensor(1e-6)
-            per_size = 1 - (masked - empty) / gap
-        else:
-            target = clean.repeat(sizes, 1)
-            per_size = (
-                F.kl_div(logp, target, log_target=True, reduction="none").sum(-1).view(sizes, b).mean(1)
-            )
-        fit = (self.size_w.to(per_size) * per_size).sum()
-        return {
-            "fit": fit,
-            "loss": fit,
-            "fit_smallest": per_size[0].detach(),  # at the smallest circuit size
-            "fit_largest": per_size[-1].detach(),
-        }
+            return 1 - (masked - empty) / gap
+        target = clean.repeat(sizes, 1)
+        return F.kl_div(logp, target, log_target=True, reduction="none").sum(-1).view(sizes, b).mean(1)
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
         terms = self.loss_terms(batch)

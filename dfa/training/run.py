@@ -35,6 +35,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
 
 
+def launch_rank(config: TrainConfig) -> int:
+    """This process's rank in a distributed run, known before the Trainer starts from the
+    variables its launcher sets (Lightning's for the processes it starts, torchrun's, a
+    scheduler's `NODE_RANK`); 0 in a one-process run. Rank 0 owns the run folder."""
+    import os
+
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return int(os.environ.get("NODE_RANK", "0")) * config.devices + local
+
+
+def follow_run(config: TrainConfig, resume: bool, max_epochs: int | None) -> tuple[TrainConfig, Path, bool]:
+    """`prepare_run` for a process of rank > 0: rank 0 has prepared the folder (and cleaned it),
+    so this one only reads the saved config and whether there is a checkpoint to resume from."""
+    run = config.run_dir()
+    if resume and (run / "config.yaml").is_file():
+        config = make_config(run / "config.yaml", max_epochs=max_epochs)
+    return config, run, resume and (run / CKPT).is_file()
+
+
 CKPT = "last.ckpt"
 BEST = "best.ckpt"  # the epoch with the best val/select (TrainConfig.keep = "best")
 
@@ -231,12 +252,20 @@ def make_trainer(
         enable_version_counter=False,
     )
     stop = [EarlyStopping("val/select", mode="max", patience=config.patience, check_finite=False)]
-    bar = progress and interactive()
-    lines = [EpochLines()] if progress and not bar else []
+    # In a distributed run the processes of rank > 0 print nothing (rank 0 shows the run).
+    shown = progress and not (config.devices * config.num_nodes > 1 and launch_rank(config) > 0)
+    bar = shown and interactive()
+    lines = [EpochLines()] if shown and not bar else []
     return pl.Trainer(
         max_epochs=config.max_epochs,
         accelerator=pool.device.type,
-        devices=1,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        # The training batches are sharded by the epoch's sampler (`EpochShuffle`); every
+        # process validates on every val prompt.
+        use_distributed_sampler=False,
+        accumulate_grad_batches=config.accumulate_grad_batches,
         logger=TensorBoardLogger(str(run), name="", version="tensorboard", default_hp_metric=False),
         callbacks=[
             best,  # before last.ckpt: a kill between the two writes leaves no last.ckpt newer than best.ckpt
@@ -270,13 +299,16 @@ def _start(
     config: TrainConfig, run: Path, pool: ModelPool | None, progress: bool, callbacks: Sequence[pl.Callback]
 ) -> tuple[TransferData, MapTrainer, pl.Trainer]:
     """The run folder with its `config.yaml`, the data (models, source scores) and the trainer.
-    A failure here (an offline model, say) removes the folders it made: no empty run is left."""
-    made = _new_dirs(run)
+    A failure here (an offline model, say) removes the folders it made: no empty run is left.
+    Processes of rank > 0 leave the folder to rank 0."""
+    lead = launch_rank(config) == 0
+    made = _new_dirs(run) if lead else []
     try:
-        run.mkdir(parents=True, exist_ok=True)
-        write_yaml(run / "config.yaml", config.to_dict())
+        if lead:
+            run.mkdir(parents=True, exist_ok=True)
+            write_yaml(run / "config.yaml", config.to_dict())
         pl.seed_everything(config.seed, verbose=False)
-        pool = pool or ModelPool(config.device, config.dtype)
+        pool = pool or ModelPool(rank_device(config), config.dtype)
         data = TransferData(config, pool)
         data.prepare_data()
         data.setup("fit")
@@ -292,6 +324,18 @@ def _start(
                 if d.is_dir() and not any(d.iterdir()):
                     d.rmdir()
         raise
+
+
+def rank_device(config: TrainConfig) -> str:
+    """The device of this process's models: a distributed run on CUDA gives each process of a
+    machine its own GPU (`cuda:LOCAL_RANK`); otherwise the config's device."""
+    import os
+
+    from dfa.core.models import resolve_device
+
+    if config.devices > 1 and resolve_device(config.device).type == "cuda":
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return config.device
 
 
 def _record(
@@ -340,16 +384,26 @@ def train(
     """Train a map; returns the run folder (map.safetensors, map.json, config.yaml, TensorBoard
     events, last.ckpt). `resume` continues the run folder's last checkpoint. Models come from
     `pool` (default: a new pool on the config's device and dtype). A run folder that already
-    holds this run, finished (`finished_run`), is returned as it is, without training."""
-    if not overwrite and finished_run(config, resume, max_epochs) is not None:
+    holds this run, finished (`finished_run`), is returned as it is, without training.
+
+    With `devices` x `num_nodes` > 1 (strategy ddp), Lightning starts the other processes of this
+    machine by running the same command again; in those (rank > 0) this returns the run folder
+    once training ends, and rank 0 alone writes to the folder (checkpoints, events, the map)."""
+    lead = launch_rank(config) == 0
+    if lead and not overwrite and finished_run(config, resume, max_epochs) is not None:
         print(f"{config.run_dir()} already holds this run, trained to its end: nothing to do", flush=True)
         return config.run_dir()
-    config, run, resume = prepare_run(config, resume, overwrite, max_epochs)
+    if lead:
+        config, run, resume = prepare_run(config, resume, overwrite, max_epochs)
+    else:
+        config, run, resume = follow_run(config, resume, max_epochs)
     data, module, trainer = _start(config, run, pool, progress, callbacks)
-    attempts = event_files(run) if resume else set()  # what a crashed attempt logged
+    attempts = event_files(run) if resume and lead else set()  # what a crashed attempt logged
     start = time.perf_counter()
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=r".*treespec.*")  # lightning's own deprecation notice
+    # Every process computes the same val values from every val prompt: nothing to sync.
+    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
     if resume:
         print(f"resuming {run} from {CKPT}", flush=True)
     else:  # the start: val CPR of the map before training, what no kept map may fall below
@@ -361,6 +415,8 @@ def train(
             drop_relogged_events(attempts, event_files(run) - attempts)
     if trainer.interrupted:
         raise DfaError(f"Training was interrupted; continue it with `resume` set (run folder {run}).")
+    if trainer.global_rank > 0:
+        return run
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     kept = keep_map(module, config, run, trainer.current_epoch)
     if progress:
