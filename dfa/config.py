@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from dfa.core.errors import DfaError
 from dfa.core.io import atomic_write
-from dfa.core.names import FRACTIONS, Ablation, Method, Normalise, SizeWeights
+from dfa.core.names import FRACTIONS, Ablation, MapFeatures, MapKind, Method, Normalise, SizeWeights
 from dfa.core.tasks import TASKS
 from dfa.methods import DEFAULT_METHODS
 
@@ -117,6 +117,22 @@ class TrainConfig:
 
     src: str = opt("toy-gpt2-s", "source model (see `dfa models`)")
     tgt: str = opt("toy-gpt2-l", "target model (see `dfa models`)")
+    map_kind: MapKind = opt(
+        "dense",
+        "the map: a free [n_src, n_tgt] matrix for the pair src -> tgt (dense), or a kernel on "
+        "per-node features whose parameters fit any pair (features: trains on several `pairs`, "
+        "applies to pairs it never saw)",
+    )
+    map_features: MapFeatures = opt(
+        "roles",
+        "features map: besides kind, relative depth and the layer's share of heads, read the heads' "
+        "role profiles (roles: forward passes of each model, cached) or not (depth)",
+    )
+    pairs: list[str] = opt(
+        [],
+        "features map: model pairs SRC:TGT trained on at once, batches drawn across them (src and "
+        "tgt become the first pair's); empty: the one pair src -> tgt",
+    )
     tasks: list[str] = opt(list(TASKS), "tasks to use (train on these, minus the hold-outs)")
     holdout: list[str] = opt([], "tasks left out of training and evaluated zero-shot")
     method: Method = opt("eap-ig-inputs", "attribution of the source (and of the target for gold)")
@@ -197,6 +213,11 @@ class TrainConfig:
         return [t for t in self.holdout if t not in self.tasks]
 
     @property
+    def pair_list(self) -> list[tuple[str, str]]:
+        """The (source, target) pairs trained on: `pairs`, or the one pair `src -> tgt`."""
+        return [split_pair(p) for p in self.pairs] if self.pairs else [(self.src, self.tgt)]
+
+    @property
     def cache_dir(self) -> Path:
         return Path(self.cache) if self.cache else Path(self.out) / "cache"
 
@@ -214,15 +235,18 @@ class TrainConfig:
         return f"{mode}-s{self.seed}"
 
     def run_dir(self) -> Path:
-        return Path(self.out) / f"{safe_name(self.src)}__{safe_name(self.tgt)}" / self.run_name()
+        pairs = "+".join(f"{safe_name(s)}__{safe_name(t)}" for s, t in self.pair_list)
+        return Path(self.out) / pairs / self.run_name()
 
     def check(self) -> TrainConfig:
         from dfa.core.models import parse_spec, resolve_device
         from dfa.core.tasks import get_task
 
         check_types(self)
-        parse_spec(self.src)  # an unknown model name fails here, before any work
-        parse_spec(self.tgt)
+        self.check_pairs()
+        for src, tgt in self.pair_list:
+            parse_spec(src)  # an unknown model name fails here, before any work
+            parse_spec(tgt)
         for t in [*self.tasks, *self.holdout]:
             get_task(t)
         if not self.train_tasks:
@@ -264,8 +288,42 @@ class TrainConfig:
             )
         return self
 
+    def check_pairs(self) -> None:
+        """`pairs` parsed (SRC:TGT each, no repeats); a dense map refuses several; `src` and `tgt`
+        set to the first pair's."""
+        pairs = self.pair_list
+        if len(set(pairs)) != len(pairs):
+            raise ConfigError(f"pairs lists a pair twice: {self.pairs}.")
+        if len(pairs) > 1 and self.map_kind == "dense":
+            raise ConfigError(
+                f"A dense map is one pair's [n_src, n_tgt] matrix: it cannot train on {len(pairs)} pairs "
+                f"({', '.join(self.pairs)}). Set map_kind to features (--map-kind features), or name one pair."
+            )
+        self.src, self.tgt = pairs[0]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def split_pair(text: str) -> tuple[str, str]:
+    """`SRC:TGT` -> (SRC, TGT); a model name may hold ':' itself (`gpt2:random`), so the pair is
+    cut at the ':' that leaves a known model on both sides, else at the first ':'."""
+    from dfa.core.models import parse_spec
+
+    cuts = [i for i, ch in enumerate(text) if ch == ":"]
+    if not cuts:
+        raise ConfigError(f"A model pair is written SRC:TGT (e.g. toy-gpt2-s:toy-gpt2-m), got {text!r}.")
+    for i in cuts:
+        src, tgt = text[:i], text[i + 1 :]
+        try:
+            parse_spec(src)
+            parse_spec(tgt)
+        except DfaError:
+            continue
+        return src, tgt
+    raise ConfigError(
+        f"Model pair {text!r}: no cut at a ':' leaves a known model on both sides (see `dfa models`)."
+    )
 
 
 FIELDS = {f.name for f in fields(TrainConfig)}

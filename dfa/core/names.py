@@ -25,3 +25,7 @@ SizeWeights = Literal["cpr", "log", "both"]
 # toy pair, the smallest MIB size at which the map's circuits keep about half the behaviour or
 # more on most tasks (`results/main_toy.json`).
 CIRCUIT_FRACTION = 0.2
+# The learned map's kind: a free `[n_src, n_tgt]` matrix for one pair (dense), or per-node features
+# with parameters that fit any pair (features, `dfa.core.feature_map`), and what those features read.
+MapKind = Literal["dense", "features"]
+MapFeatures = Literal["depth", "roles"]

@@ -5,7 +5,7 @@ shuffled anew each epoch."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightning.pytorch as pl
 import torch
@@ -15,7 +15,7 @@ from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import Cache, answer_logits, donor_activations, mean_activations, run_masked
 from dfa.core.tasks import Batch, get_task, make_batches, make_dataset
-from dfa.store import ModelPool, ScoreSpec, cached_resamples, cached_scores
+from dfa.store import ModelPool, ScoreSpec, cached_resamples, cached_roles, cached_scores
 
 
 def source_spec(config: TrainConfig) -> ScoreSpec:
@@ -36,6 +36,7 @@ class TrainBatch:
     donor: Cache
     # Under the empty circuit (`input` alone kept); training batches of the logit-diff curve fit.
     empty_logprobs: torch.Tensor | None = None
+    pair: int = 0  # index into the run's `pair_list` (several with a features map)
 
     @property
     def size(self) -> int:
@@ -75,63 +76,109 @@ class _Items(torch.utils.data.Dataset):
         return self.items[i]
 
 
+@dataclass
+class PairData:
+    """One (source, target) pair of a run: the source's graph and scores per task, and (for a
+    features map reading roles) both models' role profiles."""
+
+    src: str
+    tgt: str
+    src_graph: NodeGraph | None = None
+    source_scores: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> whole graph
+    source_draws: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> [resamples, graph]
+    profiles: tuple[torch.Tensor, torch.Tensor] | None = None  # (source, target) `[heads, roles]`
+
+
 class TransferData(pl.LightningDataModule):
     """Source scores per task (computed once with the chosen attribution method on the source's
-    train split, cached on disk) and target batches (one task per batch)."""
+    train split, cached on disk) and target batches (one task per batch), for each of the run's
+    pairs (`TrainConfig.pair_list`); the training batches of every pair are shuffled together."""
 
     def __init__(self, config: TrainConfig, pool: ModelPool):
         super().__init__()
         self.config = config
         self.pool = pool
-        self.source_scores: dict[str, torch.Tensor] = {}  # task -> whole-graph source scores
-        self.source_draws: dict[str, torch.Tensor] = {}  # train task -> [resamples, whole graph]
-        self.src_graph: NodeGraph | None = None
+        self.pairs = [PairData(s, t) for s, t in config.pair_list]
         self.train_items: list[TrainBatch] = []
         self.val_items: list[TrainBatch] = []
-        self.metrics: dict[str, str] = {}
+        self.metrics: dict[str, str] = {t: get_task(t).metric for t in config.eval_tasks}
 
+    # The first pair's, for one-pair runs and the tests that wire a module by hand.
     @property
     def target(self):
-        return self.pool.get(self.config.tgt, self.config.model_seed)
+        return self.pair_target(0)
+
+    @property
+    def src_graph(self) -> NodeGraph | None:
+        return self.pairs[0].src_graph
+
+    @property
+    def source_scores(self) -> dict[str, torch.Tensor]:
+        return self.pairs[0].source_scores
+
+    @property
+    def source_draws(self) -> dict[str, torch.Tensor]:
+        return self.pairs[0].source_draws
+
+    def pair_target(self, k: int):
+        return self.pool.get(self.pairs[k].tgt, self.config.model_seed)
 
     def scores(self, model: str, task: str):
         c = self.config
         return cached_scores(self.pool, c.cache_dir, model, task, source_spec(c), c.model_seed)
 
-    def resamples(self, task: str) -> torch.Tensor:
+    def resamples(self, task: str, model: str | None = None) -> torch.Tensor:
         c = self.config
         return cached_resamples(
-            self.pool, c.cache_dir, c.src, task, source_spec(c), c.source_resamples, c.model_seed
+            self.pool, c.cache_dir, model or c.src, task, source_spec(c), c.source_resamples, c.model_seed
         )
 
+    @property
+    def reads_roles(self) -> bool:
+        return self.config.map_kind == "features" and self.config.map_features == "roles"
+
     def prepare_data(self) -> None:
-        for task in self.config.eval_tasks:
-            self.scores(self.config.src, task)  # computed (the source loaded once) only when not cached
-        if self.config.source_resamples:
-            for task in self.config.train_tasks:
-                self.resamples(task)
+        c = self.config
+        for p in self.pairs:
+            for task in c.eval_tasks:
+                self.scores(p.src, task)  # computed (the source loaded once) only when not cached
+            if c.source_resamples:
+                for task in c.train_tasks:
+                    self.resamples(task, p.src)
+            if self.reads_roles:
+                for model in (p.src, p.tgt):
+                    cached_roles(self.pool, c.cache_dir, model)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_items:
             return
-        c = self.config
+        for k in range(len(self.pairs)):
+            self._setup_pair(k)
+
+    def _setup_pair(self, k: int) -> None:
+        c, p = self.config, self.pairs[k]
         for task in c.eval_tasks:
-            s = self.scores(c.src, task)
+            s = self.scores(p.src, task)
             cfg = s.meta.get("cfg") or {}
-            if self.src_graph is None:
-                self.src_graph = NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
-            self.source_scores[task] = s.for_graph(self.src_graph, f"{c.src} scores on {task}")
+            if p.src_graph is None:
+                p.src_graph = NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
+            p.source_scores[task] = s.for_graph(p.src_graph, f"{p.src} scores on {task}")
             if c.source_resamples and task in c.train_tasks:
-                self.source_draws[task] = self.resamples(task)
-        target = self.target
+                p.source_draws[task] = self.resamples(task, p.src)
+        if self.reads_roles:
+            p.profiles = tuple(  # type: ignore[assignment]
+                cached_roles(self.pool, c.cache_dir, m).profile() for m in (p.src, p.tgt)
+            )
+        target = self.pair_target(k)
         graph = NodeGraph.from_model(target)
         for i, task in enumerate(c.eval_tasks):
-            self.metrics[task] = get_task(task).metric
             if task in c.train_tasks:
-                self.train_items += self._items(target, graph, task, i, "train", c.n_train)
-            self.val_items += self._items(target, graph, task, i, "val", c.n_val)
+                self.train_items += self._items(target, graph, task, i, "train", c.n_train, k)
+            self.val_items += self._items(target, graph, task, i, "val", c.n_val, k)
 
-    def _items(self, target, graph: NodeGraph, task: str, index: int, split: str, n: int) -> list[TrainBatch]:
+    def _items(
+        self, target, graph: NodeGraph, task: str, index: int, split: str, n: int, pair: int = 0
+    ) -> list[TrainBatch]:
         c = self.config
         data = make_dataset(task, target.tokenizer, n, split, c.data_seed, allow_fewer=True)
         batches = make_batches(data.examples, target.tokenizer, c.batch_size)
@@ -153,7 +200,7 @@ class TransferData(pl.LightningDataModule):
                     empty = empty.float().log_softmax(-1).cpu()
             prompts = {k: v.cpu() for k, v in b.items() if k != "corrupt"}
             donor_cpu = {k: v.cpu() for k, v in donor.items()}
-            items.append(TrainBatch(index, prompts, clean.cpu(), donor_cpu, empty))  # type: ignore[arg-type]
+            items.append(TrainBatch(index, prompts, clean.cpu(), donor_cpu, empty, pair))  # type: ignore[arg-type]
         return items
 
     def _epoch(self) -> int:

@@ -38,6 +38,7 @@ from torchmetrics.aggregation import CatMetric
 from dfa.config import TrainConfig, upgrade
 from dfa.core.alignment import depth_matrix
 from dfa.core.evaluate import FRACTIONS, curve, distinct_circuits, size_weights
+from dfa.core.feature_map import FeatureMap, NodeFeatures
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import masked_metric, rows_per_pass, run_masked
 from dfa.core.mapping import AlignmentMap, mask_probabilities, soft_top_k
@@ -53,39 +54,53 @@ class MapTrainer(pl.LightningModule):
         self.save_hyperparameters()
         self.config = TrainConfig(**upgrade(config))
         c = self.config
-        prior = None
-        if c.init == "depth":
-            prior = depth_matrix(NodeGraph.from_names(src_nodes), NodeGraph.from_names(tgt_nodes))
-        self.map = AlignmentMap(
-            src_nodes,
-            tgt_nodes,
-            c.temperature,
-            c.normalise,  # type: ignore[arg-type]
-            c.init_std,
-            c.seed,
-            prior,
-            c.init_gain,
+        self.map = self._new_map(src_nodes, tgt_nodes)
+        # The start, which `anchor` pulls the map back to and `restore_start` restores: W0 (the
+        # depth prior, or ~0) and, for a features map, its starting parameters (kept outside the
+        # module's state, as a map of its own bound to the current pair).
+        self.__dict__["_start_map"] = (
+            self._new_map(src_nodes, tgt_nodes) if c.map_kind == "features" else None
         )
-        # W's starting point, which `anchor` pulls it back to (the depth prior, or ~0).
         self.register_buffer("W0", self.map.W.detach().clone(), persistent=False)
         self.tasks = c.eval_tasks
-        # [n_tasks, n_src] source scores (mapped nodes), filled in setup from the DataModule.
+        # Each (pair, task) is validated and selected on; with one pair a label is the task name,
+        # with several `SRC:TGT/task`.
+        pairs = [f"{s}:{t}" for s, t in c.pair_list]
+        self.labels = [t if len(pairs) == 1 else f"{p}/{t}" for p in pairs for t in self.tasks]
+        self.train_labels = [lb for lb in self.labels if lb.split("/")[-1] in c.train_tasks]
+        self.holdout_labels = [lb for lb in self.labels if lb.split("/")[-1] in c.holdout]
+        # [n_tasks, n_src] source scores (mapped nodes) of the current pair, filled in setup.
         self.register_buffer("source", torch.zeros(len(self.tasks), len(src_nodes)), persistent=False)
-        # Per task, each validation prompt's metric under every circuit and clean (rows `[empty,
-        # FRACTIONS..., clean]`), gathered over the epoch's batches; never checkpointed. Every
-        # process of a distributed run validates on every val prompt (validation is not sharded),
-        # so each selects the same epoch without gathering.
+        # Per (pair, task), each validation prompt's metric under every circuit and clean (rows
+        # `[empty, FRACTIONS..., clean]`), gathered over the epoch's batches; never checkpointed.
+        # Every process of a distributed run validates on every val prompt (validation is not
+        # sharded), so each selects the same epoch without gathering.
         self.val_values = torch.nn.ModuleList(
-            CatMetric(nan_strategy="disable", sync_on_compute=False) for _ in self.tasks
+            CatMetric(nan_strategy="disable", sync_on_compute=False) for _ in self.labels
         )
-        # The curve objective's circuit sizes and their weights in the score.
+        # The curve objective's circuit sizes and their weights in the score (the current pair's).
         self.ks, weights = size_weights(len(tgt_nodes), FRACTIONS, c.size_weights)
         self.register_buffer("size_w", torch.tensor(weights), persistent=False)
         # Val CPR per training task before training (`start`) and after each epoch (`history`);
         # saved in checkpoints so that a resumed run selects as an uninterrupted one.
         self.draws: dict[int, torch.Tensor] = {}  # task index -> resampled source scores
+        self.pair_states: dict[int, dict[str, Any]] = {}  # pair index -> what `use_pair` swaps in
+        self.pair = 0
         self.start: dict[str, float] | None = None
         self.history: list[dict[str, Any]] = []
+
+    def _new_map(self, src_nodes: list[str], tgt_nodes: list[str]) -> AlignmentMap | FeatureMap:
+        c = self.config
+        if c.map_kind == "features":
+            fmap = FeatureMap(c.map_features, c.temperature, c.normalise, c.init_gain, c.seed, c.init_std)  # type: ignore[arg-type]
+            src, tgt = NodeGraph.from_names(src_nodes), NodeGraph.from_names(tgt_nodes)
+            return fmap.bind(NodeFeatures.of(src), NodeFeatures.of(tgt))
+        prior = None
+        if c.init == "depth":
+            prior = depth_matrix(NodeGraph.from_names(src_nodes), NodeGraph.from_names(tgt_nodes))
+        return AlignmentMap(
+            src_nodes, tgt_nodes, c.temperature, c.normalise, c.init_std, c.seed, prior, c.init_gain
+        )  # type: ignore[arg-type]
 
     # The target is not a submodule: never in state_dict, never in a checkpoint.
     @property
@@ -94,7 +109,11 @@ class MapTrainer(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
-        self.attach(dm.target, dm.src_graph, dm.source_scores, dm.metrics, dm.source_draws)
+        for k, p in enumerate(dm.pairs):
+            self.attach(
+                dm.pair_target(k), p.src_graph, p.source_scores, dm.metrics, p.source_draws, p.profiles, k
+            )
+        self.use_pair(0)
 
     def attach(
         self,
@@ -103,20 +122,60 @@ class MapTrainer(pl.LightningModule):
         source_scores: dict[str, torch.Tensor],
         metrics: dict[str, str],
         source_draws: dict[str, torch.Tensor] | None = None,
+        profiles: tuple[torch.Tensor, torch.Tensor] | None = None,
+        pair: int = 0,
     ) -> None:
-        """Wire the frozen target and the tasks' whole-graph source scores (done by `setup`;
-        tests and benchmarks call it directly), and the training tasks' resampled source scores
-        `[resamples, nodes]` when `source_resamples` asks for them."""
-        self.__dict__["_target"] = target
-        self.graph = NodeGraph.from_model(target)
-        self.map.check_graphs(src_graph, self.graph, self.config.src, self.config.tgt)
+        """Wire a pair's frozen target and the tasks' whole-graph source scores (done by `setup`;
+        tests and benchmarks call it directly), the training tasks' resampled source scores
+        `[resamples, nodes]` when `source_resamples` asks for them, and (features map) both
+        models' role profiles. The pair becomes the current one."""
+        graph = NodeGraph.from_model(target)
+        src, tgt = self.config.pair_list[pair]
+        if isinstance(self.map, FeatureMap):
+            feats = (
+                NodeFeatures.of(src_graph, profiles and profiles[0]),
+                NodeFeatures.of(graph, profiles and profiles[1]),
+            )
+            self._start_map.bind(*feats)
+            W0 = self._start_map.W.detach().clone()
+        else:
+            feats, W0 = None, self.W0
+            self.map.check_graphs(src_graph, graph, src, tgt)
+        dev = self.W0.device
         rows = [src_graph.mapped_scores(source_scores[t]) for t in self.tasks]
-        self.source = torch.stack(rows).to(self.map.W.device)
-        self.metrics = metrics
-        self.draws = {
-            self.tasks.index(t): torch.stack([src_graph.mapped_scores(d) for d in v]).to(self.map.W.device)
+        draws = {
+            self.tasks.index(t): torch.stack([src_graph.mapped_scores(d) for d in v]).to(dev)
             for t, v in (source_draws or {}).items()
         }
+        ks, weights = size_weights(len(graph) - 1, FRACTIONS, self.config.size_weights)
+        self.pair_states[pair] = {
+            "target": target, "graph": graph, "source": torch.stack(rows).to(dev), "metrics": metrics,
+            "draws": draws, "ks": ks, "size_w": torch.tensor(weights, device=dev), "W0": W0.to(dev),
+            "features": feats,
+        }  # fmt: skip
+        self.use_pair(pair)
+
+    def use_pair(self, pair: int) -> None:
+        """Make pair `pair` (attached) the current one: its target, graph, source scores, sizes,
+        start, and the features map bound to its nodes."""
+        state = self.pair_states[pair]
+        self.__dict__["_target"] = state["target"]
+        self.graph, self.metrics, self.draws, self.ks = (
+            state["graph"],
+            state["metrics"],
+            state["draws"],
+            state["ks"],
+        )
+        dev = self.W0.device
+        self.source, self.size_w, self.W0 = (
+            state["source"].to(dev),
+            state["size_w"].to(dev),
+            state["W0"].to(dev),
+        )
+        if state["features"] is not None:
+            self.map.bind(*state["features"])
+            self._start_map.bind(*state["features"])
+        self.pair = pair
 
     def training_source(self, task: int) -> torch.Tensor:
         """The source scores a training step uses: the task's full vector, or (with resamples)
@@ -232,6 +291,7 @@ class MapTrainer(pl.LightningModule):
         return F.kl_div(logp, target, log_target=True, reduction="none").sum(-1).view(sizes, b).mean(1)
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
+        self.use_pair(batch.pair)
         terms = self.loss_terms(batch)
         for k in (
             "loss",
@@ -256,6 +316,7 @@ class MapTrainer(pl.LightningModule):
             gathered.reset()
 
     def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:
+        self.use_pair(batch.pair)
         task = int(batch.task)
         with torch.no_grad():
             scores = self.target_scores(task)
@@ -266,7 +327,7 @@ class MapTrainer(pl.LightningModule):
         args = (p["answers"], p["answers_mask"], p["wrongs"], p["wrongs_mask"])
         full = answer_metric(metric, batch.clean_logprobs, *args)
         rows = torch.cat([values.float()[inverse], full.float()[None]])  # [1 + n_fractions + 1, batch]
-        self.val_values[task].update(rows.T)
+        self.val_values[batch.pair * len(self.tasks) + task].update(rows.T)
         with torch.no_grad():  # the training objective on val prompts (the full source vector)
             terms = self.loss_terms(batch)
         held = "" if self.tasks[task] in self.config.train_tasks else "_zero_shot"
@@ -276,18 +337,18 @@ class MapTrainer(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         per_task, at = {}, {f: [] for f in self.config.val_fractions}
-        for name, gathered in zip(self.tasks, self.val_values, strict=True):
+        for name, gathered in zip(self.labels, self.val_values, strict=True):
             if gathered.update_count == 0:
                 continue
             rows = gathered.compute().T.cpu().double().numpy()  # [empty, fractions..., clean] x prompts
             c = curve(name, rows[None, 1:-1], rows[-1], rows[0], FRACTIONS)
             per_task[name] = c.cpr
             self.log(f"val/cpr/{name}", c.cpr)
-            if name in self.config.train_tasks:
+            if name in self.train_labels:
                 for frac, vals in at.items():
                     vals.append(c.faithfulness[FRACTIONS.index(frac)])
-        seen = [per_task[t] for t in self.config.train_tasks if t in per_task]
-        unseen = [per_task[t] for t in self.config.holdout if t in per_task]
+        seen = [per_task[t] for t in self.train_labels if t in per_task]
+        unseen = [per_task[t] for t in self.holdout_labels if t in per_task]
         if seen:
             self.log("val/cpr", sum(seen) / len(seen), prog_bar=True)
         if unseen:
@@ -303,7 +364,7 @@ class MapTrainer(pl.LightningModule):
         """Record an epoch's (or the start's) val CPRs and log `val/select` (module docstring)."""
         from lightning.pytorch.trainer.states import TrainerFn
 
-        train = [t for t in self.config.train_tasks if t in per_task]
+        train = [t for t in self.train_labels if t in per_task]
         if self.trainer.state.fn != TrainerFn.FITTING:
             # The validation before training (`trainer.validate`) is the start: epoch 0.
             self.start = {t: per_task[t] for t in train}
@@ -315,7 +376,7 @@ class MapTrainer(pl.LightningModule):
             epoch = self.current_epoch + 1
         below = [t for t in train if per_task[t] < self.start[t]]
         score = mean if not below else float("-inf")
-        held = {t: per_task[t] for t in self.config.holdout if t in per_task}  # reported, never selected on
+        held = {t: per_task[t] for t in self.holdout_labels if t in per_task}  # reported, never selected on
         self.history.append(
             {
                 "epoch": epoch,
@@ -333,8 +394,11 @@ class MapTrainer(pl.LightningModule):
         return max(eligible, key=lambda h: (h["mean"], -h["epoch"])) if eligible else self.history[0]
 
     def restore_start(self) -> None:
-        """Put the map back where training started (W0, b = 0)."""
+        """Put the map back where training started (W0, b = 0; a features map's start parameters)."""
         with torch.no_grad():
+            if isinstance(self.map, FeatureMap):
+                self.map.load_state_dict(self._start_map.state_dict())
+                return
             self.map.W.copy_(self.W0)
             self.map.b.zero_()
 
@@ -354,6 +418,7 @@ class MapTrainer(pl.LightningModule):
         if writer is None or not hasattr(writer, "add_histogram"):
             return
         step = self.global_step
+        self.use_pair(0)
         with torch.no_grad():
             for i, task in enumerate(self.tasks):
                 writer.add_histogram(f"mask/{task}", self.map(self.source[i]).cpu(), step)

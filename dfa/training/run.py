@@ -224,7 +224,14 @@ def selection_report(module: MapTrainer, kept: dict[str, Any]) -> str:
         return f"kept: epoch {kept['epoch']} ({kept['why']})"
     tasks = list(module.history[0]["val_cpr"])
     lines = ["val CPR per training task (epoch 0 = the start):"]
-    lines.append("  epoch " + "".join(f"{t[:12]:>13}" for t in tasks) + "         mean")
+    pairs = list(dict.fromkeys(t.rpartition("/")[0] for t in tasks if "/" in t))
+    if pairs:  # several pairs: columns `pN/task`
+        lines.append("  pairs: " + ", ".join(f"p{i} = {p}" for i, p in enumerate(pairs, 1)))
+    short = {
+        t: (f"p{pairs.index(t.rpartition('/')[0]) + 1}/" if "/" in t else "") + t.rpartition("/")[2]
+        for t in tasks
+    }
+    lines.append("  epoch " + "".join(f"{short[t][:12]:>13}" for t in tasks) + "         mean")
     for h in module.history:
         flag = " *" if h["epoch"] == kept["epoch"] else ("  (below start)" if h["below_start"] else "")
         cells = "".join(f"{h['val_cpr'][t]:>13.3f}" for t in tasks)
@@ -350,6 +357,8 @@ def _record(
     return {
         "src": config.src,
         "tgt": config.tgt,
+        "map_kind": config.map_kind,
+        "pairs": [list(p) for p in config.pair_list],  # the pairs trained on (src -> tgt: the first)
         "method": config.method,
         "ablation": config.ablation,
         "tasks": config.train_tasks,
