@@ -55,8 +55,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "mean_val_cpr" in kept:
         start_cpr = info["val_history"][0]["mean"]
         shown += f": val/cpr {kept['mean_val_cpr']:.3f} (start {start_cpr:.3f})"
+    pairs = ", ".join(f"{s} -> {t}" for s, t in info.get("pairs") or [(info["src"], info["tgt"])])
     print(
-        f"trained {info['src']} -> {info['tgt']} map in {time.perf_counter() - start:.0f}s "
+        f"trained {info.get('map_kind', 'dense')} map on {pairs} in {time.perf_counter() - start:.0f}s "
         f"({info['epochs']} epochs, {info['steps']} steps; {shown})"
     )
     print(f"run folder: {run}  (tensorboard --logdir {run / 'tensorboard'})")
@@ -99,6 +100,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"{report['src']} -> {report['tgt']} map {report['map']} on the {args.split} split; "
         f"CPR [95% CI] ({report['ablation']}, input node kept, {report['attribution']} source scores)"
     )
+    if not report.get("pair_seen", True):
+        trained = ", ".join(f"{s} -> {t}" for s, t in report["trained_pairs"])
+        print(f"a pair the {report['map_kind']} map never trained on (trained on {trained})")
     print(table(report))
     print(f"prompts: {args.split} pairs / distinct clean prompts (the units each interval resamples)")
     for note in prompt_notes(report["results"], args.split):
@@ -190,8 +194,16 @@ def cmd_cross_scale(args: argparse.Namespace) -> int:
 
 def _map_eval_args(p: argparse.ArgumentParser, methods: list[str]) -> None:
     p.add_argument("--map", required=True, help="run folder (checkpoints/<src>__<tgt>/<run>)")
-    p.add_argument("--src", default=None, help="source model to apply the map to (default: the map's own)")
-    p.add_argument("--tgt", default=None, help="target model to apply the map to (default: the map's own)")
+    p.add_argument(
+        "--src",
+        default=None,
+        help="source model to apply the map to (default: the map's own; any model for a features map)",
+    )
+    p.add_argument(
+        "--tgt",
+        default=None,
+        help="target model to apply the map to (default: the map's own; any model for a features map)",
+    )
     p.add_argument(
         "--allow-other-models",
         action="store_true",

@@ -16,8 +16,9 @@ from dfa.config import TrainConfig, upgrade
 from dfa.core.circuits import task_prompts
 from dfa.core.errors import DfaError
 from dfa.core.evaluate import FRACTIONS, Evaluation, circuit_masks, evaluate_circuits
+from dfa.core.feature_map import FeatureMap, bind_models, load_map
 from dfa.core.graph import NodeGraph
-from dfa.core.mapping import AlignmentMap, MapError
+from dfa.core.mapping import MapError
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task
@@ -29,9 +30,10 @@ from dfa.training.data import source_spec
 class Run:
     """A trained map's run folder: the map, its `map.json`, and the config it was trained with.
 
-    `src`/`tgt` name the models to apply it to (default: the ones it was trained on). A dense map
-    holds for its own models only: other names are refused, even when their node lists have the
-    same shape, unless `allow_other_models` says the user means it."""
+    `src`/`tgt` name the models to apply it to (default: the ones it was trained on, the first
+    pair of a features map trained on several). A dense map holds for its own models only: other
+    names are refused, even when their node lists have the same shape, unless
+    `allow_other_models` says the user means it. A features map applies to any pair (`bind`)."""
 
     def __init__(
         self,
@@ -46,14 +48,17 @@ class Run:
                 f"No run folder {self.folder}. Runs live in checkpoints/<src>__<tgt>/<run> "
                 "(`dfa train` prints the path)."
             )
-        self.map, self.meta = AlignmentMap.load(self.folder)
+        self.map, self.meta = load_map(self.folder)
         hp = upgrade(dict(self.meta.get("hyperparameters") or {}))
         try:
             self.config = TrainConfig(**hp)
         except TypeError as e:
             raise MapError(f"{self.folder / 'map.json'} has unreadable hyperparameters ({e}).") from None
         self.trained_on = (self.config.src, self.config.tgt)
+        self.pairs = [tuple(p) for p in self.meta.get("pairs") or [self.trained_on]]
         self.src, self.tgt = src or self.config.src, tgt or self.config.tgt
+        if isinstance(self.map, FeatureMap):
+            return
         other = [
             f"{side} {asked!r} (trained on {own!r})"
             for side, asked, own in (
@@ -67,8 +72,27 @@ class Run:
                 f"The map in {self.folder} was trained on {self.config.src} -> {self.config.tgt}; asked to "
                 f"apply it to {', '.join(other)}. A dense map's weights belong to its own models' nodes, "
                 "even where another model's node list has the same shape; set `allow_other_models` "
-                "to apply it anyway."
+                "to apply it anyway, or train a features map (--map-kind features), which fits any pair."
             )
+
+    @property
+    def seen_pair(self) -> bool:
+        """Whether the map was trained on the pair it is applied to."""
+        return (self.src, self.tgt) in self.pairs
+
+    def bind(self, pool: ModelPool, src_graph: NodeGraph, tgt_graph: NodeGraph) -> None:
+        """Fit the map to the pair's graphs: bind a features map to their node features (reading
+        both models' cached roles when its features do), check a dense map's node lists."""
+        if isinstance(self.map, FeatureMap):
+            profiles = None
+            if self.map.features == "roles":
+                cache = self.config.cache_dir
+                profiles = (
+                    cached_roles(pool, cache, self.src).profile(),
+                    cached_roles(pool, cache, self.tgt).profile(),
+                )
+            bind_models(self.map, src_graph, tgt_graph, profiles)
+        self.map.check_graphs(src_graph, tgt_graph, self.src, self.tgt)
 
     def setting(self, task: str) -> str:
         return "in-distribution" if task in self.config.train_tasks else "zero-shot"
@@ -93,7 +117,7 @@ def method_rankings(
     tgt_graph = NodeGraph.from_model(pool.get(run.tgt, run.config.model_seed))
     s = run.scores(pool, run.src, task)
     src_graph = scores_graph(s)
-    run.map.check_graphs(src_graph, tgt_graph, run.src, run.tgt)
+    run.bind(pool, src_graph, tgt_graph)
     source = src_graph.mapped_scores(s.for_graph(src_graph, f"{run.src} scores on {task}"))
     cache = run.config.cache_dir
 
@@ -205,6 +229,9 @@ def evaluate_run(
         "ablation": c.ablation,
         "attribution": c.method,
         "holdout": c.holdout,
+        "map_kind": c.map_kind,
+        "trained_pairs": [list(p) for p in run.pairs],
+        "pair_seen": run.seen_pair,
         "results": rows,
     }
     return report, evals
@@ -249,6 +276,8 @@ def transfer(
         "seed": c.data_seed,
         "ablation": c.ablation,
         "score": "mask probability sigmoid((s @ W + b) / T); input kept at 1",
+        "map_kind": c.map_kind,
+        "pair_seen": run.seen_pair,
         "sign": SIGN,
         "cfg": graph_cfg(target, tgt_graph),
         "circuit": {
