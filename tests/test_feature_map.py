@@ -1,0 +1,289 @@
+"""The features map (`map_kind: features`): parameters independent of the pair, the dense map it
+amounts to, its start against the depth map, files, several pairs in one training run, and its
+use on pairs it never saw (evaluate/transfer's `Run`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from dfa.config import ConfigError, make_config, split_pair
+from dfa.core.alignment import depth_matrix
+from dfa.core.feature_map import N_ROLES, FeatureMap, NodeFeatures, bind_models, load_map
+from dfa.core.graph import NodeGraph
+from dfa.core.mapping import AlignmentMap, MapError, normalise_scores
+
+# (layers, heads): the toy ladders' s, m, l, and a 12-layer -> 36-layer pair at real node counts.
+SHAPES = [((3, 8), (4, 10)), ((3, 8), (5, 12)), ((4, 10), (5, 12)), ((12, 12), (36, 20))]
+
+
+def bound(src: tuple[int, int], tgt: tuple[int, int], roles: bool = False, **kw) -> FeatureMap:
+    S, T = NodeGraph(*src), NodeGraph(*tgt)
+    g = torch.Generator().manual_seed(0)
+    profiles = (
+        torch.rand(len(S.heads), N_ROLES, generator=g),
+        torch.rand(len(T.heads), N_ROLES, generator=g),
+    )
+    m = FeatureMap("roles" if roles else "depth", **kw)
+    bind_models(m, S, T, profiles)
+    return m
+
+
+def perturb(m: FeatureMap, seed: int = 1) -> FeatureMap:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return m
+
+
+def test_parameter_count_does_not_depend_on_the_pair():
+    counts, shapes = set(), set()
+    for src, tgt in [*SHAPES, ((1, 1), (2, 3)), ((36, 20), (3, 8))]:
+        m = bound(src, tgt, roles=True)
+        counts.add(sum(p.numel() for p in m.parameters()))
+        shapes.add(tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()))
+        assert m.W.shape == (m.n_src, m.n_tgt) == (len(NodeGraph(*src)) - 1, len(NodeGraph(*tgt)) - 1)
+    assert len(counts) == 1 and len(shapes) == 1
+    assert counts.pop() < 300  # a few scalars, a 6 x 6 role form and a 10 -> 16 -> 1 offset
+    # and one set of parameters serves two pairs: rebinding changes no parameter
+    m = perturb(bound((3, 8), (4, 10)))
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    bind_models(m, NodeGraph(4, 10), NodeGraph(5, 12))
+    assert m.n_tgt == 65 and all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+@pytest.mark.parametrize("roles", [False, True])
+def test_the_features_map_is_the_dense_map_of_its_kernel(roles):
+    m = perturb(bound((3, 8), (5, 12), roles=roles, temperature=0.7, normalise="abs-max"))
+    dense = m.dense()
+    assert isinstance(dense, AlignmentMap) and dense.tgt_names == NodeGraph(5, 12).mapped_names
+    s = torch.randn(4, m.n_src)
+    assert torch.allclose(m(s), dense(s), atol=1e-6) and torch.allclose(
+        m.logits(s), dense.logits(s), atol=1e-5
+    )
+    # the kernel: a target node reads source nodes of its own kind only, weights summing to 1
+    K = m.kernel().detach()
+    src_head = m.pair[0].is_head[:, None]
+    tgt_head = m.pair[1].is_head[None, :]
+    assert torch.all(K[src_head != tgt_head] == 0) and torch.allclose(K.sum(0), torch.ones(m.n_tgt))
+    # by hand for one target MLP: softmax over the source MLPs of the shifted RBF in depth
+    j = m.tgt_names.index("m2")
+    d_src = torch.tensor([(layer + 0.5) / 3 for layer in range(3)])
+    width = m.log_width.exp()[0] / 3
+    w = torch.softmax(-((d_src - 0.5 - m.shift[0]) ** 2) / (2 * width**2), 0)
+    mlps = [m.src_names.index(f"m{layer}") for layer in range(3)]
+    assert torch.allclose(m.W[mlps, j], m.gain[0] * w, atol=1e-6)
+
+
+def test_roles_move_the_heads_only_when_the_features_read_them():
+    with_roles, without = bound((3, 8), (4, 10), roles=True), bound((3, 8), (4, 10), roles=False)
+    for m in (with_roles, without):
+        with torch.no_grad():
+            m.role_bilinear.fill_(2.0)
+    K0 = bound((3, 8), (4, 10), roles=True).kernel()
+    heads = with_roles.pair[1].is_head
+    assert not torch.allclose(with_roles.kernel()[:, heads], K0[:, heads])
+    assert torch.allclose(with_roles.kernel()[:, ~heads], K0[:, ~heads])  # MLPs have no roles
+    assert torch.allclose(without.kernel(), K0)  # features: depth reads no profile
+
+
+@pytest.mark.parametrize(("src", "tgt"), SHAPES)
+def test_the_start_ranks_target_nodes_as_the_dense_maps_depth_start(src, tgt):
+    """The dense map starts at `init_gain * D`, b = 0; the features map at a Gaussian-smoothed D."""
+    m = bound(src, tgt, init_gain=6.0, normalise="zscore")
+    D = 6.0 * depth_matrix(NodeGraph(*src), NodeGraph(*tgt)).float()
+    g = torch.Generator().manual_seed(0)
+    rho = []
+    for _ in range(20):
+        s = torch.randn(m.n_src, generator=g)
+        z_dense = normalise_scores(s, "zscore") @ D
+        rho.append(spearmanr(z_dense.numpy(), m.logits(s).detach().numpy())[0])
+    assert sum(rho) / len(rho) > 0.95 and min(rho) > 0.75
+    assert torch.all(m.b == 0)  # the offset starts at zero, as the dense map's b
+
+
+def test_an_unseen_pair_of_other_sizes_gets_a_valid_mask():
+    m = perturb(bound((3, 8), (4, 10), roles=True))
+    bind_models(m, NodeGraph(5, 12), NodeGraph(12, 12), (torch.rand(60, N_ROLES), torch.rand(144, N_ROLES)))
+    mask = m.full_mask(torch.randn(65))
+    assert mask.shape == (len(NodeGraph(12, 12)),) and mask[0] == 1
+    assert torch.isfinite(mask).all() and ((mask >= 0) & (mask <= 1)).all() and mask[1:].std() > 0
+    with pytest.raises(MapError, match="bound to 65 source nodes"):
+        m(torch.randn(27))
+    with pytest.raises(MapError, match=r"bind it to that model's features"):
+        m.check_graphs(NodeGraph(5, 12), NodeGraph(4, 10), "toy-gpt2-l", "toy-neox-m")
+    with pytest.raises(MapError, match=r"Role profiles of shape \[3, 6\] for a model with 24 heads"):
+        NodeFeatures.of(NodeGraph(3, 8), torch.rand(3, N_ROLES))
+    with pytest.raises(MapError, match="bound to no model pair"):
+        FeatureMap().logits(torch.randn(5))
+
+
+def test_save_load_round_trip_is_bit_identical_and_bad_files_are_named(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    m = perturb(bound((3, 8), (4, 10), roles=True, temperature=0.5))
+    m.save(tmp_path, {"pairs": [["a", "b"]]})
+    back, meta = load_map(tmp_path)
+    assert isinstance(back, FeatureMap) and meta["map_kind"] == "features" and meta["pairs"] == [["a", "b"]]
+    assert meta["parameters"] == sum(p.numel() for p in m.parameters())
+    assert (back.features, back.temperature, back.normalise) == ("roles", 0.5, "zscore")
+    for k, v in m.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v)
+    bind_models(back, NodeGraph(5, 12), NodeGraph(3, 8), (torch.rand(60, 6), torch.rand(24, 6)))
+    bind_models(
+        m,
+        NodeGraph(5, 12),
+        NodeGraph(3, 8),
+        (back.pair[0].roles[back.pair[0].is_head], back.pair[1].roles[back.pair[1].is_head]),
+    )
+    s = torch.randn(65)
+    assert torch.equal(back.logits(s), m.logits(s))
+    assert set(load_file(str(tmp_path / "map.safetensors"))) == set(m.state_dict())  # safetensors, no pickle
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary file
+    # a dense map's files still load as a dense map
+    dense_dir = tmp_path / "dense"
+    m.dense().save(dense_dir)
+    assert isinstance(load_map(dense_dir)[0], AlignmentMap)
+    # bad files
+    state = load_file(str(tmp_path / "map.safetensors"))
+    save_file({**state, "role_bilinear": torch.zeros(3, 3)}, str(tmp_path / "map.safetensors"))
+    with pytest.raises(MapError, match="does not hold a features map's parameters"):
+        load_map(tmp_path)
+    save_file({**state, "gain": torch.tensor([float("nan"), 1.0])}, str(tmp_path / "map.safetensors"))
+    with pytest.raises(MapError, match="non-finite"):
+        load_map(tmp_path)
+    info = tmp_path / "map.json"
+    info.write_text(json.dumps({**meta, "map_kind": "sparse"}))
+    with pytest.raises(MapError, match="unknown map kind 'sparse'"):
+        load_map(tmp_path)
+    info.write_text(json.dumps({k: v for k, v in meta.items() if k != "features"}))
+    with pytest.raises(MapError, match="lacks 'features'"):
+        load_map(tmp_path)
+
+
+def test_pairs_settings_and_their_errors(tmp_path):
+    assert split_pair("gpt2:random:gpt2-large:random") == ("gpt2:random", "gpt2-large:random")
+    c = make_config(None, map_kind="features", pairs=["toy-gpt2-s:toy-gpt2-m", "toy-neox-s:toy-neox-m"])
+    assert c.pair_list == [("toy-gpt2-s", "toy-gpt2-m"), ("toy-neox-s", "toy-neox-m")]
+    assert (c.src, c.tgt) == ("toy-gpt2-s", "toy-gpt2-m")
+    assert c.run_dir().parent.name == "toy-gpt2-s__toy-gpt2-m+toy-neox-s__toy-neox-m"
+    assert (
+        make_config(None).pair_list == [("toy-gpt2-s", "toy-gpt2-l")]
+        and make_config(None).map_kind == "dense"
+    )
+    yaml = tmp_path / "pairs.yaml"
+    yaml.write_text(
+        "map_kind: features\nmap_features: depth\npairs: [toy-gpt2-s:toy-gpt2-m, toy-neox-s:toy-neox-m]\n"
+    )
+    assert len(make_config(yaml).pair_list) == 2 and make_config(yaml).map_features == "depth"
+    with pytest.raises(ConfigError, match=r"dense map .* cannot train on 2 pairs.*--map-kind features"):
+        make_config(None, pairs=["toy-gpt2-s:toy-gpt2-m", "toy-neox-s:toy-neox-m"])
+    with pytest.raises(ConfigError, match="written SRC:TGT"):
+        make_config(None, map_kind="features", pairs=["toy-gpt2-s"])
+    with pytest.raises(ConfigError, match="no cut at a ':' leaves a known model"):
+        make_config(None, map_kind="features", pairs=["toy-gpt2-s:nonesuch-9"])
+    with pytest.raises(ConfigError, match="lists a pair twice"):
+        make_config(None, map_kind="features", pairs=["toy-gpt2-s:toy-gpt2-m"] * 2)
+    with pytest.raises(ConfigError, match="'map_kind' must be one of dense, features"):
+        make_config(None, map_kind="sparse")
+
+
+# --- training on several pairs, applied to an unseen one ------------------------------------------
+TWO_PAIRS = {
+    "map_kind": "features",
+    "pairs": ["toy-gpt2-s:toy-gpt2-m", "toy-neox-s:toy-neox-m"],
+    "tasks": ["sva", "gender"],
+    "n_src": 12,
+    "n_train": 20,
+    "n_val": 10,
+    "batch_size": 10,
+    "max_epochs": 2,
+    "ig_steps": 2,
+    "log_every_n_steps": 1,
+    "device": "cpu",
+}
+
+
+@pytest.fixture(scope="module")
+def two_pair_run(tmp_path_factory):
+    from dfa.store import ModelPool
+    from dfa.training import train
+
+    tmp = tmp_path_factory.mktemp("pairs")
+    c = make_config(None, **TWO_PAIRS, out=str(tmp / "ck"), cache=str(tmp / "cache"))
+    seen: list[int] = []
+
+    import lightning.pytorch as pl
+
+    class Pairs(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            seen.append(batch.pair)  # the step ran on its pair's target and graph
+            assert module.graph is module.pair_states[batch.pair]["graph"]
+            assert module.map.n_tgt == len(module.graph) - 1
+
+    pool = ModelPool("cpu")
+    run = train(c, progress=False, callbacks=[Pairs()], pool=pool)
+    return run, seen, pool
+
+
+def test_training_on_two_pairs_draws_batches_across_them_and_records_them(two_pair_run):
+    run, seen, _ = two_pair_run
+    info = json.loads((run / "map.json").read_text())
+    assert info["map_kind"] == "features" and info["features"] == "roles"
+    assert info["pairs"] == [["toy-gpt2-s", "toy-gpt2-m"], ["toy-neox-s", "toy-neox-m"]]
+    assert info["hyperparameters"]["pairs"] == TWO_PAIRS["pairs"]
+    # 2 pairs x 2 tasks x 2 batches per epoch, the pairs shuffled together
+    assert len(seen) == 16 and set(seen[:8]) == {0, 1} and seen[:8] != sorted(seen[:8])
+    labels = {
+        "toy-gpt2-s:toy-gpt2-m/sva",
+        "toy-gpt2-s:toy-gpt2-m/gender",
+        "toy-neox-s:toy-neox-m/sva",
+        "toy-neox-s:toy-neox-m/gender",
+    }
+    assert [h["epoch"] for h in info["val_history"]] == [0, 1, 2]
+    assert all(set(h["val_cpr"]) == labels for h in info["val_history"])
+    assert info["kept"]["epoch"] in (0, 1, 2)
+    back, _ = load_map(run)
+    assert isinstance(back, FeatureMap)
+
+
+def test_a_two_pair_map_applies_to_an_unseen_pair_and_a_dense_map_refuses(two_pair_run, tmp_path):
+    from dfa.experiments.transfer import Run, method_rankings
+
+    run, _, pool = two_pair_run
+    r = Run(run, "toy-gpt2-s", "toy-neox-l")  # a cross-family pair it never saw, of other sizes
+    assert not r.seen_pair and Run(run).seen_pair
+    scores = method_rankings(r, pool, "sva", ["dfa", "depth"])
+    tgt = NodeGraph.from_model(pool.get("toy-neox-l"))
+    assert (
+        scores["dfa"].shape == (len(tgt),) and scores["dfa"][0] == 1 and torch.isfinite(scores["dfa"]).all()
+    )
+    assert r.map.n_tgt == len(tgt) - 1 and r.map.n_src == 27
+    # the same map's dense equivalent refuses another pair, naming both
+    dense_dir = tmp_path / "dense"
+    info = json.loads((run / "map.json").read_text())
+    hp = {**info["hyperparameters"], "map_kind": "dense", "pairs": []}
+    r.map.dense().save(dense_dir, {"hyperparameters": {**hp, "src": "toy-gpt2-s", "tgt": "toy-neox-l"}})
+    with pytest.raises(
+        MapError,
+        match=r"trained on toy-gpt2-s -> toy-neox-l.*target 'toy-gpt2-m' \(trained on 'toy-neox-l'\).*features map",
+    ):
+        Run(dense_dir, "toy-gpt2-s", "toy-gpt2-m")
+
+
+def test_transfer_writes_a_circuit_for_an_unseen_pair(two_pair_run, tmp_path):
+    from dfa.experiments.transfer import Run, transfer
+
+    run, _, pool = two_pair_run
+    predicted, paths, ev = transfer(
+        Run(run, "toy-neox-m", "toy-gpt2-l"), pool, "gender", tmp_path / "c", evaluate=False
+    )
+    assert ev is None and all(Path(p).is_file() for p in paths)
+    assert predicted.meta["map_kind"] == "features" and predicted.meta["pair_seen"] is False
+    assert len(predicted.names) == len(NodeGraph(5, 12)) and math.isclose(float(predicted.scores[0]), 1.0)
