@@ -287,3 +287,38 @@ def test_transfer_writes_a_circuit_for_an_unseen_pair(two_pair_run, tmp_path):
     assert ev is None and all(Path(p).is_file() for p in paths)
     assert predicted.meta["map_kind"] == "features" and predicted.meta["pair_seen"] is False
     assert len(predicted.names) == len(NodeGraph(5, 12)) and math.isclose(float(predicted.scores[0]), 1.0)
+
+
+def test_a_one_pair_features_map_trains_every_parameter_and_restores_its_start(two_pair_run):
+    from dfa.store import ModelPool
+    from dfa.training import MapTrainer, TransferData
+
+    run, _, pool = two_pair_run
+    cache = str(run.parents[2] / "cache")  # the scores and roles the fixture cached
+    kw = {k: v for k, v in TWO_PAIRS.items() if k != "pairs"}
+    c = make_config(None, **kw, src="toy-gpt2-s", tgt="toy-gpt2-m", cache=cache, out=str(run.parents[2]))
+    data = TransferData(c, pool if isinstance(pool, ModelPool) else ModelPool("cpu"))
+    data.setup("fit")
+    p = data.pairs[0]
+    assert p.profiles is not None and p.profiles[0].abs().sum() > 0  # the heads' roles are read
+    module = MapTrainer(c.to_dict(), p.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names)
+    module.attach(data.target, p.src_graph, p.source_scores, data.metrics, p.source_draws, p.profiles)
+    assert module.labels == ["sva", "gender"]  # one pair: labels are the tasks
+    terms = module.loss_terms(data.train_items[0])
+    assert float(terms["anchor"].detach()) == 0.0  # the start is W0
+    terms["loss"].backward()
+    for name, param in module.map.named_parameters():  # g's output layer starts at 0: its hidden
+        if not name.startswith("offset.0."):  # layer gets a gradient from the second step on
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+    opt = torch.optim.Adam(module.map.parameters(), lr=0.05)
+    opt.step()
+    opt.zero_grad()
+    module.loss_terms(data.train_items[0])["loss"].backward()
+    for name, param in module.map.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    module.restore_start()
+    start = {k: v.clone() for k, v in module.map.state_dict().items()}
+    perturb(module.map)
+    assert float(module.loss_terms(data.train_items[0])["anchor"].detach()) > 0
+    module.restore_start()
+    assert all(torch.equal(v, start[k]) for k, v in module.map.state_dict().items())
