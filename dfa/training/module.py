@@ -15,6 +15,13 @@ Objectives (`TrainConfig.objective`):
 Both add `anchor * mean_j |W[:, j] - W_init[:, j]|^2` (W starts at the relative-depth map; see
 `dfa.core.mapping`). The target is not a submodule: never in a state_dict, never in a checkpoint.
 
+The map is dense (`AlignmentMap`) or, with `map_kind: features`, a `FeatureMap` whose `W` and `b`
+are computed from the bound pair's node features (`dfa.core.feature_map`; the anchor then pulls
+the current pair's `W` towards what the starting parameters give for that pair). A features map
+may train on several pairs (`pairs`): each pair is attached (its target, graph, source scores,
+circuit sizes, start), every batch carries its pair, and each step first makes that pair the
+current one (`use_pair`); validation and selection run per (pair, task), labelled `SRC:TGT/task`.
+
 Logged to TensorBoard: the training terms per step (`train/*`); per epoch the same objective on
 the val prompts (`val/loss`, `val/fit`, which is the size-weighed KL for `loss: kl`, and `val/kl`
 for `density`; `*_zero_shot` on the held-out tasks), val CPR per task and mean, the faithfulness
