@@ -322,3 +322,34 @@ def test_a_one_pair_features_map_trains_every_parameter_and_restores_its_start(t
     assert float(module.loss_terms(data.train_items[0])["anchor"].detach()) > 0
     module.restore_start()
     assert all(torch.equal(v, start[k]) for k, v in module.map.state_dict().items())
+
+
+def test_pair_agnostic_cells_pair_the_features_map_with_its_dense_equivalent(two_pair_run, tmp_path):
+    from dfa.core.errors import DfaError
+    from dfa.experiments.pair_agnostic import markdown, pair_agnostic, write_report
+    from dfa.experiments.transfer import Run
+
+    run, _, pool = two_pair_run
+    r = Run(run, "toy-gpt2-s", "toy-neox-l")
+    dense_dir = tmp_path / "dense"
+    hp = json.loads((run / "map.json").read_text())["hyperparameters"]
+    hp = {**hp, "map_kind": "dense", "pairs": [], "src": "toy-gpt2-s", "tgt": "toy-neox-l"}
+    from dfa.experiments.transfer import method_rankings
+
+    method_rankings(r, pool, "sva", ["dfa"])  # binds the map to the pair (roles read)
+    r.map.dense().save(dense_dir, {"hyperparameters": hp})
+    report = pair_agnostic(run, [f"toy-gpt2-s:toy-neox-l={dense_dir}"], ["sva"], pool, n=10, boot=20, draws=1)
+    (cell,) = report["cells"]
+    assert cell["pair_seen"] is False and cell["task_seen"] is True and cell["n_prompts"] == 10
+    same = cell["paired"]["features - dense"]  # the dense map of the features map's own kernel
+    assert same["diff"] == 0 and same["ci"] == [0, 0] and cell["share_of_dense"] == 1
+    assert cell["paired"]["features - depth"]["diff"] == pytest.approx(
+        cell["cpr"]["features"] - cell["cpr"]["depth"]
+    )
+    assert "toy-gpt2-s -> toy-neox-l (unseen) | sva" in markdown(report)
+    paths = write_report(report, tmp_path / "out" / "pa")
+    assert [p.suffix for p in paths] == [".json", ".md"] and json.loads(paths[0].read_text())["cells"]
+    with pytest.raises(DfaError, match="SRC:TGT=RUN"):
+        pair_agnostic(run, ["toy-gpt2-s:toy-neox-l"], ["sva"], pool)
+    with pytest.raises(DfaError, match="holds a dense map"):
+        pair_agnostic(dense_dir, [], ["sva"], pool)

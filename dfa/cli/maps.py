@@ -155,6 +155,19 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pair_agnostic(args: argparse.Namespace) -> int:
+    from dfa.experiments.pair_agnostic import markdown, pair_agnostic, write_report
+
+    start = time.perf_counter()
+    report = pair_agnostic(
+        args.features, args.dense, args.tasks, _pool(args), args.split, args.n, args.boot, args.draws
+    )
+    print(markdown(report))
+    paths = write_report(report, Path(args.out))
+    print(f"wrote {', '.join(map(str, paths))} ({time.perf_counter() - start:.0f}s)")
+    return 0
+
+
 def cmd_loto(args: argparse.Namespace) -> int:
     from dfa.experiments.loto import run_loto
     from dfa.report.tables import loto_table
@@ -266,6 +279,31 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help=f"share of the ranked nodes the JSON marks in_graph (default: {CIRCUIT_FRACTION})",
     )
     p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser(
+        "pair-agnostic",
+        help="a features map on pairs, against each pair's own dense map, depth and random (paired)",
+    )
+    p.add_argument("--features", required=True, help="run folder of a features map (--map-kind features)")
+    p.add_argument(
+        "--dense",
+        nargs="+",
+        required=True,
+        help="SRC:TGT=RUN: the pairs to evaluate on, each with a dense map trained on that pair",
+    )
+    p.add_argument("--tasks", nargs="+", required=True, help="tasks evaluated on every pair")
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="prompt split (default: test)"
+    )
+    p.add_argument("--n", type=int, default=100, help="prompts per task (default: 100)")
+    p.add_argument("--boot", type=int, default=500, help="bootstrap resamples (default: 500)")
+    p.add_argument("--draws", type=int, default=3, help="random maps (default: 3)")
+    p.add_argument(
+        "--out", default="results/pair_agnostic_toy", help="output stem: .json and .md (default: %(default)s)"
+    )
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when visible)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.set_defaults(func=cmd_pair_agnostic)
 
     for name, cls, fn, text in (
         ("loto", LotoConfig, cmd_loto, "leave-one-task-out maps per pair, evaluated zero-shot (resumable)"),
