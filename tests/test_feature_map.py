@@ -76,7 +76,7 @@ def test_the_features_map_is_the_dense_map_of_its_kernel(roles):
     j = m.tgt_names.index("m2")
     d_src = torch.tensor([(layer + 0.5) / 3 for layer in range(3)])
     width = m.log_width.exp()[0] / 3
-    w = torch.softmax(-((d_src - 0.5 - m.shift[0]) ** 2) / (2 * width**2), 0)
+    w = torch.softmax(-((d_src - 0.5 - m.shift[0] / 3) ** 2) / (2 * width**2), 0)
     mlps = [m.src_names.index(f"m{layer}") for layer in range(3)]
     assert torch.allclose(m.W[mlps, j], m.gain[0] * w, atol=1e-6)
 

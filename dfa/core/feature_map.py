@@ -3,7 +3,7 @@ features, so one set of parameters applies to any (source, target) pair.
 
     z_j = (gain_{kind j} * sum_i s_i K_ij + g(psi_j)) / T,
     K_ij = softmax_i over the source nodes of j's kind of
-           [ -(d_i - d_j - shift_kind)^2 / (2 (width_kind / L_src)^2) + r_i^T B r_j ]
+           [ -(d_i - d_j - shift_kind / L_src)^2 / (2 (width_kind / L_src)^2) + r_i^T B r_j ]
 
 `s` the normalised source scores (as the dense map's, `dfa.core.mapping.normalise_scores`),
 `d` relative depths (the layer's centre, `dfa.core.graph.relative_depth`), `r` a head's role
@@ -13,8 +13,9 @@ target node's features (`NodeFeatures.table`), `L_src` the source's layer count.
 Why this kernel:
 - The RBF in relative depth is the depth map's own assumption (a target node does the work of the
   source nodes of its kind at the same relative depth), made smooth so that how far the alignment
-  spreads (`width`, in source layers: the depth map's own resolution, so one start fits a
-  3-layer and a 36-layer source) and a systematic depth offset between scales (`shift`) are learnt, per kind.
+  spreads (`width`) and a systematic depth offset between scales (`shift`) are learnt, per kind,
+  both in source layers (the depth map's own resolution, so one start fits a 3-layer and a
+  36-layer source, and a learning-rate step moves the alignment by a share of a layer).
 - The softmax over source nodes makes each target node read a weighted mean of source scores, as
   the depth map's column normalisation does: the logit's scale does not depend on `n_src`.
 - `B` (6 x 6, zero at the start) lets a target head read source heads of a similar role profile
@@ -183,7 +184,11 @@ class FeatureMap(nn.Module):
         dev = self.gain.device
         kind_t = tgt.is_head.long().to(dev)
         width = self.log_width.exp()[kind_t] * src.spacing
-        dd = src.depth.to(dev)[:, None] - tgt.depth.to(dev)[None, :] - self.shift[kind_t][None, :]
+        dd = (
+            src.depth.to(dev)[:, None]
+            - tgt.depth.to(dev)[None, :]
+            - self.shift[kind_t][None, :] * src.spacing
+        )
         logit = -dd.pow(2) / (2 * width.pow(2))[None, :]
         logit = logit + src.roles.to(dev) @ self.role_bilinear @ tgt.roles.to(dev).T
         same = src.is_head.to(dev)[:, None] == tgt.is_head.to(dev)[None, :]
