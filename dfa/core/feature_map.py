@@ -46,7 +46,7 @@ from torch import nn
 
 from dfa.core.graph import NodeGraph
 from dfa.core.io import atomic_write, write_json
-from dfa.core.mapping import FORMAT, AlignmentMap, MapError, normalise_scores
+from dfa.core.mapping import FORMAT, AlignmentMap, MapError, MaskOfScores, normalise_scores
 from dfa.core.names import NORMALISATIONS, MapFeatures, Normalise
 
 N_ROLES = 6  # len(dfa.core.roles.ROLES), without importing the role code
@@ -91,7 +91,7 @@ class NodeFeatures:
         return cls(graph.mapped_names, is_head, depth, table, roles, 1.0 / graph.n_layers)
 
 
-class FeatureMap(nn.Module):
+class FeatureMap(MaskOfScores, nn.Module):
     """`z_j = (gain * sum_i s_i K_ij + g(psi_j)) / T` (module docstring); bind a pair first."""
 
     kind = "features"
@@ -208,19 +208,6 @@ class FeatureMap(nn.Module):
         if scores.shape != (self.n_src,):
             raise MapError(f"The map is bound to {self.n_src} source nodes, got scores {list(scores.shape)}.")
         return normalise_scores(scores, self.normalise).to(self.gain.device)
-
-    def logits(self, scores: Float[torch.Tensor, "*tasks n_src"]) -> Float[torch.Tensor, "*tasks n_tgt"]:
-        rows = scores.reshape(-1, scores.shape[-1])
-        s = torch.stack([self.source_vector(r) for r in rows])
-        z = (s @ self.W + self.b) / self.temperature
-        return z.reshape(*scores.shape[:-1], self.n_tgt)
-
-    def forward(self, scores: Float[torch.Tensor, "*tasks n_src"]) -> Float[torch.Tensor, "*tasks n_tgt"]:
-        return torch.sigmoid(self.logits(scores))
-
-    def full_mask(self, scores: torch.Tensor) -> torch.Tensor:
-        m = self(scores)
-        return torch.cat([m.new_ones(*m.shape[:-1], 1), m], -1)
 
     def dense(self) -> AlignmentMap:
         """The bound pair's `AlignmentMap` with `W` and `b` from this map (the same mask)."""

@@ -91,7 +91,28 @@ def soft_top_k(z: Float[torch.Tensor, " n"], ks: Sequence[int], tau: float) -> F
     return torch.sigmoid((z[None, :] - cut[:, None]) / scale)
 
 
-class AlignmentMap(nn.Module):
+class MaskOfScores:
+    """What every map does with source scores once it has `W`, `b`, `temperature` and
+    `source_vector` (the dense AlignmentMap, the pair-agnostic FeatureMap bound to a pair)."""
+
+    def logits(self, scores: Float[torch.Tensor, "*tasks n_src"]) -> Float[torch.Tensor, "*tasks n_tgt"]:
+        """`(s @ W + b) / T` for raw source scores (normalised here), one row per task."""
+        rows = scores.reshape(-1, scores.shape[-1])
+        s = torch.stack([self.source_vector(r) for r in rows])
+        z = (s @ self.W + self.b) / self.temperature
+        return z.reshape(*scores.shape[:-1], self.n_tgt)
+
+    def forward(self, scores: Float[torch.Tensor, "*tasks n_src"]) -> Float[torch.Tensor, "*tasks n_tgt"]:
+        """The soft target mask for raw source scores."""
+        return torch.sigmoid(self.logits(scores))
+
+    def full_mask(self, scores: torch.Tensor) -> torch.Tensor:
+        """The soft mask over the whole target graph, `input` (first) kept at 1."""
+        m = self(scores)
+        return torch.cat([m.new_ones(*m.shape[:-1], 1), m], -1)
+
+
+class AlignmentMap(MaskOfScores, nn.Module):
     """`mask = sigmoid((s @ W + b) / T)` from normalised source scores `s` to the target's nodes
     (`b` is a learned per-target offset)."""
 
@@ -144,17 +165,6 @@ class AlignmentMap(nn.Module):
             raise MapError(f"The map takes {self.n_src} source scores, got {list(scores.shape)}.")
         return normalise_scores(scores, self.normalise).to(self.W.device)
 
-    def logits(self, scores: Float[torch.Tensor, "*tasks n_src"]) -> Float[torch.Tensor, "*tasks n_tgt"]:
-        """`(s @ W + b) / T` for raw source scores (normalised here), one row per task."""
-        rows = scores.reshape(-1, scores.shape[-1])
-        s = torch.stack([self.source_vector(r) for r in rows])
-        z = (s @ self.W + self.b) / self.temperature
-        return z.reshape(*scores.shape[:-1], self.n_tgt)
-
-    def forward(self, scores: Float[torch.Tensor, "*tasks n_src"]) -> Float[torch.Tensor, "*tasks n_tgt"]:
-        """The soft target mask for raw source scores."""
-        return torch.sigmoid(self.logits(scores))
-
     # --- graphs -----------------------------------------------------------------------------------
     def check_graphs(
         self, src: NodeGraph, tgt: NodeGraph, src_model: str = "source", tgt_model: str = "target"
@@ -171,11 +181,6 @@ class AlignmentMap(nn.Module):
                     f"{model!r} has {len(have)} ({_shape(have)}). Use the map with the models it was "
                     "trained on (see map.json), or train a new one."
                 )
-
-    def full_mask(self, scores: torch.Tensor) -> torch.Tensor:
-        """The soft mask over the whole target graph, `input` (first) kept at 1."""
-        m = self(scores)
-        return torch.cat([m.new_ones(*m.shape[:-1], 1), m], -1)
 
     # --- files ------------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
