@@ -298,6 +298,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_config_flags(p, CircuitsTableConfig)
     p.set_defaults(func=cmd_circuits_table)
 
+    _bench_parser(sub)
+
+
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time attribution, a curve, or a training step against plain passes")
     p.add_argument("--model", default="gpt2:random", help="model name (default: gpt2:random, offline)")
     p.add_argument("--task", default="ioi")
