@@ -422,7 +422,7 @@ def test_bench_reports_both_benchmarks_on_a_toy_model():
 
 def test_bench_memory_measures_each_run_against_a_plain_pass(monkeypatch, capsys):
     """`dfa bench --memory`: a run measured in a fresh process (one here; the ratios then from
-    stand-in peaks) and a bad budget refused."""
+    stand-in peaks), `--tokenizer` passed to each run, and a bad budget refused."""
     from dfa.experiments import bench_memory
 
     spec = {"model": "toy-gpt2-s", "task": "ioi", "batch": 4, "ig_steps": 5, "device": "cpu"}
@@ -434,6 +434,15 @@ def test_bench_memory_measures_each_run_against_a_plain_pass(monkeypatch, capsys
     out = json.loads(capsys.readouterr().out)
     assert (out["attribution_peak_memory_ratio"], out["curve_peak_memory_ratio"]) == (1.3, 0.4)
     assert out["plain_forward_backward_mib"] == 100 and out["target_ratio"] == 1.5
+    # --tokenizer reaches every run's load_model (here a 50k tokenizer the 1966-row toy refuses).
+    specs = []
+    monkeypatch.setattr(bench_memory, "measure_fresh", lambda s: specs.append(s) or one)
+    argv = ["bench", "--memory", "toy-gpt2-s", "--tokenizer", "gpt2", "--batch-size", "4", "--device", "cpu"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["tokenizer"] == "gpt2"
+    assert [s["tokenizer"] for s in specs] == ["gpt2"] * 3
+    with pytest.raises(DfaError, match="the tokenizer has 50257 tokens but the model embeds only 1966"):
+        bench_memory.measure({**specs[0], "phase": "plain"})
     monkeypatch.undo()
     with pytest.raises(DfaError, match="The curve memory run failed: DfaError: The `max_rows` setting"):
         bench_memory.measure_fresh({**spec, "dtype": "float32", "max_rows": 0, "phase": "curve"})

@@ -204,7 +204,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from dfa.experiments.bench_memory import run_memory
 
         result = run_memory(
-            args.memory, args.task, args.batch_size, args.ig_steps, args.device, args.dtype, args.max_rows
+            args.memory,
+            args.task,
+            args.batch_size,
+            args.ig_steps,
+            args.device,
+            args.dtype,
+            args.max_rows,
+            tokenizer=args.tokenizer,
         )
     elif args.training:
         result = run_training(args.training, 156, args.task, args.batch_size, args.repeats, args.device)
@@ -291,6 +298,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_config_flags(p, CircuitsTableConfig)
     p.set_defaults(func=cmd_circuits_table)
 
+    _bench_parser(sub)
+
+
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time attribution, a curve, or a training step against plain passes")
     p.add_argument("--model", default="gpt2:random", help="model name (default: gpt2:random, offline)")
     p.add_argument("--task", default="ioi")
@@ -313,6 +324,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--max-rows", type=int, default=None, help="with --memory: the runs' memory budget")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="with --memory: the model's tokenizer (a folder, ladder name or hub id; e.g. gpt2 for "
+        "gemma-3-270m:random, whose own tokenizer is not stored offline)",
+    )
     p.add_argument(
         "--help-times",
         action="store_true",

@@ -56,11 +56,20 @@ def plain_forward_backward(model: Any, batch: dict[str, torch.Tensor], metric: s
         task_metric(metric, logits, batch).sum().backward()
 
 
-def bench_batch(model_name: str, task: str, batch_size: int, device: str | None, dtype: str = "float32"):
-    """The model, its graph, the task's test prompts and one batch of them on the model's device."""
+def bench_batch(
+    model_name: str,
+    task: str,
+    batch_size: int,
+    device: str | None,
+    dtype: str = "float32",
+    tokenizer: str | None = None,
+):
+    """The model, its graph, the task's test prompts and one batch of them on the model's device
+    (`tokenizer` overrides the model's, as `load_model`'s: a `:random` model of a family whose
+    tokenizer is not stored offline, e.g. `gemma-3-270m:random` with `gpt2`)."""
     from dfa.core.models import load_model
 
-    model = load_model(model_name, device=device, dtype=dtype)
+    model = load_model(model_name, device=device, dtype=dtype, tokenizer=tokenizer)
     graph = NodeGraph.from_model(model)
     data = make_dataset(task, model, batch_size, "test")
     (batch,) = make_batches(data.examples, model, batch_size)

@@ -57,7 +57,7 @@ def _peak(device: torch.device) -> int:
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """One run's peak memory above its baseline, in this process (`spec`: model, task, batch,
-    ig_steps, device, dtype, max_rows, phase)."""
+    ig_steps, device, dtype, max_rows, phase; optional tokenizer)."""
     from dfa.core.attribution import attribute
     from dfa.core.evaluate import evaluate_circuits, random_scores
     from dfa.core.interventions import model_device
@@ -65,7 +65,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(spec.get("threads") or torch.get_num_threads())
     model, graph, data, batch = bench_batch(
-        spec["model"], spec["task"], spec["batch"], spec["device"], spec["dtype"]
+        spec["model"], spec["task"], spec["batch"], spec["device"], spec["dtype"], spec.get("tokenizer")
     )
     dev = model_device(model)
     rows = {} if spec["max_rows"] is None else {"max_rows": spec["max_rows"]}
@@ -125,6 +125,7 @@ def run_memory(
     device: str | None = None,
     dtype: str = "float32",
     max_rows: int | None = None,
+    tokenizer: str | None = None,
 ) -> dict[str, Any]:
     """Peak memory of eap-ig-inputs and of a curve (one batch), and their ratios to one plain
     forward+backward of the batch (module docstring)."""
@@ -136,6 +137,7 @@ def run_memory(
         "device": device,
         "dtype": dtype,
         "max_rows": max_rows,
+        "tokenizer": tokenizer,
         "threads": torch.get_num_threads(),
     }
     got = {phase: measure_fresh({**spec, "phase": phase}) for phase in PHASES}
@@ -144,6 +146,7 @@ def run_memory(
     info = got["plain"]
     return {
         "model": model_name,
+        "tokenizer": tokenizer,
         "task": task,
         "device": info["device"],
         "dtype": dtype,
