@@ -37,9 +37,9 @@ GROUP_WEIGHTS = {
     "ordinal": 0.5,
     "glossary": 1.0,
     "tables": 0.5,
-    # The texts that grow head roles (repeated spans, interleaved runs): not drawn by the shipped
-    # build. Trials so far (README, Toy ladders) have not found a share that grows induction
-    # heads on both ladders within the build's steps.
+    # The texts that grow head roles (repeated spans, echo rows, interleaved runs): 0 here; a
+    # ladder built to grow roles draws spans and echoes by zoo.train.ROLE_TEXT_WEIGHTS (the NeoX
+    # ladder, see zoo.spec.FAMILY_ROLES). Interleaved runs are not drawn by any build.
     "repeats": 0.0,
     "interleaved": 0.0,
     "echo": 0.0,
@@ -54,8 +54,8 @@ TEXT_GROUPS = ("atlas", "glossary", "ordinal", "tables", "ioi")
 # The groups labelled from their answer on, every n-th token: a repeated random span's second
 # copy, which the heads that look back for the current token's earlier occurrence can predict
 # (its first copy is random: a loss on it would only push the model towards a uniform guess),
-# and an interleaved run's items, not its random fillers.
-# An echo row's echoes (every third token from the first), not its random tokens.
+# an interleaved run's items, not its random fillers, and an echo row's echoes (every third
+# token from the first), not its random tokens.
 STRIDED_GROUPS = {"repeats": 1, "interleaved": 2, "echo": 3}
 # The text that grows each head role the val checks watch (see zoo.train.ROLE_BARS).
 ROLE_GROUPS = {"induction": "repeats", "previous_token": "echo"}

@@ -66,11 +66,11 @@ class TrainConfig:
     # 0.05 from sample to sample (of 400, 0.035). Its margin is wider.
     share_margin: float = 0.08
     boost: float = 3.0
-    # Role checks, at the same steps, for the roles named here (the shipped build names none;
+    # Role checks, at the same steps, for the roles named here (default_config names the spec's;
     # `dfa zoo trial --role-bar induction=0.3` tries them): the best head's score on repeated
     # spans (`dfa.core.roles`' definitions, on a probe of other random tokens than the cards'
     # census). A role short of its bar (plus `margin`) draws its text group `boost` times more
-    # often (induction: the repeated spans; previous-token: the interleaved runs), and training
+    # often (induction: the repeated spans; previous-token: the echo rows), and training
     # does not stop while a role is short.
     role_bars: dict[str, float] = field(default_factory=dict)
     # The first `role_warmup` steps draw the role texts alone, by these weights (0: no warm-up,
