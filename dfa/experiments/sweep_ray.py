@@ -30,8 +30,17 @@ def _ray():
     return ray
 
 
-def run_cell(cfg: SweepConfig, cell: Cell, tasks: list[str]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """One cell in a Ray worker: its own model pool, every (task, rows) of `cell_rows`."""
+def run_cell(
+    cfg: SweepConfig, cell: Cell, tasks: list[str], threads: int | None = None
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """One cell in a Ray worker: its own model pool, every (task, rows) of `cell_rows`. `threads`:
+    torch's CPU thread count (Ray starts workers with one thread per CPU asked for; a different
+    count changes the float sums, so a local instance is given the driver's and its rows equal
+    the local backend's bit for bit)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     pool = ModelPool(cfg.device, cfg.dtype)
     try:
         return list(cell_rows(cfg, cell, pool, tasks))
@@ -57,7 +66,12 @@ def run_cells_ray(
     try:
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         remote = ray.remote(num_gpus=1, num_cpus=0)(run_cell) if gpus else ray.remote(num_cpus=1)(run_cell)
-        pending = {remote.remote(cfg, cell, tasks): cell for cell, tasks in todo}
+        threads = None
+        if started and not cfg.address:  # a local instance: the same CPU as this process
+            import torch
+
+            threads = torch.get_num_threads()
+        pending = {remote.remote(cfg, cell, tasks, threads): cell for cell, tasks in todo}
         print(f"{len(pending)} cells as Ray tasks ({'one GPU' if gpus else 'one CPU'} each)", flush=True)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
