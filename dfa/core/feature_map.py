@@ -155,14 +155,6 @@ class FeatureMap(MaskOfScores, nn.Module):
     def tgt_names(self) -> list[str]:
         return self.pair[1].names
 
-    @property
-    def n_src(self) -> int:
-        return len(self.src_names)
-
-    @property
-    def n_tgt(self) -> int:
-        return len(self.tgt_names)
-
     def check_graphs(
         self, src: NodeGraph, tgt: NodeGraph, src_model: str = "source", tgt_model: str = "target"
     ) -> None:

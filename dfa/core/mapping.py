@@ -93,7 +93,16 @@ def soft_top_k(z: Float[torch.Tensor, " n"], ks: Sequence[int], tau: float) -> F
 
 class MaskOfScores:
     """What every map does with source scores once it has `W`, `b`, `temperature` and
-    `source_vector` (the dense AlignmentMap, the pair-agnostic FeatureMap bound to a pair)."""
+    `source_vector` (the dense AlignmentMap, the pair-agnostic FeatureMap bound to a pair), and
+    the node names `src_names` and `tgt_names`."""
+
+    @property
+    def n_src(self) -> int:
+        return len(self.src_names)
+
+    @property
+    def n_tgt(self) -> int:
+        return len(self.tgt_names)
 
     def logits(self, scores: Float[torch.Tensor, "*tasks n_src"]) -> Float[torch.Tensor, "*tasks n_tgt"]:
         """`(s @ W + b) / T` for raw source scores (normalised here), one row per task."""
@@ -151,14 +160,6 @@ class AlignmentMap(MaskOfScores, nn.Module):
         # A per-target-node offset: what the training tasks share (nodes every task needs), so
         # that `s @ W` carries what is specific to a task.
         self.b = nn.Parameter(torch.zeros(len(tgt_names)))
-
-    @property
-    def n_src(self) -> int:
-        return len(self.src_names)
-
-    @property
-    def n_tgt(self) -> int:
-        return len(self.tgt_names)
 
     def source_vector(self, scores: Float[torch.Tensor, " n_src"]) -> torch.Tensor:
         if scores.shape != (self.n_src,):
