@@ -601,3 +601,54 @@ def test_neox_specs_rotate_all_of_each_head_unless_told_otherwise():
     assert factor(dataclasses.replace(spec, rotary_pct=0.5).hf_config(100, 0)) == 0.5
     saved = json.loads((ZOO_DIR / spec.name / "config.json").read_text())
     assert saved["rope_parameters"]["partial_rotary_factor"] == 1.0
+
+
+def test_overtime_batches_up_to_the_ceiling_are_those_of_a_run_without_it():
+    groups = [list(range(50)), list(range(50, 100)), list(range(100, 150))]
+    lengths = [5] * 50 + [20] * 50 + [10] * 50
+    args = (groups, [1.0, 1.0, 2.0])
+    plain = list(TaskBatches(*args, 30, 8, 0, mixed=True, lengths=lengths, bucket=4))  # 30 = 7 x 4 + 2
+    longer = list(TaskBatches(*args, 40, 8, 0, mixed=True, lengths=lengths, bucket=4, ceiling=30))
+    assert len(longer) == 40 and longer[:30] == plain
+    # Without the ceiling, the bucket of batches 28-31 mixes rows across it.
+    assert list(TaskBatches(*args, 40, 8, 0, mixed=True, lengths=lengths, bucket=4))[28:30] != plain[28:]
+
+
+def test_overtime_only_for_a_task_below_the_bar_itself_at_the_ceiling(toy_tokenizer, micro_text, monkeypatch):
+    from types import SimpleNamespace
+
+    import dfa.zoo.card as card_module
+    from dfa.zoo.card import TaskScore
+
+    members, weights, keys = micro_text.groups(GROUP_WEIGHTS)
+    module = SimpleNamespace(model=AutoModelForCausalLM.from_config(MICRO.hf_config(len(toy_tokenizer), 0)))
+
+    def run(ioi_accuracy: float, then: float | None = None) -> tuple[dict, SimpleNamespace]:
+        config = TrainConfig(steps=4, grace=4, check_every=2, val_pairs=5, margin=0.03, role_bars={})
+        log: dict = {}
+        checks = ValChecks(toy_tokenizer, 0, TaskBatches(members, weights, 8, 4, 0), keys, config, log)
+        trainer = SimpleNamespace(global_step=0, should_stop=False)
+        for step, acc in ((2, 0.5), (3, None), (4, ioi_accuracy), (5, None), (6, then)):
+            accuracy = acc if acc is not None else 0.0
+            monkeypatch.setattr(
+                card_module,
+                "score_batch",
+                lambda _f, d, _b, a=accuracy: TaskScore(d.task, d.metric, 5, a if d.task == "ioi" else 1.0, 1.0, 0.0, {}),
+            )
+            trainer.global_step = step
+            checks.on_train_batch_end(trainer, module)
+            if trainer.should_stop:
+                break
+        return log, trainer
+
+    # At the bar, short of its margin only (0.91 < 0.90 + 0.03): stops at the ceiling, as before.
+    log, trainer = run(0.91)
+    assert trainer.should_stop and log["steps"] == 4 and "overtime" not in log
+    assert log["checks"][-1]["boosted"] == ["ioi"]
+    # Below the bar (0.89): trains on; the next check at the bar with its margin stops it.
+    log, trainer = run(0.89, then=0.95)
+    assert log["overtime"] == {"from": 4, "below_bar": ["ioi"]}
+    assert trainer.should_stop and log["steps"] == 6
+    # Still below at the next check: goes on (the Trainer's max_steps ends it at steps + grace).
+    log, trainer = run(0.89, then=0.89)
+    assert not trainer.should_stop and log["steps"] == 6
