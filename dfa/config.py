@@ -22,7 +22,7 @@ from dfa.core.settings import ConfigError, check_types
 from dfa.core.tasks import TASKS
 from dfa.methods import DEFAULT_METHODS
 
-Loss = Literal["kl", "logit_diff"]
+Loss = Literal["kl", "kl_share", "logit_diff"]
 Objective = Literal["curve", "density"]
 Keep = Literal["best", "last"]
 Init = Literal["random", "depth"]
@@ -80,7 +80,11 @@ class TrainConfig:
         "through a soft top-k of the map's logits (curve), or one soft mask whose density the "
         "sparsity penalty sets (density, the first objective)",
     )
-    loss: Loss = opt("kl", "fit term: KL at the answer position, or the logit-diff faithfulness lost")
+    loss: Loss = opt(
+        "kl",
+        "fit term: KL at the answer position; kl_share: that KL as a share of the empty circuit's "
+        "(each task on one scale); or the logit-diff faithfulness lost",
+    )
     sparsity: float = opt(0.2, "density objective: lambda of lambda * mean(mask)")
     topk_tau: float = opt(0.25, "curve objective: width of the soft top-k cut, in std of the map's logits")
     size_weights: SizeWeights = opt(

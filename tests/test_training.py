@@ -664,6 +664,42 @@ def test_logit_diff_curve_fit_is_one_minus_the_faithfulness_at_each_size(tmp_pat
     assert float(terms["fit"]) == pytest.approx(float(expected), rel=1e-4)
 
 
+def test_kl_share_curve_fit_is_each_sizes_kl_over_the_empty_circuits(tmp_path):
+    import torch.nn.functional as F
+
+    from dfa.core.evaluate import circuit_masks
+    from dfa.core.interventions import run_masked
+    from dfa.core.metrics import final_logits
+
+    c = small_config(tmp_path, loss="kl_share", topk_tau=1e-5, anchor=0.0)
+    data = TransferData(c, ModelPool("cpu"))
+    data.prepare_data()
+    data.setup("fit")
+    assert all(i.empty_logprobs is not None for i in [*data.train_items, *data.val_items])
+    module = MapTrainer(
+        c.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
+    )
+    module.attach(data.target, data.src_graph, data.source_scores, data.metrics)
+    for batch in data.train_items[:2]:  # two tasks: their KLs differ in scale, their shares do not
+        task = int(batch.task)
+        with torch.no_grad():
+            terms = module.curve_terms(batch)
+            n = len(module.map.tgt_names)
+            masks, _ = circuit_masks(module.target_scores(task), module.graph, [k / n for k in module.ks])
+            p = batch.prompts
+            logits = run_masked(module.target, module.graph, p["clean"], batch.donor, masks, hard=True)
+            clean = batch.clean_logprobs
+
+            def kl(logp):
+                return F.kl_div(logp, clean, log_target=True, reduction="batchmean")
+
+            lost = kl(batch.empty_logprobs)
+            shares = [kl(final_logits(lg, p["last"]).float().log_softmax(-1)) / lost for lg in logits]
+        expected = sum(w * sh for w, sh in zip(module.size_w.tolist(), shares, strict=True))
+        assert float(terms["fit"]) == pytest.approx(float(expected), rel=1e-4)
+        assert 0 < float(lost) and all(0 <= float(sh) for sh in shares)
+
+
 # --- several processes (Lightning DDP, gloo on the CPU) ----------------------------------------
 def _cli_train(tmp_path: Path, run: str, *more: str):
     import subprocess

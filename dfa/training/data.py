@@ -185,9 +185,9 @@ class TransferData(pl.LightningDataModule):
         device = next(target.parameters()).device
         batches = [{k: v.to(device) for k, v in b.items()} for b in batches]  # type: ignore[misc]
         means = mean_activations(target, graph, batches) if c.ablation == "mean" else None
-        # The empty circuit's answer log-probabilities: only the curve objective's logit-diff fit
-        # reads them (in training, and for the val loss).
-        needs_empty = c.objective == "curve" and c.loss == "logit_diff"
+        # The empty circuit's answer log-probabilities: only the curve objective's logit-diff and
+        # KL-share fits read them (in training, and for the val loss).
+        needs_empty = c.objective == "curve" and c.loss in ("logit_diff", "kl_share")
         items = []
         for b in batches:
             donor = donor_activations(target, graph, b, c.ablation, means)

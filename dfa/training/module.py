@@ -9,7 +9,9 @@ Objectives (`TrainConfig.objective`):
   faithfulness over the MIB fractions), so each step runs the target under one mask per size
   `k` at once (stacked along the batch), each a soft top-k of `z` (`dfa.core.mapping.soft_top_k`),
   and the loss is the fit at each size weighed as the score weighs it (`size_weights`). The fit
-  is KL(P_clean || P_masked) at the answer position, or (`loss: logit_diff`) `1 - f_k`, with
+  is KL(P_clean || P_masked) at the answer position; (`loss: kl_share`) that KL divided by the
+  batch's KL under the empty circuit, so every task weighs on one scale (the KL of one task can be
+  many times another's); or (`loss: logit_diff`) `1 - f_k`, with
   `f_k = (m_k - m_empty) / (m_clean - m_empty)` the faithfulness of the batch's mean metric.
 - `density` (the first objective): one soft mask `sigmoid(z)`, fit + `sparsity * mean(mask)`.
 Both add `anchor * mean_j |W[:, j] - W_init[:, j]|^2` (W starts at the relative-depth map; see
@@ -295,7 +297,11 @@ class MapTrainer(pl.LightningModule):
             gap = gap if gap.abs() > 1e-6 else gap.new_tensor(1e-6)
             return 1 - (masked - empty) / gap
         target = clean.repeat(sizes, 1)
-        return F.kl_div(logp, target, log_target=True, reduction="none").sum(-1).view(sizes, b).mean(1)
+        kl = F.kl_div(logp, target, log_target=True, reduction="none").sum(-1).view(sizes, b).mean(1)
+        if self.config.loss == "kl_share":  # the share of the empty circuit's KL: one scale per task
+            lost = F.kl_div(batch.empty_logprobs.to(logp), clean, log_target=True, reduction="batchmean")
+            return kl / lost.clamp_min(1e-6)
+        return kl
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
         self.use_pair(batch.pair)
