@@ -118,7 +118,7 @@ class MapTrainer(pl.LightningModule):
         dm = self.trainer.datamodule
         for k, p in enumerate(dm.pairs):
             self.attach(
-                dm.pair_target(k), p.src_graph, p.source_scores, dm.metrics, p.source_draws, p.profiles, k
+                dm.pair_target(k), p.src_graph, p.source_scores, dm.metrics, p.source_draws, p.profiles, k, p.stats
             )
         self.use_pair(0)
 
@@ -131,17 +131,18 @@ class MapTrainer(pl.LightningModule):
         source_draws: dict[str, torch.Tensor] | None = None,
         profiles: tuple[torch.Tensor, torch.Tensor] | None = None,
         pair: int = 0,
+        stats: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         """Wire a pair's frozen target and the tasks' whole-graph source scores (done by `setup`;
         tests and benchmarks call it directly), the training tasks' resampled source scores
         `[resamples, nodes]` when `source_resamples` asks for them, and (features map) both
-        models' role profiles. The pair becomes the current one."""
+        models' role profiles and node statistics (`NodeStats.table`). The pair becomes the current one."""
         graph = NodeGraph.from_model(target)
         src, tgt = self.config.pair_list[pair]
         if isinstance(self.map, FeatureMap):
             feats = (
-                NodeFeatures.of(src_graph, profiles and profiles[0]),
-                NodeFeatures.of(graph, profiles and profiles[1]),
+                NodeFeatures.of(src_graph, profiles and profiles[0], stats and stats[0]),
+                NodeFeatures.of(graph, profiles and profiles[1], stats and stats[1]),
             )
             self._start_map.bind(*feats)
             W0 = self._start_map.W.detach().clone()
@@ -210,6 +211,10 @@ class MapTrainer(pl.LightningModule):
         if self.config.anchor > 0:
             terms["anchor"] = (self.map.W - self.W0).pow(2).sum(0).mean()
             terms["loss"] = terms["loss"] + self.config.anchor * terms["anchor"]
+        if isinstance(self.map, FeatureMap) and self.config.offset_anchor > 0:
+            # g starts at 0 (its output layer is zero): the penalty is its size on the current pair.
+            terms["offset"] = self.map.b.pow(2).mean()
+            terms["loss"] = terms["loss"] + self.config.offset_anchor * terms["offset"]
         return terms
 
     def _metric_args(self, batch: TrainBatch, repeat: int = 1) -> tuple[torch.Tensor, ...]:
@@ -310,6 +315,7 @@ class MapTrainer(pl.LightningModule):
             "mask_density",
             "recovery",
             "anchor",
+            "offset",
         ):
             if k in terms:
                 self.log(
