@@ -14,7 +14,7 @@ from scipy.stats import spearmanr
 
 from dfa.config import ConfigError, make_config, split_pair
 from dfa.core.alignment import depth_matrix
-from dfa.core.feature_map import N_ROLES, FeatureMap, NodeFeatures, bind_models, load_map
+from dfa.core.feature_map import N_ROLES, N_STATS, FeatureMap, NodeFeatures, bind_models, load_map
 from dfa.core.graph import NodeGraph
 from dfa.core.mapping import AlignmentMap, MapError, normalise_scores
 
@@ -22,15 +22,21 @@ from dfa.core.mapping import AlignmentMap, MapError, normalise_scores
 SHAPES = [((3, 8), (4, 10)), ((3, 8), (5, 12)), ((4, 10), (5, 12)), ((12, 12), (36, 20))]
 
 
-def bound(src: tuple[int, int], tgt: tuple[int, int], roles: bool = False, **kw) -> FeatureMap:
+def bound(
+    src: tuple[int, int], tgt: tuple[int, int], roles: bool = False, stats: bool = False, **kw
+) -> FeatureMap:
     S, T = NodeGraph(*src), NodeGraph(*tgt)
     g = torch.Generator().manual_seed(0)
     profiles = (
         torch.rand(len(S.heads), N_ROLES, generator=g),
         torch.rand(len(T.heads), N_ROLES, generator=g),
     )
-    m = FeatureMap("roles" if roles else "depth", **kw)
-    bind_models(m, S, T, profiles)
+    node_stats = (
+        torch.randn(len(S.mapped), N_STATS, generator=g),
+        torch.randn(len(T.mapped), N_STATS, generator=g),
+    )
+    m = FeatureMap("stats" if stats else "roles" if roles else "depth", **kw)
+    bind_models(m, S, T, profiles, node_stats)
     return m
 
 
@@ -42,25 +48,28 @@ def perturb(m: FeatureMap, seed: int = 1) -> FeatureMap:
     return m
 
 
-def test_parameter_count_does_not_depend_on_the_pair():
+@pytest.mark.parametrize("stats", [False, True])
+def test_parameter_count_does_not_depend_on_the_pair(stats):
     counts, shapes = set(), set()
     for src, tgt in [*SHAPES, ((1, 1), (2, 3)), ((36, 20), (3, 8))]:
-        m = bound(src, tgt, roles=True)
+        m = bound(src, tgt, roles=True, stats=stats)
         counts.add(sum(p.numel() for p in m.parameters()))
         shapes.add(tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()))
         assert m.W.shape == (m.n_src, m.n_tgt) == (len(NodeGraph(*src)) - 1, len(NodeGraph(*tgt)) - 1)
     assert len(counts) == 1 and len(shapes) == 1
-    assert counts.pop() < 300  # a few scalars, a 6 x 6 role form and a 10 -> 16 -> 1 offset
+    # a few scalars, a 6 x 6 role form and a 10 -> 16 -> 1 offset; with stats a 4 x 4 stats form
+    # and 4 more inputs to the offset's 16 hidden units
+    assert counts.pop() == 235 + stats * (N_STATS * N_STATS + N_STATS * 16)
     # and one set of parameters serves two pairs: rebinding changes no parameter
-    m = perturb(bound((3, 8), (4, 10)))
+    m = perturb(bound((3, 8), (4, 10), stats=stats))
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    bind_models(m, NodeGraph(4, 10), NodeGraph(5, 12))
+    bind_models(m, NodeGraph(4, 10), NodeGraph(5, 12), None, (torch.randn(44, N_STATS), torch.randn(65, N_STATS)))
     assert m.n_tgt == 65 and all(torch.equal(before[k], v) for k, v in m.state_dict().items())
 
 
-@pytest.mark.parametrize("roles", [False, True])
-def test_the_features_map_is_the_dense_map_of_its_kernel(roles):
-    m = perturb(bound((3, 8), (5, 12), roles=roles, temperature=0.7, normalise="abs-max"))
+@pytest.mark.parametrize(("roles", "stats"), [(False, False), (True, False), (True, True)])
+def test_the_features_map_is_the_dense_map_of_its_kernel(roles, stats):
+    m = perturb(bound((3, 8), (5, 12), roles=roles, stats=stats, temperature=0.7, normalise="abs-max"))
     dense = m.dense()
     assert isinstance(dense, AlignmentMap) and dense.tgt_names == NodeGraph(5, 12).mapped_names
     s = torch.randn(4, m.n_src)
@@ -78,7 +87,45 @@ def test_the_features_map_is_the_dense_map_of_its_kernel(roles):
     width = m.log_width.exp()[0] / 3
     w = torch.softmax(-((d_src - 0.5 - m.shift[0] / 3) ** 2) / (2 * width**2), 0)
     mlps = [m.src_names.index(f"m{layer}") for layer in range(3)]
+    if stats:  # + the stats form between the source MLPs' and the target MLP's statistics
+        src_s, tgt_s = m.pair[0].stats, m.pair[1].stats
+        sim = src_s[mlps] @ m.stats_bilinear @ tgt_s[j]
+        w = torch.softmax(-((d_src - 0.5 - m.shift[0] / 3) ** 2) / (2 * width**2) + sim, 0)
     assert torch.allclose(m.W[mlps, j], m.gain[0] * w, atol=1e-6)
+    assert torch.allclose(m.b, m.offset(m.pair[1].table[:, : 10 + N_STATS * stats]).squeeze(-1))
+
+
+def test_statistics_move_the_map_only_when_the_features_read_them():
+    S, T = NodeGraph(3, 8), NodeGraph(4, 10)
+    g = torch.Generator().manual_seed(3)
+    a = (torch.randn(len(S.mapped), N_STATS, generator=g), torch.randn(len(T.mapped), N_STATS, generator=g))
+    b = (torch.randn(len(S.mapped), N_STATS, generator=g), torch.randn(len(T.mapped), N_STATS, generator=g))
+    for features, moves in (("roles", False), ("stats", True)):
+        m = perturb(FeatureMap(features))
+        if features == "stats":
+            with torch.no_grad():
+                m.stats_bilinear.fill_(0.5)
+        bind_models(m, S, T, None, a)
+        K, off = m.kernel().detach(), m.b.detach()
+        bind_models(m, S, T, None, b)
+        assert torch.allclose(m.kernel(), K) is not moves and torch.allclose(m.b, off) is not moves
+    # each head of one layer gets its own offset from its statistics
+    m = perturb(FeatureMap("stats"))
+    bind_models(m, S, T, None, a)
+    assert len(set(m.b[:10].tolist())) == 10
+
+
+def test_wrong_or_missing_statistics_are_refused():
+    with pytest.raises(MapError, match=r"Node statistics of shape \[24, 4\] for a model with 27 heads and MLPs"):
+        NodeFeatures.of(NodeGraph(3, 8), None, torch.randn(24, N_STATS))
+    with pytest.raises(MapError, match="recompute the node statistics"):
+        NodeFeatures.of(NodeGraph(3, 8), None, torch.randn(27, N_STATS + 1))
+    with pytest.raises(MapError, match="non-finite"):
+        NodeFeatures.of(NodeGraph(3, 8), None, torch.full((27, N_STATS), float("nan")))
+    with pytest.raises(MapError, match="reads node statistics"):
+        bind_models(FeatureMap("stats"), NodeGraph(3, 8), NodeGraph(4, 10))
+    with pytest.raises(MapError, match="choose one of depth, roles, stats"):
+        FeatureMap("norms")  # type: ignore[arg-type]
 
 
 def test_roles_move_the_heads_only_when_the_features_read_them():
@@ -165,6 +212,25 @@ def test_save_load_round_trip_is_bit_identical_and_bad_files_are_named(tmp_path)
     info.write_text(json.dumps({k: v for k, v in meta.items() if k != "features"}))
     with pytest.raises(MapError, match="lacks 'features'"):
         load_map(tmp_path)
+
+
+def test_a_stats_map_round_trips_and_a_roles_file_is_not_a_stats_map(tmp_path):
+    m = perturb(bound((3, 8), (4, 10), stats=True))
+    m.save(tmp_path / "st")
+    back, meta = load_map(tmp_path / "st")
+    assert isinstance(back, FeatureMap) and back.features == "stats" and "statistics" in meta["kernel"]
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in m.state_dict().items())
+    stats = (m.pair[0].stats, m.pair[1].stats)
+    bind_models(back, NodeGraph(3, 8), NodeGraph(4, 10), None, stats)
+    bind_models(m, NodeGraph(3, 8), NodeGraph(4, 10), None, stats)  # roles dropped on both sides
+    s = torch.randn(27)
+    assert torch.equal(back.logits(s), m.logits(s))
+    # a roles map's parameters are not a stats map's
+    bound((3, 8), (4, 10), roles=True).save(tmp_path / "ro")
+    info = json.loads((tmp_path / "ro" / "map.json").read_text())
+    (tmp_path / "ro" / "map.json").write_text(json.dumps({**info, "features": "stats"}))
+    with pytest.raises(MapError, match="does not hold a features map's parameters"):
+        load_map(tmp_path / "ro")
 
 
 def test_pairs_settings_and_their_errors(tmp_path):
