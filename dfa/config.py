@@ -56,7 +56,7 @@ class TrainConfig:
         "applies to pairs it never saw)",
     )
     map_features: MapFeatures = opt(
-        "roles",
+        "stats",
         "features map: besides kind, relative depth and the layer's share of heads, read the heads' "
         "role profiles (roles: forward passes of each model, cached), or the roles and every node's "
         "activation statistics on random tokens (stats: output norm, spread across inputs, attention "
@@ -107,7 +107,7 @@ class TrainConfig:
     init_gain: float = opt(6.0, "scale of the relative-depth start")
     anchor: float = opt(1.0, "+ anchor * mean over target nodes of |W[:, j] - W_init[:, j]|^2")
     offset_anchor: float = opt(
-        0.0,
+        3.0,
         "features map: + offset_anchor * mean over target nodes of g(psi_j)^2, g the shared offset "
         "(0 at the start), so that it cannot flatten the ranking into depth plateaus",
     )
@@ -211,7 +211,9 @@ class TrainConfig:
         if bad:
             raise ConfigError(f"val_fractions must be among the MIB fractions {list(FRACTIONS)}, not {bad}.")
         if min(self.sparsity, self.anchor, self.offset_anchor) < 0 or self.lr <= 0 or self.temperature <= 0:
-            raise ConfigError("lr and temperature must be positive, sparsity and the anchors non-negative.")
+            raise ConfigError(
+                "lr and temperature must be positive; sparsity, anchor and offset_anchor non-negative."
+            )
         if self.topk_tau <= 0 or self.patience < 0 or self.source_resamples < 0:
             raise ConfigError("topk_tau must be positive; patience and source_resamples non-negative.")
         try:

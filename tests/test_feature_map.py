@@ -63,7 +63,9 @@ def test_parameter_count_does_not_depend_on_the_pair(stats):
     # and one set of parameters serves two pairs: rebinding changes no parameter
     m = perturb(bound((3, 8), (4, 10), stats=stats))
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    bind_models(m, NodeGraph(4, 10), NodeGraph(5, 12), None, (torch.randn(44, N_STATS), torch.randn(65, N_STATS)))
+    bind_models(
+        m, NodeGraph(4, 10), NodeGraph(5, 12), None, (torch.randn(44, N_STATS), torch.randn(65, N_STATS))
+    )
     assert m.n_tgt == 65 and all(torch.equal(before[k], v) for k, v in m.state_dict().items())
 
 
@@ -116,7 +118,9 @@ def test_statistics_move_the_map_only_when_the_features_read_them():
 
 
 def test_wrong_or_missing_statistics_are_refused():
-    with pytest.raises(MapError, match=r"Node statistics of shape \[24, 4\] for a model with 27 heads and MLPs"):
+    with pytest.raises(
+        MapError, match=r"Node statistics of shape \[24, 4\] for a model with 27 heads and MLPs"
+    ):
         NodeFeatures.of(NodeGraph(3, 8), None, torch.randn(24, N_STATS))
     with pytest.raises(MapError, match="recompute the node statistics"):
         NodeFeatures.of(NodeGraph(3, 8), None, torch.randn(27, N_STATS + 1))
@@ -258,6 +262,8 @@ def test_pairs_settings_and_their_errors(tmp_path):
         make_config(None, map_kind="features", pairs=["toy-gpt2-s:toy-gpt2-m"] * 2)
     with pytest.raises(ConfigError, match="'map_kind' must be one of dense, features"):
         make_config(None, map_kind="sparse")
+    with pytest.raises(ConfigError, match="offset_anchor non-negative"):
+        make_config(None, offset_anchor=-1.0)
 
 
 # --- training on several pairs, applied to an unseen one ------------------------------------------
@@ -301,7 +307,7 @@ def two_pair_run(tmp_path_factory):
 def test_training_on_two_pairs_draws_batches_across_them_and_records_them(two_pair_run):
     run, seen, _ = two_pair_run
     info = json.loads((run / "map.json").read_text())
-    assert info["map_kind"] == "features" and info["features"] == "roles"
+    assert info["map_kind"] == "features" and info["features"] == "stats"  # the default
     assert info["pairs"] == [["toy-gpt2-s", "toy-gpt2-m"], ["toy-neox-s", "toy-neox-m"]]
     assert info["hyperparameters"]["pairs"] == TWO_PAIRS["pairs"]
     # 2 pairs x 2 tasks x 2 batches per epoch, the pairs shuffled together
@@ -367,11 +373,16 @@ def test_a_one_pair_features_map_trains_every_parameter_and_restores_its_start(t
     data.setup("fit")
     p = data.pairs[0]
     assert p.profiles is not None and p.profiles[0].abs().sum() > 0  # the heads' roles are read
+    assert p.stats is not None and [len(s) for s in p.stats] == [27, 44]  # and the node statistics
     module = MapTrainer(c.to_dict(), p.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names)
-    module.attach(data.target, p.src_graph, p.source_scores, data.metrics, p.source_draws, p.profiles)
+    module.attach(
+        data.target, p.src_graph, p.source_scores, data.metrics, p.source_draws, p.profiles, stats=p.stats
+    )
+    assert torch.equal(module.map.pair[1].stats, p.stats[1])
     assert module.labels == ["sva", "gender"]  # one pair: labels are the tasks
     terms = module.loss_terms(data.train_items[0])
     assert float(terms["anchor"].detach()) == 0.0  # the start is W0
+    assert float(terms["offset"].detach()) == 0.0  # and g = 0
     terms["loss"].backward()
     for name, param in module.map.named_parameters():  # g's output layer starts at 0: its hidden
         if not name.startswith("offset.0."):  # layer gets a gradient from the second step on
@@ -385,7 +396,20 @@ def test_a_one_pair_features_map_trains_every_parameter_and_restores_its_start(t
     module.restore_start()
     start = {k: v.clone() for k, v in module.map.state_dict().items()}
     perturb(module.map)
-    assert float(module.loss_terms(data.train_items[0])["anchor"].detach()) > 0
+    moved = module.loss_terms(data.train_items[0])
+    assert float(moved["anchor"].detach()) > 0
+    # the penalty on g: offset_anchor * mean_j g(psi_j)^2, added to the loss
+    assert float(moved["offset"].detach()) == pytest.approx(float(module.map.b.detach().pow(2).mean()))
+    without = MapTrainer({**c.to_dict(), "offset_anchor": 0.0}, module.map.src_names, module.map.tgt_names)
+    without.map.load_state_dict(module.map.state_dict())
+    without.attach(
+        data.target, p.src_graph, p.source_scores, data.metrics, p.source_draws, p.profiles, stats=p.stats
+    )
+    rest = without.loss_terms(data.train_items[0])
+    assert "offset" not in rest
+    assert float(moved["loss"].detach()) == pytest.approx(
+        float(rest["loss"].detach()) + c.offset_anchor * float(moved["offset"].detach()), rel=1e-5
+    )
     module.restore_start()
     assert all(torch.equal(v, start[k]) for k, v in module.map.state_dict().items())
 

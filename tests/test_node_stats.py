@@ -63,7 +63,9 @@ def test_zscore_per_column_and_constant_columns():
 
 def test_the_table_is_in_graph_order_z_scored_per_kind():
     layers, heads = 3, 2
-    values = torch.arange(layers * (heads + 1) * N_STATS, dtype=torch.float32).view(layers, heads + 1, N_STATS)
+    values = torch.arange(layers * (heads + 1) * N_STATS, dtype=torch.float32).view(
+        layers, heads + 1, N_STATS
+    )
     values[:, :, STATS.index("bos")] = torch.rand(layers, heads + 1)
     t = NodeStats("m", values).table()
     graph = NodeGraph(layers, heads)

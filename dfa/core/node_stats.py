@@ -117,7 +117,11 @@ class NodeStats:
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
 
-        header = {"model": self.model, "stats": json.dumps(list(STATS)), "meta": json.dumps(finite(self.meta))}
+        header = {
+            "model": self.model,
+            "stats": json.dumps(list(STATS)),
+            "meta": json.dumps(finite(self.meta)),
+        }
         return atomic_write(
             path, lambda tmp: save_file({STATS_KEY: self.values.contiguous()}, str(tmp), metadata=header)
         )
@@ -135,7 +139,9 @@ class NodeStats:
             meta = json.loads(header.get("meta", "{}"))
             model = header["model"]
         except (SafetensorError, OSError, RuntimeError, KeyError, ValueError) as err:
-            raise NodeStatsError(f"{path} is not a dfa node-statistics file ({type(err).__name__}: {err}).") from None
+            raise NodeStatsError(
+                f"{path} is not a dfa node-statistics file ({type(err).__name__}: {err})."
+            ) from None
         if names != STATS:
             raise NodeStatsError(f"{path} holds statistics {names}, not this version's {STATS}.")
         return cls(model, tensor, meta)

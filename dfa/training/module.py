@@ -13,7 +13,8 @@ Objectives (`TrainConfig.objective`):
   `f_k = (m_k - m_empty) / (m_clean - m_empty)` the faithfulness of the batch's mean metric.
 - `density` (the first objective): one soft mask `sigmoid(z)`, fit + `sparsity * mean(mask)`.
 Both add `anchor * mean_j |W[:, j] - W_init[:, j]|^2` (W starts at the relative-depth map; see
-`dfa.core.mapping`). The target is not a submodule: never in a state_dict, never in a checkpoint.
+`dfa.core.mapping`), and for a features map `offset_anchor * mean_j g(psi_j)^2` (its offset `b`,
+0 at the start: without it `g` grew until the ranking collapsed to depth plateaus). The target is not a submodule: never in a state_dict, never in a checkpoint.
 
 The map is dense (`AlignmentMap`) or, with `map_kind: features`, a `FeatureMap` whose `W` and `b`
 are computed from the bound pair's node features (`dfa.core.feature_map`; the anchor then pulls
@@ -118,7 +119,14 @@ class MapTrainer(pl.LightningModule):
         dm = self.trainer.datamodule
         for k, p in enumerate(dm.pairs):
             self.attach(
-                dm.pair_target(k), p.src_graph, p.source_scores, dm.metrics, p.source_draws, p.profiles, k, p.stats
+                dm.pair_target(k),
+                p.src_graph,
+                p.source_scores,
+                dm.metrics,
+                p.source_draws,
+                p.profiles,
+                k,
+                p.stats,
             )
         self.use_pair(0)
 
