@@ -31,7 +31,7 @@ Why this kernel:
   statistics (`features: stats`) can, and which heads write much and input-dependent outputs
   predicts which heads the tasks need in the larger toy models (the spread's within-layer Spearman
   with the mean |attribution| over 8 tasks: +0.70 on toy-gpt2-l, +0.61 on toy-neox-l; the 3-layer
-  toy-*-s disagree, -0.09 and +0.16). Training penalises `g`'s
+  s models say little: +0.16 on toy-gpt2-s, -0.09 on toy-neox-s). Training penalises `g`'s
   size (`TrainConfig.offset_anchor`), so that it shifts the kernel's ranking instead of replacing it.
 - `S` (4 x 4, zero at the start, `features: stats`) lets a target node read the source nodes whose
   statistics are like its own, as `B` does for roles.
