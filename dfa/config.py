@@ -56,9 +56,11 @@ class TrainConfig:
         "applies to pairs it never saw)",
     )
     map_features: MapFeatures = opt(
-        "roles",
+        "stats",
         "features map: besides kind, relative depth and the layer's share of heads, read the heads' "
-        "role profiles (roles: forward passes of each model, cached) or not (depth)",
+        "role profiles (roles: forward passes of each model, cached), or the roles and every node's "
+        "activation statistics on random tokens (stats: output norm, spread across inputs, attention "
+        "entropy and BOS share, z-scored within the model; cached), or neither (depth)",
     )
     pairs: list[str] = opt(
         [],
@@ -108,6 +110,11 @@ class TrainConfig:
     init: Init = opt("depth", "W's start: init_gain * the relative-depth map (+ noise), or noise")
     init_gain: float = opt(6.0, "scale of the relative-depth start")
     anchor: float = opt(1.0, "+ anchor * mean over target nodes of |W[:, j] - W_init[:, j]|^2")
+    offset_anchor: float = opt(
+        3.0,
+        "features map: + offset_anchor * mean over target nodes of g(psi_j)^2, g the shared offset "
+        "(0 at the start), so that it cannot flatten the ranking into depth plateaus",
+    )
     max_epochs: int = opt(6, "epochs (when resuming a run: extends it)")
     seed: int = opt(0, "map initialisation and batch order")
     data_seed: int = opt(0, "the tasks' train/val/test split (the toy ladders were trained on seed 0's)")
@@ -207,8 +214,10 @@ class TrainConfig:
         bad = [f for f in self.val_fractions if f not in FRACTIONS]
         if bad:
             raise ConfigError(f"val_fractions must be among the MIB fractions {list(FRACTIONS)}, not {bad}.")
-        if self.lr <= 0 or self.temperature <= 0 or self.sparsity < 0 or self.anchor < 0:
-            raise ConfigError("lr and temperature must be positive, sparsity and anchor non-negative.")
+        if min(self.sparsity, self.anchor, self.offset_anchor) < 0 or self.lr <= 0 or self.temperature <= 0:
+            raise ConfigError(
+                "lr and temperature must be positive; sparsity, anchor and offset_anchor non-negative."
+            )
         if self.topk_tau <= 0 or self.patience < 0 or self.source_resamples < 0:
             raise ConfigError("topk_tau must be positive; patience and source_resamples non-negative.")
         try:

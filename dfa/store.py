@@ -1,5 +1,5 @@
 """Where models and cached results live: a `ModelPool` passed explicitly (never a global), and the
-on-disk caches of node scores and head roles.
+on-disk caches of node scores, head roles and node statistics.
 
 A pool places every model it loads on one device with one dtype, resolved once (`auto`: CUDA when
 visible); `release` drops a model a caller is done with (a sweep keeps only the pair it runs).
@@ -16,6 +16,8 @@ import torch
 from dfa.config import safe_name
 from dfa.core.circuits import score_nodes, score_resamples
 from dfa.core.models import load_model, resolve_device, resolve_dtype, weights_fingerprint
+from dfa.core.node_stats import VERSION as STATS_VERSION
+from dfa.core.node_stats import NodeStats, NodeStatsError, node_stats
 from dfa.core.roles import VERSION, RoleScores, RolesError, role_scores
 from dfa.core.scores import NodeScores
 
@@ -131,3 +133,24 @@ def cached_roles(pool: ModelPool, cache: Path, model_name: str, seed: int = 0) -
     scores.model = model_name
     scores.save(path)
     return scores
+
+
+def stats_path(cache: Path, model_name: str, seed: int = 0) -> Path:
+    return Path(cache) / "node_stats" / f"{cache_name(model_name)}__s{seed}.safetensors"
+
+
+def cached_node_stats(pool: ModelPool, cache: Path, model_name: str, seed: int = 0) -> NodeStats:
+    """`node_stats` of `model_name` with default settings, from the cache when there (and of this
+    `STATS_VERSION`), else computed (loading the model only then) and saved."""
+    path = stats_path(cache, model_name, seed)
+    if path.is_file():
+        try:
+            found = NodeStats.load(path)
+        except NodeStatsError:
+            found = None
+        if found is not None and found.meta.get("version") == STATS_VERSION:
+            return found
+    stats = node_stats(pool.get(model_name), seed=seed)
+    stats.model = model_name
+    stats.save(path)
+    return stats

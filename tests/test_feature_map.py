@@ -14,7 +14,7 @@ from scipy.stats import spearmanr
 
 from dfa.config import ConfigError, make_config, split_pair
 from dfa.core.alignment import depth_matrix
-from dfa.core.feature_map import N_ROLES, FeatureMap, NodeFeatures, bind_models, load_map
+from dfa.core.feature_map import N_ROLES, N_STATS, FeatureMap, NodeFeatures, bind_models, load_map
 from dfa.core.graph import NodeGraph
 from dfa.core.mapping import AlignmentMap, MapError, normalise_scores
 
@@ -22,15 +22,21 @@ from dfa.core.mapping import AlignmentMap, MapError, normalise_scores
 SHAPES = [((3, 8), (4, 10)), ((3, 8), (5, 12)), ((4, 10), (5, 12)), ((12, 12), (36, 20))]
 
 
-def bound(src: tuple[int, int], tgt: tuple[int, int], roles: bool = False, **kw) -> FeatureMap:
+def bound(
+    src: tuple[int, int], tgt: tuple[int, int], roles: bool = False, stats: bool = False, **kw
+) -> FeatureMap:
     S, T = NodeGraph(*src), NodeGraph(*tgt)
     g = torch.Generator().manual_seed(0)
     profiles = (
         torch.rand(len(S.heads), N_ROLES, generator=g),
         torch.rand(len(T.heads), N_ROLES, generator=g),
     )
-    m = FeatureMap("roles" if roles else "depth", **kw)
-    bind_models(m, S, T, profiles)
+    node_stats = (
+        torch.randn(len(S.mapped), N_STATS, generator=g),
+        torch.randn(len(T.mapped), N_STATS, generator=g),
+    )
+    m = FeatureMap("stats" if stats else "roles" if roles else "depth", **kw)
+    bind_models(m, S, T, profiles, node_stats)
     return m
 
 
@@ -42,25 +48,30 @@ def perturb(m: FeatureMap, seed: int = 1) -> FeatureMap:
     return m
 
 
-def test_parameter_count_does_not_depend_on_the_pair():
+@pytest.mark.parametrize("stats", [False, True])
+def test_parameter_count_does_not_depend_on_the_pair(stats):
     counts, shapes = set(), set()
     for src, tgt in [*SHAPES, ((1, 1), (2, 3)), ((36, 20), (3, 8))]:
-        m = bound(src, tgt, roles=True)
+        m = bound(src, tgt, roles=True, stats=stats)
         counts.add(sum(p.numel() for p in m.parameters()))
         shapes.add(tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()))
         assert m.W.shape == (m.n_src, m.n_tgt) == (len(NodeGraph(*src)) - 1, len(NodeGraph(*tgt)) - 1)
     assert len(counts) == 1 and len(shapes) == 1
-    assert counts.pop() < 300  # a few scalars, a 6 x 6 role form and a 10 -> 16 -> 1 offset
+    # a few scalars, a 6 x 6 role form and a 10 -> 16 -> 1 offset; with stats a 4 x 4 stats form
+    # and 4 more inputs to the offset's 16 hidden units
+    assert counts.pop() == 235 + stats * (N_STATS * N_STATS + N_STATS * 16)
     # and one set of parameters serves two pairs: rebinding changes no parameter
-    m = perturb(bound((3, 8), (4, 10)))
+    m = perturb(bound((3, 8), (4, 10), stats=stats))
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    bind_models(m, NodeGraph(4, 10), NodeGraph(5, 12))
+    bind_models(
+        m, NodeGraph(4, 10), NodeGraph(5, 12), None, (torch.randn(44, N_STATS), torch.randn(65, N_STATS))
+    )
     assert m.n_tgt == 65 and all(torch.equal(before[k], v) for k, v in m.state_dict().items())
 
 
-@pytest.mark.parametrize("roles", [False, True])
-def test_the_features_map_is_the_dense_map_of_its_kernel(roles):
-    m = perturb(bound((3, 8), (5, 12), roles=roles, temperature=0.7, normalise="abs-max"))
+@pytest.mark.parametrize(("roles", "stats"), [(False, False), (True, False), (True, True)])
+def test_the_features_map_is_the_dense_map_of_its_kernel(roles, stats):
+    m = perturb(bound((3, 8), (5, 12), roles=roles, stats=stats, temperature=0.7, normalise="abs-max"))
     dense = m.dense()
     assert isinstance(dense, AlignmentMap) and dense.tgt_names == NodeGraph(5, 12).mapped_names
     s = torch.randn(4, m.n_src)
@@ -78,7 +89,47 @@ def test_the_features_map_is_the_dense_map_of_its_kernel(roles):
     width = m.log_width.exp()[0] / 3
     w = torch.softmax(-((d_src - 0.5 - m.shift[0] / 3) ** 2) / (2 * width**2), 0)
     mlps = [m.src_names.index(f"m{layer}") for layer in range(3)]
+    if stats:  # + the stats form between the source MLPs' and the target MLP's statistics
+        src_s, tgt_s = m.pair[0].stats, m.pair[1].stats
+        sim = src_s[mlps] @ m.stats_bilinear @ tgt_s[j]
+        w = torch.softmax(-((d_src - 0.5 - m.shift[0] / 3) ** 2) / (2 * width**2) + sim, 0)
     assert torch.allclose(m.W[mlps, j], m.gain[0] * w, atol=1e-6)
+    assert torch.allclose(m.b, m.offset(m.pair[1].table[:, : 10 + N_STATS * stats]).squeeze(-1))
+
+
+def test_statistics_move_the_map_only_when_the_features_read_them():
+    S, T = NodeGraph(3, 8), NodeGraph(4, 10)
+    g = torch.Generator().manual_seed(3)
+    a = (torch.randn(len(S.mapped), N_STATS, generator=g), torch.randn(len(T.mapped), N_STATS, generator=g))
+    b = (torch.randn(len(S.mapped), N_STATS, generator=g), torch.randn(len(T.mapped), N_STATS, generator=g))
+    for features, moves in (("roles", False), ("stats", True)):
+        m = perturb(FeatureMap(features))
+        if features == "stats":
+            with torch.no_grad():
+                m.stats_bilinear.fill_(0.5)
+        bind_models(m, S, T, None, a)
+        K, off = m.kernel().detach(), m.b.detach()
+        bind_models(m, S, T, None, b)
+        assert torch.allclose(m.kernel(), K) is not moves and torch.allclose(m.b, off) is not moves
+    # each head of one layer gets its own offset from its statistics
+    m = perturb(FeatureMap("stats"))
+    bind_models(m, S, T, None, a)
+    assert len(set(m.b[:10].tolist())) == 10
+
+
+def test_wrong_or_missing_statistics_are_refused():
+    with pytest.raises(
+        MapError, match=r"Node statistics of shape \[24, 4\] for a model with 27 heads and MLPs"
+    ):
+        NodeFeatures.of(NodeGraph(3, 8), None, torch.randn(24, N_STATS))
+    with pytest.raises(MapError, match="recompute the node statistics"):
+        NodeFeatures.of(NodeGraph(3, 8), None, torch.randn(27, N_STATS + 1))
+    with pytest.raises(MapError, match="non-finite"):
+        NodeFeatures.of(NodeGraph(3, 8), None, torch.full((27, N_STATS), float("nan")))
+    with pytest.raises(MapError, match="reads node statistics"):
+        bind_models(FeatureMap("stats"), NodeGraph(3, 8), NodeGraph(4, 10))
+    with pytest.raises(MapError, match="choose one of depth, roles, stats"):
+        FeatureMap("norms")  # type: ignore[arg-type]
 
 
 def test_roles_move_the_heads_only_when_the_features_read_them():
@@ -167,6 +218,25 @@ def test_save_load_round_trip_is_bit_identical_and_bad_files_are_named(tmp_path)
         load_map(tmp_path)
 
 
+def test_a_stats_map_round_trips_and_a_roles_file_is_not_a_stats_map(tmp_path):
+    m = perturb(bound((3, 8), (4, 10), stats=True))
+    m.save(tmp_path / "st")
+    back, meta = load_map(tmp_path / "st")
+    assert isinstance(back, FeatureMap) and back.features == "stats" and "statistics" in meta["kernel"]
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in m.state_dict().items())
+    stats = (m.pair[0].stats, m.pair[1].stats)
+    bind_models(back, NodeGraph(3, 8), NodeGraph(4, 10), None, stats)
+    bind_models(m, NodeGraph(3, 8), NodeGraph(4, 10), None, stats)  # roles dropped on both sides
+    s = torch.randn(27)
+    assert torch.equal(back.logits(s), m.logits(s))
+    # a roles map's parameters are not a stats map's
+    bound((3, 8), (4, 10), roles=True).save(tmp_path / "ro")
+    info = json.loads((tmp_path / "ro" / "map.json").read_text())
+    (tmp_path / "ro" / "map.json").write_text(json.dumps({**info, "features": "stats"}))
+    with pytest.raises(MapError, match="does not hold a features map's parameters"):
+        load_map(tmp_path / "ro")
+
+
 def test_pairs_settings_and_their_errors(tmp_path):
     assert split_pair("gpt2:random:gpt2-large:random") == ("gpt2:random", "gpt2-large:random")
     c = make_config(None, map_kind="features", pairs=["toy-gpt2-s:toy-gpt2-m", "toy-neox-s:toy-neox-m"])
@@ -192,6 +262,8 @@ def test_pairs_settings_and_their_errors(tmp_path):
         make_config(None, map_kind="features", pairs=["toy-gpt2-s:toy-gpt2-m"] * 2)
     with pytest.raises(ConfigError, match="'map_kind' must be one of dense, features"):
         make_config(None, map_kind="sparse")
+    with pytest.raises(ConfigError, match="offset_anchor non-negative"):
+        make_config(None, offset_anchor=-1.0)
 
 
 # --- training on several pairs, applied to an unseen one ------------------------------------------
@@ -235,7 +307,7 @@ def two_pair_run(tmp_path_factory):
 def test_training_on_two_pairs_draws_batches_across_them_and_records_them(two_pair_run):
     run, seen, _ = two_pair_run
     info = json.loads((run / "map.json").read_text())
-    assert info["map_kind"] == "features" and info["features"] == "roles"
+    assert info["map_kind"] == "features" and info["features"] == "stats"  # the default
     assert info["pairs"] == [["toy-gpt2-s", "toy-gpt2-m"], ["toy-neox-s", "toy-neox-m"]]
     assert info["hyperparameters"]["pairs"] == TWO_PAIRS["pairs"]
     # 2 pairs x 2 tasks x 2 batches per epoch, the pairs shuffled together
@@ -301,11 +373,16 @@ def test_a_one_pair_features_map_trains_every_parameter_and_restores_its_start(t
     data.setup("fit")
     p = data.pairs[0]
     assert p.profiles is not None and p.profiles[0].abs().sum() > 0  # the heads' roles are read
+    assert p.stats is not None and [len(s) for s in p.stats] == [27, 44]  # and the node statistics
     module = MapTrainer(c.to_dict(), p.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names)
-    module.attach(data.target, p.src_graph, p.source_scores, data.metrics, p.source_draws, p.profiles)
+    module.attach(
+        data.target, p.src_graph, p.source_scores, data.metrics, p.source_draws, p.profiles, stats=p.stats
+    )
+    assert torch.equal(module.map.pair[1].stats, p.stats[1])
     assert module.labels == ["sva", "gender"]  # one pair: labels are the tasks
     terms = module.loss_terms(data.train_items[0])
     assert float(terms["anchor"].detach()) == 0.0  # the start is W0
+    assert float(terms["offset"].detach()) == 0.0  # and g = 0
     terms["loss"].backward()
     for name, param in module.map.named_parameters():  # g's output layer starts at 0: its hidden
         if not name.startswith("offset.0."):  # layer gets a gradient from the second step on
@@ -319,7 +396,20 @@ def test_a_one_pair_features_map_trains_every_parameter_and_restores_its_start(t
     module.restore_start()
     start = {k: v.clone() for k, v in module.map.state_dict().items()}
     perturb(module.map)
-    assert float(module.loss_terms(data.train_items[0])["anchor"].detach()) > 0
+    moved = module.loss_terms(data.train_items[0])
+    assert float(moved["anchor"].detach()) > 0
+    # the penalty on g: offset_anchor * mean_j g(psi_j)^2, added to the loss
+    assert float(moved["offset"].detach()) == pytest.approx(float(module.map.b.detach().pow(2).mean()))
+    without = MapTrainer({**c.to_dict(), "offset_anchor": 0.0}, module.map.src_names, module.map.tgt_names)
+    without.map.load_state_dict(module.map.state_dict())
+    without.attach(
+        data.target, p.src_graph, p.source_scores, data.metrics, p.source_draws, p.profiles, stats=p.stats
+    )
+    rest = without.loss_terms(data.train_items[0])
+    assert "offset" not in rest
+    assert float(moved["loss"].detach()) == pytest.approx(
+        float(rest["loss"].detach()) + c.offset_anchor * float(moved["offset"].detach()), rel=1e-5
+    )
     module.restore_start()
     assert all(torch.equal(v, start[k]) for k, v in module.map.state_dict().items())
 

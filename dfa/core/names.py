@@ -28,4 +28,4 @@ CIRCUIT_FRACTION = 0.2
 # The learned map's kind: a free `[n_src, n_tgt]` matrix for one pair (dense), or per-node features
 # with parameters that fit any pair (features, `dfa.core.feature_map`), and what those features read.
 MapKind = Literal["dense", "features"]
-MapFeatures = Literal["depth", "roles"]
+MapFeatures = Literal["depth", "roles", "stats"]

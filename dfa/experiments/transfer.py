@@ -23,7 +23,7 @@ from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task
 from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, score_methods
-from dfa.store import ModelPool, cached_roles, cached_scores
+from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
 
 
@@ -84,14 +84,19 @@ class Run:
         """Fit the map to the pair's graphs: bind a features map to their node features (reading
         both models' cached roles when its features do), check a dense map's node lists."""
         if isinstance(self.map, FeatureMap):
-            profiles = None
-            if self.map.features == "roles":
-                cache = self.config.cache_dir
+            profiles = stats = None
+            cache = self.config.cache_dir
+            if self.map.features in ("roles", "stats"):
                 profiles = (
                     cached_roles(pool, cache, self.src).profile(),
                     cached_roles(pool, cache, self.tgt).profile(),
                 )
-            bind_models(self.map, src_graph, tgt_graph, profiles)
+            if self.map.features == "stats":
+                stats = (
+                    cached_node_stats(pool, cache, self.src).table(),
+                    cached_node_stats(pool, cache, self.tgt).table(),
+                )
+            bind_models(self.map, src_graph, tgt_graph, profiles, stats)
         self.map.check_graphs(src_graph, tgt_graph, self.src, self.tgt)
 
     def setting(self, task: str) -> str:

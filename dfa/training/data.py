@@ -15,7 +15,7 @@ from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import Cache, answer_logits, donor_activations, mean_activations, run_masked
 from dfa.core.tasks import Batch, get_task, make_batches, make_dataset
-from dfa.store import ModelPool, ScoreSpec, cached_resamples, cached_roles, cached_scores
+from dfa.store import ModelPool, ScoreSpec, cached_node_stats, cached_resamples, cached_roles, cached_scores
 
 
 def source_spec(config: TrainConfig) -> ScoreSpec:
@@ -87,6 +87,7 @@ class PairData:
     source_scores: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> whole graph
     source_draws: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> [resamples, graph]
     profiles: tuple[torch.Tensor, torch.Tensor] | None = None  # (source, target) `[heads, roles]`
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None  # (source, target) `[mapped, N_STATS]`
 
 
 class TransferData(pl.LightningDataModule):
@@ -135,7 +136,11 @@ class TransferData(pl.LightningDataModule):
 
     @property
     def reads_roles(self) -> bool:
-        return self.config.map_kind == "features" and self.config.map_features == "roles"
+        return self.config.map_kind == "features" and self.config.map_features in ("roles", "stats")
+
+    @property
+    def reads_stats(self) -> bool:
+        return self.config.map_kind == "features" and self.config.map_features == "stats"
 
     def prepare_data(self) -> None:
         c = self.config
@@ -148,6 +153,9 @@ class TransferData(pl.LightningDataModule):
             if self.reads_roles:
                 for model in (p.src, p.tgt):
                     cached_roles(self.pool, c.cache_dir, model)
+            if self.reads_stats:
+                for model in (p.src, p.tgt):
+                    cached_node_stats(self.pool, c.cache_dir, model)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_items:
@@ -168,6 +176,10 @@ class TransferData(pl.LightningDataModule):
         if self.reads_roles:
             p.profiles = tuple(  # type: ignore[assignment]
                 cached_roles(self.pool, c.cache_dir, m).profile() for m in (p.src, p.tgt)
+            )
+        if self.reads_stats:
+            p.stats = tuple(  # type: ignore[assignment]
+                cached_node_stats(self.pool, c.cache_dir, m).table() for m in (p.src, p.tgt)
             )
         target = self.pair_target(k)
         graph = NodeGraph.from_model(target)

@@ -15,7 +15,8 @@ Objectives (`TrainConfig.objective`):
   `f_k = (m_k - m_empty) / (m_clean - m_empty)` the faithfulness of the batch's mean metric.
 - `density` (the first objective): one soft mask `sigmoid(z)`, fit + `sparsity * mean(mask)`.
 Both add `anchor * mean_j |W[:, j] - W_init[:, j]|^2` (W starts at the relative-depth map; see
-`dfa.core.mapping`). The target is not a submodule: never in a state_dict, never in a checkpoint.
+`dfa.core.mapping`), and for a features map `offset_anchor * mean_j g(psi_j)^2` (its offset `b`,
+0 at the start: without it `g` grew until the ranking collapsed to depth plateaus). The target is not a submodule: never in a state_dict, never in a checkpoint.
 
 The map is dense (`AlignmentMap`) or, with `map_kind: features`, a `FeatureMap` whose `W` and `b`
 are computed from the bound pair's node features (`dfa.core.feature_map`; the anchor then pulls
@@ -120,7 +121,14 @@ class MapTrainer(pl.LightningModule):
         dm = self.trainer.datamodule
         for k, p in enumerate(dm.pairs):
             self.attach(
-                dm.pair_target(k), p.src_graph, p.source_scores, dm.metrics, p.source_draws, p.profiles, k
+                dm.pair_target(k),
+                p.src_graph,
+                p.source_scores,
+                dm.metrics,
+                p.source_draws,
+                p.profiles,
+                k,
+                p.stats,
             )
         self.use_pair(0)
 
@@ -133,17 +141,18 @@ class MapTrainer(pl.LightningModule):
         source_draws: dict[str, torch.Tensor] | None = None,
         profiles: tuple[torch.Tensor, torch.Tensor] | None = None,
         pair: int = 0,
+        stats: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         """Wire a pair's frozen target and the tasks' whole-graph source scores (done by `setup`;
         tests and benchmarks call it directly), the training tasks' resampled source scores
         `[resamples, nodes]` when `source_resamples` asks for them, and (features map) both
-        models' role profiles. The pair becomes the current one."""
+        models' role profiles and node statistics (`NodeStats.table`). The pair becomes the current one."""
         graph = NodeGraph.from_model(target)
         src, tgt = self.config.pair_list[pair]
         if isinstance(self.map, FeatureMap):
             feats = (
-                NodeFeatures.of(src_graph, profiles and profiles[0]),
-                NodeFeatures.of(graph, profiles and profiles[1]),
+                NodeFeatures.of(src_graph, profiles and profiles[0], stats and stats[0]),
+                NodeFeatures.of(graph, profiles and profiles[1], stats and stats[1]),
             )
             self._start_map.bind(*feats)
             W0 = self._start_map.W.detach().clone()
@@ -212,6 +221,10 @@ class MapTrainer(pl.LightningModule):
         if self.config.anchor > 0:
             terms["anchor"] = (self.map.W - self.W0).pow(2).sum(0).mean()
             terms["loss"] = terms["loss"] + self.config.anchor * terms["anchor"]
+        if isinstance(self.map, FeatureMap) and self.config.offset_anchor > 0:
+            # g starts at 0 (its output layer is zero): the penalty is its size on the current pair.
+            terms["offset"] = self.map.b.pow(2).mean()
+            terms["loss"] = terms["loss"] + self.config.offset_anchor * terms["offset"]
         return terms
 
     def _metric_args(self, batch: TrainBatch, repeat: int = 1) -> tuple[torch.Tensor, ...]:
@@ -316,6 +329,7 @@ class MapTrainer(pl.LightningModule):
             "mask_density",
             "recovery",
             "anchor",
+            "offset",
         ):
             if k in terms:
                 self.log(
