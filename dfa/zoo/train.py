@@ -81,11 +81,10 @@ class TrainConfig:
     role_warmup_weights: dict[str, float] = field(default_factory=lambda: {"repeats": 1.0, "echo": 0.3})
     # Overtime: a model whose last val check before `steps` still has a task (or role) below the
     # bar itself, not just short of its margin, trains on for up to `grace` more steps at the
-    # schedule's floor (0.1 x lr; the cosine ends at `steps`), and stops at the first check with
-    # none below the bar. A model at or above the bar at `steps` stops there, so every model
-    # that was within the bar at its ceiling is built exactly as without overtime. Seed 1's
-    # toy-neox-m ended its 10000 steps with subtraction at 0.8975 on val (0.8775 on test); with
-    # the margin's stop rule in overtime it went on past 0.9175 (step 11000) to 0.885 (12000).
+    # schedule's floor (0.1 x lr; the cosine ends at `steps`), with the checks and their stop
+    # rule as before. A model at or above the bar at `steps` stops there, so every model that
+    # was within the bar at its ceiling is built exactly as without overtime. Seed 1's
+    # toy-neox-m ended its 10000 steps with subtraction at 0.8975 on val (0.8775 on test).
     grace: int = 2000
 
 
@@ -272,13 +271,11 @@ class ValChecks(L.Callback):
         self.record["steps"] = step
         if step % self.config.check_every == 0 and step > self.config.role_warmup:
             self.check(trainer, pl_module, step)  # none while the role warm-up draws role texts alone
-        # At the ceiling, and at every check after it (overtime), a model with no task or role
-        # below the bar itself stops, short of the margin or not.
-        if step >= self.config.steps and not trainer.should_stop:
-            if not self.below_bar:
-                trainer.should_stop = True
-            elif step == self.config.steps:
+        if step == self.config.steps and not trainer.should_stop:  # the ceiling
+            if self.below_bar:
                 self.record["overtime"] = {"from": step, "below_bar": list(self.below_bar)}
+            else:
+                trainer.should_stop = True
 
     def check(self, trainer, pl_module, step: int) -> None:
         from dfa.zoo.card import MIN_ACCURACY, score_batch, task_batch
