@@ -107,10 +107,7 @@ def build_model(
         "n_params": count_parameters(model),
         "vocab_size": len(tokenizer),
         "seed": seed,
-        # trained: the val checks stop early at the bar (at most training.steps, unless a task
-        # was below the bar there: then up to training.grace more, and `overtime` says why)
-        "steps": log["steps"],
-        **({"overtime": log["overtime"]} if "overtime" in log else {}),
+        "steps": log["steps"],  # trained: the val checks stop early at the bar (at most training.steps)
         "train_seconds": round(seconds, 1),
         "training": {
             **asdict(config),

@@ -79,13 +79,6 @@ class TrainConfig:
     # had none by step 3000. The steps count within `steps`.
     role_warmup: int = 0
     role_warmup_weights: dict[str, float] = field(default_factory=lambda: {"repeats": 1.0, "echo": 0.3})
-    # Overtime: a model whose last val check before `steps` still has a task (or role) below the
-    # bar itself, not just short of its margin, trains on for up to `grace` more steps at the
-    # schedule's floor (0.1 x lr; the cosine ends at `steps`), with the checks and their stop
-    # rule as before. A model at or above the bar at `steps` stops there, so every model that
-    # was within the bar at its ceiling is built exactly as without overtime. Seed 1's
-    # toy-neox-m ended its 10000 steps with subtraction at 0.8975 on val (0.8775 on test).
-    grace: int = 2000
 
 
 class TaskBatches(Sampler[list[int]]):
@@ -103,14 +96,10 @@ class TaskBatches(Sampler[list[int]]):
         mixed: bool = False,
         lengths: list[int] | None = None,
         bucket: int = 16,
-        ceiling: int | None = None,
     ):
         self.groups, self.weights = groups, torch.tensor(weights, dtype=torch.double)
         self.steps, self.batch_size, self.seed = steps, batch_size, seed
         self.mixed, self.lengths, self.bucket = mixed, lengths, bucket
-        # No length bucket spans the ceiling (TrainConfig.steps, when `steps` adds overtime), so
-        # the batches up to it are those of a sampler of `ceiling` steps.
-        self.ceiling = ceiling if ceiling is not None and ceiling < steps else steps
 
     def __len__(self) -> int:
         return self.steps
@@ -129,7 +118,7 @@ class TaskBatches(Sampler[list[int]]):
         assert self.lengths is not None
         done = 0
         while done < self.steps:
-            n = min(self.bucket, (self.ceiling if done < self.ceiling else self.steps) - done)
+            n = min(self.bucket, self.steps - done)
             rows = []
             for g in torch.multinomial(
                 self.weights, n * self.batch_size, replacement=True, generator=gen
@@ -263,23 +252,15 @@ class ValChecks(L.Callback):
         self.base = sampler.weights.clone()
         self.is_task = torch.tensor([family is not None for _, family in keys])  # not a text
         self.batches: dict = {}
-        self.below_bar: list[str] = []  # tasks and roles below the bar itself at the last check
         log.setdefault("checks", [])
 
     def on_train_batch_end(self, trainer, pl_module, *_):
-        step = trainer.global_step
-        self.record["steps"] = step
-        if step % self.config.check_every == 0 and step > self.config.role_warmup:
-            self.check(trainer, pl_module, step)  # none while the role warm-up draws role texts alone
-        if step == self.config.steps and not trainer.should_stop:  # the ceiling
-            if self.below_bar:
-                self.record["overtime"] = {"from": step, "below_bar": list(self.below_bar)}
-            else:
-                trainer.should_stop = True
-
-    def check(self, trainer, pl_module, step: int) -> None:
         from dfa.zoo.card import MIN_ACCURACY, score_batch, task_batch
 
+        step = trainer.global_step
+        self.record["steps"] = step
+        if step % self.config.check_every or step <= self.config.role_warmup:
+            return  # no checks while the role warm-up draws the role texts alone
         if not self.batches:
             self.batches = {
                 task: task_batch(self.tokenizer, task, self.config.val_pairs, "val", self.seed)
@@ -297,9 +278,6 @@ class ValChecks(L.Callback):
             t for t, sc in scores.items() if not sc.passes_by(self.config.margin, self.config.share_margin)
         ]
         short_roles = [r for r, bar in self.config.role_bars.items() if roles[r] < bar + self.config.margin]
-        self.below_bar = [t for t, sc in scores.items() if not sc.passes_by(0.0)] + [
-            r for r, bar in self.config.role_bars.items() if roles[r] < bar
-        ]
         lagging = [
             (t, f)
             for t in short
@@ -421,17 +399,14 @@ def _train(
     module = ToyLM(model, config)
     groups = None if config.text_groups is None else set(config.text_groups)
     members, weights, keys = text.groups(config.group_weights)
-    # Overtime (TrainConfig.grace) needs the val checks: without them training ends at `steps`.
-    total = config.steps + (config.grace if config.check_every else 0)
     sampler = TaskBatches(
         members,
         weights,
-        total,
+        config.steps,
         config.batch_size,
         seed,
         mixed=config.mixed,
         lengths=[len(row) for row, _ in text.rows],
-        ceiling=config.steps,
     )
     callbacks: list[L.Callback] = []
     if config.check_every:  # first: the checks take the sampler's weights as their base
@@ -451,7 +426,7 @@ def _train(
         ),
     )
     trainer = L.Trainer(
-        max_steps=total,
+        max_steps=config.steps,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
