@@ -24,7 +24,8 @@ from dfa.methods import DEFAULT_METHODS
 
 Loss = Literal["kl", "logit_diff"]
 Objective = Literal["curve", "density"]
-Keep = Literal["best", "last"]
+Keep = Literal["best", "mean", "last"]
+BandKinds = Literal["same", "any"]
 Init = Literal["random", "depth"]
 Split = Literal["train", "val", "test"]
 Dtype = Literal["float32", "bfloat16", "float16"]
@@ -94,7 +95,7 @@ class TrainConfig:
     keep: Keep = opt(
         "best",
         "the map kept: the best val/cpr among the epochs (and the start) where no training task's val "
-        "CPR is below its start, or the last epoch",
+        "CPR is below its start (best), the best val/cpr whatever each task's (mean), or the last epoch",
     )
     patience: int = opt(0, "stop after this many epochs with no better kept map on val (0: never)")
     lr: float = opt(0.05, "Adam learning rate")
@@ -104,6 +105,15 @@ class TrainConfig:
     init: Init = opt("depth", "W's start: init_gain * the relative-depth map (+ noise), or noise")
     init_gain: float = opt(6.0, "scale of the relative-depth start")
     anchor: float = opt(1.0, "+ anchor * mean over target nodes of |W[:, j] - W_init[:, j]|^2")
+    band: float | None = opt(
+        None,
+        "dense map: W moves from its start only between nodes of the same kind whose layers lie within "
+        "this relative depth of each other (0: overlapping layers; default: everywhere)",
+    )
+    band_kinds: BandKinds = opt(
+        "same", "band: W moves between nodes of the same kind only (same), or of any kinds (any)"
+    )
+    offset: bool = opt(True, "the per-target offset b is learned (off: b stays 0 and only W is trained)")
     max_epochs: int = opt(6, "epochs (when resuming a run: extends it)")
     seed: int = opt(0, "map initialisation and batch order")
     data_seed: int = opt(0, "the tasks' train/val/test split (the toy ladders were trained on seed 0's)")
@@ -205,6 +215,10 @@ class TrainConfig:
             raise ConfigError(f"val_fractions must be among the MIB fractions {list(FRACTIONS)}, not {bad}.")
         if self.lr <= 0 or self.temperature <= 0 or self.sparsity < 0 or self.anchor < 0:
             raise ConfigError("lr and temperature must be positive, sparsity and anchor non-negative.")
+        if self.band is not None and (self.band < 0 or self.map_kind != "dense"):
+            raise ConfigError(f"band is a non-negative relative depth of a dense map, got {self.band}.")
+        if not self.offset and self.map_kind != "dense":
+            raise ConfigError("offset: false is for a dense map (a features map computes its b).")
         if self.topk_tau <= 0 or self.patience < 0 or self.source_resamples < 0:
             raise ConfigError("topk_tau must be positive; patience and source_resamples non-negative.")
         try:
