@@ -93,9 +93,9 @@ class TrainConfig:
         "vectors; each step draws one or the full vector); 0: the full vector only",
     )
     keep: Keep = opt(
-        "best",
-        "the map kept: the best val/cpr among the epochs (and the start) where no training task's val "
-        "CPR is below its start (best), the best val/cpr whatever each task's (mean), or the last epoch",
+        "mean",
+        "the map kept: the best mean val CPR over the epochs and the start (mean); the same among those "
+        "where no training task's val CPR is below its start (best); or the last epoch",
     )
     patience: int = opt(0, "stop after this many epochs with no better kept map on val (0: never)")
     lr: float = opt(0.05, "Adam learning rate")

@@ -488,7 +488,7 @@ def test_selection_keeps_the_best_epoch_with_no_task_below_its_start():
     from dfa.config import TrainConfig
 
     module = MapTrainer.__new__(MapTrainer)
-    module.config = TrainConfig()  # keep: best
+    module.config = TrainConfig(keep="best")
     h = [
         {"epoch": 0, "val_cpr": {"a": 0.5, "b": 0.5}, "mean": 0.5, "below_start": []},
         {"epoch": 1, "val_cpr": {"a": 0.9, "b": 0.4}, "mean": 0.65, "below_start": ["b"]},
@@ -499,7 +499,7 @@ def test_selection_keeps_the_best_epoch_with_no_task_below_its_start():
     assert module.kept()["epoch"] == 2  # epoch 1 is higher, but b fell; 2 and 3 tie: the earlier
     module.history = [h[0], h[1]]
     assert module.kept()["epoch"] == 0  # nothing beats the start without a task falling
-    module.config = TrainConfig(keep="mean")  # no per-task guard: the best mean, b's fall allowed
+    module.config = TrainConfig()  # keep: mean (the default): no per-task guard, b's fall allowed
     assert module.kept()["epoch"] == 1
     module.history = [h[0], h[2], h[3]]
     assert module.kept()["epoch"] == 2  # ties: the earlier

@@ -57,7 +57,7 @@ def follow_run(config: TrainConfig, resume: bool, max_epochs: int | None) -> tup
 
 
 CKPT = "last.ckpt"
-BEST = "best.ckpt"  # the epoch with the best val/select (TrainConfig.keep = "best")
+BEST = "best.ckpt"  # the epoch with the best val/select (TrainConfig.keep "mean" or "best")
 
 
 def _versions() -> dict[str, str]:
