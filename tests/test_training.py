@@ -198,7 +198,9 @@ def test_band_matrix_by_hand():
         [0, 0, 0, 1, 0, 1, 0, 1],
     ]
     assert band_matrix(src, tgt, 0.25)[0].tolist() == [1, 0, 1, 0, 1, 0, 1, 0]  # within, inclusive
-    assert band_matrix(src, tgt, 1.0).tolist() == [[float((i + j) % 2 == 0) for j in range(8)] for i in range(4)]
+    assert band_matrix(src, tgt, 1.0).tolist() == [
+        [float((i + j) % 2 == 0) for j in range(8)] for i in range(4)
+    ]
     # Any kinds: a source head or MLP may also move towards the other kind at its depth.
     early, late = [1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 1, 1]
     assert band_matrix(src, tgt, 0.0, same_kind=False).tolist() == [early, early, late, late]

@@ -78,7 +78,9 @@ class MapTrainer(pl.LightningModule):
         # 0, so masking the gradient keeps W exactly at W0 outside the band.
         if c.band is not None and isinstance(self.map, AlignmentMap):
             src, tgt = NodeGraph.from_names(src_nodes), NodeGraph.from_names(tgt_nodes)
-            self.register_buffer("W_free", band_matrix(src, tgt, c.band, c.band_kinds == "same"), persistent=False)
+            self.register_buffer(
+                "W_free", band_matrix(src, tgt, c.band, c.band_kinds == "same"), persistent=False
+            )
             self.map.W.register_hook(lambda grad: grad * self.W_free.to(grad))
         if not c.offset and isinstance(self.map, AlignmentMap):
             self.map.b.requires_grad_(False)  # b stays 0: the mask is sigmoid(s @ W / T)
