@@ -24,7 +24,8 @@ from dfa.methods import DEFAULT_METHODS
 
 Loss = Literal["kl", "kl_share", "logit_diff"]
 Objective = Literal["curve", "density"]
-Keep = Literal["best", "last"]
+Keep = Literal["best", "mean", "last"]
+BandKinds = Literal["same", "any"]
 Init = Literal["random", "depth"]
 Split = Literal["train", "val", "test"]
 Dtype = Literal["float32", "bfloat16", "float16"]
@@ -99,8 +100,9 @@ class TrainConfig:
     )
     keep: Keep = opt(
         "best",
-        "the map kept: the best val/cpr among the epochs (and the start) where no training task's val "
-        "CPR is below its start, or the last epoch",
+        "the map kept: the best mean val CPR among the epochs (and the start) where no training task's "
+        "val CPR is below its start (best); the best mean val CPR, without that guard (mean); or the "
+        "last epoch",
     )
     patience: int = opt(0, "stop after this many epochs with no better kept map on val (0: never)")
     lr: float = opt(0.05, "Adam learning rate")
@@ -115,6 +117,15 @@ class TrainConfig:
         "features map: + offset_anchor * mean over target nodes of g(psi_j)^2, g the shared offset "
         "(0 at the start), so that it cannot flatten the ranking into depth plateaus",
     )
+    band: float | None = opt(
+        None,
+        "dense map: W moves from its start only between nodes of the same kind whose layers lie within "
+        "this relative depth of each other (0: overlapping layers; default: everywhere)",
+    )
+    band_kinds: BandKinds = opt(
+        "same", "band: W moves between nodes of the same kind only (same), or of any kinds (any)"
+    )
+    offset: bool = opt(True, "the per-target offset b is learned (off: b stays 0 and only W is trained)")
     max_epochs: int = opt(6, "epochs (when resuming a run: extends it)")
     seed: int = opt(0, "map initialisation and batch order")
     data_seed: int = opt(0, "the tasks' train/val/test split (the toy ladders were trained on seed 0's)")
@@ -218,6 +229,10 @@ class TrainConfig:
             raise ConfigError(
                 "lr and temperature must be positive; sparsity, anchor and offset_anchor non-negative."
             )
+        if self.band is not None and (self.band < 0 or self.map_kind != "dense"):
+            raise ConfigError(f"band is a non-negative relative depth of a dense map, got {self.band}.")
+        if not self.offset and self.map_kind != "dense":
+            raise ConfigError("offset: false is for a dense map (a features map computes its b).")
         if self.topk_tau <= 0 or self.patience < 0 or self.source_resamples < 0:
             raise ConfigError("topk_tau must be positive; patience and source_resamples non-negative.")
         try:

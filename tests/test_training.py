@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dfa.config import ConfigError, make_config
-from dfa.core.alignment import depth_matrix
+from dfa.core.alignment import band_matrix, depth_matrix
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.mapping import AlignmentMap, MapError, normalise_scores
@@ -178,6 +178,34 @@ def test_depth_matrix_by_hand():
     assert depth_scores(NodeGraph(2, 1), NodeGraph(3, 1), s).tolist() == [1.0, 1.0, 0.0, 0.75, 0.0, 0.5, 0.0]
 
 
+def test_band_matrix_by_hand():
+    # Source 2 layers ([0, .5], [.5, 1]), target 4 ([0, .25], ..., [.75, 1]); 1 head each.
+    # Rows a0.h0, m0, a1.h0, m1; columns a0.h0, m0, a1.h0, m1, a2.h0, m2, a3.h0, m3.
+    src, tgt = NodeGraph(2, 1), NodeGraph(4, 1)
+    overlap = [
+        [1, 0, 1, 0, 0, 0, 0, 0],
+        [0, 1, 0, 1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1, 0, 1, 0],
+        [0, 0, 0, 0, 0, 1, 0, 1],
+    ]
+    assert band_matrix(src, tgt, 0.0).tolist() == overlap  # layers sharing depth: depth_matrix's support
+    assert torch.equal(band_matrix(src, tgt, 0.0), (depth_matrix(src, tgt) > 0).float())
+    # Within 0.2: also the next layer on each side (touching, gap 0); [.75, 1] is 0.25 from [0, .5].
+    assert band_matrix(src, tgt, 0.2).tolist() == [
+        [1, 0, 1, 0, 1, 0, 0, 0],
+        [0, 1, 0, 1, 0, 1, 0, 0],
+        [0, 0, 1, 0, 1, 0, 1, 0],
+        [0, 0, 0, 1, 0, 1, 0, 1],
+    ]
+    assert band_matrix(src, tgt, 0.25)[0].tolist() == [1, 0, 1, 0, 1, 0, 1, 0]  # within, inclusive
+    assert band_matrix(src, tgt, 1.0).tolist() == [
+        [float((i + j) % 2 == 0) for j in range(8)] for i in range(4)
+    ]
+    # Any kinds: a source head or MLP may also move towards the other kind at its depth.
+    early, late = [1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1, 1, 1]
+    assert band_matrix(src, tgt, 0.0, same_kind=False).tolist() == [early, early, late, late]
+
+
 def test_controls_permute_the_map_or_the_sources():
     tgt = NodeGraph(2, 1)  # mapped: a0.h0, m0, a1.h0, m1
     m = AlignmentMap(["a0.h0", "m0", "m1"], tgt.mapped_names, seed=1)
@@ -227,6 +255,12 @@ def test_config_errors(tmp_path):
         make_config(None, init="identity")
     with pytest.raises(ConfigError, match="anchor non-negative"):
         make_config(None, anchor=-1.0)
+    with pytest.raises(ConfigError, match="band is a non-negative relative depth of a dense map"):
+        make_config(None, band=-0.1)
+    with pytest.raises(ConfigError, match="band is a non-negative relative depth of a dense map"):
+        make_config(None, band=0.1, map_kind="features")
+    with pytest.raises(ConfigError, match="offset: false is for a dense map"):
+        make_config(None, offset=False, map_kind="features")
 
 
 def test_a_setting_of_the_wrong_type_is_named(tmp_path):
@@ -321,6 +355,35 @@ def test_loss_falls_when_overfitting_one_batch(wired, monkeypatch, objective, lr
         losses.append(loss.item())
     module.map.load_state_dict(saved)
     assert losses[-1] < falls_below(losses[0]), losses
+
+
+def test_band_keeps_w_at_its_start_outside_the_band_and_no_offset_keeps_b_at_zero(wired):
+    data, plain = wired
+    module = MapTrainer(
+        {**plain.config.to_dict(), "band": 0.0, "offset": False}, plain.map.src_names, plain.map.tgt_names
+    )
+    module.attach(data.target, data.src_graph, data.source_scores, data.metrics)
+    free = band_matrix(data.src_graph, module.graph, 0.0).bool()
+    assert torch.equal(module.W_free.bool(), free) and 0 < int(free.sum()) < free.numel()
+    (opt,) = [module.configure_optimizers()]
+    assert [p is module.map.W for g in opt.param_groups for p in g["params"]] == [True]  # not b
+    for batch in data.train_items[:3]:
+        opt.zero_grad()
+        module.loss_terms(batch)["loss"].backward()
+        opt.step()
+    moved = module.map.W.detach() - module.W0
+    assert torch.equal(moved[~free], torch.zeros(int((~free).sum())))  # exactly at the start
+    assert float((moved[free] != 0).float().mean()) > 0.5  # Adam moves the entries inside the band
+    assert module.map.b.tolist() == [0.0] * module.map.n_tgt
+    # Without the options the same steps move W everywhere and b too.
+    opt = plain.configure_optimizers()
+    saved = {k: v.clone() for k, v in plain.map.state_dict().items()}
+    opt.zero_grad()
+    plain.loss_terms(data.train_items[0])["loss"].backward()
+    opt.step()
+    assert float(((plain.map.W.detach() - plain.W0)[~free] != 0).float().mean()) > 0.5
+    assert float(plain.map.b.detach().abs().sum()) > 0
+    plain.map.load_state_dict(saved)
 
 
 def test_each_epoch_sees_the_batches_in_another_order(wired):
@@ -424,7 +487,10 @@ def test_curve_fit_at_each_size_is_the_hard_circuits_kl_as_tau_goes_to_zero(wire
 
 
 def test_selection_keeps_the_best_epoch_with_no_task_below_its_start():
+    from dfa.config import TrainConfig
+
     module = MapTrainer.__new__(MapTrainer)
+    module.config = TrainConfig(keep="best")
     h = [
         {"epoch": 0, "val_cpr": {"a": 0.5, "b": 0.5}, "mean": 0.5, "below_start": []},
         {"epoch": 1, "val_cpr": {"a": 0.9, "b": 0.4}, "mean": 0.65, "below_start": ["b"]},
@@ -435,6 +501,12 @@ def test_selection_keeps_the_best_epoch_with_no_task_below_its_start():
     assert module.kept()["epoch"] == 2  # epoch 1 is higher, but b fell; 2 and 3 tie: the earlier
     module.history = [h[0], h[1]]
     assert module.kept()["epoch"] == 0  # nothing beats the start without a task falling
+    module.config = TrainConfig(keep="mean")  # no per-task guard: b's fall allowed
+    assert module.kept()["epoch"] == 1
+    module.history = [h[0], h[2], h[3]]
+    assert module.kept()["epoch"] == 2  # ties: the earlier
+    module.history = [{**h[0], "mean": 0.7}, h[1]]
+    assert module.kept()["epoch"] == 0  # the start is kept when no epoch beats its mean
 
 
 # --- runs -----------------------------------------------------------------------------------------

@@ -27,6 +27,26 @@ def depth_matrix(src_graph: NodeGraph, tgt_graph: NodeGraph) -> torch.Tensor:
     return D / D.sum(0, keepdim=True).clamp_min(1e-12)
 
 
+def band_matrix(
+    src_graph: NodeGraph, tgt_graph: NodeGraph, width: float, same_kind: bool = True
+) -> torch.Tensor:
+    """`[n_src, n_tgt]` of 0/1: 1 where the two nodes are of the same kind (any kinds with
+    `same_kind=False`) and their layers' shares of the relative-depth axis ([l/L, (l+1)/L]) lie
+    within `width` of each other (0: they overlap; with the same kind, the support of
+    `depth_matrix`). Where a trained map's `W` may move from its start (`band`, `band_kinds`)."""
+    src, tgt = src_graph.mapped, tgt_graph.mapped
+    B = torch.zeros(len(src), len(tgt))
+    eps = 1e-9  # layer edges are fractions: touching intervals count as width 0, not as a gap
+    for j, t in enumerate(tgt):
+        t_lo, t_hi = t.layer / tgt_graph.n_layers, (t.layer + 1) / tgt_graph.n_layers
+        for i, s in enumerate(src):
+            s_lo, s_hi = s.layer / src_graph.n_layers, (s.layer + 1) / src_graph.n_layers
+            gap = max(s_lo - t_hi, t_lo - s_hi)  # < 0 when the intervals overlap
+            if (s.kind == t.kind or not same_kind) and gap < width + eps and (width > 0 or gap < -eps):
+                B[i, j] = 1.0
+    return B
+
+
 ROLE_WIDTH = 0.1  # profile distance scale (role scores are in [0, 1])
 
 

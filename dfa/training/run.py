@@ -57,7 +57,7 @@ def follow_run(config: TrainConfig, resume: bool, max_epochs: int | None) -> tup
 
 
 CKPT = "last.ckpt"
-BEST = "best.ckpt"  # the epoch with the best val/select (TrainConfig.keep = "best")
+BEST = "best.ckpt"  # the epoch with the best val/select (TrainConfig.keep "mean" or "best")
 
 
 def _versions() -> dict[str, str]:
@@ -207,14 +207,23 @@ def keep_map(module: MapTrainer, config: TrainConfig, run: Path, last_epoch: int
         return {"epoch": last_epoch, "why": why}
     entry = module.kept()
     epoch = entry["epoch"]
+    guard = config.keep != "mean"
     if epoch == 0:
         module.restore_start()
-        why = "no epoch's val CPR beat the start's with every training task at or above its start"
+        why = (
+            "no epoch's val CPR beat the start's with every training task at or above its start"
+            if guard
+            else "no epoch's mean val CPR beat the start's (keep: mean)"
+        )
     else:
         if epoch != last_epoch:
             state = torch.load(run / BEST, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
-        why = "best mean val CPR over the training tasks, none below its start"
+        why = (
+            "best mean val CPR over the training tasks, none below its start"
+            if guard
+            else "best mean val CPR over the training tasks (keep: mean)"
+        )
     return {"epoch": epoch, "why": why, "val_cpr": entry["val_cpr"], "mean_val_cpr": entry["mean"]}
 
 
