@@ -119,12 +119,15 @@ FAMILY_ROLES: dict[str, RoleRecipe] = {
 # positions the spans must sit at random positions, with no prefix of random tokens: shifted by
 # 0-40 positions (BOS too), toy-gpt2-s grew an induction head of 0.68-0.70 by step 2500 (seeds 0
 # and 1, plain loop on spans alone); shifted after the 0-20-token prefix, none by step 2250;
-# unshifted after the prefix, none by step 6500 with any recipe tried. This recipe grows it in
-# the build's warm-up too (0.79 at step 3000, previous-token 0.33), but the task rows, all at
-# position 0, take it away within 250 steps of the mixture (0.07), and at the 11000-step ceiling
-# the best head was 0.15 and 0.32 (seeds 0 and 1), previous-token 0.17 and 0.23, so it does not
-# clear the bars (README, Toy ladders). Its warm-up draws spans alone: with echo rows beside them
-# the echoes' layer-0 previous-token head formed and the spans' loss stayed at chance.
+# unshifted after the prefix, none by step 6500 with any recipe tried. The build's warm-up grows
+# it too (0.79 at step 3000, previous-token 0.33), but the task rows, all at position 0, take it
+# away within 250 steps of the mixture at the NeoX weights (0.07; 0.15 and 0.32 at the 11000-step
+# ceiling, seeds 0 and 1). With the spans at weight 5 after the warm-up it holds: toy-gpt2-s
+# (seed 0, 11000 steps) ended with induction 0.81 (8 heads above 0.3) and previous-token 0.36
+# (2), but missed mcqa (0.69) and subtraction (0.87) at that ceiling, so the recipe needs more
+# steps before the ladder is built with it (README, Toy ladders). The warm-up draws spans alone:
+# with echo rows beside them the echoes' layer-0 previous-token head formed and the spans' loss
+# stayed at chance.
 GPT2_ROLE_TRIAL = RoleRecipe(
     ("induction", "previous_token"), 3000, (("repeats", 1.0),), 40, 0, True, (("repeats", 5.0), ("echo", 0.3))
 )
