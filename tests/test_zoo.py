@@ -209,16 +209,111 @@ def test_repeated_and_interleaved_rows_have_their_form(toy_tokenizer):
 
 
 def test_each_ladder_is_built_for_its_roles():
-    from dfa.zoo.spec import FAMILY_ROLES
+    from dfa.zoo.spec import FAMILY_ROLES, GPT2_ROLE_TRIAL, with_roles
     from dfa.zoo.train import ROLE_TEXT_WEIGHTS, default_config
 
-    for spec in TOY_SPECS.values():
+    trial = with_roles(TOY_SPECS["toy-gpt2-s"], GPT2_ROLE_TRIAL)
+    for spec, recipe in [(s, FAMILY_ROLES[s.family]) for s in TOY_SPECS.values()] + [
+        (trial, GPT2_ROLE_TRIAL)
+    ]:
         config = default_config(spec)
-        roles, warmup = FAMILY_ROLES[spec.family]
-        assert config.role_bars == {r: ROLE_BARS[r] for r in roles} and config.role_warmup == warmup
+        assert config.role_bars == {r: ROLE_BARS[r] for r in recipe.roles}
+        assert config.role_warmup == recipe.warmup and config.role_offset == recipe.offset
+        assert spec.role_span_prefix == recipe.span_prefix and config.role_relabel == recipe.relabel
+        if recipe.warmup:
+            assert config.role_warmup_weights == dict(recipe.warmup_texts)
         drawn = {g: config.group_weights[g] for g in ROLE_TEXT_WEIGHTS}
-        assert drawn == (ROLE_TEXT_WEIGHTS if roles else dict.fromkeys(ROLE_TEXT_WEIGHTS, 0.0))
+        weights = dict(recipe.texts) or ROLE_TEXT_WEIGHTS
+        assert drawn == (weights if recipe.roles else dict.fromkeys(ROLE_TEXT_WEIGHTS, 0.0))
     assert TOY_SPECS["toy-neox-s"].roles == ("induction", "previous_token")
+    assert TOY_SPECS["toy-gpt2-s"].roles == ()  # the shipped GPT-2 ladder: no recipe clears the bars yet
+    # Rotary positions (NeoX): spans after a random prefix, unshifted, echoes in the warm-up, as
+    # the shipped ladder was built. Learnt absolute positions (GPT-2): spans without the prefix,
+    # shifted, fresh, alone in the warm-up.
+    neox, gpt2 = default_config(TOY_SPECS["toy-neox-s"]), default_config(trial)
+    assert neox.role_offset == 0 and neox.role_warmup_weights == {"repeats": 1.0, "echo": 0.3}
+    assert not neox.role_relabel and TOY_SPECS["toy-neox-s"].role_span_prefix == REPEAT_PREFIX
+    assert gpt2.role_offset > 0 and gpt2.role_warmup_weights == {"repeats": 1.0} and gpt2.role_relabel
+    assert trial.role_span_prefix == 0 and gpt2.group_weights["repeats"] > neox.group_weights["repeats"]
+
+
+def test_relabelled_role_rows_are_fresh_rows_of_the_same_text(toy_tokenizer):
+    from dfa.core.roles import candidate_tokens
+    from dfa.zoo.train import relabel_rows
+
+    tok = toy_tokenizer
+    candidates = candidate_tokens(tok, len(tok))
+    spans = [(*r, "repeats") for r in repeat_rows(tok, seed=0, n=50, prefix=0)]
+    echoes = [(*r, "echo") for r in echo_rows(tok, seed=0, n=50)]
+    task = [([tok.bos_token_id, 11, 12, 11], 3, "sva")]
+    rows = spans + echoes + task
+    gen = torch.Generator().manual_seed(0)
+    first, second = relabel_rows(rows, candidates, gen), relabel_rows(rows, candidates, gen)
+    assert first[-1] == second[-1] == task[0]  # a task row as it is
+    special = set(tok.all_special_ids)
+    for (row, a, g), (new, b, h) in zip(rows[:-1], first[:-1], strict=True):
+        assert (a, g) == (b, h) and len(new) == len(row) and new[0] == row[0] == tok.bos_token_id
+        assert not special & set(new[1:])
+        # The same pattern of equal and distinct tokens: another row of the same text.
+        assert [[x == y for y in row] for x in row] == [[x == y for y in new] for x in new]
+    # Fresh at each draw: the tokens change, from draw to draw as well.
+    assert all(f[0] != r[0] for f, r in zip(first[:-1], rows[:-1], strict=True))
+    assert all(f[0] != s[0] for f, s in zip(first[:-1], second[:-1], strict=True))
+    # Drawn over the whole vocabulary: 100 relabelled spans (about 1200 tokens) hold 900 or so.
+    seen = {t for row, _, _ in first[:50] + second[:50] for t in row[1:]}
+    assert len(seen) > 0.4 * len(candidates)
+    again = torch.Generator().manual_seed(0)
+    assert relabel_rows(rows, candidates, again) == first
+
+
+def test_pad_rows_shifts_the_positions_of_rows_by_their_offsets():
+    rows = [([0, 5, 6, 7], 3), ([0, 8, 9], 2)]
+    assert "position_ids" not in pad_rows(rows, pad_id=1)  # the model numbers rows from 0
+    batch = pad_rows(rows, pad_id=1, offsets=[0, 3])
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3], [3, 4, 5, 6]]
+    capped = pad_rows(rows, pad_id=1, offsets=[2, 3], max_positions=6)
+    assert capped["position_ids"].tolist() == [[2, 3, 4, 5], [3, 4, 5, 5]]  # padding capped
+    with pytest.raises(DfaError, match="A row of 4 tokens at offset 3 runs past 6 positions"):
+        pad_rows(rows, pad_id=1, offsets=[3, 0], max_positions=6)
+
+
+def test_role_offsets_shift_the_role_texts_alone_anywhere_that_fits():
+    from dfa.zoo.train import role_offsets
+
+    rows = [([0] * 41, 22, "repeats"), ([0] * 10, 3, "echo"), ([0] * 10, 9, "sva"), ([0] * 64, 5, "repeats")]
+    gen = torch.Generator().manual_seed(0)
+    drawn = [role_offsets(rows, 40, gen) for _ in range(400)]
+    assert {d[2] for d in drawn} == {0} and {d[3] for d in drawn} == {0}  # a task row; a full row
+    assert {d[0] for d in drawn} == set(range(24))  # 64 - 41: every start that fits
+    assert {d[1] for d in drawn} == set(range(41))
+    again = torch.Generator().manual_seed(0)
+    assert drawn[:5] == [role_offsets(rows, 40, again) for _ in range(5)]
+    # With `unshifted`, that share of the role rows starts at 0 (and the rest anywhere).
+    half = [role_offsets(rows, 40, gen, unshifted=0.5)[1] for _ in range(2000)]
+    assert 0.45 < half.count(0) / len(half) < 0.58 and set(half) == set(range(41))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "neox"])
+def test_training_reads_the_shifted_positions(toy_tokenizer, arch):
+    """The loss is the model's on the batch's position_ids: on learnt absolute positions (GPT-2)
+    a shifted row is another input; under rotary (NeoX) the same one, but for rounding."""
+    from dfa.zoo.train import ToyLM
+
+    spec = MICRO if arch == "gpt2" else TOY_SPECS["toy-neox-s"]
+    torch.manual_seed(0)
+    hf = AutoModelForCausalLM.from_config(spec.hf_config(len(toy_tokenizer), 0), attn_implementation="eager")
+    module = ToyLM(hf, TrainConfig(answer_weight=2.0, text_weight=1.0))
+    module.log_dict = lambda *a, **k: None
+    rows = [([0, 5, 6, 7, 5, 6, 7], 5, "repeats")]
+    plain = pad_rows([rows[0][:2]], 1, label_spans(rows, set()), [False])
+    shifted = pad_rows([rows[0][:2]], 1, label_spans(rows, set()), [False], offsets=[9])
+    logits = hf(input_ids=shifted["input_ids"], position_ids=shifted["position_ids"]).logits[0]
+    ce = torch.nn.functional.cross_entropy
+    torch.testing.assert_close(module.training_step(shifted, 0), ce(logits[4:6], torch.tensor([6, 7])))
+    if arch == "gpt2":
+        assert abs(float((module.training_step(shifted, 0) - module.training_step(plain, 0)).detach())) > 1e-4
+    else:
+        torch.testing.assert_close(module.training_step(shifted, 0), module.training_step(plain, 0))
 
 
 def test_the_answer_loss_leaves_out_the_role_texts(toy_tokenizer):

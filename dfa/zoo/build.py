@@ -111,7 +111,7 @@ def build_model(
         "train_seconds": round(seconds, 1),
         "training": {
             **asdict(config),
-            "text": {"pairs": text.pairs, "corrupt_prompts": text.corrupt},
+            "text": {"pairs": text.pairs, "corrupt_prompts": text.corrupt, "span_prefix": text.span_prefix},
             "text_rows": text.counts(),
         },
         "val_checks": log.get("checks", []),
@@ -155,7 +155,7 @@ def build_ladder(
     check_family(family)
     out = Path(out) if out else zoo_root()
     tokenizer = build_tokenizer(extra_texts())
-    text = TaskText(tokenizer, seed)
+    text = TaskText(tokenizer, seed, span_prefix=ladder_specs(family)[0].role_span_prefix)
     cards = []
     for spec in ladder_specs(family):
         config = default_config(spec, steps)

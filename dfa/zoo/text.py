@@ -57,6 +57,9 @@ TEXT_GROUPS = ("atlas", "glossary", "ordinal", "tables", "ioi")
 # an interleaved run's items, not its random fillers, and an echo row's echoes (every third
 # token from the first), not its random tokens.
 STRIDED_GROUPS = {"repeats": 1, "interleaved": 2, "echo": 3}
+# The role texts whose tokens are uniform draws from the vocabulary (the special tokens aside):
+# any permutation of the vocabulary maps a row to another row of the same text, equally likely.
+RANDOM_GROUPS = ("repeats", "echo")
 # The text that grows each head role the val checks watch (see zoo.train.ROLE_BARS).
 ROLE_GROUPS = {"induction": "repeats", "previous_token": "echo"}
 REPEAT_ROWS = 20000
@@ -222,8 +225,8 @@ class TaskText(Dataset):
     `pairs` is the number of train pairs per task (a dict: per task, TRAIN_PAIRS for the rest).
     With `corrupt`, a pair's corrupt prompt is a row too, with its own right answer (see
     `corrupt_answers`), where that prompt would itself fall in the train split. `role_rows`
-    repeated spans and as many interleaved runs and echo rows (`repeat_rows`, `interleaved_rows`,
-    `echo_rows`) follow."""
+    repeated spans (after a random prefix of 0 to `span_prefix` tokens) and as many interleaved
+    runs and echo rows (`repeat_rows`, `interleaved_rows`, `echo_rows`) follow."""
 
     def __init__(
         self,
@@ -232,9 +235,10 @@ class TaskText(Dataset):
         pairs: int | dict[str, int] = TASK_PAIRS,
         corrupt: bool = True,
         role_rows: int = REPEAT_ROWS,
+        span_prefix: int = REPEAT_PREFIX,
     ):
         rng = random.Random(f"zoo-text\x00{seed}")
-        self.pairs, self.corrupt = pairs, corrupt
+        self.pairs, self.corrupt, self.span_prefix = pairs, corrupt, span_prefix
         self.rows: list[tuple[list[int], int]] = []
         self.group_of: list[str] = []
         self.family_of: list[str | None] = []  # a task row's variation family; None for text
@@ -273,7 +277,7 @@ class TaskText(Dataset):
         for line in ordinal_texts():
             row = [bos, *encode(line)]
             add(row, len(row) - 1, "ordinal")
-        for row, answer_at in repeat_rows(tokenizer, seed, role_rows):
+        for row, answer_at in repeat_rows(tokenizer, seed, role_rows, prefix=span_prefix):
             add(row, answer_at, "repeats")
         for row, answer_at in interleaved_rows(tokenizer, seed, role_rows):
             add(row, answer_at, "interleaved")

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from dfa.core.errors import DfaError
 from dfa.core.tasks import TASKS
-from dfa.zoo.spec import ToySpec
-from dfa.zoo.text import GROUP_WEIGHTS, ROLE_GROUPS, STRIDED_GROUPS, TEXT_GROUPS, TaskText
+from dfa.zoo.spec import MAX_POSITIONS, ToySpec
+from dfa.zoo.text import GROUP_WEIGHTS, RANDOM_GROUPS, ROLE_GROUPS, STRIDED_GROUPS, TEXT_GROUPS, TaskText
 
 ROLE_BARS = {"induction": 0.3, "previous_token": 0.3}  # the target (best head's score) per role
 # The role texts' sampling weights in a build that grows roles (the task groups' weights sum to
@@ -79,6 +79,27 @@ class TrainConfig:
     # had none by step 3000. The steps count within `steps`.
     role_warmup: int = 0
     role_warmup_weights: dict[str, float] = field(default_factory=lambda: {"repeats": 1.0, "echo": 0.3})
+    # The role texts' rows (the strided groups) start at a random position: half of them at 0
+    # (`role_unshifted`), the rest anywhere from 0 up to `role_offset` (their position_ids
+    # shifted; never past the model's last position), drawn afresh each time a row is drawn;
+    # every other row starts at 0 (role_offset 0: all of them, as the shipped NeoX build). On
+    # learnt absolute positions this is what grows an induction head: toy-gpt2-s on spans at
+    # random positions had one of 0.68-0.70 by step 2500 (seeds 0 and 1, plain loop); on spans
+    # after a random prefix of tokens (BOS always at 0), none by step 6500 with any recipe tried
+    # (README). The unshifted half keeps position 0 from telling the role texts from the task
+    # rows, which always start there: with every span shifted, the built model's induction
+    # head scored 0.56 on the census probe shifted by 10-20 positions and 0.25 on the probe
+    # itself; in a plain loop, unshifted echo rows beside shifted spans took the probe's best
+    # induction head from 0.70 to 0.05 in 250 steps, and 0.73 with half the spans unshifted.
+    role_offset: int = 0
+    role_unshifted: float = 0.5
+    # Each time a row of a random role text (zoo.text.RANDOM_GROUPS: spans, echoes) is drawn, its
+    # tokens are renamed by a fresh random permutation of the vocabulary (special tokens kept), so
+    # no row is seen twice. The text holds 20000 rows of each, drawn about five times each in a
+    # 3000-step warm-up: toy-gpt2-s (plain loop, shifted spans) learnt those rows' pairs of
+    # neighbours (span loss 5.8, 6.8 on unseen spans at step 1500) and its induction head came
+    # later than on fresh spans (0.19 against 0.36 at step 2250).
+    role_relabel: bool = False
 
 
 class TaskBatches(Sampler[list[int]]):
@@ -137,12 +158,16 @@ def pad_rows(
     pad_id: int,
     labelled: list[tuple[int, int] | None] | None = None,
     answered: list[bool] | None = None,
+    offsets: list[int] | None = None,
+    max_positions: int = MAX_POSITIONS,
 ) -> dict[str, torch.Tensor]:
     """Right-padded inputs, next-token labels, the position that predicts each row's answer, and
     whether the row's answer carries the extra answer loss (`answered`; every row when None).
     Labels are -100 on padding. Row `i` is labelled on its tokens `start, start + step, ...` to
     its end where `labelled[i]` is `(start, step)` (`(1, 1)`: every token), and on its answer
-    alone where it is None (every token of every row when `labelled` is None)."""
+    alone where it is None (every token of every row when `labelled` is None). With `offsets`,
+    `position_ids` too: row `i` at positions `offsets[i], offsets[i] + 1, ...` (its padding
+    capped at the last of `max_positions`; without, the model numbers every row from 0)."""
     width = max(len(r) for r, _ in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
@@ -152,7 +177,50 @@ def pad_rows(
         start, step = (1, 1) if labelled is None else labelled[i] or (a, len(r))
         labels[i, start - 1 : len(r) - 1 : step] = torch.tensor(r[start::step])
     answered_rows = torch.ones(len(rows), dtype=torch.bool) if answered is None else torch.tensor(answered)
-    return {"input_ids": ids, "labels": labels, "answer_pos": answer_pos, "answered": answered_rows}
+    batch = {"input_ids": ids, "labels": labels, "answer_pos": answer_pos, "answered": answered_rows}
+    if offsets is not None:
+        for (r, _), o in zip(rows, offsets, strict=True):
+            if o < 0 or o + len(r) > max_positions:
+                raise DfaError(f"A row of {len(r)} tokens at offset {o} runs past {max_positions} positions.")
+        start = torch.tensor(offsets)[:, None]
+        batch["position_ids"] = (start + torch.arange(width)[None]).clamp(max=max_positions - 1)
+    return batch
+
+
+def relabel_rows(
+    rows: list[tuple[list[int], int, str]], candidates: torch.Tensor, gen: torch.Generator
+) -> list[tuple[list[int], int, str]]:
+    """Rows `(row, answer_at, group)` with the tokens of each random role text's row (a group of
+    RANDOM_GROUPS) renamed by its own random permutation of `candidates` (every other token id,
+    BOS among them, kept), the other rows as they are (TrainConfig.role_relabel)."""
+    out = []
+    size = int(candidates.max()) + 1
+    for row, answer_at, group in rows:
+        if group in RANDOM_GROUPS:
+            lut = torch.arange(max(size, max(row) + 1))
+            lut[candidates] = candidates[torch.randperm(len(candidates), generator=gen)]
+            row = lut[torch.tensor(row)].tolist()
+        out.append((row, answer_at, group))
+    return out
+
+
+def role_offsets(
+    rows: list[tuple[list[int], int, str]],
+    most: int,
+    gen: torch.Generator,
+    unshifted: float = 0.0,
+    max_positions: int = MAX_POSITIONS,
+) -> list[int]:
+    """`pad_rows`' `offsets` for rows `(row, answer_at, group)`: a role text's row (a strided
+    group) starts at 0 with probability `unshifted`, else at a position drawn uniformly from 0
+    to `most` (fewer where the row would run past `max_positions`); every other row at 0
+    (TrainConfig.role_offset, role_unshifted)."""
+    out = []
+    for row, _, group in rows:
+        room = min(most, max_positions - len(row)) if group in STRIDED_GROUPS else 0
+        shift = room > 0 and float(torch.rand((), generator=gen)) >= unshifted
+        out.append(int(torch.randint(room + 1, (1,), generator=gen)) if shift else 0)
+    return out
 
 
 def label_spans(
@@ -187,7 +255,9 @@ class ToyLM(L.LightningModule):
         # alone, most positions carry no loss, and the unembedding is a third of a small
         # model's compute.
         labels = batch["labels"]
-        hidden = self.model.base_model(input_ids=batch["input_ids"]).last_hidden_state
+        hidden = self.model.base_model(
+            input_ids=batch["input_ids"], position_ids=batch.get("position_ids")
+        ).last_hidden_state
         unembed = self.model.get_output_embeddings()
         rows = batch["answered"].nonzero().flatten()
         answer = (
@@ -230,9 +300,12 @@ def default_config(spec: ToySpec, steps: int | None = None) -> TrainConfig:
     texts, their warm-up and their bars where the spec grows roles."""
     config = TrainConfig(steps=steps or spec.steps, lr=spec.lr, mixed=spec.mixed)
     if spec.roles:
-        config.group_weights |= ROLE_TEXT_WEIGHTS
+        config.group_weights |= dict(spec.role_texts) or ROLE_TEXT_WEIGHTS
         config.role_bars = {r: ROLE_BARS[r] for r in spec.roles}
         config.role_warmup = spec.role_warmup
+        config.role_warmup_weights = dict(spec.role_warmup_texts) or config.role_warmup_weights
+        config.role_offset = spec.role_offset
+        config.role_relabel = spec.role_relabel
     return config
 
 
@@ -393,6 +466,8 @@ def _train(
 ):
     from transformers import AutoModelForCausalLM
 
+    from dfa.core.roles import candidate_tokens
+
     L.seed_everything(seed, workers=True, verbose=False)
     hf_config = spec.hf_config(len(tokenizer), tokenizer.bos_token_id)
     model = AutoModelForCausalLM.from_config(hf_config, attn_implementation="eager")
@@ -415,16 +490,23 @@ def _train(
         callbacks.append(RoleWarmup(sampler, keys, config.role_warmup_weights, config.role_warmup))
     if progress_queue is not None:
         callbacks.append(StepReporter(progress_queue, (spec.family, spec.name)))
-    loader = DataLoader(
-        text.labelled(),
-        batch_sampler=sampler,
-        collate_fn=lambda rows: pad_rows(
+    offset_gen, relabel_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    candidates = candidate_tokens(tokenizer, len(tokenizer))
+
+    def collate(rows):
+        if config.role_relabel:
+            rows = relabel_rows(rows, candidates, relabel_gen)
+        return pad_rows(
             [(row, answer_at) for row, answer_at, _ in rows],
             tokenizer.pad_token_id,
             label_spans(rows, groups),
             [g not in STRIDED_GROUPS for _, _, g in rows],
-        ),
-    )
+            role_offsets(rows, config.role_offset, offset_gen, config.role_unshifted)
+            if config.role_offset
+            else None,
+        )
+
+    loader = DataLoader(text.labelled(), batch_sampler=sampler, collate_fn=collate)
     trainer = L.Trainer(
         max_steps=config.steps,
         accelerator="cpu",
