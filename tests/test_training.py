@@ -762,7 +762,7 @@ def test_kl_share_curve_fit_is_each_sizes_kl_over_the_empty_circuits(tmp_path):
             logits = run_masked(module.target, module.graph, p["clean"], batch.donor, masks, hard=True)
             clean = batch.clean_logprobs
 
-            def kl(logp):
+            def kl(logp, clean=clean):
                 return F.kl_div(logp, clean, log_target=True, reduction="batchmean")
 
             lost = kl(batch.empty_logprobs)

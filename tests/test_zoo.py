@@ -14,6 +14,7 @@ from dfa.core.graph import NodeGraph
 from dfa.core.models import ModelNotAvailableError, load_model, load_tokenizer, parse_spec
 from dfa.core.tasks import FAMILIES, TASKS, make_dataset, split_of
 from dfa.zoo.build import build_model
+from dfa.zoo.callbacks import RoleWarmup, ValChecks
 from dfa.zoo.card import (
     CARD,
     MAX_CORRUPT_SHARE,
@@ -39,10 +40,8 @@ from dfa.zoo.text import (
 from dfa.zoo.tokenizer import UNK, build_tokenizer
 from dfa.zoo.train import (
     ROLE_BARS,
-    RoleWarmup,
     TaskBatches,
     TrainConfig,
-    ValChecks,
     label_spans,
     pad_rows,
     train_toy,
