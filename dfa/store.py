@@ -121,18 +121,30 @@ def role_path(cache: Path, model_name: str, seed: int = 0) -> Path:
 def cached_roles(pool: ModelPool, cache: Path, model_name: str, seed: int = 0) -> RoleScores:
     """`role_scores` of `model_name` with default settings, from the cache when there (and of this
     `VERSION`), else computed (loading the model only then) and saved."""
-    path = role_path(cache, model_name, seed)
+    return _cached_per_model(
+        role_path(cache, model_name, seed),
+        RoleScores.load,
+        RolesError,
+        VERSION,
+        lambda: role_scores(pool.get(model_name), seed=seed),
+        model_name,
+    )
+
+
+def _cached_per_model(path: Path, load, error: type[Exception], version, compute, model_name: str):
+    """The object `load` reads at `path` when it is there and of this `version` (its
+    `meta["version"]`), else `compute()`'s, named `model_name` and saved at `path`."""
     if path.is_file():
         try:
-            found = RoleScores.load(path)
-        except RolesError:
+            found = load(path)
+        except error:
             found = None
-        if found is not None and found.meta.get("version") == VERSION:
+        if found is not None and found.meta.get("version") == version:
             return found
-    scores = role_scores(pool.get(model_name), seed=seed)
-    scores.model = model_name
-    scores.save(path)
-    return scores
+    made = compute()
+    made.model = model_name
+    made.save(path)
+    return made
 
 
 def stats_path(cache: Path, model_name: str, seed: int = 0) -> Path:
@@ -142,15 +154,11 @@ def stats_path(cache: Path, model_name: str, seed: int = 0) -> Path:
 def cached_node_stats(pool: ModelPool, cache: Path, model_name: str, seed: int = 0) -> NodeStats:
     """`node_stats` of `model_name` with default settings, from the cache when there (and of this
     `STATS_VERSION`), else computed (loading the model only then) and saved."""
-    path = stats_path(cache, model_name, seed)
-    if path.is_file():
-        try:
-            found = NodeStats.load(path)
-        except NodeStatsError:
-            found = None
-        if found is not None and found.meta.get("version") == STATS_VERSION:
-            return found
-    stats = node_stats(pool.get(model_name), seed=seed)
-    stats.model = model_name
-    stats.save(path)
-    return stats
+    return _cached_per_model(
+        stats_path(cache, model_name, seed),
+        NodeStats.load,
+        NodeStatsError,
+        STATS_VERSION,
+        lambda: node_stats(pool.get(model_name), seed=seed),
+        model_name,
+    )

@@ -62,7 +62,10 @@ def test_subcommand_help_lists_the_generated_flags(monkeypatch):
     assert "--no-reverse" in sweep and "--no-heatmap" in sweep  # booleans that default to on
     assert "--ladder LADDER toy-gpt2, toy-neox, gpt2 or pythia --tasks" in sweep  # required: no default
     train = help_of("train")
-    assert "--loss {kl,kl_share,logit_diff}" in train and "--val-fractions VAL_FRACTIONS [VAL_FRACTIONS ...]" in train
+    assert (
+        "--loss {kl,kl_share,logit_diff}" in train
+        and "--val-fractions VAL_FRACTIONS [VAL_FRACTIONS ...]" in train
+    )
     evaluate = help_of("evaluate")
     assert "--methods {" + ",".join(METHODS) + "}" in evaluate  # the whole registry, in its order
 

@@ -700,21 +700,27 @@ def test_a_run_that_fails_at_the_start_leaves_no_folder(tmp_path, monkeypatch):
     assert c.run_dir().is_dir()
 
 
+def _attached_fit(c):
+    """The prepared data and an attached MapTrainer for config `c`, whose batches carry the empty
+    circuit's log-probabilities (the logit-diff and KL-share fits read them, the val loss too)."""
+    data = TransferData(c, ModelPool("cpu"))
+    data.prepare_data()
+    data.setup("fit")
+    assert all(i.empty_logprobs is not None for i in [*data.train_items, *data.val_items])
+    module = MapTrainer(
+        c.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
+    )
+    module.attach(data.target, data.src_graph, data.source_scores, data.metrics)
+    return data, module
+
+
 def test_logit_diff_curve_fit_is_one_minus_the_faithfulness_at_each_size(tmp_path):
     from dfa.core.evaluate import circuit_masks
     from dfa.core.interventions import run_masked
     from dfa.core.metrics import answer_metric, final_logits
 
     c = small_config(tmp_path, loss="logit_diff", topk_tau=1e-5, anchor=0.0)
-    data = TransferData(c, ModelPool("cpu"))
-    data.prepare_data()
-    data.setup("fit")
-    # The batches of this fit carry the empty circuit's log-probabilities (the val loss reads them too).
-    assert all(i.empty_logprobs is not None for i in [*data.train_items, *data.val_items])
-    module = MapTrainer(
-        c.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
-    )
-    module.attach(data.target, data.src_graph, data.source_scores, data.metrics)
+    data, module = _attached_fit(c)
     batch = data.train_items[0]
     task = int(batch.task)
     m = data.metrics[module.tasks[task]]
@@ -744,14 +750,7 @@ def test_kl_share_curve_fit_is_each_sizes_kl_over_the_empty_circuits(tmp_path):
     from dfa.core.metrics import final_logits
 
     c = small_config(tmp_path, loss="kl_share", topk_tau=1e-5, anchor=0.0)
-    data = TransferData(c, ModelPool("cpu"))
-    data.prepare_data()
-    data.setup("fit")
-    assert all(i.empty_logprobs is not None for i in [*data.train_items, *data.val_items])
-    module = MapTrainer(
-        c.to_dict(), data.src_graph.mapped_names, NodeGraph.from_model(data.target).mapped_names
-    )
-    module.attach(data.target, data.src_graph, data.source_scores, data.metrics)
+    data, module = _attached_fit(c)
     for batch in data.train_items[:2]:  # two tasks: their KLs differ in scale, their shares do not
         task = int(batch.task)
         with torch.no_grad():

@@ -57,3 +57,29 @@ def finite(x: Any) -> Any:
     if isinstance(x, list | tuple):
         return [finite(v) for v in x]
     return x
+
+
+def save_named_tensor(path: str | Path, key: str, tensor: Any, model: str, names: tuple, meta: dict) -> Path:
+    """One tensor per model and its column names, as safetensors (atomically): the header holds
+    `model`, `key` (the names, JSON) and `meta` (JSON, non-finite numbers as None). Role scores
+    and node statistics are kept this way (`read_named_tensor` reads them back)."""
+    from safetensors.torch import save_file
+
+    header = {"model": model, key: json.dumps(list(names)), "meta": json.dumps(finite(meta))}
+    return atomic_write(path, lambda tmp: save_file({key: tensor.contiguous()}, str(tmp), metadata=header))
+
+
+def read_named_tensor(
+    path: str | Path, key: str, error: type[Exception], what: str
+) -> tuple[str, Any, tuple, dict]:
+    """`(model, tensor, names, meta)` of a `save_named_tensor` file; anything else at `path` (a
+    truncated or foreign file, a missing key) raises `error`: "PATH is not a dfa WHAT file"."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensor = f.get_tensor(key)
+        return header["model"], tensor, tuple(json.loads(header[key])), json.loads(header.get("meta", "{}"))
+    except (SafetensorError, OSError, RuntimeError, KeyError, ValueError) as err:
+        raise error(f"{path} is not a dfa {what} file ({type(err).__name__}: {err}).") from None

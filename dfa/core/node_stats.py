@@ -22,7 +22,6 @@ with width and depth). A column that is constant within a kind (a one-head model
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from jaxtyping import Float
 
 from dfa.core.errors import DfaError
 from dfa.core.interventions import model_device
-from dfa.core.io import atomic_write, finite
+from dfa.core.io import read_named_tensor, save_named_tensor
 from dfa.core.roles import candidate_tokens, model_name, repeated_tokens
 
 STATS: tuple[str, ...] = ("log_norm", "log_spread", "entropy", "bos")
@@ -115,33 +114,11 @@ class NodeStats:
         return out.reshape(-1, N_STATS)
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        header = {
-            "model": self.model,
-            "stats": json.dumps(list(STATS)),
-            "meta": json.dumps(finite(self.meta)),
-        }
-        return atomic_write(
-            path, lambda tmp: save_file({STATS_KEY: self.values.contiguous()}, str(tmp), metadata=header)
-        )
+        return save_named_tensor(path, STATS_KEY, self.values, self.model, STATS, self.meta)
 
     @classmethod
     def load(cls, path: str | Path) -> NodeStats:
-        from safetensors import SafetensorError, safe_open
-
-        path = Path(path)
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                header = f.metadata() or {}
-                tensor = f.get_tensor(STATS_KEY)
-            names = tuple(json.loads(header["stats"]))
-            meta = json.loads(header.get("meta", "{}"))
-            model = header["model"]
-        except (SafetensorError, OSError, RuntimeError, KeyError, ValueError) as err:
-            raise NodeStatsError(
-                f"{path} is not a dfa node-statistics file ({type(err).__name__}: {err})."
-            ) from None
+        model, tensor, names, meta = read_named_tensor(path, STATS_KEY, NodeStatsError, "node-statistics")
         if names != STATS:
             raise NodeStatsError(f"{path} holds statistics {names}, not this version's {STATS}.")
         return cls(model, tensor, meta)

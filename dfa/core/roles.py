@@ -51,7 +51,6 @@ Chance levels: `TOP_K / vocab` for copy and copy suppression, `1 / (vocab - 1)` 
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +62,7 @@ from jaxtyping import Float, Int
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph, relative_depth
 from dfa.core.interventions import model_device
-from dfa.core.io import atomic_write, finite
+from dfa.core.io import read_named_tensor, save_named_tensor
 
 ROLES: tuple[str, ...] = (
     "induction",
@@ -401,31 +400,11 @@ class RoleScores:
         return out
 
     def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save_file
-
-        header = {
-            "model": self.model,
-            "roles": json.dumps(list(ROLES)),
-            "meta": json.dumps(finite(self.meta)),
-        }
-        return atomic_write(
-            path, lambda tmp: save_file({SCORES_KEY: self.scores.contiguous()}, str(tmp), metadata=header)
-        )
+        return save_named_tensor(path, SCORES_KEY, self.scores, self.model, ROLES, self.meta)
 
     @classmethod
     def load(cls, path: str | Path) -> RoleScores:
-        from safetensors import SafetensorError, safe_open
-
-        path = Path(path)
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                header = f.metadata() or {}
-                tensor = f.get_tensor(SCORES_KEY)
-            roles = tuple(json.loads(header["roles"]))
-            meta = json.loads(header.get("meta", "{}"))
-            model = header["model"]
-        except (SafetensorError, OSError, RuntimeError, KeyError, ValueError) as err:
-            raise RolesError(f"{path} is not a dfa role-scores file ({type(err).__name__}: {err}).") from None
+        model, tensor, roles, meta = read_named_tensor(path, SCORES_KEY, RolesError, "role-scores")
         if roles != ROLES:
             raise RolesError(f"{path} holds roles {roles}, not this version's {ROLES}.")
         return cls(model, tensor, meta)
