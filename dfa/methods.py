@@ -14,6 +14,11 @@ import torch when called, so `dfa.config` and `dfa --help` read the registry wit
   of the source nodes of its kind whose layer overlaps its layer on the relative-depth axis
   (layer `l` of `L` covers `[l/L, (l+1)/L]`), weighted by the overlap. Every head of a target
   layer gets the same score: head indices carry no meaning across models.
+- `depth-ties`: `depth` with its ties ranked in a random order per draw (the mean curve of
+  `draws`). A circuit takes the top-k nodes, and `depth` gives every head of a target layer the
+  same score, so the heads that make a cut are those first in node order (h0, h1, ...): an
+  accident of indexing that moves a cell's CPR a lot (README, "Tuning zero-shot on val").
+  Between nodes of different scores the order is `depth`'s.
 - `role`, `role-assign`: heads aligned by role profile x relative depth (`dfa.core.alignment`),
   soft or one-to-one; MLPs by depth.
 - `random`: random maps, `W ~ N(0, init_std)` and `b = 0`, other seeds: a map that knows
@@ -60,6 +65,26 @@ def depth_scores(src_graph: NodeGraph, tgt_graph: NodeGraph, src: torch.Tensor) 
 
     s = normalise_scores(src, "abs-max").double()
     return tgt_graph.with_input((s @ depth_matrix(src_graph, tgt_graph)).float())
+
+
+def depth_tie_scores(
+    src_graph: NodeGraph, tgt_graph: NodeGraph, src: torch.Tensor, seed: int, draws: int = DRAWS
+) -> list[torch.Tensor]:
+    """`depth_scores` as ranks (`0, 1/n, ...`, the highest score last), ties ranked by a random
+    key per draw (seeds `40000 + seed + i`): the same top-k circuits as `depth` wherever no tie
+    straddles the cut."""
+    import torch
+
+    mapped = tgt_graph.mapped_scores(depth_scores(src_graph, tgt_graph, src)).double()
+    n = len(mapped)
+    out = []
+    for i in range(draws):
+        key = torch.rand(n, generator=torch.Generator().manual_seed(40_000 + seed + i), dtype=torch.double)
+        order = sorted(range(n), key=lambda j: (float(mapped[j]), float(key[j])))
+        ranks = torch.empty(n)
+        ranks[order] = torch.arange(n, dtype=torch.float32) / n
+        out.append(tgt_graph.with_input(ranks))
+    return out
 
 
 def random_scores(
@@ -176,6 +201,13 @@ METHODS: dict[str, ComparisonMethod] = {
         ),
         ComparisonMethod(
             "depth", "alignment", lambda x: depth_scores(x.src_graph, x.tgt_graph, x.source), "relative depth"
+        ),
+        ComparisonMethod(
+            "depth-ties",
+            "alignment",
+            lambda x: depth_tie_scores(x.src_graph, x.tgt_graph, x.source, x.seed, x.draws),
+            "relative depth, tied nodes in random orders",
+            default=False,
         ),
         ComparisonMethod(
             "random",

@@ -178,6 +178,27 @@ def test_depth_matrix_by_hand():
     assert depth_scores(NodeGraph(2, 1), NodeGraph(3, 1), s).tolist() == [1.0, 1.0, 0.0, 0.75, 0.0, 0.5, 0.0]
 
 
+def test_depth_ties_ranks_tied_heads_in_random_orders_and_keeps_depths_order_elsewhere():
+    from dfa.methods import depth_tie_scores
+
+    # Source 1 layer of 1 head, target 2 layers of 3 heads: every target head reads the one
+    # source head (score 1), every MLP the source MLP (score 0.5): two groups of ties.
+    src, tgt = NodeGraph(1, 1), NodeGraph(2, 3)
+    s = torch.tensor([2.0, 1.0])  # a0.h0, m0 -> abs-max [1, .5]
+    depth = depth_scores(src, tgt, s)
+    assert depth.tolist() == [1.0, 1.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0, 0.5]  # input, a0.h0-2, m0, ...
+    draws = depth_tie_scores(src, tgt, s, seed=0, draws=6)
+    heads = [i for i, n in enumerate(tgt.nodes) if n.kind == "head"]
+    mlps = [i for i, n in enumerate(tgt.nodes) if n.kind == "mlp"]
+    orders = set()
+    for d in draws:
+        assert d[0] == 1.0 and sorted(d[1:].tolist()) == [k / 8 for k in range(8)]  # ranks; input kept
+        assert min(d[heads].tolist()) > max(d[mlps].tolist())  # depth's order between the groups
+        orders.add(tuple(sorted(heads, key=lambda i: float(d[i]))))
+    assert len(orders) > 1  # the heads' order changes from draw to draw (node order: always the same)
+    assert [d.tolist() for d in depth_tie_scores(src, tgt, s, seed=0, draws=6)] == [d.tolist() for d in draws]
+
+
 def test_band_matrix_by_hand():
     # Source 2 layers ([0, .5], [.5, 1]), target 4 ([0, .25], ..., [.75, 1]); 1 head each.
     # Rows a0.h0, m0, a1.h0, m1; columns a0.h0, m0, a1.h0, m1, a2.h0, m2, a3.h0, m3.
