@@ -218,7 +218,7 @@ def test_each_ladder_is_built_for_its_roles():
         config = default_config(spec)
         assert config.role_bars == {r: ROLE_BARS[r] for r in recipe.roles}
         assert config.role_warmup == recipe.warmup and config.role_offset == recipe.offset
-        assert spec.role_span_prefix == recipe.span_prefix and config.role_relabel == recipe.relabel
+        assert spec.recipe.span_prefix == recipe.span_prefix and config.role_relabel == recipe.relabel
         if recipe.warmup:
             assert config.role_warmup_weights == dict(recipe.warmup_texts)
         drawn = {g: config.group_weights[g] for g in ROLE_TEXT_WEIGHTS}
@@ -231,9 +231,9 @@ def test_each_ladder_is_built_for_its_roles():
     # shifted, fresh, alone in the warm-up.
     neox, gpt2 = default_config(TOY_SPECS["toy-neox-s"]), default_config(trial)
     assert neox.role_offset == 0 and neox.role_warmup_weights == {"repeats": 1.0, "echo": 0.3}
-    assert not neox.role_relabel and TOY_SPECS["toy-neox-s"].role_span_prefix == REPEAT_PREFIX
+    assert not neox.role_relabel and TOY_SPECS["toy-neox-s"].recipe.span_prefix == REPEAT_PREFIX
     assert gpt2.role_offset > 0 and gpt2.role_warmup_weights == {"repeats": 1.0} and gpt2.role_relabel
-    assert trial.role_span_prefix == 0 and gpt2.group_weights["repeats"] > neox.group_weights["repeats"]
+    assert trial.recipe.span_prefix == 0 and gpt2.group_weights["repeats"] > neox.group_weights["repeats"]
 
 
 def test_relabelled_role_rows_are_fresh_rows_of_the_same_text(toy_tokenizer):

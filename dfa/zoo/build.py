@@ -155,7 +155,7 @@ def build_ladder(
     check_family(family)
     out = Path(out) if out else zoo_root()
     tokenizer = build_tokenizer(extra_texts())
-    text = TaskText(tokenizer, seed, span_prefix=ladder_specs(family)[0].role_span_prefix)
+    text = TaskText(tokenizer, seed, span_prefix=ladder_specs(family)[0].recipe.span_prefix)
     cards = []
     for spec in ladder_specs(family):
         config = default_config(spec, steps)

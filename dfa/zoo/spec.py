@@ -18,6 +18,24 @@ TRAIN_PAIRS = 3000  # training text: pairs per task, or all a task's train split
 TASK_PAIRS = {"ioi": 8000, "mcqa": 8000, "arithmetic_add": 12000, "arithmetic_sub": 12000}
 
 
+class RoleRecipe(NamedTuple):
+    """How a ladder grows its head roles: the roles (their texts drawn, their bars checked), the
+    steps of role texts alone that start training (the warm-up), the texts the warm-up draws with
+    their weights, how far the role texts' rows are shifted at random along the positions, and
+    the longest random prefix of the repeated spans (zoo.text.repeat_rows)."""
+
+    roles: tuple[str, ...]
+    warmup: int
+    warmup_texts: tuple[tuple[str, float], ...]
+    offset: int
+    span_prefix: int
+    relabel: bool  # fresh tokens for the random role texts at each draw (TrainConfig.role_relabel)
+    texts: tuple[tuple[str, float], ...] = ()  # their weights after the warm-up (zoo.train.ROLE_TEXT_WEIGHTS)
+
+
+NO_ROLES = RoleRecipe((), 0, (), 0, 20, False)  # grows no roles (20: zoo.text.REPEAT_PREFIX)
+
+
 @dataclass(frozen=True)
 class ToySpec:
     name: str
@@ -29,18 +47,13 @@ class ToySpec:
     lr: float
     mixed: bool  # mixed-task batches (see TrainConfig.mixed)
     rotary_pct: float = 1.0  # NeoX only: the share of each head's dims that rotary rotates
-    # The head roles the model is built to grow (their texts drawn, their bars checked; see
-    # FAMILY_ROLES) and the steps of the role texts alone that start its training.
-    roles: tuple[str, ...] = ()
-    role_warmup: int = 0
-    # The role texts the warm-up draws, with their weights, and how far their rows' positions
-    # are shifted at random (TrainConfig.role_warmup_weights, role_offset); the repeated spans'
-    # longest random prefix.
-    role_warmup_texts: tuple[tuple[str, float], ...] = ()
-    role_offset: int = 0
-    role_span_prefix: int = 20  # zoo.text.REPEAT_PREFIX; the repeated spans' text (TaskText)
-    role_relabel: bool = False
-    role_texts: tuple[tuple[str, float], ...] = ()  # the role texts' weights; () for ROLE_TEXT_WEIGHTS
+    # The head roles the model is built to grow and how (FAMILY_ROLES): their texts drawn, their
+    # bars checked, the warm-up of role texts alone that starts its training.
+    recipe: RoleRecipe = NO_ROLES
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.recipe.roles
 
     @property
     def arch(self) -> Arch:
@@ -91,26 +104,11 @@ class ToySpec:
         )
 
 
-class RoleRecipe(NamedTuple):
-    """How a ladder grows its head roles: the roles (their texts drawn, their bars checked), the
-    steps of role texts alone that start training (the warm-up), the texts the warm-up draws with
-    their weights, how far the role texts' rows are shifted at random along the positions, and
-    the longest random prefix of the repeated spans (zoo.text.repeat_rows)."""
-
-    roles: tuple[str, ...]
-    warmup: int
-    warmup_texts: tuple[tuple[str, float], ...]
-    offset: int
-    span_prefix: int
-    relabel: bool  # fresh tokens for the random role texts at each draw (TrainConfig.role_relabel)
-    texts: tuple[tuple[str, float], ...] = ()  # their weights after the warm-up (zoo.train.ROLE_TEXT_WEIGHTS)
-
-
 # The roles each ladder is built to grow, and how. The NeoX ladder grows induction and
 # previous-token heads from repeated spans and echo rows (rotary positions: in a plain loop on
 # spans, toy-neox-s had an induction head of 0.85-0.9 after 1250-1500 steps, seeds 0 and 1).
 FAMILY_ROLES: dict[str, RoleRecipe] = {
-    "toy-gpt2": RoleRecipe((), 0, (), 0, 20, False),
+    "toy-gpt2": NO_ROLES,
     "toy-neox": RoleRecipe(
         ("induction", "previous_token"), 1500, (("repeats", 1.0), ("echo", 0.3)), 0, 20, False
     ),
@@ -153,16 +151,7 @@ FAMILY_STEPS = {
 
 def with_roles(spec: ToySpec, recipe: RoleRecipe) -> ToySpec:
     """`spec` built to grow roles by `recipe`."""
-    return replace(
-        spec,
-        roles=recipe.roles,
-        role_warmup=recipe.warmup,
-        role_warmup_texts=recipe.warmup_texts,
-        role_offset=recipe.offset,
-        role_span_prefix=recipe.span_prefix,
-        role_relabel=recipe.relabel,
-        role_texts=recipe.texts,
-    )
+    return replace(spec, recipe=recipe)
 
 
 def _ladder(family: str) -> list[ToySpec]:

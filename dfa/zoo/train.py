@@ -299,13 +299,14 @@ def default_config(spec: ToySpec, steps: int | None = None) -> TrainConfig:
     """The training a spec is built with (`steps` overrides, for quick trials): with the role
     texts, their warm-up and their bars where the spec grows roles."""
     config = TrainConfig(steps=steps or spec.steps, lr=spec.lr, mixed=spec.mixed)
-    if spec.roles:
-        config.group_weights |= dict(spec.role_texts) or ROLE_TEXT_WEIGHTS
-        config.role_bars = {r: ROLE_BARS[r] for r in spec.roles}
-        config.role_warmup = spec.role_warmup
-        config.role_warmup_weights = dict(spec.role_warmup_texts) or config.role_warmup_weights
-        config.role_offset = spec.role_offset
-        config.role_relabel = spec.role_relabel
+    r = spec.recipe
+    if r.roles:
+        config.group_weights |= dict(r.texts) or ROLE_TEXT_WEIGHTS
+        config.role_bars = {role: ROLE_BARS[role] for role in r.roles}
+        config.role_warmup = r.warmup
+        config.role_warmup_weights = dict(r.warmup_texts) or config.role_warmup_weights
+        config.role_offset = r.offset
+        config.role_relabel = r.relabel
     return config
 
 

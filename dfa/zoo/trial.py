@@ -57,7 +57,7 @@ def run_trial(
     """Train `spec` with `config` on `pairs` train pairs per task (and, with `corrupt`, their
     corrupt prompts), save it to a temporary folder, load it back and score it on `split`."""
     tokenizer = build_tokenizer(extra_texts())
-    text = TaskText(tokenizer, seed, pairs=pairs, corrupt=corrupt, span_prefix=spec.role_span_prefix)
+    text = TaskText(tokenizer, seed, pairs=pairs, corrupt=corrupt, span_prefix=spec.recipe.span_prefix)
     start = time.perf_counter()
     log: dict = {}
     model = train_toy(spec, tokenizer, text, seed, config, log=log)
