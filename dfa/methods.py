@@ -13,12 +13,13 @@ import torch when called, so `dfa.config` and `dfa --help` read the registry wit
 - `depth`: relative-depth interpolation, no learning: a target node's score is the mean |score|
   of the source nodes of its kind whose layer overlaps its layer on the relative-depth axis
   (layer `l` of `L` covers `[l/L, (l+1)/L]`), weighted by the overlap. Every head of a target
-  layer gets the same score: head indices carry no meaning across models.
-- `depth-ties`: `depth` with its ties ranked in a random order per draw (the mean curve of
-  `draws`). A circuit takes the top-k nodes, and `depth` gives every head of a target layer the
-  same score, so the heads that make a cut are those first in node order (h0, h1, ...): an
-  accident of indexing that moves a cell's CPR a lot (README, "Tuning zero-shot on val").
-  Between nodes of different scores the order is `depth`'s.
+  layer gets the same score (head indices carry no meaning across models), so a circuit that cuts
+  through a layer must choose among tied heads: `depth` ranks its ties in a random order per
+  draw and reports the mean curve of `draws`, as `random` does over maps. Between nodes of
+  different scores the order is the interpolation's.
+- `depth-order`: the same interpolation with ties taken in node order (h0, h1, ...), the `depth`
+  of the tables before 2026-11-30: an accident of indexing that moved a cell's CPR by up to 0.18
+  (toy-neox ioi; README, "The depth baseline's ties"). Not a default; kept to read old tables.
 - `role`, `role-assign`: heads aligned by role profile x relative depth (`dfa.core.alignment`),
   soft or one-to-one; MLPs by depth.
 - `random`: random maps, `W ~ N(0, init_std)` and `b = 0`, other seeds: a map that knows
@@ -200,13 +201,16 @@ METHODS: dict[str, ComparisonMethod] = {
             "gold", "reference", lambda x: x.need("gold", "gold"), "direct attribution on the target"
         ),
         ComparisonMethod(
-            "depth", "alignment", lambda x: depth_scores(x.src_graph, x.tgt_graph, x.source), "relative depth"
-        ),
-        ComparisonMethod(
-            "depth-ties",
+            "depth",
             "alignment",
             lambda x: depth_tie_scores(x.src_graph, x.tgt_graph, x.source, x.seed, x.draws),
-            "relative depth, tied nodes in random orders",
+            "relative depth, tied heads in random orders",
+        ),
+        ComparisonMethod(
+            "depth-order",
+            "alignment",
+            lambda x: depth_scores(x.src_graph, x.tgt_graph, x.source),
+            "relative depth, tied heads in node order",
             default=False,
         ),
         ComparisonMethod(

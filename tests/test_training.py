@@ -178,7 +178,7 @@ def test_depth_matrix_by_hand():
     assert depth_scores(NodeGraph(2, 1), NodeGraph(3, 1), s).tolist() == [1.0, 1.0, 0.0, 0.75, 0.0, 0.5, 0.0]
 
 
-def test_depth_ties_ranks_tied_heads_in_random_orders_and_keeps_depths_order_elsewhere():
+def test_depth_ranks_tied_heads_in_random_orders_and_keeps_depths_order_elsewhere():
     from dfa.methods import depth_tie_scores
 
     # Source 1 layer of 1 head, target 2 layers of 3 heads: every target head reads the one
@@ -197,6 +197,16 @@ def test_depth_ties_ranks_tied_heads_in_random_orders_and_keeps_depths_order_els
         orders.add(tuple(sorted(heads, key=lambda i: float(d[i]))))
     assert len(orders) > 1  # the heads' order changes from draw to draw (node order: always the same)
     assert [d.tolist() for d in depth_tie_scores(src, tgt, s, seed=0, draws=6)] == [d.tolist() for d in draws]
+    # The registry's `depth` is these draws (the baseline every table compares with), and
+    # `depth-order` the interpolation itself, ties in node order.
+    from types import SimpleNamespace
+
+    from dfa.methods import METHODS
+
+    x = SimpleNamespace(src_graph=src, tgt_graph=tgt, source=s, seed=0, draws=6)
+    assert [d.tolist() for d in METHODS["depth"].score(x)] == [d.tolist() for d in draws]
+    assert METHODS["depth-order"].score(x).tolist() == depth.tolist()
+    assert METHODS["depth"].default and not METHODS["depth-order"].default
 
 
 def test_band_matrix_by_hand():
