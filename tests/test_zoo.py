@@ -208,13 +208,10 @@ def test_repeated_and_interleaved_rows_have_their_form(toy_tokenizer):
 
 
 def test_each_ladder_is_built_for_its_roles():
-    from dfa.zoo.spec import FAMILY_ROLES, GPT2_ROLE_TRIAL, with_roles
+    from dfa.zoo.spec import FAMILY_ROLES
     from dfa.zoo.train import ROLE_TEXT_WEIGHTS, default_config
 
-    trial = with_roles(TOY_SPECS["toy-gpt2-s"], GPT2_ROLE_TRIAL)
-    for spec, recipe in [(s, FAMILY_ROLES[s.family]) for s in TOY_SPECS.values()] + [
-        (trial, GPT2_ROLE_TRIAL)
-    ]:
+    for spec, recipe in [(s, FAMILY_ROLES[s.family]) for s in TOY_SPECS.values()]:
         config = default_config(spec)
         assert config.role_bars == {r: ROLE_BARS[r] for r in recipe.roles}
         assert config.role_warmup == recipe.warmup and config.role_offset == recipe.offset
@@ -225,15 +222,15 @@ def test_each_ladder_is_built_for_its_roles():
         weights = dict(recipe.texts) or ROLE_TEXT_WEIGHTS
         assert drawn == (weights if recipe.roles else dict.fromkeys(ROLE_TEXT_WEIGHTS, 0.0))
     assert TOY_SPECS["toy-neox-s"].roles == ("induction", "previous_token")
-    assert TOY_SPECS["toy-gpt2-s"].roles == ()  # the shipped GPT-2 ladder: no recipe clears the bars yet
+    assert TOY_SPECS["toy-gpt2-s"].roles == ("induction", "previous_token")
     # Rotary positions (NeoX): spans after a random prefix, unshifted, echoes in the warm-up, as
     # the shipped ladder was built. Learnt absolute positions (GPT-2): spans without the prefix,
     # shifted, fresh, alone in the warm-up.
-    neox, gpt2 = default_config(TOY_SPECS["toy-neox-s"]), default_config(trial)
+    neox, gpt2 = default_config(TOY_SPECS["toy-neox-s"]), default_config(TOY_SPECS["toy-gpt2-s"])
     assert neox.role_offset == 0 and neox.role_warmup_weights == {"repeats": 1.0, "echo": 0.3}
     assert not neox.role_relabel and TOY_SPECS["toy-neox-s"].recipe.span_prefix == REPEAT_PREFIX
     assert gpt2.role_offset > 0 and gpt2.role_warmup_weights == {"repeats": 1.0} and gpt2.role_relabel
-    assert trial.recipe.span_prefix == 0 and gpt2.group_weights["repeats"] > neox.group_weights["repeats"]
+    assert TOY_SPECS["toy-gpt2-s"].recipe.span_prefix == 0 and gpt2.group_weights["repeats"] > neox.group_weights["repeats"]
 
 
 def test_relabelled_role_rows_are_fresh_rows_of_the_same_text(toy_tokenizer):
