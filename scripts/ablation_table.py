@@ -34,7 +34,7 @@ def main() -> None:
         sub = {**reports[name], "results": [r for r in rows if r["task"] in ind]}
         w = wins(sub, ["depth"])["depth"]
         cells = " | ".join(f"{cpr[(t, 'dfa')]:.3f}" for t in tasks)
-        print(f"| {label} | {cells} | {share:.2f} | {w['wins']} above, {w['losses']} below of {w['of']} |")
+        print(f"| {label} | {cells} | {share:.3f} | {w['wins']} above, {w['losses']} below of {w['of']} |")
     depth = {r["task"]: r["cpr"] for r in reports["main"]["results"] if r["method"] == "depth"}
     gold = {r["task"]: r["cpr"] for r in reports["main"]["results"] if r["method"] == "gold"}
     print("| depth | " + " | ".join(f"{depth[t]:.3f}" for t in tasks) + " | | |")
