@@ -363,22 +363,22 @@ def test_trainer_starts_at_the_depth_map_and_the_anchor_pulls_back(wired):
 
 
 @pytest.mark.parametrize(
-    ("objective", "lr", "falls_below"),
+    ("objective", "lr", "steps", "falls_below"),
     # density: the sparsity term can trade mask for fit, so the loss falls far; curve: each size
     # keeps exactly k nodes, so its fit can only fall as far as the best k-node circuit allows,
-    # and the cuts move with the ranking, so one batch is overfitted with small steps (with the
-    # default anchor 1, lr 0.01 went 2.15 -> 2.08 -> 2.20 in 25 steps; lr 0.002 2.15 -> 2.08; on
-    # the NeoX ladder rebuilt with role heads, lr 0.002 goes 3.190 -> 3.144).
-    [("density", 0.1, lambda first: 0.6 * first), ("curve", 0.002, lambda first: first - 0.03)],
+    # and the cuts move with the ranking, so the loss wanders before it falls (on the GPT-2 ladder
+    # rebuilt with role heads, lr 0.002 went 3.926 -> 3.900 in 25 steps and 3.896 at best in 40;
+    # lr 0.005 3.926 -> 3.914 in 25, 3.702 in 40; lr 0.01 3.688 in 25 and 40).
+    [("density", 0.1, 25, lambda first: 0.6 * first), ("curve", 0.005, 40, lambda first: first - 0.1)],
 )
-def test_loss_falls_when_overfitting_one_batch(wired, monkeypatch, objective, lr, falls_below):
+def test_loss_falls_when_overfitting_one_batch(wired, monkeypatch, objective, lr, steps, falls_below):
     data, module = wired
     monkeypatch.setattr(module.config, "objective", objective)
     batch = data.train_items[0]
     saved = {k: v.clone() for k, v in module.map.state_dict().items()}
     opt = torch.optim.Adam(module.map.parameters(), lr=lr)
     losses = []
-    for _ in range(25):
+    for _ in range(steps):
         opt.zero_grad()
         loss = module.loss_terms(batch)["loss"]
         loss.backward()
