@@ -75,6 +75,23 @@ def test_mask_is_sigmoid_of_scores_times_w_plus_b():
         m(torch.ones(3))
 
 
+def test_large_logits_rank_by_logit_not_by_node_order():
+    # Logits 20 and 25 are both exactly 1.0 as float32 probabilities; the circuits' top-k must
+    # still take the node with the larger logit first (not the first in node order).
+    from dfa.core.evaluate import ranking
+    from dfa.methods import map_scores
+
+    assert float(torch.sigmoid(torch.tensor(20.0))) == float(torch.sigmoid(torch.tensor(25.0))) == 1.0
+    tgt = NodeGraph(1, 2)  # input, a0.h0, a0.h1, m0
+    m = AlignmentMap(["a0.h0"], tgt.mapped_names, temperature=1.0)
+    with torch.no_grad():
+        m.W.zero_()
+        m.b.copy_(torch.tensor([20.0, 25.0, 0.0]))
+    scores = map_scores(m, tgt, torch.tensor([1.0]))
+    always, order = ranking(scores, tgt)
+    assert always.tolist() == [0] and [tgt.nodes[i].name for i in order] == ["a0.h1", "a0.h0", "m0"]
+
+
 def test_map_round_trip_and_bad_files(tmp_path):
     src, tgt = NodeGraph(2, 3), NodeGraph(4, 2)
     m = AlignmentMap(src.mapped_names, tgt.mapped_names, temperature=0.5, normalise="rank", seed=3)
@@ -241,11 +258,11 @@ def test_controls_permute_the_map_or_the_sources():
     tgt = NodeGraph(2, 1)  # mapped: a0.h0, m0, a1.h0, m1
     m = AlignmentMap(["a0.h0", "m0", "m1"], tgt.mapped_names, seed=1)
     s = torch.tensor([3.0, 1.0, 2.0])
-    own = m(s)
+    own = m(s).double()  # the methods' scores are double (mask_probabilities)
     for p in permuted_scores(m, tgt, s, seed=0, draws=3):
         assert p[0] == 1 and torch.allclose(p[1:].sort().values, own.sort().values)
     flat = scrambled_scores(m, tgt, torch.ones(3), seed=0, draws=2)
-    assert all(torch.allclose(x, tgt.with_input(m(torch.ones(3)))) for x in flat)
+    assert all(torch.allclose(x, tgt.with_input(m(torch.ones(3)).double())) for x in flat)
 
 
 # --- configs --------------------------------------------------------------------------------------

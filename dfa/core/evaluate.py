@@ -82,7 +82,7 @@ def ranking(scores: torch.Tensor, graph: NodeGraph, keep_input: bool = True, ran
     the other nodes best first (by |score| or by signed score; ties by node order)."""
     if scores.numel() != len(graph):
         raise DfaError(f"{scores.numel()} scores for a graph of {len(graph)} nodes.")
-    scores = scores.detach().float().cpu()
+    scores = scores.detach().double().cpu()  # exact for float32 scores; keeps double ones distinct
     always = torch.isnan(scores)
     if keep_input and graph.include_input:
         always[0] = True

@@ -271,5 +271,7 @@ def _shape(names: Sequence[str]) -> str:
 
 
 def mask_probabilities(z: torch.Tensor) -> torch.Tensor:
-    """`sigmoid(z)` in double precision (so large logits stay distinct), as float32 scores."""
-    return torch.sigmoid(z.detach().double()).float()
+    """`sigmoid(z)` in double precision, kept double: in float32 every logit above about 16.6 is
+    exactly 1.0, and the circuits' top-k would take those tied nodes in node order (the trained
+    toy maps reach logits of 17-33). Double keeps them distinct up to about 36."""
+    return torch.sigmoid(z.detach().double())
