@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -147,18 +147,18 @@ FAMILY_STEPS = {
 }
 
 
-def with_roles(spec: ToySpec, recipe: RoleRecipe) -> ToySpec:
-    """`spec` built to grow roles by `recipe`."""
-    return replace(spec, recipe=recipe)
-
-
 def _ladder(family: str) -> list[ToySpec]:
     return [
-        with_roles(
-            ToySpec(
-                f"{family}-{size}", family, layers, heads, d_model, FAMILY_STEPS[family][size], lr, mixed
-            ),
-            FAMILY_ROLES[family],
+        ToySpec(
+            f"{family}-{size}",
+            family,
+            layers,
+            heads,
+            d_model,
+            FAMILY_STEPS[family][size],
+            lr,
+            mixed,
+            recipe=FAMILY_ROLES[family],
         )
         for size, layers, heads, d_model, lr, mixed in SIZES
     ]
