@@ -78,7 +78,9 @@ def test_sweep_trains_each_map_once_and_resumes(tmp_path, fake):
     assert ("toy-gpt2-s", "toy-gpt2-m", "loto-sva", ("gender",), ("sva",)) in fake["train"]
     assert ("toy-gpt2-s", "toy-gpt2-m", "only-gender", ("gender",), ()) in fake["train"]
     assert ("loto-sva", ("sva",), ("dfa", "random", "permuted", "scrambled")) in fake["eval"]
-    assert ("all", ("gender",), ("dfa", "gold", "depth", "depth-order", "role", "role-assign")) in fake["eval"]
+    assert ("all", ("gender",), ("dfa", "gold", "depth", "depth-order", "role", "role-assign")) in fake[
+        "eval"
+    ]
     n_rows = len(result["rows"])
     saved = json.loads((tmp_path / "sweep_toy-gpt2.json").read_text())
     assert len(saved["rows"]) == n_rows

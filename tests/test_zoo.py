@@ -230,7 +230,10 @@ def test_each_ladder_is_built_for_its_roles():
     assert neox.role_offset == 0 and neox.role_warmup_weights == {"repeats": 1.0, "echo": 0.3}
     assert not neox.role_relabel and TOY_SPECS["toy-neox-s"].recipe.span_prefix == REPEAT_PREFIX
     assert gpt2.role_offset > 0 and gpt2.role_warmup_weights == {"repeats": 1.0} and gpt2.role_relabel
-    assert TOY_SPECS["toy-gpt2-s"].recipe.span_prefix == 0 and gpt2.group_weights["repeats"] > neox.group_weights["repeats"]
+    assert (
+        TOY_SPECS["toy-gpt2-s"].recipe.span_prefix == 0
+        and gpt2.group_weights["repeats"] > neox.group_weights["repeats"]
+    )
 
 
 def test_relabelled_role_rows_are_fresh_rows_of_the_same_text(toy_tokenizer):
