@@ -104,6 +104,7 @@ class TrainConfig:
         "val CPR is below its start (best); the best mean val CPR, without that guard (mean); or the "
         "last epoch",
     )
+    blends: list[float] = opt([0.25, 0.5, 0.75], "candidates start + a * (map - start) per epoch ([]: none)")
     patience: int = opt(0, "stop after this many epochs with no better kept map on val (0: never)")
     lr: float = opt(0.05, "Adam learning rate")
     temperature: float = opt(1.0, "mask = sigmoid((s @ W + b) / temperature)")
@@ -233,6 +234,8 @@ class TrainConfig:
             raise ConfigError(f"band is a non-negative relative depth of a dense map, got {self.band}.")
         if not self.offset and self.map_kind != "dense":
             raise ConfigError("offset: false is for a dense map (a features map computes its b).")
+        if any(not 0 < a < 1 for a in self.blends):
+            raise ConfigError(f"blends must lie in (0, 1) (0: the start, 1: the map), got {self.blends}.")
         if self.topk_tau <= 0 or self.patience < 0 or self.source_resamples < 0:
             raise ConfigError("topk_tau must be positive; patience and source_resamples non-negative.")
         try:

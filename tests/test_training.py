@@ -555,6 +555,38 @@ def test_selection_keeps_the_best_epoch_with_no_task_below_its_start():
     assert module.kept()["epoch"] == 2  # ties: the earlier
     module.history = [{**h[0], "mean": 0.7}, h[1]]
     assert module.kept()["epoch"] == 0  # the start is kept when no epoch beats its mean
+    # Blends of an epoch's map with the start are candidates too, under the same guard.
+    module.config = TrainConfig(keep="best")
+    half = {"alpha": 0.5, "val_cpr": {"a": 0.7, "b": 0.5}, "mean": 0.6, "below_start": []}
+    quarter = {"alpha": 0.25, "val_cpr": {"a": 0.6, "b": 0.6}, "mean": 0.6, "below_start": []}
+    over = {"alpha": 0.75, "val_cpr": {"a": 0.85, "b": 0.45}, "mean": 0.65, "below_start": ["b"]}
+    module.history = [h[0], {**h[1], "blends": [quarter, half, over]}, h[2]]
+    kept = module.kept()
+    assert (kept["epoch"], kept["alpha"], kept["mean"]) == (1, 0.25, 0.6)  # tie: nearer the start
+    module.history = [h[0], {**h[1], "blends": [over]}]
+    assert (module.kept()["epoch"], module.kept()["alpha"]) == (0, 1.0)  # the blend fell on b too
+    module.config = TrainConfig(keep="mean")
+    assert (module.kept()["epoch"], module.kept()["alpha"]) == (1, 0.75)  # 0.65 both: nearer the start
+
+
+def test_a_blend_with_the_start_is_the_same_blend_of_the_logits_and_is_undone():
+    from dfa.config import TrainConfig
+
+    src, tgt = ["a0.h0", "a0.h1", "m0"], ["a0.h0", "m0", "a1.h0", "m1"]
+    module = MapTrainer(TrainConfig().to_dict(), src, tgt)
+    s = torch.tensor([0.3, -1.0, 2.0])
+    z0 = module.map.logits(s).detach().clone()
+    with torch.no_grad():
+        module.map.W.add_(torch.randn_like(module.map.W))
+        module.map.b.add_(1.5)
+    z1 = module.map.logits(s).detach().clone()
+    with module.blended(0.25):
+        assert torch.allclose(module.map.logits(s), 0.75 * z0 + 0.25 * z1, atol=1e-5)
+    assert torch.equal(module.map.logits(s), z1)  # restored
+    module.set_blend(0.5)
+    assert torch.allclose(module.map.logits(s), 0.5 * (z0 + z1), atol=1e-5)
+    with pytest.raises(ConfigError, match=r"blends must lie in \(0, 1\)"):
+        TrainConfig(blends=[0.5, 1.0]).check()
 
 
 # --- runs -----------------------------------------------------------------------------------------
@@ -580,14 +612,18 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
     assert meta_b["steps"] == meta["steps"] == 8  # 2 tasks x 2 batches x 2 epochs
     assert torch.equal(a.W, b.W) and torch.equal(a.b, b.b)  # bit for bit
     assert meta_b["kept"] == meta["kept"] and meta_b["val_history"] == meta["val_history"]
-    # The kept map is the one its epoch left: the start's W0 and b = 0, or the best checkpoint's.
+    # The kept map is the one its epoch left: the start's W0 and b = 0, or the best checkpoint's,
+    # or its blend with the start, W0 + alpha * (W - W0).
     assert [h["epoch"] for h in meta["val_history"]] == [0, 1, 2]
-    kept = meta["kept"]["epoch"]
+    assert all(len(h.get("blends", [])) == (3 if h["epoch"] else 0) for h in meta["val_history"])
+    kept, alpha = meta["kept"]["epoch"], meta["kept"]["blend"]
     if kept == 0:
         assert torch.equal(a.b, torch.zeros_like(a.b))
     else:
         best = torch.load(straight / "best.ckpt", weights_only=True)["state_dict"]
-        assert torch.equal(a.W, best["map.W"]) and torch.equal(a.b, best["map.b"])
+        W0 = MapTrainer(dict(meta["hyperparameters"]), a.src_names, a.tgt_names).W0
+        assert torch.allclose(a.W, W0 + alpha * (best["map.W"] - W0), atol=1e-6)
+        assert torch.allclose(a.b, alpha * best["map.b"], atol=1e-6)
     ckpt = torch.load(run / "last.ckpt", weights_only=True)
     assert set(ckpt["state_dict"]) == {"map.W", "map.b"}  # the language models are not in the checkpoint
     with pytest.raises(ConfigError, match="Nothing to resume"):

@@ -38,10 +38,17 @@ a training task's val CPR is below its start value, so training never leaves a t
 on val than the start. `keep: mean` drops the guard: on the NeoX pair's leave-one-task-out folds the
 guard kept the start on half of them, because one training task (greater-than) dipped, and threw
 away epochs that carried more to the held-out task (README, "Tuning zero-shot on val").
+Each validation during training also scores the epoch map's blends with the start,
+`start + a * (map - start)` for `a` in `blends` (the dense map's logits are the same blend of the
+two maps' logits), in the same stacked passes; a blend is a candidate under the same guard, so a
+run whose epochs each leave one task below its start can still keep a step towards them that
+does not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
@@ -253,9 +260,12 @@ class MapTrainer(Objectives, pl.LightningModule):
     def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:
         self.use_pair(batch.pair)
         task = int(batch.task)
-        with torch.no_grad():
-            scores = self.target_scores(task)
-        masks, inverse = distinct_circuits([scores], self.graph, FRACTIONS)
+        with torch.no_grad():  # the epoch's map, then its blends with the start (`candidates`)
+            scores = [self.target_scores(task)]
+            for a in self.candidate_blends():
+                with self.blended(a):
+                    scores.append(self.target_scores(task))
+        masks, inverse = distinct_circuits(scores, self.graph, FRACTIONS)
         metric = self.metrics[self.tasks[task]]
         p = batch.prompts
         values = masked_metric(self.target, self.graph, p, batch.donor, masks.to(self.device), metric)
@@ -272,11 +282,19 @@ class MapTrainer(Objectives, pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         per_task, at = {}, {f: [] for f in self.config.val_fractions}
+        blends: dict[float, dict[str, float]] = {}  # alpha -> label -> val CPR of that blend
         for name, gathered in zip(self.labels, self.val_values, strict=True):
             if gathered.update_count == 0:
                 continue
-            rows = gathered.compute().T.cpu().double().numpy()  # [empty, fractions..., clean] x prompts
-            c = curve(name, rows[None, 1:-1], rows[-1], rows[0], FRACTIONS)
+            # [empty, fractions of each candidate..., clean] x prompts
+            rows = gathered.compute().T.cpu().double().numpy()
+            n = len(FRACTIONS)
+            for i, a in enumerate(self.candidate_blends()):
+                blend = curve(
+                    name, rows[None, 1 + (i + 1) * n : 1 + (i + 2) * n], rows[-1], rows[0], FRACTIONS
+                )
+                blends.setdefault(a, {})[name] = blend.cpr
+            c = curve(name, rows[None, 1 : 1 + n], rows[-1], rows[0], FRACTIONS)
             per_task[name] = c.cpr
             self.log(f"val/cpr/{name}", c.cpr)
             if name in self.train_labels:
@@ -293,9 +311,50 @@ class MapTrainer(Objectives, pl.LightningModule):
                 self.log(f"val/faithfulness@{frac:g}", sum(vals) / len(vals))
         if self._trainer is None or self.trainer.sanity_checking or not seen:
             return  # selection needs a trainer's run (tests call the hooks alone)
-        self.select(per_task, sum(seen) / len(seen))
+        self.select(per_task, sum(seen) / len(seen), blends)
 
-    def select(self, per_task: dict[str, float], mean: float) -> None:
+    # --- selection: the start, each epoch's map, and its blends with the start
+    def candidate_blends(self) -> list[float]:
+        """The blends `a` scored at this validation: none at the start (every blend of the start
+        is the start), nor with `keep: last`."""
+        if self.config.keep == "last" or self._trainer is None:
+            return []
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        return list(self.config.blends) if self.trainer.state.fn == TrainerFn.FITTING else []
+
+    def start_params(self) -> dict[str, torch.Tensor]:
+        """The map's parameters at the start (W0 and b = 0; a features map's start parameters)."""
+        if isinstance(self.map, FeatureMap):
+            return {n: p.detach() for n, p in self._start_map.named_parameters()}
+        return {"W": self.W0, "b": torch.zeros_like(self.map.b)}
+
+    def set_blend(self, alpha: float, params: dict[str, torch.Tensor] | None = None) -> None:
+        """Set the map to `start + alpha * (params - start)` (`params`: the map's own by default).
+        The dense map's logits are linear in (W, b), so they are the same blend of the start's and
+        the map's logits; a features map blends its kernel's parameters."""
+        start = self.start_params()
+        with torch.no_grad():
+            for n, p in self.map.named_parameters():
+                end = p.detach().clone() if params is None else params[n]
+                s0 = start[n].to(p)
+                p.copy_(s0 + alpha * (end.to(p) - s0))
+
+    @contextmanager
+    def blended(self, alpha: float) -> Iterator[None]:
+        """The map blended with the start for the block's duration (`set_blend`), then restored."""
+        saved = {n: p.detach().clone() for n, p in self.map.named_parameters()}
+        self.set_blend(alpha, saved)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for n, p in self.map.named_parameters():
+                    p.copy_(saved[n])
+
+    def select(
+        self, per_task: dict[str, float], mean: float, blends: dict[float, dict[str, float]] | None = None
+    ) -> None:
         """Record an epoch's (or the start's) val CPRs and log `val/select` (module docstring)."""
         from lightning.pytorch.trainer.states import TrainerFn
 
@@ -309,24 +368,40 @@ class MapTrainer(Objectives, pl.LightningModule):
             return  # fit without a start (tests that call fit alone): nothing to select against
         else:
             epoch = self.current_epoch + 1
-        below = [t for t in train if per_task[t] < self.start[t]]
-        score = mean if not below or self.config.keep == "mean" else float("-inf")
         held = {t: per_task[t] for t in self.holdout_labels if t in per_task}  # reported, never selected on
-        self.history.append(
-            {
-                "epoch": epoch,
-                "val_cpr": {t: per_task[t] for t in train},
-                "mean": mean,
-                "below_start": below,
-                "zero_shot_val_cpr": held,
+
+        def entry(cpr: dict[str, float]) -> dict[str, Any]:
+            vals = {t: cpr[t] for t in train}
+            return {
+                "val_cpr": vals,
+                "mean": sum(vals.values()) / len(vals),
+                "below_start": [t for t in train if cpr[t] < self.start[t]],
+                "zero_shot_val_cpr": {t: cpr[t] for t in held if t in cpr},
             }
-        )
+
+        record = {"epoch": epoch, **entry(per_task), "mean": mean}
+        if blends:
+            record["blends"] = [{"alpha": a, **entry(cpr)} for a, cpr in blends.items()]
+        self.history.append(record)
+        score = max((c["mean"] for c in self.candidates([record])), default=float("-inf"))
         self.log("val/select", score)
 
+    def candidates(self, history: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The maps selection may keep: each entry of `history` (alpha 1) and its blends, with
+        `keep: best` only those where no training task is below its start."""
+        out = []
+        for h in self.history if history is None else history:
+            for c in [{**h, "alpha": 1.0}, *({**b, "epoch": h["epoch"]} for b in h.get("blends", []))]:
+                if not c["below_start"] or self.config.keep == "mean":
+                    out.append(c)
+        return out
+
     def kept(self) -> dict[str, Any]:
-        """The entry of `history` with the best `val/select` (the start on ties): what is kept."""
-        eligible = [h for h in self.history if not h["below_start"] or self.config.keep == "mean"]
-        return max(eligible, key=lambda h: (h["mean"], -h["epoch"])) if eligible else self.history[0]
+        """The candidate with the best mean val CPR (the start, then the earlier epoch and the
+        blend nearer the start on ties): what is kept. Its `alpha` is 1 for an epoch's own map."""
+        eligible = self.candidates()
+        best = max(eligible, key=lambda h: (h["mean"], -h["epoch"], -h["alpha"]), default=None)
+        return best if best is not None else {**self.history[0], "alpha": 1.0}
 
     def restore_start(self) -> None:
         """Put the map back where training started (W0, b = 0; a features map's start parameters)."""

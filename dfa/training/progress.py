@@ -1,11 +1,12 @@
 """What a run prints while it trains: Lightning's progress bar on a terminal; in a log (stdout
 not a terminal), one line per epoch instead, as bars redrawn with carriage returns glue onto the
-lines that follow."""
+lines that follow; and, at the end of a run, the val CPRs selection chose among."""
 
 from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.trainer.states import TrainerFn
@@ -49,3 +50,32 @@ class EpochLines(pl.Callback):
             f"{train}{values} ({time.perf_counter() - self.started:.0f}s)",
             flush=True,
         )
+
+
+def selection_report(history: list[dict[str, Any]], kept: dict[str, Any]) -> str:
+    """Val CPR per training task: the start, each epoch, and which map was kept."""
+    if not history:
+        return f"kept: epoch {kept['epoch']} ({kept['why']})"
+    tasks = list(history[0]["val_cpr"])
+    lines = ["val CPR per training task (epoch 0 = the start; ExA = start + A * (epoch E's map - start)):"]
+    pairs = list(dict.fromkeys(t.rpartition("/")[0] for t in tasks if "/" in t))
+    if pairs:  # several pairs: columns `pN/task`
+        lines.append("  pairs: " + ", ".join(f"p{i} = {p}" for i, p in enumerate(pairs, 1)))
+    short = {
+        t: (f"p{pairs.index(t.rpartition('/')[0]) + 1}/" if "/" in t else "") + t.rpartition("/")[2]
+        for t in tasks
+    }
+    lines.append("  epoch " + "".join(f"{short[t][:12]:>13}" for t in tasks) + "         mean")
+    alpha = kept.get("blend", 1.0)
+    for h in history:
+        rows = [(h, 1.0, f"{h['epoch']:>5}")]
+        rows += [(b, b["alpha"], f"{h['epoch']}x{b['alpha']:g}") for b in h.get("blends", [])]
+        for row, a, label in rows:
+            if a < 1 and not (h["epoch"] == kept["epoch"] and a == alpha):
+                continue  # a blend is shown when it is the kept map
+            chosen = h["epoch"] == kept["epoch"] and a == alpha
+            flag = " *" if chosen else ("  (below start)" if row["below_start"] else "")
+            cells = "".join(f"{row['val_cpr'][t]:>13.3f}" for t in tasks)
+            lines.append(f"  {label:>5} {cells} {row['mean']:>12.3f}{flag}")
+    lines.append(f"kept: epoch {kept['epoch']} (*): {kept['why']}")
+    return "\n".join(lines)

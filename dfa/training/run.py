@@ -21,7 +21,7 @@ from dfa.core.io import atomic_write
 from dfa.store import ModelPool
 from dfa.training.data import TransferData
 from dfa.training.module import MapTrainer
-from dfa.training.progress import EpochLines, interactive
+from dfa.training.progress import EpochLines, interactive, selection_report
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -219,34 +219,22 @@ def keep_map(module: MapTrainer, config: TrainConfig, run: Path, last_epoch: int
         if epoch != last_epoch:
             state = torch.load(run / BEST, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
+        alpha = entry["alpha"]
+        if alpha < 1:
+            module.set_blend(alpha)
+        which = "" if alpha == 1 else f" (the blend start + {alpha:g} * (epoch {epoch}'s map - start))"
         why = (
-            "best mean val CPR over the training tasks, none below its start"
+            f"best mean val CPR over the training tasks, none below its start{which}"
             if guard
-            else "best mean val CPR over the training tasks (keep: mean)"
+            else f"best mean val CPR over the training tasks (keep: mean){which}"
         )
-    return {"epoch": epoch, "why": why, "val_cpr": entry["val_cpr"], "mean_val_cpr": entry["mean"]}
-
-
-def selection_report(module: MapTrainer, kept: dict[str, Any]) -> str:
-    """Val CPR per training task: the start, each epoch, and which map was kept."""
-    if not module.history:
-        return f"kept: epoch {kept['epoch']} ({kept['why']})"
-    tasks = list(module.history[0]["val_cpr"])
-    lines = ["val CPR per training task (epoch 0 = the start):"]
-    pairs = list(dict.fromkeys(t.rpartition("/")[0] for t in tasks if "/" in t))
-    if pairs:  # several pairs: columns `pN/task`
-        lines.append("  pairs: " + ", ".join(f"p{i} = {p}" for i, p in enumerate(pairs, 1)))
-    short = {
-        t: (f"p{pairs.index(t.rpartition('/')[0]) + 1}/" if "/" in t else "") + t.rpartition("/")[2]
-        for t in tasks
+    return {
+        "epoch": epoch,
+        "blend": entry["alpha"],
+        "why": why,
+        "val_cpr": entry["val_cpr"],
+        "mean_val_cpr": entry["mean"],
     }
-    lines.append("  epoch " + "".join(f"{short[t][:12]:>13}" for t in tasks) + "         mean")
-    for h in module.history:
-        flag = " *" if h["epoch"] == kept["epoch"] else ("  (below start)" if h["below_start"] else "")
-        cells = "".join(f"{h['val_cpr'][t]:>13.3f}" for t in tasks)
-        lines.append(f"  {h['epoch']:>5} {cells} {h['mean']:>12.3f}{flag}")
-    lines.append(f"kept: epoch {kept['epoch']} (*): {kept['why']}")
-    return "\n".join(lines)
 
 
 def make_trainer(
@@ -438,6 +426,6 @@ def train(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     kept = keep_map(module, config, run, trainer.current_epoch)
     if progress:
-        print(selection_report(module, kept), flush=True)
+        print(selection_report(module.history, kept), flush=True)
     module.map.save(run, _record(config, trainer, module, metrics, kept, time.perf_counter() - start))
     return run
