@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dfa.cli import main
+from dfa.core.errors import DfaError
 from dfa.experiments import loto
 
 
@@ -64,3 +67,42 @@ def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, ca
     val = tmp_path / "loto_val.json"
     assert main([*argv[:-1], str(val), "--split", "val"]) == 0
     assert {e[-1] for e in evaluated} == {"val"} and json.loads(val.read_text())["split"] == "val"
+
+
+# --- the zero-shot reference: ridge maps fitted to the target's gold scores of the other tasks
+def test_ridge_residual_interpolates_its_rows_and_falls_back_to_their_mean():
+    import torch
+
+    from dfa.experiments.loto_ceiling import ridge_residual
+
+    X = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 1.0]], dtype=torch.double)
+    R = torch.tensor([[1.0, 2.0], [3.0, -1.0], [-4.0, 5.0]], dtype=torch.double)
+    for i in range(3):  # lam = 0: a training row gives its own residual back
+        assert torch.allclose(ridge_residual(X, R, X[i], 0.0), R[i])
+    # a source vector orthogonal to every training row: the mean residual (the map's offset)
+    assert torch.allclose(
+        ridge_residual(X, R, torch.tensor([0, 0, 1.0, -1.0], dtype=torch.double), 0.0), R.mean(0)
+    )
+    # a large penalty shrinks towards the mean: lam = 1 halves a unit row's deviation
+    assert torch.allclose(ridge_residual(X, R, X[0], 1.0), R.mean(0) + (R[0] - R.mean(0)) / 2)
+
+
+def test_ceiling_of_a_task_whose_source_scores_repeat_another_is_that_task_gold_ranking():
+    import torch
+
+    from dfa.core.graph import NodeGraph
+    from dfa.experiments.loto_ceiling import ceiling_rankings
+
+    src, tgt = NodeGraph(2, 2), NodeGraph(3, 2)  # 6 and 9 mapped nodes
+    g = torch.Generator().manual_seed(0)
+    source = {t: torch.rand(6, generator=g) for t in ("a", "b", "c")}
+    source["held"] = source["b"].clone()
+    gold = {t: torch.randn(9, generator=g) for t in source}
+    out = ceiling_rankings(source, gold, src, tgt, "held", [0.0, 1e6])
+    ridge = out["ridge-0"][1:]
+    assert torch.equal(ridge.argsort(), gold["b"].abs().argsort())  # b's gold order, not held's own
+    assert not torch.equal(ridge.argsort(), gold["held"].abs().argsort())
+    assert torch.equal(out["gold"][1:], gold["held"]) and len(out["depth"]) == 5  # tie draws
+    assert set(out) == {"gold", "depth", "ridge-0", "ridge-1e+06"}
+    with pytest.raises(DfaError, match="at least two other tasks"):
+        ceiling_rankings({"a": source["a"], "held": source["held"]}, gold, src, tgt, "held", [1.0])
