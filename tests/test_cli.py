@@ -364,6 +364,15 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
         (t, m) for t in ("sva", "gender") for m in ("dfa", "gold", "depth", "random", "permuted", "scrambled")
     }
     assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
+    # a memory budget (3 prompt rows per stacked pass) changes how the passes run, not the curves
+    small = tmp_path / "eval_small.json"
+    args = ("--map", str(run), "--n", "10", "--boot", "20", "--tasks", "sva", "--methods", "dfa", "depth")
+    r = run_script("evaluate.py", *args, "--max-rows", "3", "--json", str(small))
+    assert r.returncode == 0, r.stderr
+    budget = {x["method"]: x["cpr"] for x in json.loads(small.read_text())["results"]}
+    whole = {x["method"]: x["cpr"] for x in data["results"] if x["task"] == "sva"}
+    assert budget["dfa"] == pytest.approx(whole["dfa"], abs=1e-5)
+    assert budget["depth"] == pytest.approx(whole["depth"], abs=1e-5)
 
     r = run_script(
         "transfer.py",

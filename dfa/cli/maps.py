@@ -95,8 +95,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dfa.report.tables import paired_table, prompt_notes, table, wins
 
     report, evals = evaluate_run(
-        _run(args), _pool(args), args.tasks, args.methods, args.split, args.n, args.boot, True, args.draws
-    )
+        _run(args), _pool(args), args.tasks, args.methods, args.split, args.n, args.boot, True, args.draws,
+        args.max_rows,
+    )  # fmt: skip
     print(
         f"{report['src']} -> {report['tgt']} map {report['map']} on the {args.split} split; "
         f"CPR [95% CI] ({report['ablation']}, input node kept, {report['attribution']} source scores)"
@@ -275,6 +276,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--plot", default=None, help="write the curves here (PNG, one panel per task)")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        help="prompt rows per stacked pass: the memory budget (default: the run's max_rows, else one pass)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("transfer", help="reuse a trained map on a task: predicted circuit and its evaluation")

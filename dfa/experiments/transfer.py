@@ -149,7 +149,11 @@ def evaluate_task(
     fractions: Sequence[float] = FRACTIONS,
     progress: bool = False,
     draws: int = DRAWS,
+    max_rows: int | None = None,
 ) -> Evaluation:
+    """Every method's curve on `task`; `max_rows` prompt rows per stacked pass (default: the run's
+    own `max_rows`, the memory budget it trained with; None there too: all of a batch's circuits
+    in one pass)."""
     get_task(task)
     c = run.config
     target = pool.get(run.tgt, c.model_seed)
@@ -168,6 +172,7 @@ def evaluate_task(
         families=prompts.families,
         prompts=prompts.texts,
         progress=progress,
+        max_rows=max_rows if max_rows is not None else c.max_rows,
     )
 
 
@@ -205,8 +210,10 @@ def evaluate_run(
     n_boot: int = 1000,
     progress: bool = False,
     draws: int = DRAWS,
+    max_rows: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Evaluation]]:
-    """Every task's evaluation (default: the run's training tasks and hold-outs)."""
+    """Every task's evaluation (default: the run's training tasks and hold-outs); `max_rows` as
+    for `evaluate_task`."""
     tasks = list(tasks) if tasks else run.config.eval_tasks
     for t in tasks:
         get_task(t)
@@ -216,7 +223,7 @@ def evaluate_run(
     for i, task in enumerate(tasks, 1):
         start = time.perf_counter()
         ev = evals[task] = evaluate_task(
-            run, pool, task, methods, split, n, n_boot, progress=progress, draws=draws
+            run, pool, task, methods, split, n, n_boot, progress=progress, draws=draws, max_rows=max_rows
         )
         rows += result_rows(run, task, ev)
         if progress:  # one line per task: readable in a log, where the per-batch bars are off
