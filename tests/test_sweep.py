@@ -58,6 +58,7 @@ def fake(monkeypatch):
         cpr = {"gold": 0.9, "dfa": 0.6 if run.name.startswith("loto") else 0.8, "depth": 0.5}
         rows = [
             {"task": t, "setting": "x", "method": m, "cpr": cpr.get(m, 0.3), "cpr_ci": [0, 1], "curve": []}
+            | {"n_prompts": n, "n_distinct": 7 if t == "sva" else n}
             for t in tasks
             for m in methods
         ]
@@ -89,7 +90,8 @@ def test_sweep_trains_each_map_once_and_resumes(tmp_path, fake):
     again = run_sweep(cfg, pool)  # everything done: nothing recomputed
     assert fake["train"] == [] and fake["eval"] == [] and len(again["rows"]) == n_rows
     text = markdown(again)
-    assert "| sva | 0.900 | 0.800 | 0.600 | 0.300 | 0.300 | 0.500 | 0.300 | 0.300 | 0.300 |" in text
+    assert "| sva | 50/7 | 0.900 | 0.800 | 0.600 | 0.300 | 0.300 | 0.500 | 0.300 | 0.300 | 0.300 |" in text
+    assert "| gender | 50/50 | 0.900 |" in text and "| mean | | 0.900 |" in text
     assert "| toy-gpt2-s -> toy-gpt2-l | 0.500 | 0.600 | 0.900 | 67 |" in text
     assert "DFA zero-shot beats soft role alignment on 6 of 6" in text
     assert "| gender | 0.800 | 0.800 |" in text  # the heatmap row of the one-task map

@@ -229,10 +229,12 @@ def sweep_markdown(result: dict[str, Any]) -> str:
     lines += [
         (
             "CPR on 'test' prompts (patching, input kept). dfa (in-dist): the map trained on every "
-            "task; dfa (zero-shot): the map trained without the task; controls from the zero-shot map."
+            "task; dfa (zero-shot): the map trained without the task; controls from the zero-shot map. "
+            "prompts: test pairs / distinct clean prompts (the units each interval resamples)."
         ),
         "",
     ]
+    counted = {(r["src"], r["tgt"], r["task"]): r for r in rows if r["map"] == "all" and r["method"] == "gold"}
     summary = []
     role_wins = [0, 0]
     for src, tgt, kind in pairs:
@@ -240,17 +242,18 @@ def sweep_markdown(result: dict[str, Any]) -> str:
         lines += [
             f"## {src} -> {tgt} ({kind})",
             "",
-            "| task | " + " | ".join(label for label, _, _ in COLUMNS) + " |",
+            "| task | prompts | " + " | ".join(label for label, _, _ in COLUMNS) + " |",
         ]
-        lines.append("|---" * (len(COLUMNS) + 1) + "|")
+        lines.append("|---" * (len(COLUMNS) + 2) + "|")
         for t, vals in zip(tasks, table, strict=True):
-            lines.append(f"| {t} | " + " | ".join(_fmt(v) for v in vals) + " |")
+            shown = prompts(counted[(src, tgt, t)]) if (src, tgt, t) in counted else "-"
+            lines.append(f"| {t} | {shown} | " + " | ".join(_fmt(v) for v in vals) + " |")
             zs, role = vals[2], vals[3]
             if zs is not None and role is not None:
                 role_wins[0] += zs > role
                 role_wins[1] += 1
         means = [_mean([vals[j] for vals in table]) for j in range(len(COLUMNS))]
-        lines.append("| mean | " + " | ".join(_fmt(v) for v in means) + " |")
+        lines.append("| mean | | " + " | ".join(_fmt(v) for v in means) + " |")
         lines.append("")
         if kind == "forward":
             gold, zs, depth = means[0], means[2], means[5]
