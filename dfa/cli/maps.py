@@ -255,6 +255,29 @@ def _map_eval_args(p: argparse.ArgumentParser, methods: list[str]) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
 
 
+def _add_ceiling_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "loto-ceiling",
+        help="zero-shot reference: linear maps fitted to the target's gold circuits of the other tasks",
+        description=(
+            "Per pair and held-out task, a ridge map from the source scores to the TARGET's gold ranks "
+            "on the other tasks (the residual from depth), applied to the held-out task: what a linear "
+            "map learnt from those tasks could transfer at best, against depth (dfa.experiments.loto_ceiling)."
+        ),
+    )
+    p.add_argument("--pairs", nargs="+", default=["toy-gpt2-s:toy-gpt2-l", "toy-neox-s:toy-neox-l"])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), help="each held out in turn (default: all)")
+    p.add_argument("--lams", nargs="+", type=float, default=[0.1, 1.0, 10.0], help="ridge penalties")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="(default: val)")
+    p.add_argument("--n", type=int, default=100, help="prompts per held-out task (default: 100)")
+    p.add_argument("--boot", type=int, default=200, help="bootstrap resamples (default: 200)")
+    p.add_argument("--cache", default="checkpoints/cache", help="score cache (default: %(default)s)")
+    p.add_argument("--json", default="results/loto_ceiling_val.json", help="results (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when visible)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.set_defaults(func=cmd_loto_ceiling)
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train an alignment map from a source model to a target model")
     p.add_argument(
@@ -325,26 +348,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.set_defaults(func=cmd_pair_agnostic)
 
-    p = sub.add_parser(
-        "loto-ceiling",
-        help="zero-shot reference: linear maps fitted to the target's gold circuits of the other tasks",
-        description=(
-            "Per pair and held-out task, a ridge map from the source scores to the TARGET's gold ranks "
-            "on the other tasks (the residual from depth), applied to the held-out task: what a linear "
-            "map learnt from those tasks could transfer at best, against depth (dfa.experiments.loto_ceiling)."
-        ),
-    )
-    p.add_argument("--pairs", nargs="+", default=["toy-gpt2-s:toy-gpt2-l", "toy-neox-s:toy-neox-l"])
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), help="each held out in turn (default: all)")
-    p.add_argument("--lams", nargs="+", type=float, default=[0.1, 1.0, 10.0], help="ridge penalties")
-    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="(default: val)")
-    p.add_argument("--n", type=int, default=100, help="prompts per held-out task (default: 100)")
-    p.add_argument("--boot", type=int, default=200, help="bootstrap resamples (default: 200)")
-    p.add_argument("--cache", default="checkpoints/cache", help="score cache (default: %(default)s)")
-    p.add_argument("--json", default="results/loto_ceiling_val.json", help="results (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when visible)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.set_defaults(func=cmd_loto_ceiling)
+    _add_ceiling_parser(sub)
 
     for name, cls, fn, text in (
         ("loto", LotoConfig, cmd_loto, "leave-one-task-out maps per pair, evaluated zero-shot (resumable)"),
