@@ -104,5 +104,7 @@ def test_ceiling_of_a_task_whose_source_scores_repeat_another_is_that_task_gold_
     assert not torch.equal(ridge.argsort(), gold["held"].abs().argsort())
     assert torch.equal(out["gold"][1:], gold["held"]) and len(out["depth"]) == 5  # tie draws
     assert set(out) == {"gold", "depth", "ridge-0", "ridge-1e+06"}
+    # scores are shifted to >= 0, as circuits take the largest |score| (a negative prediction is low)
+    assert all(float(out[k][1:].min()) == 0.0 for k in ("ridge-0", "ridge-1e+06"))
     with pytest.raises(DfaError, match="at least two other tasks"):
         ceiling_rankings({"a": source["a"], "held": source["held"]}, gold, src, tgt, "held", [1.0])

@@ -80,7 +80,8 @@ def ceiling_rankings(
     }
     for lam in lams:
         scores = depth(task) + ridge_residual(X, R, z(task), lam)
-        out[f"ridge-{lam:g}"] = tgt_graph.with_input(scores.float())
+        # Circuits take the largest |score|: shifted to >= 0, the predicted order is the ranking.
+        out[f"ridge-{lam:g}"] = tgt_graph.with_input((scores - scores.min()).float())
     return out
 
 
