@@ -24,6 +24,7 @@ from dfa.core.errors import DfaError
 from dfa.core.evaluate import evaluate_circuits
 from dfa.core.graph import NodeGraph
 from dfa.core.io import write_json
+from dfa.core.mapping import normalise_scores
 from dfa.experiments.loto import parse_pair
 from dfa.experiments.transfer import scores_graph
 from dfa.methods import depth_scores, depth_tie_scores
@@ -42,12 +43,6 @@ def ridge_residual(X: torch.Tensor, R: torch.Tensor, x: torch.Tensor, lam: float
 def _unit(v: torch.Tensor) -> torch.Tensor:
     v = v.double()
     return (v - v.min()) / (v.max() - v.min()).clamp_min(1e-12)
-
-
-def _ranks(v: torch.Tensor) -> torch.Tensor:
-    out = torch.empty(len(v), dtype=torch.double)
-    out[v.abs().double().argsort()] = torch.arange(len(v), dtype=torch.double) / max(1, len(v) - 1)
-    return out
 
 
 def ceiling_rankings(
@@ -69,17 +64,17 @@ def ceiling_rankings(
         return _unit(tgt_graph.mapped_scores(depth_scores(src_graph, tgt_graph, source[u])))
 
     def z(u: str) -> torch.Tensor:
-        s = source[u].double()
-        return (s - s.mean()) / s.std().clamp_min(1e-12)
+        return normalise_scores(source[u], "zscore").double()
 
     X = torch.stack([z(u) for u in others])
-    R = torch.stack([_ranks(gold[u]) - depth(u) for u in others])
+    R = torch.stack([normalise_scores(gold[u], "rank").double() - depth(u) for u in others])
     out: dict[str, Any] = {
         "gold": tgt_graph.with_input(gold[task].float()),
         "depth": depth_tie_scores(src_graph, tgt_graph, source[task], seed),
     }
+    held, x = depth(task), z(task)
     for lam in lams:
-        scores = depth(task) + ridge_residual(X, R, z(task), lam)
+        scores = held + ridge_residual(X, R, x, lam)
         # Circuits take the largest |score|: shifted to >= 0, the predicted order is the ranking.
         out[f"ridge-{lam:g}"] = tgt_graph.with_input((scores - scores.min()).float())
     return out
