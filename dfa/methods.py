@@ -68,24 +68,65 @@ def depth_scores(src_graph: NodeGraph, tgt_graph: NodeGraph, src: torch.Tensor) 
     return tgt_graph.with_input((s @ depth_matrix(src_graph, tgt_graph)).float())
 
 
-def depth_tie_scores(
-    src_graph: NodeGraph, tgt_graph: NodeGraph, src: torch.Tensor, seed: int, draws: int = DRAWS
+def tie_draws(
+    tgt_graph: NodeGraph, mapped: torch.Tensor, seed: int, draws: int = DRAWS
 ) -> list[torch.Tensor]:
-    """`depth_scores` as ranks (`0, 1/n, ...`, the highest score last), ties ranked by a random
-    key per draw (seeds `40000 + seed + i`): the same top-k circuits as `depth` wherever no tie
-    straddles the cut."""
+    """Scores `mapped` (one per mapped target node, ranked by value) as ranks (`0, 1/n, ...`, the
+    highest score last), ties ranked by a random key per draw (seeds `seed + i`): the same top-k
+    circuits wherever no tie straddles the cut, and a fair mean curve where one does."""
     import torch
 
-    mapped = tgt_graph.mapped_scores(depth_scores(src_graph, tgt_graph, src)).double()
+    mapped = mapped.detach().double().cpu()
     n = len(mapped)
     out = []
     for i in range(draws):
-        key = torch.rand(n, generator=torch.Generator().manual_seed(40_000 + seed + i), dtype=torch.double)
+        key = torch.rand(n, generator=torch.Generator().manual_seed(seed + i), dtype=torch.double)
         order = sorted(range(n), key=lambda j: (float(mapped[j]), float(key[j])))
         ranks = torch.empty(n)
         ranks[order] = torch.arange(n, dtype=torch.float32) / n
         out.append(tgt_graph.with_input(ranks))
     return out
+
+
+def has_ties(tgt_graph: NodeGraph, scores: torch.Tensor) -> bool:
+    """Whether two mapped nodes of a whole-graph score vector rank alike (equal |score|)."""
+    mapped = tgt_graph.mapped_scores(scores).detach().double().abs()
+    return len(mapped.unique()) < len(mapped)
+
+
+def untied(tgt_graph: NodeGraph, scores: torch.Tensor, seed: int, draws: int = DRAWS) -> Scores:
+    """`scores` as they are when no two mapped nodes tie; else `draws` random tie orders
+    (`tie_draws` of |score|): a map that gives several heads exactly the same score (a features
+    map at its start scores every head of a layer alike) is not credited or blamed for node order."""
+    if not has_ties(tgt_graph, scores):
+        return scores
+    return tie_draws(tgt_graph, tgt_graph.mapped_scores(scores).abs(), seed, draws)
+
+
+def depth_tie_scores(
+    src_graph: NodeGraph, tgt_graph: NodeGraph, src: torch.Tensor, seed: int, draws: int = DRAWS
+) -> list[torch.Tensor]:
+    """`depth_scores` as ranks, ties ranked by a random key per draw (seeds `40000 + seed + i`)."""
+    mapped = tgt_graph.mapped_scores(depth_scores(src_graph, tgt_graph, src))
+    return tie_draws(tgt_graph, mapped, 40_000 + seed, draws)
+
+
+def layer_scores(
+    tgt_graph: NodeGraph, gold: torch.Tensor, seed: int, draws: int = DRAWS
+) -> list[torch.Tensor]:
+    """The target's own |scores| averaged over the nodes of each (layer, kind): the heads of a layer
+    share their mean, ranked in random orders per draw (seeds `60000 + seed + i`). What a map that
+    cannot tell a layer's heads apart reaches when it knows which layers matter (a reference)."""
+    import torch
+
+    mapped = tgt_graph.mapped_scores(gold).detach().double().abs()
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i, node in enumerate(tgt_graph.mapped):
+        groups.setdefault((node.layer, node.kind), []).append(i)
+    out = torch.empty_like(mapped)
+    for idx in groups.values():
+        out[idx] = mapped[idx].mean()
+    return tie_draws(tgt_graph, out, 60_000 + seed, draws)
 
 
 def random_scores(
@@ -115,7 +156,8 @@ def permuted_scores(
     out = []
     for i in range(draws):
         g = torch.Generator().manual_seed(20_000 + seed + i)
-        out.append(tgt_graph.with_input(mask_probabilities(z[torch.randperm(amap.n_tgt, generator=g)])))
+        scores = tgt_graph.with_input(mask_probabilities(z[torch.randperm(amap.n_tgt, generator=g)]))
+        out.append(untie_one(tgt_graph, scores, 25_000 + seed + i))
     return out
 
 
@@ -127,8 +169,15 @@ def scrambled_scores(
     out = []
     for i in range(draws):
         g = torch.Generator().manual_seed(30_000 + seed + i)
-        out.append(map_scores(amap, tgt_graph, src[torch.randperm(src.numel(), generator=g)]))
+        scores = map_scores(amap, tgt_graph, src[torch.randperm(src.numel(), generator=g)])
+        out.append(untie_one(tgt_graph, scores, 35_000 + seed + i))
     return out
+
+
+def untie_one(tgt_graph: NodeGraph, scores: torch.Tensor, seed: int) -> torch.Tensor:
+    """One draw of `untied`: the scores themselves when nothing ties, else one random tie order."""
+    drawn = untied(tgt_graph, scores, seed, 1)
+    return drawn[0] if isinstance(drawn, list) else drawn
 
 
 def role_scores(
@@ -195,10 +244,22 @@ METHODS: dict[str, ComparisonMethod] = {
     m.name: m
     for m in (
         ComparisonMethod(
-            "dfa", "map", lambda x: map_scores(x.amap, x.tgt_graph, x.source), "the trained map's mask"
+            "dfa",
+            "map",
+            lambda x: untied(
+                x.tgt_graph, map_scores(x.amap, x.tgt_graph, x.source), 50_000 + x.seed, x.draws
+            ),
+            "the trained map's mask (tied nodes in random orders)",
         ),
         ComparisonMethod(
             "gold", "reference", lambda x: x.need("gold", "gold"), "direct attribution on the target"
+        ),
+        ComparisonMethod(
+            "gold-layer",
+            "reference",
+            lambda x: layer_scores(x.tgt_graph, x.need("gold", "gold-layer"), x.seed, x.draws),
+            "direct attribution averaged over each layer's heads (and MLP): a layer-blind reference",
+            default=False,
         ),
         ComparisonMethod(
             "depth",
@@ -236,6 +297,8 @@ METHODS: dict[str, ComparisonMethod] = {
     )
 }
 DEFAULT_METHODS = tuple(n for n, m in METHODS.items() if m.default)
+# What `dfa pair-agnostic` scores beside a features map and each pair's dense map.
+PAIR_AGNOSTIC_METHODS = ("depth", "gold", "gold-layer", "role", "random", "permuted", "scrambled")
 
 
 def names(*kinds: Kind) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -428,15 +429,38 @@ def test_pair_agnostic_cells_pair_the_features_map_with_its_dense_equivalent(two
 
     method_rankings(r, pool, "sva", ["dfa"])  # binds the map to the pair (roles read)
     r.map.dense().save(dense_dir, {"hyperparameters": hp})
-    report = pair_agnostic(run, [f"toy-gpt2-s:toy-neox-l={dense_dir}"], ["sva"], pool, n=10, boot=20, draws=1)
-    (cell,) = report["cells"]
+    # A features map "trained without gender" (the same map, its config saying gender was held out):
+    # evaluated on gender alone, on every pair, beside the in-distribution cells.
+    held = tmp_path / "held"
+    shutil.copytree(run, held, ignore=shutil.ignore_patterns("*.ckpt", "tensorboard"))
+    info = json.loads((held / "map.json").read_text())
+    info["hyperparameters"]["holdout"] = ["gender"]
+    (held / "map.json").write_text(json.dumps(info))
+    report = pair_agnostic(
+        run, [f"toy-gpt2-s:toy-neox-l={dense_dir}"], ["sva"], pool, n=10, boot=20, draws=1, held_out=[held]
+    )
+    cell, held_cell = report["cells"]
     assert cell["pair_seen"] is False and cell["task_seen"] is True and cell["n_prompts"] == 10
+    assert (held_cell["task"], held_cell["task_seen"], held_cell["features_map"]) == (
+        "gender",
+        False,
+        str(held),
+    )
+    # every compared method is scored on the same prompts and paired with the features map
+    want = {"features", "dense", "depth", "gold", "gold-layer", "role", "random", "permuted", "scrambled"}
+    assert set(cell["cpr"]) == want and set(cell["paired"]) == {
+        f"features - {m}" for m in want - {"features"}
+    }
     same = cell["paired"]["features - dense"]  # the dense map of the features map's own kernel
     assert same["diff"] == 0 and same["ci"] == [0, 0] and cell["share_of_dense"] == 1
     assert cell["paired"]["features - depth"]["diff"] == pytest.approx(
         cell["cpr"]["features"] - cell["cpr"]["depth"]
     )
-    assert "toy-gpt2-s -> toy-neox-l (unseen) | sva" in markdown(report)
+    text = markdown(report)
+    assert "toy-gpt2-s -> toy-neox-l (unseen) | sva |" in text
+    assert "toy-gpt2-s -> toy-neox-l (unseen) | gender (held out) |" in text
+    assert "- unseen pairs, trained tasks (1 cells): above depth on" in text
+    assert "- unseen pairs, held-out tasks (1 cells)" in text
     paths = write_report(report, tmp_path / "out" / "pa")
     assert [p.suffix for p in paths] == [".json", ".md"] and json.loads(paths[0].read_text())["cells"]
     with pytest.raises(DfaError, match="SRC:TGT=RUN"):

@@ -226,6 +226,64 @@ def test_depth_ranks_tied_heads_in_random_orders_and_keeps_depths_order_elsewher
     assert METHODS["depth"].default and not METHODS["depth-order"].default
 
 
+def test_a_map_with_tied_nodes_is_scored_over_random_tie_orders_and_one_without_is_left_alone():
+    from types import SimpleNamespace
+
+    from dfa.core.mapping import AlignmentMap
+    from dfa.methods import METHODS, has_ties, untied
+
+    tgt = NodeGraph(2, 3)  # input, a0.h0-2, m0, a1.h0-2, m1
+    distinct = tgt.with_input(torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]))
+    assert not has_ties(tgt, distinct) and untied(tgt, distinct, seed=0) is distinct
+    # Layer 1's heads share one score, the highest: node order would always put a1.h0 first.
+    tied = tgt.with_input(torch.tensor([0.5, 0.4, 0.3, 0.2, 0.9, 0.9, 0.9, 0.1]))
+    draws = untied(tgt, tied, seed=0, draws=8)
+    assert isinstance(draws, list) and len(draws) == 8
+    top3 = set()
+    for d in draws:
+        assert d[0] == 1.0  # input kept
+        assert sorted(d[1:].tolist()) == [k / 8 for k in range(8)]
+        assert {int(i) for i in torch.argsort(-d[1:])[:3]} == {4, 5, 6}  # the tied group stays on top
+        assert [int(i) for i in torch.argsort(-d[1:])[3:]] == [0, 1, 2, 3, 7]  # the rest in score order
+        top3.add(int(torch.argmax(d[1:])))
+    assert len(top3) > 1  # which tied head comes first varies
+    assert [d.tolist() for d in untied(tgt, tied, seed=0, draws=8)] == [d.tolist() for d in draws]
+    # The registry's `dfa`: a map whose columns tie (here W = 0, b equal on layer 1's heads) is
+    # drawn; a map without ties gives its mask probabilities as before.
+    src = NodeGraph(1, 1)
+    amap = AlignmentMap(src.mapped_names, tgt.mapped_names, init_std=0.0)
+    with torch.no_grad():
+        amap.b.copy_(torch.tensor([0.0, 0.1, 0.2, 0.3, 2.0, 2.0, 2.0, -1.0]))
+    x = SimpleNamespace(amap=amap, tgt_graph=tgt, source=torch.tensor([1.0, 2.0]), seed=0, draws=4)
+    scored = METHODS["dfa"].score(x)
+    assert isinstance(scored, list) and len(scored) == 4
+    with torch.no_grad():
+        amap.b.copy_(torch.tensor([0.0, 0.1, 0.2, 0.3, 2.0, 2.1, 2.2, -1.0]))
+    scored = METHODS["dfa"].score(x)
+    assert isinstance(scored, torch.Tensor)  # the mask probabilities themselves, not ranks
+    assert torch.allclose(scored.double(), tgt.with_input(torch.sigmoid(amap.b.detach().double())).double())
+
+
+def test_gold_layer_gives_each_layer_and_kind_its_mean_score_with_heads_in_random_orders():
+    from types import SimpleNamespace
+
+    from dfa.methods import METHODS, layer_scores
+
+    tgt = NodeGraph(2, 2)  # input, a0.h0, a0.h1, m0, a1.h0, a1.h1, m1
+    gold = torch.tensor([5.0, 4.0, -2.0, 1.0, 0.5, 0.5, 3.0])  # |.| means: a0 3, m0 1, a1 0.5, m1 3
+    draws = layer_scores(tgt, gold, seed=0, draws=8)
+    orders = set()
+    for d in draws:
+        m = d[1:]  # a0.h0, a0.h1, m0, a1.h0, a1.h1, m1
+        assert min(m[[0, 1, 5]]) > m[2] > max(m[[3, 4]])  # layer 0's heads and m1 (3) > m0 (1) > a1 (0.5)
+        orders.add(tuple(int(i) for i in torch.argsort(-m)[:3]))
+    assert len(orders) > 1  # the three tied at 3 come in random orders
+    x = SimpleNamespace(tgt_graph=tgt, gold=lambda: gold, seed=0, draws=8)
+    x.need = lambda what, name: gold
+    assert [d.tolist() for d in METHODS["gold-layer"].score(x)] == [d.tolist() for d in draws]
+    assert METHODS["gold-layer"].kind == "reference" and not METHODS["gold-layer"].default
+
+
 def test_band_matrix_by_hand():
     # Source 2 layers ([0, .5], [.5, 1]), target 4 ([0, .25], ..., [.75, 1]); 1 head each.
     # Rows a0.h0, m0, a1.h0, m1; columns a0.h0, m0, a1.h0, m1, a2.h0, m2, a3.h0, m3.

@@ -13,7 +13,7 @@ from dfa.cli.flags import add_config_flags, config_values
 from dfa.config import CrossScaleConfig, LotoConfig, SweepConfig, TrainConfig, build
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.tasks import TASKS
-from dfa.methods import DEFAULT_METHODS, METHODS
+from dfa.methods import DEFAULT_METHODS, METHODS, PAIR_AGNOSTIC_METHODS
 
 
 def _quiet_lightning() -> None:
@@ -162,8 +162,9 @@ def cmd_pair_agnostic(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     report = pair_agnostic(
-        args.features, args.dense, args.tasks, _pool(args), args.split, args.n, args.boot, args.draws
-    )
+        args.features, args.dense, args.tasks, _pool(args), args.split, args.n, args.boot, args.draws,
+        args.held_out, args.methods,
+    )  # fmt: skip
     print(markdown(report))
     paths = write_report(report, Path(args.out))
     print(f"wrote {', '.join(map(str, paths))} ({time.perf_counter() - start:.0f}s)")
@@ -251,6 +252,11 @@ def _map_eval_args(p: argparse.ArgumentParser, methods: list[str]) -> None:
         "--boot", type=int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)"
     )
     p.add_argument("--draws", type=int, default=5, help="seeded draws per control (default: 5)")
+    _device_args(p)
+
+
+def _device_args(p: argparse.ArgumentParser) -> None:
+    """`--device` and `--dtype`: where the models of an evaluation run, at which precision."""
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when visible)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
 
@@ -273,8 +279,7 @@ def _add_ceiling_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boot", type=int, default=200, help="bootstrap resamples (default: 200)")
     p.add_argument("--cache", default="checkpoints/cache", help="score cache (default: %(default)s)")
     p.add_argument("--json", default="results/loto_ceiling_val.json", help="results (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when visible)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    _device_args(p)
     p.set_defaults(func=cmd_loto_ceiling)
 
 
@@ -340,12 +345,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n", type=int, default=100, help="prompts per task (default: 100)")
     p.add_argument("--boot", type=int, default=500, help="bootstrap resamples (default: 500)")
-    p.add_argument("--draws", type=int, default=3, help="random maps (default: 3)")
+    p.add_argument("--draws", type=int, default=3, help="random maps and tie orders (default: 3)")
+    p.add_argument(
+        "--held-out",
+        nargs="+",
+        default=[],
+        help="features maps trained with a task held out (--holdout): each evaluated on its held-out "
+        "tasks on every pair (leave-one-task-out on top of leave-the-pair-out)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(PAIR_AGNOSTIC_METHODS),
+        choices=[m for m in METHODS if m != "dfa"],
+        help=f"compared with the features map beside the dense map (default: {' '.join(PAIR_AGNOSTIC_METHODS)})",
+    )
     p.add_argument(
         "--out", default="results/pair_agnostic_toy", help="output stem: .json and .md (default: %(default)s)"
     )
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when visible)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    _device_args(p)
     p.set_defaults(func=cmd_pair_agnostic)
 
     _add_ceiling_parser(sub)

@@ -17,22 +17,30 @@ from dfa.core.feature_map import FeatureMap
 from dfa.core.graph import NodeGraph
 from dfa.core.io import atomic_write, write_json
 from dfa.experiments.transfer import Run, method_rankings
+from dfa.methods import PAIR_AGNOSTIC_METHODS
 from dfa.store import ModelPool
 
-COMPARED = ("depth", "dense", "random")  # the features map against each, paired
+CONTROLS = ("random", "permuted", "scrambled")
 
 
 def compare_cell(
-    features: Run, dense: Run, pool: ModelPool, task: str, split: str, n: int, boot: int, draws: int
+    features: Run,
+    dense: Run,
+    pool: ModelPool,
+    task: str,
+    split: str,
+    n: int,
+    boot: int,
+    draws: int,
+    methods: Sequence[str] = PAIR_AGNOSTIC_METHODS,
 ) -> dict[str, Any]:
-    """One (pair, task): the curves of the features map, the pair's dense map, depth and random
-    maps on the same `n` prompts, and the features map's paired CPR differences."""
-    ours = method_rankings(features, pool, task, ["dfa", "depth", "random"], draws)
+    """One (pair, task): the curves of the features map, the pair's dense map and `methods` on the
+    same `n` prompts, and the features map's paired CPR difference to each."""
+    ours = method_rankings(features, pool, task, ["dfa", *methods], draws)
     rankings = {
-        "features": ours["dfa"],
-        "dense": method_rankings(dense, pool, task, ["dfa"])["dfa"],
-        "depth": ours["depth"],
-        "random": ours["random"],
+        "features": ours.pop("dfa"),
+        "dense": method_rankings(dense, pool, task, ["dfa"], draws)["dfa"],
+        **ours,
     }
     c = features.config
     target = pool.get(features.tgt, c.model_seed)
@@ -46,12 +54,13 @@ def compare_cell(
         "src": features.src,
         "tgt": features.tgt,
         "task": task,
+        "features_map": str(features.folder),
         "pair_seen": features.seen_pair,
         "task_seen": task in c.train_tasks,
         "cpr": cpr,
         "cpr_ci": {k: list(ev.curves[k].cpr_ci) for k in rankings},
-        "paired": {f"features - {m}": ev.paired("features", m) for m in COMPARED},
-        "dense_vs_depth": ev.paired("dense", "depth"),
+        "paired": {f"features - {m}": ev.paired("features", m) for m in rankings if m != "features"},
+        "dense_vs_depth": ev.paired("dense", "depth") if "depth" in rankings else None,
         "share_of_dense": cpr["features"] / cpr["dense"] if cpr["dense"] else float("nan"),
         "n_prompts": ev.n_prompts,
         "n_distinct": ev.n_distinct,
@@ -67,12 +76,17 @@ def pair_agnostic(
     n: int = 100,
     boot: int = 500,
     draws: int = 3,
+    held_out: Sequence[str | Path] = (),
+    methods: Sequence[str] = PAIR_AGNOSTIC_METHODS,
 ) -> dict[str, Any]:
     """Every (pair, task) cell: `dense_runs` are `SRC:TGT=RUN` (a dense map trained on that pair;
-    the features map is applied to the same pair)."""
+    the features map is applied to the same pair). `held_out`: features maps trained with tasks
+    held out (`holdout`), each evaluated on its held-out tasks on every pair (leave-one-task-out
+    on top of leave-the-pair-out), against the same dense maps."""
     probe = Run(features_run)
-    if not isinstance(probe.map, FeatureMap):
-        raise DfaError(f"{features_run} holds a dense map: pass a features map's run (--map-kind features).")
+    for folder in (features_run, *held_out):
+        if not isinstance(Run(folder).map, FeatureMap):
+            raise DfaError(f"{folder} holds a dense map: pass a features map's run (--map-kind features).")
     cells = []
     for spec in dense_runs:
         pair, sep, folder = spec.partition("=")
@@ -82,51 +96,116 @@ def pair_agnostic(
             )
         src, tgt = split_pair(pair)
         dense = Run(folder, src, tgt)  # refuses a dense map trained on another pair, naming both
-        features = Run(features_run, src, tgt)
-        for task in tasks:
+        jobs = [(Run(features_run, src, tgt), task) for task in tasks]
+        for folder_h in held_out:
+            run_h = Run(folder_h, src, tgt)
+            jobs += [(run_h, task) for task in run_h.config.holdout]
+        for features, task in jobs:
             start = time.perf_counter()
-            cells.append(compare_cell(features, dense, pool, task, split, n, boot, draws))
+            cells.append(compare_cell(features, dense, pool, task, split, n, boot, draws, methods))
             print(f"{src} -> {tgt} {task}: {time.perf_counter() - start:.0f}s", flush=True)
     return {
         "features_map": str(features_run),
+        "held_out_maps": [str(h) for h in held_out],
         "trained_pairs": [list(p) for p in probe.pairs],
         "trained_tasks": probe.config.train_tasks,
         "split": split,
         "input_node": "kept",
         "ablation": probe.config.ablation,
+        "methods": list(methods),
         "cells": cells,
     }
 
 
+def _mark(d: dict[str, Any]) -> str:
+    return "+" if d["ci"][0] > 0 else "-" if d["ci"][1] < 0 else ""
+
+
+def summary(report: dict[str, Any]) -> list[str]:
+    """Per group of cells (unseen pairs with trained / held-out tasks, seen pairs): how often the
+    features map's interval is above / below depth's, above every control, and its share of the
+    dense map (the layer-blind reference's share beside it)."""
+    lines = []
+    groups = [
+        ("unseen pairs, trained tasks", lambda c: not c["pair_seen"] and c["task_seen"]),
+        ("unseen pairs, held-out tasks", lambda c: not c["pair_seen"] and not c["task_seen"]),
+        ("seen pairs", lambda c: c["pair_seen"]),
+    ]
+    for name, keep in groups:
+        cells = [c for c in report["cells"] if keep(c)]
+        if not cells:
+            continue
+        marks = [_mark(c["paired"]["features - depth"]) for c in cells if "features - depth" in c["paired"]]
+        controls = [
+            all(
+                c["paired"][f"features - {m}"]["ci"][0] > 0
+                for m in CONTROLS
+                if f"features - {m}" in c["paired"]
+            )
+            for c in cells
+        ]
+        share = [c["share_of_dense"] for c in cells]
+        text = (
+            f"- {name} ({len(cells)} cells): above depth on {marks.count('+')}, level on {marks.count('')}, "
+            f"below on {marks.count('-')}; above every control on {sum(controls)}; "
+            f"{100 * sum(share) / len(share):.0f}% of the dense map's CPR on average, 90% or more on "
+            f"{sum(x >= 0.9 for x in share)}"
+        )
+        layer = [c["cpr"]["gold-layer"] / c["cpr"]["dense"] for c in cells if c["cpr"].get("gold-layer")]
+        if layer:
+            text += f" (gold-layer: {sum(x >= 0.9 for x in layer)} of {len(layer)})"
+        lines.append(text + ".")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
-    """The cells as a table: CPR of each map, the features map's paired differences (+ / - where
-    the interval is above / below 0) and its share of the dense map's CPR."""
+    """The cells as a table: CPR of each map and method, the features map's paired differences to
+    depth and the dense map (+ / - where the interval is above / below 0), its share of the dense
+    map's CPR and the layer-blind reference's (`gold-layer`); then `summary`."""
     trained = ", ".join(f"{s} -> {t}" for s, t in report["trained_pairs"])
+    held = report.get("held_out_maps") or []
     lines = [
         (
-            f"Features map trained on {trained} (tasks {', '.join(report['trained_tasks'])}); "
-            f"{report['split']} split, {report['ablation']}, input kept. Paired 95% intervals."
+            f"Features map trained on {trained} (tasks {', '.join(report['trained_tasks'])})"
+            + (
+                f"; rows marked (held out): a features map trained without that task ({len(held)} maps)"
+                if held
+                else ""
+            )
+            + f"; {report['split']} split, {report['ablation']}, input kept. Paired 95% intervals. "
+            "gold-layer: the target's own scores averaged over each layer's heads (a layer-blind reference)."
         ),
         "",
         (
-            "| pair | task | features | dense (that pair) | depth | random | features - depth | "
-            "features - dense | features / dense |"
+            "| pair | task | features | dense (that pair) | gold | gold-layer | depth | role | "
+            "random / permuted / scrambled | features - depth | features - dense | features / dense | "
+            "gold-layer / dense |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def val(c: dict[str, Any], m: str) -> str:
+        v = c["cpr"].get(m)
+        return "-" if v is None else f"{v:.3f}"
+
     for c in report["cells"]:
         diffs = []
         for m in ("depth", "dense"):
-            d = c["paired"][f"features - {m}"]
-            mark = "+" if d["ci"][0] > 0 else "-" if d["ci"][1] < 0 else ""
-            diffs.append(f"{d['diff']:+.3f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]{mark}")
+            d = c["paired"].get(f"features - {m}")
+            diffs.append(
+                "-" if d is None else f"{d['diff']:+.3f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]{_mark(d)}"
+            )
         seen = "" if c["pair_seen"] else " (unseen)"
+        task = c["task"] + ("" if c["task_seen"] else " (held out)")
         cpr = c["cpr"]
+        layer = f"{cpr['gold-layer'] / cpr['dense']:.2f}" if cpr.get("gold-layer") and cpr["dense"] else "-"
+        controls = " / ".join(val(c, m) for m in CONTROLS)
         lines.append(
-            f"| {c['src']} -> {c['tgt']}{seen} | {c['task']} | {cpr['features']:.3f} | {cpr['dense']:.3f} | "
-            f"{cpr['depth']:.3f} | {cpr['random']:.3f} | {diffs[0]} | {diffs[1]} | {c['share_of_dense']:.2f} |"
+            f"| {c['src']} -> {c['tgt']}{seen} | {task} | {val(c, 'features')} | {val(c, 'dense')} | "
+            f"{val(c, 'gold')} | {val(c, 'gold-layer')} | {val(c, 'depth')} | {val(c, 'role')} | {controls} | "
+            f"{diffs[0]} | {diffs[1]} | {c['share_of_dense']:.2f} | {layer} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *summary(report)]) + "\n"
 
 
 def write_report(report: dict[str, Any], stem: Path) -> list[Path]:

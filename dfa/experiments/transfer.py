@@ -22,7 +22,7 @@ from dfa.core.mapping import MapError
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task
-from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, score_methods
+from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_scores, score_methods, untie_one
 from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
 
@@ -115,10 +115,9 @@ def scores_graph(scores: NodeScores) -> NodeGraph:
     return NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
 
 
-def method_rankings(
-    run: Run, pool: ModelPool, task: str, methods: Sequence[str] = DEFAULT_METHODS, draws: int = DRAWS
-) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-    """Whole-target-graph scores (or seeded draws) for each method on `task`."""
+def method_inputs(run: Run, pool: ModelPool, task: str, draws: int = DRAWS) -> Inputs:
+    """What every method reads for `task`: the map bound to the pair, both graphs, the source's
+    scores, and lazily the target's own scores and both models' role profiles."""
     tgt_graph = NodeGraph.from_model(pool.get(run.tgt, run.config.model_seed))
     s = run.scores(pool, run.src, task)
     src_graph = scores_graph(s)
@@ -134,8 +133,14 @@ def method_rankings(
     def profiles() -> tuple[torch.Tensor, torch.Tensor]:
         return cached_roles(pool, cache, run.src).profile(), cached_roles(pool, cache, run.tgt).profile()
 
-    x = Inputs(run.map, src_graph, tgt_graph, source, run.config.seed, draws, gold, profiles)
-    return score_methods(x, methods)
+    return Inputs(run.map, src_graph, tgt_graph, source, run.config.seed, draws, gold, profiles)
+
+
+def method_rankings(
+    run: Run, pool: ModelPool, task: str, methods: Sequence[str] = DEFAULT_METHODS, draws: int = DRAWS
+) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    """Whole-target-graph scores (or seeded draws) for each method on `task`."""
+    return score_methods(method_inputs(run, pool, task, draws), methods)
 
 
 def evaluate_task(
@@ -271,9 +276,11 @@ def transfer(
     c = run.config
     target = pool.get(run.tgt, c.model_seed)
     tgt_graph = NodeGraph.from_model(target)
-    scores = method_rankings(run, pool, task, ["dfa"])["dfa"]
-    assert isinstance(scores, torch.Tensor)
-    masks, ks = circuit_masks(scores, tgt_graph, [fraction])
+    x = method_inputs(run, pool, task, draws=1)
+    scores = map_scores(x.amap, x.tgt_graph, x.source)
+    # Nodes of equal mask (a features map at its start scores a layer's heads alike) enter the
+    # circuit in one seeded random order, as the evaluation's `dfa` draws them, not in node order.
+    masks, ks = circuit_masks(untie_one(tgt_graph, scores, 50_000 + c.seed), tgt_graph, [fraction])
     in_graph = [tgt_graph[i].name for i in torch.nonzero(masks[0]).flatten().tolist()]
     meta = {
         "model": run.tgt,
@@ -296,7 +303,8 @@ def transfer(
             "fraction": fraction,
             "k": ks[0],
             "nodes": len(in_graph),
-            "rule": "in_graph: the top int(fraction * N) of the N ranked nodes by mask, and input",
+            "rule": "in_graph: the top int(fraction * N) of the N ranked nodes by mask (ties in a seeded "
+            "random order), and input",
         },
     }
     predicted = NodeScores(tgt_graph.names, scores, meta)

@@ -234,7 +234,9 @@ def sweep_markdown(result: dict[str, Any]) -> str:
         ),
         "",
     ]
-    counted = {(r["src"], r["tgt"], r["task"]): r for r in rows if r["map"] == "all" and r["method"] == "gold"}
+    counted = {
+        (r["src"], r["tgt"], r["task"]): r for r in rows if r["map"] == "all" and r["method"] == "gold"
+    }
     summary = []
     role_wins = [0, 0]
     for src, tgt, kind in pairs:
