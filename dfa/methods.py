@@ -88,9 +88,15 @@ def tie_draws(
     return out
 
 
+def _mapped(tgt_graph: NodeGraph, scores: torch.Tensor) -> torch.Tensor:
+    """The mapped nodes' scores in double, as given (`NodeGraph.mapped_scores` casts to float32,
+    which would tie mask probabilities that differ in double)."""
+    return scores.detach().double()[tgt_graph.mapped_index]
+
+
 def has_ties(tgt_graph: NodeGraph, scores: torch.Tensor) -> bool:
     """Whether two mapped nodes of a whole-graph score vector rank alike (equal |score|)."""
-    mapped = tgt_graph.mapped_scores(scores).detach().double().abs()
+    mapped = _mapped(tgt_graph, scores).abs()
     return len(mapped.unique()) < len(mapped)
 
 
@@ -100,7 +106,7 @@ def untied(tgt_graph: NodeGraph, scores: torch.Tensor, seed: int, draws: int = D
     map at its start scores every head of a layer alike) is not credited or blamed for node order."""
     if not has_ties(tgt_graph, scores):
         return scores
-    return tie_draws(tgt_graph, tgt_graph.mapped_scores(scores).abs(), seed, draws)
+    return tie_draws(tgt_graph, _mapped(tgt_graph, scores).abs(), seed, draws)
 
 
 def depth_tie_scores(
@@ -119,7 +125,7 @@ def layer_scores(
     cannot tell a layer's heads apart reaches when it knows which layers matter (a reference)."""
     import torch
 
-    mapped = tgt_graph.mapped_scores(gold).detach().double().abs()
+    mapped = _mapped(tgt_graph, gold).abs()
     groups: dict[tuple[int, str], list[int]] = {}
     for i, node in enumerate(tgt_graph.mapped):
         groups.setdefault((node.layer, node.kind), []).append(i)

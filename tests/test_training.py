@@ -235,6 +235,10 @@ def test_a_map_with_tied_nodes_is_scored_over_random_tie_orders_and_one_without_
     tgt = NodeGraph(2, 3)  # input, a0.h0-2, m0, a1.h0-2, m1
     distinct = tgt.with_input(torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]))
     assert not has_ties(tgt, distinct) and untied(tgt, distinct, seed=0) is distinct
+    # Mask probabilities that differ only in double (logits 20 and 25: 1.0 in float32) do not tie.
+    close = distinct.double().clone()
+    close[1:3] = torch.sigmoid(torch.tensor([20.0, 25.0], dtype=torch.double))
+    assert not has_ties(tgt, close) and untied(tgt, close, seed=0) is close
     # Layer 1's heads share one score, the highest: node order would always put a1.h0 first.
     tied = tgt.with_input(torch.tensor([0.5, 0.4, 0.3, 0.2, 0.9, 0.9, 0.9, 0.1]))
     draws = untied(tgt, tied, seed=0, draws=8)
