@@ -467,3 +467,34 @@ def test_pair_agnostic_cells_pair_the_features_map_with_its_dense_equivalent(two
         pair_agnostic(run, ["toy-gpt2-s:toy-neox-l"], ["sva"], pool)
     with pytest.raises(DfaError, match="holds a dense map"):
         pair_agnostic(dense_dir, [], ["sva"], pool)
+
+
+def test_pair_agnostic_summary_counts_wins_controls_and_shares_by_group():
+    from dfa.experiments.pair_agnostic import summary
+
+    def cell(seen, task_seen, lo, hi, share, kept, controls_lo=0.1, layer=0.5):
+        paired = {"features - depth": {"diff": (lo + hi) / 2, "ci": [lo, hi]}}
+        paired |= {
+            f"features - {m}": {"diff": 0.2, "ci": [controls_lo, 0.3]}
+            for m in ("random", "permuted", "scrambled")
+        }
+        return {
+            "pair_seen": seen, "task_seen": task_seen, "paired": paired, "share_of_dense": share,
+            "cpr": {"dense": 1.0, "gold-layer": layer}, "dense_kept_epoch": kept,
+        }  # fmt: skip
+
+    report = {
+        "cells": [
+            cell(False, True, 0.01, 0.02, 0.95, 3, layer=0.92),  # above depth, 90%+ of a trained dense map
+            cell(False, True, -0.01, 0.01, 0.50, 0),  # level; its dense map kept its start
+            cell(False, True, -0.03, -0.02, 0.80, 2, controls_lo=-0.1),  # below, not above every control
+            cell(True, True, 0.01, 0.02, 1.00, 1),
+        ]
+    }
+    unseen, seen = summary(report)
+    assert unseen == (
+        "- unseen pairs, trained tasks (3 cells): above depth on 1, level on 1, below on 1; above every "
+        "control on 2; 75% of the dense map's CPR on average, 90% or more on 1 (gold-layer: 1 of 3); "
+        "where the dense map moved from its start (2 cells): 88%, 90% or more on 1."
+    )
+    assert seen.startswith("- seen pairs (1 cells): above depth on 1,") and "moved from its start" not in seen

@@ -62,6 +62,9 @@ def compare_cell(
         "paired": {f"features - {m}": ev.paired("features", m) for m in rankings if m != "features"},
         "dense_vs_depth": ev.paired("dense", "depth") if "depth" in rankings else None,
         "share_of_dense": cpr["features"] / cpr["dense"] if cpr["dense"] else float("nan"),
+        # A dense map whose selection kept its start (epoch 0) is the depth prior with noise: a
+        # share of it says little about what training on the pair would reach.
+        "dense_kept_epoch": (dense.meta.get("kept") or {}).get("epoch"),
         "n_prompts": ev.n_prompts,
         "n_distinct": ev.n_distinct,
     }
@@ -154,6 +157,13 @@ def summary(report: dict[str, Any]) -> list[str]:
         layer = [c["cpr"]["gold-layer"] / c["cpr"]["dense"] for c in cells if c["cpr"].get("gold-layer")]
         if layer:
             text += f" (gold-layer: {sum(x >= 0.9 for x in layer)} of {len(layer)})"
+        trained = [c["share_of_dense"] for c in cells if c.get("dense_kept_epoch") != 0]
+        if len(trained) < len(cells):
+            text += f"; where the dense map moved from its start ({len(trained)} cells): " + (
+                f"{100 * sum(trained) / len(trained):.0f}%, 90% or more on {sum(x >= 0.9 for x in trained)}"
+                if trained
+                else "none"
+            )
         lines.append(text + ".")
     return lines
 
