@@ -261,6 +261,46 @@ def _device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
 
 
+def _add_pair_agnostic_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pair-agnostic",
+        help="a features map on pairs, against each pair's own dense map, depth and random (paired)",
+    )
+    p.add_argument("--features", required=True, help="run folder of a features map (--map-kind features)")
+    p.add_argument(
+        "--dense",
+        nargs="+",
+        required=True,
+        help="SRC:TGT=RUN: the pairs to evaluate on, each with a dense map trained on that pair",
+    )
+    p.add_argument("--tasks", nargs="+", required=True, help="tasks evaluated on every pair")
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="prompt split (default: test)"
+    )
+    p.add_argument("--n", type=int, default=100, help="prompts per task (default: 100)")
+    p.add_argument("--boot", type=int, default=500, help="bootstrap resamples (default: 500)")
+    p.add_argument("--draws", type=int, default=3, help="random maps and tie orders (default: 3)")
+    p.add_argument(
+        "--held-out",
+        nargs="+",
+        default=[],
+        help="features maps trained with a task held out (--holdout): each evaluated on its held-out "
+        "tasks on every pair (leave-one-task-out on top of leave-the-pair-out)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(PAIR_AGNOSTIC_METHODS),
+        choices=[m for m in METHODS if m != "dfa"],
+        help=f"compared with the features map beside the dense map (default: {' '.join(PAIR_AGNOSTIC_METHODS)})",
+    )
+    p.add_argument(
+        "--out", default="results/pair_agnostic_toy", help="output stem: .json and .md (default: %(default)s)"
+    )
+    _device_args(p)
+    p.set_defaults(func=cmd_pair_agnostic)
+
+
 def _add_ceiling_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "loto-ceiling",
@@ -328,44 +368,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_transfer)
 
-    p = sub.add_parser(
-        "pair-agnostic",
-        help="a features map on pairs, against each pair's own dense map, depth and random (paired)",
-    )
-    p.add_argument("--features", required=True, help="run folder of a features map (--map-kind features)")
-    p.add_argument(
-        "--dense",
-        nargs="+",
-        required=True,
-        help="SRC:TGT=RUN: the pairs to evaluate on, each with a dense map trained on that pair",
-    )
-    p.add_argument("--tasks", nargs="+", required=True, help="tasks evaluated on every pair")
-    p.add_argument(
-        "--split", default="test", choices=["train", "val", "test"], help="prompt split (default: test)"
-    )
-    p.add_argument("--n", type=int, default=100, help="prompts per task (default: 100)")
-    p.add_argument("--boot", type=int, default=500, help="bootstrap resamples (default: 500)")
-    p.add_argument("--draws", type=int, default=3, help="random maps and tie orders (default: 3)")
-    p.add_argument(
-        "--held-out",
-        nargs="+",
-        default=[],
-        help="features maps trained with a task held out (--holdout): each evaluated on its held-out "
-        "tasks on every pair (leave-one-task-out on top of leave-the-pair-out)",
-    )
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        default=list(PAIR_AGNOSTIC_METHODS),
-        choices=[m for m in METHODS if m != "dfa"],
-        help=f"compared with the features map beside the dense map (default: {' '.join(PAIR_AGNOSTIC_METHODS)})",
-    )
-    p.add_argument(
-        "--out", default="results/pair_agnostic_toy", help="output stem: .json and .md (default: %(default)s)"
-    )
-    _device_args(p)
-    p.set_defaults(func=cmd_pair_agnostic)
-
+    _add_pair_agnostic_parser(sub)
     _add_ceiling_parser(sub)
 
     for name, cls, fn, text in (

@@ -40,7 +40,8 @@ from dfa.training import train
 
 # The in-distribution map is compared with gold and the non-learned alignments; each zero-shot
 # map with the controls built from it.
-IN_DIST_METHODS = names("map", "reference", "alignment")
+# gold-layer (a layer-blind reference for the pair-agnostic map) is left to `dfa pair-agnostic`.
+IN_DIST_METHODS = tuple(m for m in names("map", "reference", "alignment") if m != "gold-layer")
 ZERO_SHOT_METHODS = names("map", "control")
 OTHER_TOY = {"toy-gpt2": "toy-neox", "toy-neox": "toy-gpt2"}
 
