@@ -500,3 +500,10 @@ def test_pair_agnostic_summary_counts_wins_controls_and_shares_by_group():
         "where the dense map moved from its start (2 cells): 88%, 90% or more on 1."
     )
     assert seen.startswith("- seen pairs (1 cells): above depth on 1,") and "moved from its start" not in seen
+    # Methods left out (--methods) leave their clauses out rather than count vacuously.
+    for c in report["cells"]:
+        c["paired"] = {k: v for k, v in c["paired"].items() if k == "features - depth"}
+    assert "control" not in summary(report)[0]
+    for c in report["cells"]:
+        c["paired"] = {}
+    assert summary(report)[1].startswith("- seen pairs (1 cells): 100% of the dense map's CPR")

@@ -139,18 +139,15 @@ def summary(report: dict[str, Any]) -> list[str]:
         if not cells:
             continue
         marks = [_mark(c["paired"]["features - depth"]) for c in cells if "features - depth" in c["paired"]]
-        controls = [
-            all(
-                c["paired"][f"features - {m}"]["ci"][0] > 0
-                for m in CONTROLS
-                if f"features - {m}" in c["paired"]
-            )
-            for c in cells
-        ]
+        present = [m for m in CONTROLS if all(f"features - {m}" in c["paired"] for c in cells)]
+        above = sum(all(c["paired"][f"features - {m}"]["ci"][0] > 0 for m in present) for c in cells)
         share = [c["share_of_dense"] for c in cells]
-        text = (
-            f"- {name} ({len(cells)} cells): above depth on {marks.count('+')}, level on {marks.count('')}, "
-            f"below on {marks.count('-')}; above every control on {sum(controls)}; "
+        text = f"- {name} ({len(cells)} cells): "
+        if marks:
+            text += f"above depth on {marks.count('+')}, level on {marks.count('')}, below on {marks.count('-')}; "
+        if present:
+            text += f"above every control on {above}; "
+        text += (
             f"{100 * sum(share) / len(share):.0f}% of the dense map's CPR on average, 90% or more on "
             f"{sum(x >= 0.9 for x in share)}"
         )
