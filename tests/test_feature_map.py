@@ -415,6 +415,20 @@ def test_a_one_pair_features_map_trains_every_parameter_and_restores_its_start(t
     )
     module.restore_start()
     assert all(torch.equal(v, start[k]) for k, v in module.map.state_dict().items())
+    # At its start the map scores a layer's heads alike; validation's circuits take them in a
+    # seeded random order (as evaluation's draws do), never in node order, and keep the mask's order
+    # between nodes that differ.
+    from dfa.core.mapping import mask_probabilities
+    from dfa.methods import has_ties
+
+    probs = module.graph.with_input(mask_probabilities(module.map.logits(module.source[0])).cpu())
+    assert has_ties(module.graph, probs)
+    ranked = module.target_scores(0)
+    assert not has_ties(module.graph, ranked) and torch.equal(ranked, module.target_scores(0))
+    p, r = probs[1:].double(), ranked[1:].double()
+    assert bool(((p[:, None] > p[None, :]) <= (r[:, None] > r[None, :])).all())
+    ties = [(i, j) for i in range(len(p)) for j in range(i + 1, len(p)) if p[i] == p[j]]
+    assert any(r[i] > r[j] for i, j in ties) and any(r[i] < r[j] for i, j in ties)  # not node order
 
 
 def test_pair_agnostic_cells_pair_the_features_map_with_its_dense_equivalent(two_pair_run, tmp_path):

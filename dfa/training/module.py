@@ -63,6 +63,7 @@ from dfa.core.graph import NodeGraph
 from dfa.core.interventions import masked_metric
 from dfa.core.mapping import AlignmentMap, mask_probabilities
 from dfa.core.metrics import answer_metric
+from dfa.methods import untie_one
 from dfa.training.data import TrainBatch
 from dfa.training.objectives import Objectives
 
@@ -420,8 +421,11 @@ class MapTrainer(Objectives, pl.LightningModule):
         self.start, self.history = saved.get("start"), list(saved.get("history", []))
 
     def target_scores(self, task: int) -> torch.Tensor:
-        """Whole-target-graph scores of the current map for a task (input first, at 1)."""
-        return self.graph.with_input(mask_probabilities(self.map.logits(self.source[task])).cpu())
+        """Whole-target-graph scores of the current map for a task (input first, at 1); nodes of
+        exactly equal mask (a features map at its start scores a layer's heads alike) in one seeded
+        random order (`dfa.methods.untie_one`, as the exported circuit), not in node order."""
+        scores = self.graph.with_input(mask_probabilities(self.map.logits(self.source[task])).cpu())
+        return untie_one(self.graph, scores, 50_000 + self.config.seed)
 
     def on_train_epoch_end(self) -> None:
         writer = getattr(self.logger, "experiment", None)
