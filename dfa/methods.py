@@ -135,6 +135,23 @@ def layer_scores(
     return tie_draws(tgt_graph, out, 60_000 + seed, draws)
 
 
+def depth_direct_scores(
+    src_graph: NodeGraph,
+    tgt_graph: NodeGraph,
+    src: torch.Tensor,
+    direct: torch.Tensor,
+    seed: int,
+    draws: int = DRAWS,
+) -> list[torch.Tensor]:
+    """`depth` and the target's |direct effects|, each divided by its largest value, added: the
+    depth prior with what one forward pass of the task's prompts says of each node (ties, where
+    both agree, in random orders per draw, seeds `70000 + seed + i`)."""
+    depth = _mapped(tgt_graph, depth_scores(src_graph, tgt_graph, src)).abs()
+    effect = _mapped(tgt_graph, direct).abs()
+    unit = [v / v.max() if float(v.max()) > 0 else v for v in (depth, effect)]
+    return tie_draws(tgt_graph, unit[0] + unit[1], 70_000 + seed, draws)
+
+
 def random_scores(
     amap: AlignmentMap, tgt_graph: NodeGraph, src: torch.Tensor, seed: int, draws: int = DRAWS
 ) -> list[torch.Tensor]:
@@ -216,8 +233,9 @@ class Inputs:
     draws: int = DRAWS
     gold: Callable[[], torch.Tensor] | None = None  # the target's own whole-graph scores
     profiles: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None  # (source, target) roles
+    direct: Callable[[], torch.Tensor] | None = None  # the target's |direct effects|, whole graph
 
-    def need(self, what: Literal["gold", "profiles"], method: str):
+    def need(self, what: Literal["gold", "profiles", "direct"], method: str):
         fn = getattr(self, what)
         if fn is None:
             raise DfaError(f"Method {method!r} needs {what}, which this evaluation did not provide.")
@@ -231,6 +249,7 @@ class ComparisonMethod:
     score: Callable[[Inputs], Scores]
     help: str
     default: bool = True  # compared unless the `methods` setting names others
+    in_sweeps: bool = True  # scored in every sweep cell of its kind (`dfa.experiments.sweep`)
 
     @property
     def dashed(self) -> bool:
@@ -266,6 +285,25 @@ METHODS: dict[str, ComparisonMethod] = {
             lambda x: layer_scores(x.tgt_graph, x.need("gold", "gold-layer"), x.seed, x.draws),
             "direct attribution averaged over each layer's heads (and MLP): a layer-blind reference",
             default=False,
+            in_sweeps=False,
+        ),
+        ComparisonMethod(
+            "direct",
+            "reference",
+            lambda x: untied(x.tgt_graph, x.need("direct", "direct"), 80_000 + x.seed, x.draws),
+            "the target's direct effects on the answer logits (forward passes only)",
+            default=False,
+            in_sweeps=False,
+        ),
+        ComparisonMethod(
+            "depth-direct",
+            "reference",
+            lambda x: depth_direct_scores(
+                x.src_graph, x.tgt_graph, x.source, x.need("direct", "depth-direct"), x.seed, x.draws
+            ),
+            "depth plus the target's direct effects, each scaled to a maximum of 1",
+            default=False,
+            in_sweeps=False,
         ),
         ComparisonMethod(
             "depth",
@@ -304,7 +342,9 @@ METHODS: dict[str, ComparisonMethod] = {
 }
 DEFAULT_METHODS = tuple(n for n, m in METHODS.items() if m.default)
 # What `dfa pair-agnostic` scores beside a features map and each pair's dense map.
-PAIR_AGNOSTIC_METHODS = ("depth", "gold", "gold-layer", "role", "random", "permuted", "scrambled")
+PAIR_AGNOSTIC_METHODS = (
+    "depth", "gold", "gold-layer", "direct", "depth-direct", "role", "random", "permuted", "scrambled",
+)  # fmt: skip
 
 
 def names(*kinds: Kind) -> tuple[str, ...]:

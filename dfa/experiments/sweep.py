@@ -32,7 +32,7 @@ from dfa.core.io import atomic_write, write_json
 from dfa.core.tasks import get_task
 from dfa.experiments.loto import parse_pair
 from dfa.experiments.transfer import Run, evaluate_run
-from dfa.methods import names
+from dfa.methods import METHODS, names
 from dfa.report.figures import sweep_heatmap
 from dfa.report.tables import sweep_markdown
 from dfa.store import ModelPool
@@ -40,8 +40,7 @@ from dfa.training import train
 
 # The in-distribution map is compared with gold and the non-learned alignments; each zero-shot
 # map with the controls built from it.
-# gold-layer (a layer-blind reference for the pair-agnostic map) is left to `dfa pair-agnostic`.
-IN_DIST_METHODS = tuple(m for m in names("map", "reference", "alignment") if m != "gold-layer")
+IN_DIST_METHODS = tuple(m for m in names("map", "reference", "alignment") if METHODS[m].in_sweeps)
 ZERO_SHOT_METHODS = names("map", "control")
 OTHER_TOY = {"toy-gpt2": "toy-neox", "toy-neox": "toy-gpt2"}
 

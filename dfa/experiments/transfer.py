@@ -14,6 +14,7 @@ import torch
 
 from dfa.config import TrainConfig, upgrade
 from dfa.core.circuits import task_prompts
+from dfa.core.direct import direct_effects
 from dfa.core.errors import DfaError
 from dfa.core.evaluate import FRACTIONS, Evaluation, circuit_masks, evaluate_circuits
 from dfa.core.feature_map import FeatureMap, bind_models, load_map
@@ -133,7 +134,15 @@ def method_inputs(run: Run, pool: ModelPool, task: str, draws: int = DRAWS) -> I
     def profiles() -> tuple[torch.Tensor, torch.Tensor]:
         return cached_roles(pool, cache, run.src).profile(), cached_roles(pool, cache, run.tgt).profile()
 
-    return Inputs(run.map, src_graph, tgt_graph, source, run.config.seed, draws, gold, profiles)
+    @functools.cache
+    def direct() -> torch.Tensor:
+        c = run.config
+        target = pool.get(run.tgt, c.model_seed)
+        prompts = task_prompts(target, task, "train", c.n_src, c.data_seed)
+        effects = direct_effects(target, tgt_graph, prompts.batches, c.ablation).mean(0)
+        return tgt_graph.with_input(effects.abs())
+
+    return Inputs(run.map, src_graph, tgt_graph, source, run.config.seed, draws, gold, profiles, direct)
 
 
 def method_rankings(
