@@ -463,7 +463,19 @@ def test_pair_agnostic_cells_pair_the_features_map_with_its_dense_equivalent(two
         str(held),
     )
     # every compared method is scored on the same prompts and paired with the features map
-    want = {"features", "dense", "depth", "gold", "gold-layer", "role", "random", "permuted", "scrambled"}
+    want = {
+        "features",
+        "dense",
+        "depth",
+        "gold",
+        "gold-layer",
+        "direct",
+        "depth-direct",
+        "role",
+        "random",
+        "permuted",
+        "scrambled",
+    }
     assert set(cell["cpr"]) == want and set(cell["paired"]) == {
         f"features - {m}" for m in want - {"features"}
     }
@@ -488,7 +500,7 @@ def test_pair_agnostic_cells_pair_the_features_map_with_its_dense_equivalent(two
 def test_pair_agnostic_summary_counts_wins_controls_and_shares_by_group():
     from dfa.experiments.pair_agnostic import summary
 
-    def cell(seen, task_seen, lo, hi, share, kept, controls_lo=0.1, layer=0.5):
+    def cell(seen, task_seen, lo, hi, share, kept, controls_lo=0.1, layer=0.5, direct=0.95):
         paired = {"features - depth": {"diff": (lo + hi) / 2, "ci": [lo, hi]}}
         paired |= {
             f"features - {m}": {"diff": 0.2, "ci": [controls_lo, 0.3]}
@@ -496,13 +508,13 @@ def test_pair_agnostic_summary_counts_wins_controls_and_shares_by_group():
         }
         return {
             "pair_seen": seen, "task_seen": task_seen, "paired": paired, "share_of_dense": share,
-            "cpr": {"dense": 1.0, "gold-layer": layer}, "dense_kept_epoch": kept,
+            "cpr": {"dense": 1.0, "gold-layer": layer, "depth-direct": direct}, "dense_kept_epoch": kept,
         }  # fmt: skip
 
     report = {
         "cells": [
             cell(False, True, 0.01, 0.02, 0.95, 3, layer=0.92),  # above depth, 90%+ of a trained dense map
-            cell(False, True, -0.01, 0.01, 0.50, 0),  # level; its dense map kept its start
+            cell(False, True, -0.01, 0.01, 0.50, 0, direct=0.5),  # level; its dense map kept its start
             cell(False, True, -0.03, -0.02, 0.80, 2, controls_lo=-0.1),  # below, not above every control
             cell(True, True, 0.01, 0.02, 1.00, 1),
         ]
@@ -510,7 +522,8 @@ def test_pair_agnostic_summary_counts_wins_controls_and_shares_by_group():
     unseen, seen = summary(report)
     assert unseen == (
         "- unseen pairs, trained tasks (3 cells): above depth on 1, level on 1, below on 1; above every "
-        "control on 2; 75% of the dense map's CPR on average, 90% or more on 1 (gold-layer: 1 of 3); "
+        "control on 2; 75% of the dense map's CPR on average, 90% or more on 1 (gold-layer: 1 of 3; "
+        "depth-direct: 2 of 3); "
         "where the dense map moved from its start (2 cells): 88%, 90% or more on 1."
     )
     assert seen.startswith("- seen pairs (1 cells): above depth on 1,") and "moved from its start" not in seen

@@ -21,6 +21,8 @@ from dfa.methods import PAIR_AGNOSTIC_METHODS
 from dfa.store import ModelPool
 
 CONTROLS = ("random", "permuted", "scrambled")
+# References whose share of the dense map the summary counts beside the features map's.
+REFERENCES = ("gold-layer", "depth-direct")
 
 
 def compare_cell(
@@ -151,9 +153,13 @@ def summary(report: dict[str, Any]) -> list[str]:
             f"{100 * sum(share) / len(share):.0f}% of the dense map's CPR on average, 90% or more on "
             f"{sum(x >= 0.9 for x in share)}"
         )
-        layer = [c["cpr"]["gold-layer"] / c["cpr"]["dense"] for c in cells if c["cpr"].get("gold-layer")]
-        if layer:
-            text += f" (gold-layer: {sum(x >= 0.9 for x in layer)} of {len(layer)})"
+        refs = []
+        for m in REFERENCES:
+            shares = [c["cpr"][m] / c["cpr"]["dense"] for c in cells if c["cpr"].get(m) and c["cpr"]["dense"]]
+            if shares:
+                refs.append(f"{m}: {sum(x >= 0.9 for x in shares)} of {len(shares)}")
+        if refs:
+            text += f" ({'; '.join(refs)})"
         trained = [c["share_of_dense"] for c in cells if c.get("dense_kept_epoch") != 0]
         if len(trained) < len(cells):
             text += f"; where the dense map moved from its start ({len(trained)} cells): " + (
@@ -180,15 +186,17 @@ def markdown(report: dict[str, Any]) -> str:
                 else ""
             )
             + f"; {report['split']} split, {report['ablation']}, input kept. Paired 95% intervals. "
-            "gold-layer: the target's own scores averaged over each layer's heads (a layer-blind reference)."
+            "gold-layer: the target's own scores averaged over each layer's heads (a layer-blind reference); "
+            "direct: the target's direct effects on the answer logits (forward passes); depth-direct: depth plus "
+            "direct, each scaled to a maximum of 1 (both read the target on the task's train prompts)."
         ),
         "",
         (
-            "| pair | task | features | dense (that pair) | gold | gold-layer | depth | role | "
-            "random / permuted / scrambled | features - depth | features - dense | features / dense | "
-            "gold-layer / dense |"
+            "| pair | task | features | dense (that pair) | gold | gold-layer | direct | depth-direct | depth | "
+            "role | random / permuted / scrambled | features - depth | features - dense | features / dense | "
+            "gold-layer / dense | depth-direct / dense |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def val(c: dict[str, Any], m: str) -> str:
@@ -205,12 +213,15 @@ def markdown(report: dict[str, Any]) -> str:
         seen = "" if c["pair_seen"] else " (unseen)"
         task = c["task"] + ("" if c["task_seen"] else " (held out)")
         cpr = c["cpr"]
-        layer = f"{cpr['gold-layer'] / cpr['dense']:.2f}" if cpr.get("gold-layer") and cpr["dense"] else "-"
+        layer, direct = (
+            f"{cpr[m] / cpr['dense']:.2f}" if cpr.get(m) and cpr["dense"] else "-" for m in REFERENCES
+        )
         controls = " / ".join(val(c, m) for m in CONTROLS)
         lines.append(
             f"| {c['src']} -> {c['tgt']}{seen} | {task} | {val(c, 'features')} | {val(c, 'dense')} | "
-            f"{val(c, 'gold')} | {val(c, 'gold-layer')} | {val(c, 'depth')} | {val(c, 'role')} | {controls} | "
-            f"{diffs[0]} | {diffs[1]} | {c['share_of_dense']:.2f} | {layer} |"
+            f"{val(c, 'gold')} | {val(c, 'gold-layer')} | {val(c, 'direct')} | {val(c, 'depth-direct')} | "
+            f"{val(c, 'depth')} | {val(c, 'role')} | {controls} | "
+            f"{diffs[0]} | {diffs[1]} | {c['share_of_dense']:.2f} | {layer} | {direct} |"
         )
     return "\n".join([*lines, "", *summary(report)]) + "\n"
 
