@@ -479,6 +479,9 @@ def test_pair_agnostic_cells_pair_the_features_map_with_its_dense_equivalent(two
     assert set(cell["cpr"]) == want and set(cell["paired"]) == {
         f"features - {m}" for m in want - {"features"}
     }
+    assert set(cell["references_vs_depth"]) == {"gold-layer", "depth-direct"}
+    vs = cell["references_vs_depth"]["depth-direct"]
+    assert vs["diff"] == pytest.approx(cell["cpr"]["depth-direct"] - cell["cpr"]["depth"])
     same = cell["paired"]["features - dense"]  # the dense map of the features map's own kernel
     assert same["diff"] == 0 and same["ci"] == [0, 0] and cell["share_of_dense"] == 1
     assert cell["paired"]["features - depth"]["diff"] == pytest.approx(

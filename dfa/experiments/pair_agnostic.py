@@ -63,6 +63,10 @@ def compare_cell(
         "cpr_ci": {k: list(ev.curves[k].cpr_ci) for k in rankings},
         "paired": {f"features - {m}": ev.paired("features", m) for m in rankings if m != "features"},
         "dense_vs_depth": ev.paired("dense", "depth") if "depth" in rankings else None,
+        # Each reference against depth, paired: what the target's own layers / direct effects add.
+        "references_vs_depth": {
+            m: ev.paired(m, "depth") for m in REFERENCES if m in rankings and "depth" in rankings
+        },
         "share_of_dense": cpr["features"] / cpr["dense"] if cpr["dense"] else float("nan"),
         # A dense map whose selection kept its start (epoch 0) is the depth prior with noise: a
         # share of it says little about what training on the pair would reach.
