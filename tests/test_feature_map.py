@@ -530,6 +530,9 @@ def test_pair_agnostic_summary_counts_wins_controls_and_shares_by_group():
         "where the dense map moved from its start (2 cells): 88%, 90% or more on 1."
     )
     assert seen.startswith("- seen pairs (1 cells): above depth on 1,") and "moved from its start" not in seen
+    for c, ci in zip(report["cells"][:3], ([0.1, 0.2], [-0.1, 0.1], [-0.3, -0.2]), strict=True):
+        c["references_vs_depth"] = {"depth-direct": {"diff": sum(ci) / 2, "ci": ci}}
+    assert "depth-direct: 2 of 3, above / below depth on 1 / 1); " in summary(report)[0]
     # Methods left out (--methods) leave their clauses out rather than count vacuously.
     for c in report["cells"]:
         c["paired"] = {k: v for k, v in c["paired"].items() if k == "features - depth"}

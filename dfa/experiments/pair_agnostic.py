@@ -161,7 +161,13 @@ def summary(report: dict[str, Any]) -> list[str]:
         for m in REFERENCES:
             shares = [c["cpr"][m] / c["cpr"]["dense"] for c in cells if c["cpr"].get(m) and c["cpr"]["dense"]]
             if shares:
-                refs.append(f"{m}: {sum(x >= 0.9 for x in shares)} of {len(shares)}")
+                text_m = f"{m}: {sum(x >= 0.9 for x in shares)} of {len(shares)}"
+                vs = [
+                    _mark(c["references_vs_depth"][m]) for c in cells if m in c.get("references_vs_depth", {})
+                ]
+                if vs:
+                    text_m += f", above / below depth on {vs.count('+')} / {vs.count('-')}"
+                refs.append(text_m)
         if refs:
             text += f" ({'; '.join(refs)})"
         trained = [c["share_of_dense"] for c in cells if c.get("dense_kept_epoch") != 0]
