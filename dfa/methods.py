@@ -8,8 +8,14 @@ graph (`input` first, kept at 1), or a list of seeded draws (a mean curve), read
 probabilities `sigmoid((s @ W + b) / T)`. Adding a method is one entry in `METHODS`. The scorers
 import torch when called, so `dfa.config` and `dfa --help` read the registry without it.
 
-- `dfa`: the trained map.
+- `dfa`: the trained map (nodes of exactly equal mask in random orders per draw).
 - `gold`: direct attribution on the target (the run's method and prompt count): the ceiling.
+- `gold-layer`: `gold` averaged over each layer's heads (and each MLP alone), tied heads in random
+  orders: what a map that cannot tell a layer's heads apart reaches when it knows which layers
+  matter (a reference for the pair-agnostic map; not a default, not in sweeps).
+- `direct`: the target's direct effects on the answer logits (`dfa.core.direct`, forward passes of
+  the run's train prompts); `depth-direct`: `depth` plus them, each scaled to a maximum of 1. What
+  one pass through the target buys without training (references; not defaults, not in sweeps).
 - `depth`: relative-depth interpolation, no learning: a target node's score is the mean |score|
   of the source nodes of its kind whose layer overlaps its layer on the relative-depth axis
   (layer `l` of `L` covers `[l/L, (l+1)/L]`), weighted by the overlap. Every head of a target
