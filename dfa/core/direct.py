@@ -7,7 +7,8 @@ For prompt `b`, node `n` (a head's `z_h @ W_O[h]`, or an MLP's output) at the an
     DE_bn = ((out_bn(clean) - out_bn(corrupt)) |> centre (LayerNorm) |> * w_final) / scale_b
             . (mean_a W_U[:, a] - mean_w W_U[:, w])
 
-with `scale_b` the final norm's scale on the clean residual (the norm frozen at the clean run),
+with `scale_b` the final norm's scale on the clean residual (the norm frozen at the clean run;
+`w_final` its gain, `1 + w` where the model stores offsets from 1),
 `a` the prompt's answers and `w` its wrong answers (the mean unembedding when it has none).
 It is cheap (two forward passes per batch) and task-conditioned, but it sees only what a node
 writes straight into the logits: a head that acts through later layers has a small direct effect
@@ -84,6 +85,8 @@ def direct_effects(
     ln_final = getattr(model, "ln_final", None)
     gain = getattr(ln_final, "w", None) if ln_final is not None else None
     gain = gain.detach().float() if isinstance(gain, torch.Tensor) else None
+    if gain is not None and bool(getattr(cfg, "rmsnorm_uses_offset", False)):
+        gain = 1 + gain  # Gemma stores its RMSNorm gains as offsets from 1 (as dfa.core.roles reads them)
     resid = f"blocks.{n_layers - 1}.hook_resid_post"
     hooks = [resid] + [f"blocks.{l}.attn.hook_z" for l in range(n_layers)]
     hooks += [f"blocks.{l}.hook_mlp_out" for l in range(n_layers)]
