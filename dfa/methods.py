@@ -115,6 +115,12 @@ def untied(tgt_graph: NodeGraph, scores: torch.Tensor, seed: int, draws: int = D
     return tie_draws(tgt_graph, _mapped(tgt_graph, scores).abs(), seed, draws)
 
 
+def untie_one(tgt_graph: NodeGraph, scores: torch.Tensor, seed: int) -> torch.Tensor:
+    """One draw of `untied`: the scores themselves when nothing ties, else one random tie order."""
+    drawn = untied(tgt_graph, scores, seed, 1)
+    return drawn[0] if isinstance(drawn, list) else drawn
+
+
 def depth_tie_scores(
     src_graph: NodeGraph, tgt_graph: NodeGraph, src: torch.Tensor, seed: int, draws: int = DRAWS
 ) -> list[torch.Tensor]:
@@ -201,12 +207,6 @@ def scrambled_scores(
         scores = map_scores(amap, tgt_graph, src[torch.randperm(src.numel(), generator=g)])
         out.append(untie_one(tgt_graph, scores, 35_000 + seed + i))
     return out
-
-
-def untie_one(tgt_graph: NodeGraph, scores: torch.Tensor, seed: int) -> torch.Tensor:
-    """One draw of `untied`: the scores themselves when nothing ties, else one random tie order."""
-    drawn = untied(tgt_graph, scores, seed, 1)
-    return drawn[0] if isinstance(drawn, list) else drawn
 
 
 def role_scores(

@@ -264,7 +264,7 @@ def _device_args(p: argparse.ArgumentParser) -> None:
 def _add_pair_agnostic_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "pair-agnostic",
-        help="a features map on pairs, against each pair's own dense map, depth and random (paired)",
+        help="a features map on pairs, against each pair's own dense map, gold, depth and controls (paired)",
     )
     p.add_argument("--features", required=True, help="run folder of a features map (--map-kind features)")
     p.add_argument(

@@ -91,6 +91,7 @@ def direct_effects(
     hooks = [resid] + [f"blocks.{l}.attn.hook_z" for l in range(n_layers)]
     hooks += [f"blocks.{l}.hook_mlp_out" for l in range(n_layers)]
     dev = model_device(model)
+    gain = gain.to(dev) if gain is not None else None
     out = []
     with torch.no_grad():
         for batch in batches:
@@ -110,8 +111,7 @@ def direct_effects(
                 m = f"blocks.{layer}.hook_mlp_out"
                 diffs.append((clean[m][rows, last] - corrupt[m][rows, last]).float()[:, None])
             direction = logit_direction(model, batch).float()
-            g = gain.to(dev) if gain is not None else None
-            out.append(direct_effect(torch.cat(diffs, 1), g, scale, direction, centre).cpu())
+            out.append(direct_effect(torch.cat(diffs, 1), gain, scale, direction, centre).cpu())
     if not out:
         raise DfaError("Direct effects need at least one batch of prompts.")
     return torch.cat(out)

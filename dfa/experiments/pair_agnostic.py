@@ -1,6 +1,7 @@
 """A features map applied to pairs it may never have trained on, against the dense map trained on
-each pair itself, depth and random maps: one evaluation per (pair, task), every method on the same
-prompts, so each difference has a paired interval (`dfa pair-agnostic`)."""
+each pair itself, gold and its references (`gold-layer`, `direct`, `depth-direct`), depth, role and
+the controls: one evaluation per (pair, task), every method on the same prompts, so each difference
+has a paired interval (`dfa pair-agnostic`)."""
 
 from __future__ import annotations
 

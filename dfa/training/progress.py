@@ -71,9 +71,9 @@ def selection_report(history: list[dict[str, Any]], kept: dict[str, Any]) -> str
         rows = [(h, 1.0, f"{h['epoch']:>5}")]
         rows += [(b, b["alpha"], f"{h['epoch']}x{b['alpha']:g}") for b in h.get("blends", [])]
         for row, a, label in rows:
-            if a < 1 and not (h["epoch"] == kept["epoch"] and a == alpha):
-                continue  # a blend is shown when it is the kept map
             chosen = h["epoch"] == kept["epoch"] and a == alpha
+            if a < 1 and not chosen:
+                continue  # a blend is shown when it is the kept map
             flag = " *" if chosen else ("  (below start)" if row["below_start"] else "")
             cells = "".join(f"{row['val_cpr'][t]:>13.3f}" for t in tasks)
             lines.append(f"  {label:>5} {cells} {row['mean']:>12.3f}{flag}")
