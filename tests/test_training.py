@@ -1048,3 +1048,66 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path)
     assert torch.equal(a.W, b.W) and torch.equal(a.b, b.b)
     assert meta_b["steps"] == meta["steps"] and meta_b["val_history"] == meta["val_history"]
     assert _logged(run) == _logged(straight)  # every value once, none lost with the killed attempts
+
+
+def _train_signalled(argv: list[str], at: str, sig: int) -> tuple[int, str, str]:
+    """`scripts/train.py ARGV` in a subprocess (output piped), sent `sig` as soon as it prints a
+    line starting with `at`; returns its exit code, what it printed and its stderr."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *argv]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    seen = []
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(at):
+            os.kill(proc.pid, sig)
+            break
+    seen.append(proc.stdout.read())
+    err = proc.stderr.read()
+    return proc.wait(timeout=300), "".join(seen), err
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_says_what_it_saved_and_the_command_that_continues_it(tmp_path, sig):
+    """Ctrl-C (SIGINT) or SIGTERM after epoch 2's line (epoch 1's checkpoint written): exit 128 + the signal's number, a
+    message saying what the run folder holds, and the exact command that continues it; running
+    that command finishes the run."""
+    import shlex
+    import signal
+
+    values = {**SMALL, "max_epochs": 3, "cache": str(tmp_path / "cache")}
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(json.dumps(values))
+    argv = ["--config", str(cfg), "--out", str(tmp_path / "ck")]
+    code, out, err = _train_signalled(argv, "epoch 2/3", getattr(signal, sig))
+    assert code == 128 + getattr(signal, sig), out + err
+    run = tmp_path / "ck" / "toy-gpt2-s__toy-neox-s" / "tasks-sva+gender-s0"
+    assert f"dfa train: interrupted: Training stopped by {sig}. {run / 'last.ckpt'} holds the map after epoch" in err
+    assert "Traceback" not in err and "Received SIGTERM" not in err
+    again = err.split("continue it: ", 1)[1].strip()
+    words = shlex.split(again)
+    assert words[:2] == ["python", str(ROOT / "scripts" / "train.py")] and words[2:] == [*argv, "--resume"]
+    r = run_script("train.py", *words[2:])
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stdout and "epoch 3/3" in r.stdout and (run / "map.json").is_file()
+
+
+def test_an_interrupt_before_the_folder_exists_says_to_start_again(tmp_path, monkeypatch, capsys):
+    """A stop while the models load (no run folder yet): the same command again, not `--resume`."""
+    import dfa.training.run as run_module
+    from dfa.cli import main
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module.TransferData, "prepare_data", stop)
+    code = main(["train", "--src", "toy-gpt2-s", "--tgt", "toy-neox-s", "--out", str(tmp_path / "ck")])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert "It came before training began" in err and "no run folder was left" in err
+    assert err.strip().endswith(f"start it again: dfa train --src toy-gpt2-s --tgt toy-neox-s --out {tmp_path / 'ck'}")
+    assert not (tmp_path / "ck").exists()

@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from dfa.cli.flags import add_config_flags, config_values
@@ -19,6 +22,8 @@ from dfa.methods import DEFAULT_METHODS, METHODS, PAIR_AGNOSTIC_METHODS
 def _quiet_lightning() -> None:
     # Lightning's start-up chatter (accelerator lines, tips); our own lines say what matters.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    # "Received SIGTERM": `dfa train` says what the signal stopped and how to continue instead.
+    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
 
 
 def _pool(args: argparse.Namespace):
@@ -30,7 +35,7 @@ def _pool(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from dfa.config import make_config
     from dfa.training import train
-    from dfa.training.run import finished_run, launch_rank
+    from dfa.training.run import TrainingInterrupted, finished_run, launch_rank
 
     _quiet_lightning()
     overrides = config_values(args, TrainConfig)
@@ -47,7 +52,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         _already_trained(config.run_dir(), done, args.resume)
         return 0
     start = time.perf_counter()
-    run = train(config, resume=args.resume, overwrite=args.overwrite, max_epochs=args.max_epochs)
+    try:
+        run = train(config, resume=args.resume, overwrite=args.overwrite, max_epochs=args.max_epochs)
+    except TrainingInterrupted as stop:
+        print(f"\ndfa train: interrupted: {stop.state()}", file=sys.stderr)
+        if stop.folder_kept:
+            print(f"continue it: {command(args, add=['--resume'], drop=['--overwrite'])}", file=sys.stderr)
+        else:
+            print(f"start it again: {command(args)}", file=sys.stderr)
+        return stop.exit_code
     if follower:
         return 0  # rank 0 writes and reports the run
     info = json.loads((run / "map.json").read_text())
@@ -64,6 +77,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"run folder: {run}  (tensorboard --logdir {run / 'tensorboard'})")
     print(f"evaluate it: python scripts/evaluate.py --map {run}")
     return 0
+
+
+def command(args: argparse.Namespace, add: Sequence[str] = (), drop: Sequence[str] = ()) -> str:
+    """The command line that ran `args` (as typed: `python scripts/X.py ...` or `dfa ...`), less the
+    flags in `drop`, plus those in `add` it lacks."""
+    argv = list(getattr(args, "argv", None) or [args.command])
+    words = [w for w in argv[1:] if w not in drop] + [f for f in add if f not in argv]
+    script = Path(sys.argv[0])
+    if script.name == f"{argv[0]}.py" and script.parent.name == "scripts":
+        return shlex.join(["python", str(script), *words])
+    return shlex.join(["dfa", argv[0], *words])
 
 
 def _already_trained(run: Path, info: dict, resume: bool) -> None:

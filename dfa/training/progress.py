@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 
 SHOWN = ("val/loss", "val/cpr", "val/cpr_zero_shot")  # in this order, when logged
@@ -17,6 +18,26 @@ SHOWN = ("val/loss", "val/cpr", "val/cpr_zero_shot")  # in this order, when logg
 def interactive() -> bool:
     """Whether stdout is a terminal (a progress bar redraws there; in a file it is noise)."""
     return sys.stdout.isatty()
+
+
+def epoch_label(trainer: pl.Trainer) -> str:
+    """`epoch E/N`, counted from 1, as the log lines and the selection report count them."""
+    return f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+
+
+class EpochBar(TQDMProgressBar):
+    """Lightning's bar on a terminal, counting epochs as the log lines do (`epoch 1/6`, not
+    `Epoch 0`) and without the logger's version field (the TensorBoard folder's name, cut to its
+    last characters: `v_num=oard`)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(epoch_label(trainer))
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
 
 
 class EpochLines(pl.Callback):
@@ -46,7 +67,7 @@ class EpochLines(pl.Callback):
             return
         train = f"train/loss {sum(self.losses) / len(self.losses):.3f} (epoch mean), " if self.losses else ""
         print(
-            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {trainer.global_step} steps, "
+            f"{epoch_label(trainer)}: {trainer.global_step} steps, "
             f"{train}{values} ({time.perf_counter() - self.started:.0f}s)",
             flush=True,
         )
