@@ -66,6 +66,25 @@ def map_scores(amap: AlignmentMap, tgt_graph: NodeGraph, src: torch.Tensor) -> t
         return tgt_graph.with_input(mask_probabilities(amap.logits(src.to(amap.W.device))).cpu())
 
 
+def map_logits(amap: AlignmentMap, src: torch.Tensor) -> torch.Tensor:
+    """The map's logits `z` for the mapped target nodes, in double (its mask is `sigmoid(z)`).
+    Rankings read these: a mask probability saturates (exactly 1.0 in float32 above z = 16.6, in
+    double above 36.7) where the logits still differ."""
+    import torch
+
+    device = next(amap.parameters()).device
+    with torch.no_grad():
+        return amap.logits(src.to(device)).detach().double().cpu()
+
+
+def logit_ranks(tgt_graph: NodeGraph, z: torch.Tensor, seed: int, draws: int = DRAWS) -> Scores:
+    """Mapped-node values `z` (a map's logits) as whole-graph ranks (`tie_draws`, input on top):
+    one ranking when no two values tie, else `draws` random orders of the tied nodes."""
+    ties = len(z.unique()) < len(z)
+    drawn = tie_draws(tgt_graph, z, seed, draws if ties else 1)
+    return drawn if ties else drawn[0]
+
+
 def depth_scores(src_graph: NodeGraph, tgt_graph: NodeGraph, src: torch.Tensor) -> torch.Tensor:
     from dfa.core.alignment import depth_matrix
     from dfa.core.mapping import normalise_scores
@@ -113,6 +132,12 @@ def untied(tgt_graph: NodeGraph, scores: torch.Tensor, seed: int, draws: int = D
     if not has_ties(tgt_graph, scores):
         return scores
     return tie_draws(tgt_graph, _mapped(tgt_graph, scores).abs(), seed, draws)
+
+
+def one_ranking(tgt_graph: NodeGraph, z: torch.Tensor, seed: int) -> torch.Tensor:
+    """One draw of `logit_ranks`: the ranks of `z`, tied values in one seeded random order."""
+    drawn = logit_ranks(tgt_graph, z, seed, 1)
+    return drawn[0] if isinstance(drawn, list) else drawn
 
 
 def untie_one(tgt_graph: NodeGraph, scores: torch.Tensor, seed: int) -> torch.Tensor:
@@ -185,14 +210,11 @@ def permuted_scores(
 ) -> list[torch.Tensor]:
     import torch
 
-    from dfa.core.mapping import mask_probabilities
-
-    z = amap.logits(src.to(amap.W.device)).detach().cpu()
+    z = map_logits(amap, src)
     out = []
     for i in range(draws):
         g = torch.Generator().manual_seed(20_000 + seed + i)
-        scores = tgt_graph.with_input(mask_probabilities(z[torch.randperm(amap.n_tgt, generator=g)]))
-        out.append(untie_one(tgt_graph, scores, 25_000 + seed + i))
+        out.append(one_ranking(tgt_graph, z[torch.randperm(amap.n_tgt, generator=g)], 25_000 + seed + i))
     return out
 
 
@@ -204,8 +226,8 @@ def scrambled_scores(
     out = []
     for i in range(draws):
         g = torch.Generator().manual_seed(30_000 + seed + i)
-        scores = map_scores(amap, tgt_graph, src[torch.randperm(src.numel(), generator=g)])
-        out.append(untie_one(tgt_graph, scores, 35_000 + seed + i))
+        z = map_logits(amap, src[torch.randperm(src.numel(), generator=g)])
+        out.append(one_ranking(tgt_graph, z, 35_000 + seed + i))
     return out
 
 
@@ -277,10 +299,8 @@ METHODS: dict[str, ComparisonMethod] = {
         ComparisonMethod(
             "dfa",
             "map",
-            lambda x: untied(
-                x.tgt_graph, map_scores(x.amap, x.tgt_graph, x.source), 50_000 + x.seed, x.draws
-            ),
-            "the trained map's mask (tied nodes in random orders)",
+            lambda x: logit_ranks(x.tgt_graph, map_logits(x.amap, x.source), 50_000 + x.seed, x.draws),
+            "the trained map, ranked by its logits (tied nodes in random orders)",
         ),
         ComparisonMethod(
             "gold", "reference", lambda x: x.need("gold", "gold"), "direct attribution on the target"

@@ -380,7 +380,8 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
         *("--methods", "dfa", "random", "role", "role-assign", "--draws", "2", "--circuit-fraction", "0.25"),
     )
     assert r.returncode == 0, r.stderr
-    assert all(f"{m} CPR" in r.stdout for m in ("dfa", "random", "role", "role-assign")), r.stdout
+    header = next(line for line in r.stdout.splitlines() if line.split()[:2] == ["task", "setting"])
+    assert header.split()[3:] == ["dfa", "random", "role", "role-assign"], r.stdout
     assert (tmp_path / "cache" / "roles").is_dir()  # role scores cached beside the node scores
     from dfa.core.scores import NodeScores
 
@@ -396,9 +397,20 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     top = sorted((n for n in nodes if n != "input"), key=lambda n: -nodes[n]["score"])[:k]
     assert set(marked) == {"input", *top}
     assert f"in_graph: {k + 1} of {len(nodes)} nodes" in r.stdout
+    # the evaluation is in the JSON as `dfa evaluate --json` writes it, paired intervals included
+    ev = json.loads((run / "transfer" / "capitals.json").read_text())["dfa"]["evaluation"]
+    assert ev["split"] == "test" and ev["src"] == "toy-gpt2-s" and ev["tgt"] == "toy-gpt2-m"
+    rows = {x["method"]: x for x in ev["results"]}
+    assert set(rows) == {"dfa", "random", "role", "role-assign"}
+    assert rows["dfa"]["setting"] == "zero-shot" and rows["dfa"]["n_prompts"] == 10
+    assert set(rows["dfa"]["paired"]) == {"random", "role", "role-assign"}
+    assert f"{rows['dfa']['cpr']:.3f} [" in r.stdout and "paired: CPR(dfa) - CPR(method)" in r.stdout
+    # the top nodes are ranked by the map's logit and print it (the probabilities saturate)
+    logits = saved.meta["logits"]
+    best = max(logits, key=logits.get)
+    assert f"top nodes by logit z (mask = sigmoid(z)): {best} {logits[best]:.1f} (" in r.stdout
     bad = run_script("transfer.py", "--map", str(run), "--task", "capitals", "--circuit-fraction", "1.5")
     assert bad.returncode == 2 and "circuit fraction must be in (0, 1]" in bad.stderr
-    assert "dfa CPR" in r.stdout
 
     # The same command again (the front door pasted twice): the finished run is left as it is.
     record = (run / "map.json").read_bytes()
@@ -415,7 +427,7 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     assert (
         r.returncode == 2 and "trained on toy-gpt2-s -> toy-gpt2-m" in r.stderr and "toy-neox-m" in r.stderr
     )
-    assert "`allow_other_models`" in r.stderr
+    assert "pass `--allow-other-models` to apply it anyway" in r.stderr
     r = run_script("evaluate.py", "--map", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "No run folder" in r.stderr
 
@@ -474,3 +486,43 @@ def test_every_help_parses_without_loading_torch():
     # the torch-free vocabularies the parsers read are the implemented ones
     assert tuple(attribution.METHODS) == ATTRIBUTIONS
     assert interventions.ABLATIONS == ABLATIONS and mapping.NORMALISATIONS == NORMALISATIONS
+
+
+# --- messages name flags, not settings or folders ------------------------------------------------
+def test_messages_name_the_flag_the_user_typed(capsys):
+    assert "argument --n: must be at least 1, got 0" in _usage_error(["evaluate", "--map", "x", "--n", "0"], capsys)
+    assert "argument --draws: expected a whole number, got 'two'" in _usage_error(
+        ["evaluate", "--map", "x", "--draws", "two"], capsys
+    )
+    from dfa.cli import _subparser as sub
+    from dfa.cli.flags import flag_words
+
+    lib = (
+        "Run folder r already holds a run. Set `resume` to continue it, give the `run` setting another "
+        "name for a new run beside it, or set `overwrite` to replace it."
+    )
+    assert flag_words(lib, sub("train")) == (
+        "Run folder r already holds a run. Pass `--resume` to continue it, give `--run` another name "
+        "for a new run beside it, or pass `--overwrite` to replace it."
+    )
+    assert flag_words("n_src must be at least 1, got 0.", sub("train")) == "--n-src must be at least 1, got 0."
+    assert flag_words("The `max_rows` setting must be positive", sub("evaluate")) == "`--max-rows` must be positive"
+    # names the command has no flag for, and paths, stay as they are
+    assert flag_words("set `overwrite` in dfa/zoo/my_models", sub("evaluate")) == "set `overwrite` in dfa/zoo/my_models"
+    assert main(["train", "--src", "toy-gpt2-s", "--tgt", "toy-gpt2-m", "--n-src", "0"]) == 2
+    assert "dfa train: error: --n-src must be at least 1, got 0." in capsys.readouterr().err
+
+
+def test_an_unknown_task_gets_a_did_you_mean(tmp_path, capsys):
+    assert _attribute(tmp_path / "s.json", "captals") == 2
+    err = capsys.readouterr().err
+    assert "Unknown task 'captals' (did you mean 'capitals'?); the tasks are ioi," in err
+    assert _attribute(tmp_path / "s.json", "zzz") == 2
+    assert "did you mean" not in capsys.readouterr().err
+
+
+def test_a_split_too_small_names_the_model_not_its_folder(scored, capsys):
+    argv = ["evaluate-circuit", "--model", "toy-gpt2-s", "--task", "capitals", "--scores", str(scored)]
+    assert main([*argv, "--n", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert "usable prompts for 'toy-gpt2-s' (seed 0)" in err and "dfa/zoo/models" not in err

@@ -1111,3 +1111,47 @@ def test_an_interrupt_before_the_folder_exists_says_to_start_again(tmp_path, mon
     assert "It came before training began" in err and "no run folder was left" in err
     assert err.strip().endswith(f"start it again: dfa train --src toy-gpt2-s --tgt toy-neox-s --out {tmp_path / 'ck'}")
     assert not (tmp_path / "ck").exists()
+
+
+def test_rankings_read_the_logits_where_the_mask_probabilities_saturate():
+    """Logits 40 and 50 both give a mask of exactly 1.0, in float32 and in double: `dfa`, the
+    permuted and scrambled controls and training's validation rank by the logits, so 50 leads,
+    then 40, then the rest in logit order, with no random tie order between them."""
+    from dfa.methods import METHODS, Inputs, map_logits, map_scores, one_ranking
+
+    graph = NodeGraph(1, 3)  # input, a0.h0, a0.h1, a0.h2, m0
+    amap = AlignmentMap(["s0"], graph.mapped_names)
+    with torch.no_grad():
+        amap.W.zero_()
+        amap.b.copy_(torch.tensor([40.0, 3.0, 50.0, -2.0]))
+    src = torch.tensor([1.0])
+    assert map_scores(amap, graph, src)[[1, 3]].tolist() == [1.0, 1.0]  # saturated alike
+    assert map_logits(amap, src).tolist() == [40.0, 3.0, 50.0, -2.0]
+    x = Inputs(amap, NodeGraph(1, 1), graph, src, seed=0, draws=3)
+    ranks = METHODS["dfa"].score(x)
+    assert isinstance(ranks, torch.Tensor)  # no ties: one ranking, not draws
+    assert ranks.tolist() == [1.0, 0.5, 0.25, 0.75, 0.0]  # input on top, then a0.h1 (50), a0.h0 (40)
+    for seed in range(5):
+        assert one_ranking(graph, map_logits(amap, src), seed).tolist() == ranks.tolist()
+    tied = AlignmentMap(["s0"], graph.mapped_names)
+    with torch.no_grad():
+        tied.W.zero_()
+        tied.b.copy_(torch.tensor([7.0, 7.0, 9.0, 1.0]))
+    draws = METHODS["dfa"].score(Inputs(tied, NodeGraph(1, 1), graph, src, seed=0, draws=8))
+    assert isinstance(draws, list) and len(draws) == 8
+    assert all(d[3] == 0.75 and d[4] == 0.0 for d in draws)  # 9 first, 1 last in every draw
+    assert {tuple(d[1:3].tolist()) for d in draws} == {(0.5, 0.25), (0.25, 0.5)}  # the tie drawn
+
+
+def test_validation_ranks_a_saturated_map_by_its_logits(wired):
+    data, module = wired
+    saved = {k: v.clone() for k, v in module.map.state_dict().items()}
+    try:
+        with torch.no_grad():
+            module.map.W.zero_()
+            module.map.b.copy_(torch.linspace(40.0, 60.0, module.map.n_tgt))
+        ranks = module.target_scores(0)
+    finally:
+        module.map.load_state_dict(saved)
+    mapped = ranks[module.graph.mapped_index]
+    assert torch.equal(torch.argsort(mapped), torch.arange(module.map.n_tgt))  # logit order, no ties

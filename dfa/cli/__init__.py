@@ -30,8 +30,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except DfaError as err:
-        print(f"dfa {args.command}: error: {err}", file=sys.stderr)
+        from dfa.cli.flags import flag_words
+
+        print(f"dfa {args.command}: error: {flag_words(str(err), _subparser(args.command))}", file=sys.stderr)
         return 2
+
+
+def _subparser(command: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
 
 
 if __name__ == "__main__":

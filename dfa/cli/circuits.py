@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dfa.cli.flags import add_config_flags, config_values
+from dfa.cli.flags import add_config_flags, config_values, positive_int
 from dfa.config import CircuitsTableConfig, build
 from dfa.core.errors import DfaError
 
@@ -241,7 +241,7 @@ def _prompt_args(p: argparse.ArgumentParser, split: str) -> None:
     p.add_argument(
         "--split", default=split, choices=["train", "val", "test"], help=f"prompt split (default: {split})"
     )
-    p.add_argument("--n", type=int, default=200, help="prompts (default: 200)")
+    p.add_argument("--n", type=positive_int, default=200, help="prompts (default: 200)")
     p.add_argument(
         "--max-rows",
         type=int,
@@ -262,7 +262,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--ig-steps", type=int, default=5, help="integration steps of the EAP-IG methods (default: 5)"
     )
     p.add_argument("--out", required=True, help="scores file: .json (EAP-IG/MIB importances) or .safetensors")
-    p.add_argument("--top", type=int, default=10, help="print this many top nodes")
+    p.add_argument("--top", type=positive_int, default=10, help="print this many top nodes")
     p.set_defaults(func=cmd_attribute)
 
     p = sub.add_parser(
@@ -277,7 +277,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--random", type=int, default=5, help="random rankings averaged into the baseline (default: 5)"
     )
     p.add_argument(
-        "--boot", type=int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)"
+        "--boot", type=positive_int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)"
     )
     p.add_argument(
         "--rank", default="abs", choices=["abs", "signed"], help="rank nodes by |score| or by score"

@@ -4,6 +4,7 @@ its type, choices and help from the field; defaults stay in the dataclass (a fla
 from __future__ import annotations
 
 import argparse
+import re
 import types
 import typing
 from dataclasses import MISSING, fields
@@ -70,3 +71,45 @@ def add_config_flags(
 def config_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The fields of `cls` given on the command line (None: not given)."""
     return {f.name: getattr(args, f.name, None) for f in fields(cls)}
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse's error then names the flag)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _flags(p: argparse.ArgumentParser) -> dict[str, str]:
+    """Setting name (an option's dest) -> its flag, for the options that set it (not `--no-X`)."""
+    out = {}
+    for action in p._actions:
+        longs = [o for o in action.option_strings if o.startswith("--") and not o.startswith("--no-")]
+        if longs and action.dest not in ("help",):
+            out[action.dest] = max(longs, key=len)
+    return out
+
+
+def flag_words(message: str, p: argparse.ArgumentParser) -> str:
+    """A library message, which names settings (`resume`, the `max_rows` setting, n_src), in the
+    words of command `p`'s flags (`--resume`, `--max-rows`, `--n-src`); names `p` has no flag for
+    stay as they are."""
+    flags = _flags(p)
+
+    def known(name: str) -> str | None:
+        return flags.get(name)
+
+    def sub(pattern: str, make) -> None:
+        nonlocal message
+        message = re.sub(pattern, lambda m: make(m) if known(m.group("name")) else m.group(0), message)
+
+    sub(r"\b(?P<verb>[Ss])et `(?P<name>\w+)`", lambda m: f"{'P' if m['verb'] == 'S' else 'p'}ass `{known(m['name'])}`")
+    sub(r"\b[Tt]he `(?P<name>\w+)` setting(?: \(--[\w-]+\))?", lambda m: f"`{known(m['name'])}`")
+    sub(r"`(?P<name>\w+)` set\b", lambda m: f"`{known(m['name'])}`")
+    sub(r"`(?P<name>\w+)`", lambda m: f"`{known(m['name'])}`")
+    sub(r"(?<![\w`/.-])(?P<name>[a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w`/.])", lambda m: f"{known(m['name'])}")
+    return message

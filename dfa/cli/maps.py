@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from dfa.cli.flags import add_config_flags, config_values
+from dfa.cli.flags import add_config_flags, config_values, positive_int
 from dfa.config import CrossScaleConfig, LotoConfig, SweepConfig, TrainConfig, build
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.tasks import TASKS
@@ -114,9 +114,7 @@ def _run(args: argparse.Namespace):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from dfa.core.io import write_json
     from dfa.experiments.transfer import evaluate_run
-    from dfa.methods import names
     from dfa.report.figures import plot_grid
-    from dfa.report.tables import paired_table, prompt_notes, table, wins
 
     report, evals = evaluate_run(
         _run(args), _pool(args), args.tasks, args.methods, args.split, args.n, args.boot, True, args.draws,
@@ -129,24 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not report.get("pair_seen", True):
         trained = ", ".join(f"{s} -> {t}" for s, t in report["trained_pairs"])
         print(f"a pair the {report['map_kind']} map never trained on (trained on {trained})")
-    print(table(report))
-    print(f"prompts: {args.split} pairs / distinct clean prompts (the units each interval resamples)")
-    for note in prompt_notes(report["results"], args.split):
-        print(note)
-    if "dfa" in args.methods:
-        paired = paired_table(report)
-        if paired:
-            print("\npaired: CPR(dfa) - CPR(method) on the same prompts [95% CI]; + above 0, - below")
-            print(paired)
-        against = [m for m in args.methods if m in names("alignment", "control")]
-        for setting in ("in-distribution", "zero-shot"):
-            sub = {**report, "results": [r for r in report["results"] if r["setting"] == setting]}
-            if sub["results"]:
-                w = wins(sub, against)
-                print(
-                    f"  dfa vs ({setting}; paired interval above / below 0): "
-                    + ", ".join(f"{b} {v['wins']} up {v['losses']} down of {v['of']}" for b, v in w.items())
-                )
+    print_report(report, args.methods)
     if args.json:
         print(f"wrote {write_json(args.json, report)}")
     if args.plot:
@@ -154,6 +135,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         settings = {r["task"]: r["setting"] for r in report["results"]}
         print(f"wrote {plot_grid(evals, args.plot, title, settings)}")
     return 0
+
+
+def print_report(report: dict, methods: Sequence[str]) -> None:
+    """An evaluation's tables: CPR per task and method, the prompts behind each row, and the map
+    paired against each other method with the counts of wins (`dfa evaluate`, `dfa transfer`)."""
+    from dfa.methods import names
+    from dfa.report.tables import paired_table, prompt_notes, table, wins
+
+    split = report["split"]
+    print(table(report))
+    print(f"prompts: {split} pairs / distinct clean prompts (the units each interval resamples)")
+    for note in prompt_notes(report["results"], split):
+        print(note)
+    if "dfa" not in methods:
+        return
+    paired = paired_table(report)
+    if paired:
+        print("\npaired: CPR(dfa) - CPR(method) on the same prompts [95% CI]; + above 0, - below")
+        print(paired)
+    against = [m for m in methods if m in names("alignment", "control")]
+    for setting in ("in-distribution", "zero-shot"):
+        sub = {**report, "results": [r for r in report["results"] if r["setting"] == setting]}
+        if sub["results"] and against:
+            w = wins(sub, against)
+            print(
+                f"  dfa vs ({setting}; paired interval above / below 0): "
+                + ", ".join(f"{b} {v['wins']} up {v['losses']} down of {v['of']}" for b, v in w.items())
+            )
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
@@ -167,17 +176,24 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     print(f"{meta['src']} -> {meta['model']} predicted circuit for {args.task} ({meta['setting']}):")
     circuit = meta["circuit"]
     print(
-        f"  in_graph: {circuit['nodes']} of {len(predicted.names)} nodes (the top {circuit['k']} by mask, "
-        f"fraction {circuit['fraction']:g}, and input)"
+        f"  in_graph: {circuit['nodes']} of {len(predicted.names)} nodes (the top {circuit['k']} by the "
+        f"map's logit, fraction {circuit['fraction']:g}, and input)"
     )
     print("  " + ", ".join(str(p) for p in paths))
-    top = sorted(predicted.as_dict().items(), key=lambda kv: -kv[1])[1 : args.top + 1]
-    print("  top nodes by mask: " + ", ".join(f"{n} {v:.2f}" for n, v in top))
+    probs = predicted.as_dict()
+    top = sorted(meta["logits"].items(), key=lambda kv: -kv[1])[: args.top]
+    print(
+        "  top nodes by logit z (mask = sigmoid(z)): "
+        + ", ".join(f"{n} {z:.1f} ({probs[n]:.2f})" for n, z in top)
+    )
     if ev is not None:
-        cells = [
-            f"{c.label} CPR {c.cpr:.3f} [{c.cpr_ci[0]:.2f}, {c.cpr_ci[1]:.2f}]" for c in ev.curves.values()
-        ]
-        print(f"  on {ev.n_prompts} {args.split} prompts ({ev.n_distinct} distinct): " + ", ".join(cells))
+        report = meta["evaluation"]
+        print(
+            f"\nevaluated on {ev.n_prompts} {args.split} prompts ({ev.n_distinct} distinct); CPR [95% CI] "
+            f"({report['ablation']}, input node kept, {report['attribution']} source scores)"
+        )
+        print_report(report, list(ev.curves))
+        print(f"the evaluation is in {paths[0]} (its \"dfa\" -> \"evaluation\", as `dfa evaluate --json` writes it)")
     return 0
 
 
@@ -271,11 +287,11 @@ def _map_eval_args(p: argparse.ArgumentParser, methods: list[str]) -> None:
     p.add_argument(
         "--split", default="test", choices=["train", "val", "test"], help="prompt split (default: test)"
     )
-    p.add_argument("--n", type=int, default=200, help="prompts per task (default: 200)")
+    p.add_argument("--n", type=positive_int, default=200, help="prompts per task (default: 200)")
     p.add_argument(
-        "--boot", type=int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)"
+        "--boot", type=positive_int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)"
     )
-    p.add_argument("--draws", type=int, default=5, help="seeded draws per control (default: 5)")
+    p.add_argument("--draws", type=positive_int, default=5, help="seeded draws per control (default: 5)")
     _device_args(p)
 
 
@@ -301,9 +317,9 @@ def _add_pair_agnostic_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--split", default="test", choices=["train", "val", "test"], help="prompt split (default: test)"
     )
-    p.add_argument("--n", type=int, default=100, help="prompts per task (default: 100)")
-    p.add_argument("--boot", type=int, default=500, help="bootstrap resamples (default: 500)")
-    p.add_argument("--draws", type=int, default=3, help="random maps and tie orders (default: 3)")
+    p.add_argument("--n", type=positive_int, default=100, help="prompts per task (default: 100)")
+    p.add_argument("--boot", type=positive_int, default=500, help="bootstrap resamples (default: 500)")
+    p.add_argument("--draws", type=positive_int, default=3, help="random maps and tie orders (default: 3)")
     p.add_argument(
         "--held-out",
         nargs="+",
@@ -339,8 +355,8 @@ def _add_ceiling_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", nargs="+", default=list(TASKS), help="each held out in turn (default: all)")
     p.add_argument("--lams", nargs="+", type=float, default=[0.1, 1.0, 10.0], help="ridge penalties")
     p.add_argument("--split", default="val", choices=["train", "val", "test"], help="(default: val)")
-    p.add_argument("--n", type=int, default=100, help="prompts per held-out task (default: 100)")
-    p.add_argument("--boot", type=int, default=200, help="bootstrap resamples (default: 200)")
+    p.add_argument("--n", type=positive_int, default=100, help="prompts per held-out task (default: 100)")
+    p.add_argument("--boot", type=positive_int, default=200, help="bootstrap resamples (default: 200)")
     p.add_argument("--cache", default="checkpoints/cache", help="score cache (default: %(default)s)")
     p.add_argument("--json", default="results/loto_ceiling_val.json", help="results (default: %(default)s)")
     _device_args(p)
@@ -377,13 +393,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("transfer", help="reuse a trained map on a task: predicted circuit and its evaluation")
-    _map_eval_args(p, ["dfa", "depth", "random"])
+    _map_eval_args(p, ["dfa", "depth", "random", "permuted", "scrambled"])
     p.add_argument("--task", required=True, help="task name, seen in training or not")
     p.add_argument(
         "--out", default=None, help="output stem (default RUN/transfer/TASK): .json and .safetensors"
     )
     p.add_argument("--no-eval", action="store_true", help="write the circuit only")
-    p.add_argument("--top", type=int, default=10, help="print this many top nodes")
+    p.add_argument("--top", type=positive_int, default=10, help="print this many top nodes")
     p.add_argument(
         "--circuit-fraction",
         type=float,

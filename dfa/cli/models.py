@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dfa.cli.flags import positive_int
+
 import argparse
 import json
 import time
@@ -333,7 +335,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", default=None, help="a tokenizer folder, ladder name or hub id")
     p.add_argument("--task", action="append", help="only this task (repeatable)")
     p.add_argument("--families", default=None, help="comma-separated variation families (default: all)")
-    p.add_argument("--draws", type=int, default=4000, help="candidates drawn per task (default: 4000)")
+    p.add_argument("--draws", type=positive_int, default=4000, help="candidates drawn per task (default: 4000)")
     p.add_argument("--data-seed", type=int, default=0, help="the tasks' split seed")
     p.set_defaults(func=cmd_tasks)
 

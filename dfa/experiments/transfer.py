@@ -23,7 +23,7 @@ from dfa.core.mapping import MapError
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task
-from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_scores, score_methods, untie_one
+from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_logits, map_scores, one_ranking, score_methods
 from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
 
@@ -231,7 +231,6 @@ def evaluate_run(
     tasks = list(tasks) if tasks else run.config.eval_tasks
     for t in tasks:
         get_task(t)
-    c = run.config
     evals: dict[str, Evaluation] = {}
     rows: list[dict[str, Any]] = []
     for i, task in enumerate(tasks, 1):
@@ -246,7 +245,14 @@ def evaluate_run(
                 f"prompts ({ev.n_distinct} distinct) in {time.perf_counter() - start:.0f}s",
                 flush=True,
             )
-    report = {
+    return report_of(run, split, rows), evals
+
+
+def report_of(run: Run, split: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """An evaluation's JSON (`dfa evaluate --json`; `dfa transfer` keeps it in its circuit's
+    metadata): what was evaluated and how, and `rows` (`result_rows`)."""
+    c = run.config
+    return {
         "src": run.src,
         "tgt": run.tgt,
         "map": str(run.folder),
@@ -260,7 +266,6 @@ def evaluate_run(
         "pair_seen": run.seen_pair,
         "results": rows,
     }
-    return report, evals
 
 
 def transfer(
@@ -269,7 +274,7 @@ def transfer(
     task: str,
     out: str | Path | None = None,
     evaluate: bool = True,
-    methods: Sequence[str] = ("dfa", "depth", "random"),
+    methods: Sequence[str] = ("dfa", "depth", "random", "permuted", "scrambled"),
     split: str = "test",
     n: int = 200,
     n_boot: int = 1000,
@@ -287,9 +292,11 @@ def transfer(
     tgt_graph = NodeGraph.from_model(target)
     x = method_inputs(run, pool, task, draws=1)
     scores = map_scores(x.amap, x.tgt_graph, x.source)
-    # Nodes of equal mask (a features map at its start scores a layer's heads alike) enter the
-    # circuit in one seeded random order, as the evaluation's `dfa` draws them, not in node order.
-    masks, ks = circuit_masks(untie_one(tgt_graph, scores, 50_000 + c.seed), tgt_graph, [fraction])
+    z = map_logits(x.amap, x.source)
+    # The circuit reads the logits (the probabilities saturate at 1); nodes of equal logit (a
+    # features map at its start scores a layer's heads alike) enter it in one seeded random
+    # order, as the evaluation's `dfa` draws them, not in node order.
+    masks, ks = circuit_masks(one_ranking(tgt_graph, z, 50_000 + c.seed), tgt_graph, [fraction])
     in_graph = [tgt_graph[i].name for i in torch.nonzero(masks[0]).flatten().tolist()]
     meta = {
         "model": run.tgt,
@@ -303,7 +310,8 @@ def transfer(
         "n_prompts": c.n_src,
         "seed": c.data_seed,
         "ablation": c.ablation,
-        "score": "mask probability sigmoid((s @ W + b) / T); input kept at 1",
+        "score": "mask probability sigmoid(z), z = (s @ W + b) / T (`logits`); input kept at 1",
+        "logits": dict(zip(tgt_graph.mapped_names, z.tolist(), strict=True)),
         "map_kind": c.map_kind,
         "pair_seen": run.seen_pair,
         "sign": SIGN,
@@ -312,15 +320,20 @@ def transfer(
             "fraction": fraction,
             "k": ks[0],
             "nodes": len(in_graph),
-            "rule": "in_graph: the top int(fraction * N) of the N ranked nodes by mask (ties in a seeded "
-            "random order), and input",
+            "rule": "in_graph: the top int(fraction * N) of the N ranked nodes by logit (ties in a "
+            "seeded random order), and input",
         },
     }
     predicted = NodeScores(tgt_graph.names, scores, meta)
     out = Path(out) if out else run.folder / "transfer" / task
-    paths = [
-        predicted.save(out.with_suffix(".json"), in_graph),
-        predicted.save(out.with_suffix(".safetensors")),
-    ]
-    ev = evaluate_task(run, pool, task, methods, split, n, n_boot, draws=draws) if evaluate else None
+
+    def save() -> list[Path]:
+        return [predicted.save(out.with_suffix(".json"), in_graph), predicted.save(out.with_suffix(".safetensors"))]
+
+    paths = save()  # the circuit first: an evaluation that fails leaves it written
+    ev = None
+    if evaluate:
+        ev = evaluate_task(run, pool, task, methods, split, n, n_boot, draws=draws)
+        meta["evaluation"] = report_of(run, split, result_rows(run, task, ev))
+        paths = save()
     return predicted, paths, ev

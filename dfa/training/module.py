@@ -61,9 +61,9 @@ from dfa.core.evaluate import FRACTIONS, curve, distinct_circuits, size_weights
 from dfa.core.feature_map import FeatureMap, NodeFeatures
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import masked_metric
-from dfa.core.mapping import AlignmentMap, mask_probabilities
+from dfa.core.mapping import AlignmentMap
 from dfa.core.metrics import answer_metric
-from dfa.methods import untie_one
+from dfa.methods import map_logits, one_ranking
 from dfa.training.data import TrainBatch
 from dfa.training.objectives import Objectives
 
@@ -421,11 +421,11 @@ class MapTrainer(Objectives, pl.LightningModule):
         self.start, self.history = saved.get("start"), list(saved.get("history", []))
 
     def target_scores(self, task: int) -> torch.Tensor:
-        """Whole-target-graph scores of the current map for a task (input first, at 1); nodes of
-        exactly equal mask (a features map at its start scores a layer's heads alike) in one seeded
-        random order (`dfa.methods.untie_one`, as the exported circuit), not in node order."""
-        scores = self.graph.with_input(mask_probabilities(self.map.logits(self.source[task])).cpu())
-        return untie_one(self.graph, scores, 50_000 + self.config.seed)
+        """Whole-target-graph ranks of the current map's logits for a task (input first, on top),
+        never of its saturating mask probabilities; nodes of exactly equal logit (a features map
+        at its start scores a layer's heads alike) in one seeded random order
+        (`dfa.methods.one_ranking`, as the exported circuit), not in node order."""
+        return one_ranking(self.graph, map_logits(self.map, self.source[task]), 50_000 + self.config.seed)
 
     def on_train_epoch_end(self) -> None:
         writer = getattr(self.logger, "experiment", None)

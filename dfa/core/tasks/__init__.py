@@ -49,8 +49,12 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(TASKS), n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
         raise TaskError(
-            f"Unknown task {name!r}; the tasks are {', '.join(TASKS)} (`dfa tasks` lists them)."
+            f"Unknown task {name!r}{hint}; the tasks are {', '.join(TASKS)} (`dfa tasks` lists them)."
         ) from None
 
 

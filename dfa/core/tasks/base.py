@@ -7,6 +7,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from dfa.core.errors import DfaError
@@ -142,7 +143,12 @@ def split_of(key: str, seed: int) -> Split:
 
 
 def tokenizer_name(tokenizer: Any) -> str:
-    return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+    """The name a tokenizer goes by in messages: its model's (a folder's last part: `toy-gpt2-l`,
+    not the folder's path inside the package), else its class."""
+    name = str(getattr(tokenizer, "name_or_path", "") or "")
+    if name and ("/" in name or "\\" in name) and Path(name).is_dir():
+        return Path(name).name
+    return name or type(tokenizer).__name__
 
 
 class _Encoder:
