@@ -150,7 +150,7 @@ def test_curve_figure_has_a_log_and_a_linear_view_and_marks_zero_shot_tasks(eval
     settings = {"sva": "in-distribution", "capitals": "zero-shot"}
     fig = curve_figure({"sva": evaluation, "capitals": evaluation}, "s -> t", settings)
     try:
-        axes = fig.axes
+        summary, *axes = fig.axes
         assert [ax.get_xscale() for ax in axes] == ["log", "linear", "log", "linear"]
         titles = [ax.get_title().splitlines()[0] for ax in axes]
         assert titles == ["s -> t / sva (in-distribution)"] * 2 + ["s -> t / capitals (zero-shot)"] * 2
@@ -161,8 +161,52 @@ def test_curve_figure_has_a_log_and_a_linear_view_and_marks_zero_shot_tasks(eval
         texts = [t.get_text() for t in axes[1].get_legend().get_texts()]
         c = evaluation.curves["r"]
         assert texts == [f"r  {c.cpr:.3f} [{c.cpr_ci[0]:.2f}, {c.cpr_ci[1]:.2f}]"]
+        # the summary first: a bar per task and method at its CPR, zero-shot tasks' names in red
+        assert [round(p.get_height(), 6) for p in summary.patches] == [round(c.cpr, 6)] * 2
+        ticks = summary.get_xticklabels()
+        assert [t.get_text() for t in ticks] == ["sva", "capitals\n(zero-shot)"]
+        assert [t.get_color() for t in ticks][1] == "tab:red"
     finally:
         plt.close(fig)
+
+
+def test_a_single_evaluation_has_no_summary_panel(evaluation):
+    import matplotlib.pyplot as plt
+
+    fig = curve_figure({"sva": evaluation})
+    try:
+        assert [ax.get_xscale() for ax in fig.axes] == ["log", "linear"]
+    finally:
+        plt.close(fig)
+
+
+def test_the_log_axis_starts_at_the_smallest_circuit_that_holds_a_node(evaluation):
+    """8 ranked nodes: fractions under 1/8 select none, so the log view starts at 0.2 (k = 1),
+    drawing no point below it; the linear view keeps every size."""
+    import matplotlib.pyplot as plt
+
+    from dfa.report.figures import smallest_size
+
+    c = evaluation.curves["r"]
+    assert c.n_ranked == 8 and smallest_size(evaluation) == 0.2
+    fig = curve_figure({"sva": evaluation})
+    try:
+        log_ax, lin_ax = fig.axes
+        assert min(log_ax.lines[0].get_xdata()) == 0.2 and log_ax.get_xlim()[0] == pytest.approx(0.16)
+        assert list(lin_ax.lines[0].get_xdata()) == c.fractions
+    finally:
+        plt.close(fig)
+
+
+def test_every_method_has_a_look_of_its_own():
+    from dfa.methods import METHODS
+    from dfa.report.figures import STYLES
+
+    assert set(STYLES) == set(METHODS)
+    for part in range(2):  # no two methods share a colour, nor a marker
+        assert len({v[part] for v in STYLES.values()}) == len(STYLES)
+    controls = [m for m, v in METHODS.items() if v.kind == "control"]
+    assert all(STYLES[m][2] != "-" for m in controls)  # the controls are never solid lines
 
 
 def test_recovery_is_summed_cpr_over_golds():
@@ -173,3 +217,30 @@ def test_recovery_is_summed_cpr_over_golds():
     ]
     assert recovery(rows, "a", "b") == pytest.approx({"dfa": 0.7 / 1.4, "depth": 0.7 / 1.4})
     assert recovery(rows[:-1], "a", "b") == pytest.approx({"dfa": 0.5})  # depth misses y: left out
+
+
+def test_against_reference_reports_the_largest_difference_and_the_rows_off():
+    from dfa.report.tables import against_reference
+
+    ref = {"results": [{"task": t, "method": m, "cpr": 0.5} for t in ("ioi", "sva") for m in ("dfa", "depth")]}
+    same = {"results": [dict(r) for r in ref["results"]]}
+    assert against_reference(same, ref) == (
+        "against the reference: 4 rows (task, method) in common, largest |CPR difference| 0.0000 "
+        "(ioi depth); 0 differ by more than 0.0005"
+    )
+    moved = {"results": [dict(r) for r in ref["results"]] + [{"task": "gender", "method": "dfa", "cpr": 0.1}]}
+    moved["results"][1]["cpr"] = 0.5004  # under what 3 decimals show
+    moved["results"][2]["cpr"] = 0.4
+    assert against_reference(moved, ref) == (
+        "against the reference: 4 rows (task, method) in common, largest |CPR difference| 0.1000 "
+        "(sva dfa); 1 differ by more than 0.0005: sva dfa -0.1000; 1 rows in one of the two only"
+    )
+
+
+def test_evaluate_refuses_a_bad_reference_before_evaluating(tmp_path, capsys):
+    from dfa.cli import main
+
+    bad = tmp_path / "ref.json"
+    bad.write_text('{"rows": []}')
+    assert main(["evaluate", "--map", str(tmp_path), "--reference", str(bad)]) == 2
+    assert f"{bad} is not a results JSON of `dfa evaluate --json` (no `results` list)." in capsys.readouterr().err

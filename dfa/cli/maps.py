@@ -111,11 +111,26 @@ def _run(args: argparse.Namespace):
     return Run(args.map, args.src, args.tgt, args.allow_other_models)
 
 
+def read_report(path: str) -> dict:
+    """A results JSON with a `results` list (`dfa evaluate --json`), or a clear error."""
+    from dfa.core.errors import DfaError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DfaError(f"Cannot read the reference {path}: {err}.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise DfaError(f"{path} is not a results JSON of `dfa evaluate --json` (no `results` list).")
+    return data
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from dfa.core.io import write_json
     from dfa.experiments.transfer import evaluate_run
     from dfa.report.figures import plot_grid
+    from dfa.report.tables import against_reference
 
+    reference = read_report(args.reference) if args.reference else None  # a bad path fails first
     report, evals = evaluate_run(
         _run(args), _pool(args), args.tasks, args.methods, args.split, args.n, args.boot, True, args.draws,
         args.max_rows,
@@ -128,6 +143,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         trained = ", ".join(f"{s} -> {t}" for s, t in report["trained_pairs"])
         print(f"a pair the {report['map_kind']} map never trained on (trained on {trained})")
     print_report(report, args.methods)
+    if reference is not None:
+        print(against_reference(report, reference))
     if args.json:
         print(f"wrote {write_json(args.json, report)}")
     if args.plot:
@@ -384,6 +401,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--plot", default=None, help="write the curves here (PNG, one panel per task)")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="a results JSON of an earlier evaluation (e.g. the committed results/main_toy.json): "
+        "print how this run's CPRs differ from it",
+    )
     p.add_argument(
         "--max-rows",
         type=int,

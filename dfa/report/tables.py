@@ -134,6 +134,30 @@ def paired_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def against_reference(report: dict[str, Any], reference: dict[str, Any], tol: float = 5e-4) -> str:
+    """How a report's CPRs compare with a reference report's (a committed results JSON), row by
+    row (task, method): the largest difference, the rows that differ by more than `tol` (what a
+    table printed to 3 decimals can show), and the rows either one lacks."""
+    ours = {(r["task"], r["method"]): r["cpr"] for r in report["results"]}
+    theirs = {(r["task"], r["method"]): r["cpr"] for r in reference["results"]}
+    both = sorted(set(ours) & set(theirs))
+    if not both:
+        return "against the reference: no (task, method) row in common"
+    diffs = {k: ours[k] - theirs[k] for k in both}
+    worst = max(both, key=lambda k: abs(diffs[k]))
+    off = [k for k in both if abs(diffs[k]) > tol]
+    text = (
+        f"against the reference: {len(both)} rows (task, method) in common, largest |CPR difference| "
+        f"{abs(diffs[worst]):.4f} ({worst[0]} {worst[1]}); {len(off)} differ by more than {tol:g}"
+    )
+    if off:
+        text += ": " + ", ".join(f"{t} {m} {diffs[t, m]:+.4f}" for t, m in off[:8]) + (" ..." if len(off) > 8 else "")
+    only = sorted(set(ours) ^ set(theirs))
+    if only:
+        text += f"; {len(only)} rows in one of the two only"
+    return text
+
+
 def loto_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: pair x held-out task, each method's zero-shot CPR [CI], and the map's wins."""
     present = {r["method"] for r in rows}
