@@ -175,7 +175,7 @@ def test_attribute_max_rows_changes_memory_not_scores(tmp_path, capsys):
     assert _attribute(many, "sva", "--n", "8", "--batch-size", "4", "--max-rows", "20") == 0  # all 5
     torch.testing.assert_close(NodeScores.load(one).scores, NodeScores.load(many).scores)
     assert _attribute(tmp_path / "bad.json", "sva", "--n", "8", "--max-rows", "0") == 2
-    assert "max_rows` setting must be a positive number" in capsys.readouterr().err
+    assert "dfa attribute: error: `--max-rows` must be a positive number" in capsys.readouterr().err
 
 
 def test_evaluate_circuit_prints_and_writes_the_report(scored, tmp_path, capsys):

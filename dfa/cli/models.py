@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dfa.cli.flags import positive_int
-
 import argparse
 import json
 import time
 from pathlib import Path
 
+from dfa.cli.flags import positive_int
 from dfa.core.errors import DfaError
 from dfa.core.ladders import LADDERS, PYTHIA_STEPS
 from dfa.zoo.spec import TOY_SPECS, zoo_root

@@ -11,7 +11,6 @@ from dfa.core.mapping import AlignmentMap
 from dfa.core.roles import ROLES
 from dfa.report.tables import READINGS, heatmap_matrix
 
-
 # One look per method in every figure: a colour, a marker and a line, no two alike (the
 # controls dashed or dotted), so that random and permuted, say, are told apart at a glance.
 STYLES: dict[str, tuple[str, str, Any]] = {

@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.trainer.states import TrainerFn
 
 SHOWN = ("val/loss", "val/cpr", "val/cpr_zero_shot")  # in this order, when logged
@@ -31,7 +32,12 @@ class EpochBar(TQDMProgressBar):
     last characters: `v_num=oard`)."""
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        super().on_train_epoch_start(trainer, *args)
+        # TQDMProgressBar's own, with our label: calling it would first draw `Epoch 0`.
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        self.train_progress_bar.reset()
+        self.train_progress_bar.total = convert_inf(self.total_train_batches)
+        self.train_progress_bar.initial = 0
         self.train_progress_bar.set_description(epoch_label(trainer))
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:

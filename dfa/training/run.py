@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import pickle
 import shutil
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +15,13 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from dfa.config import ConfigError, TrainConfig, make_config, read_yaml, upgrade, write_yaml
-from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.io import atomic_write
 from dfa.store import ModelPool
 from dfa.training.data import TransferData
 from dfa.training.module import MapTrainer
 from dfa.training.progress import EpochBar, EpochLines, interactive, selection_report
+from dfa.training.stops import TrainingInterrupted, stop_signals
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -407,7 +403,7 @@ def train(
         config, run, resume = prepare_run(config, resume, overwrite, max_epochs)
     else:
         config, run, resume = follow_run(config, resume, max_epochs)
-    with _stop_signals() as got:
+    with stop_signals() as got:
         try:
             data, module, trainer = _start(config, run, pool, progress, callbacks)
             attempts = event_files(run) if resume and lead else set()  # what a crashed attempt logged
@@ -417,9 +413,9 @@ def train(
             # Lightning answers Ctrl-C with sys.exit(1) and SIGTERM with a SystemExit of its own.
             if not lead or (isinstance(stop, SystemExit) and stop.code == 0 and not got):
                 raise
-            raise TrainingInterrupted(run, got[0] if got else "SIGINT", config.max_epochs) from None
+            raise TrainingInterrupted(run, run / CKPT, got[0] if got else "SIGINT", config.max_epochs) from None
     if trainer.interrupted:
-        raise TrainingInterrupted(run, "SIGINT", config.max_epochs)
+        raise TrainingInterrupted(run, run / CKPT, "SIGINT", config.max_epochs)
     if trainer.global_rank > 0:
         return run
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -447,64 +443,3 @@ def _fit(
     finally:  # even when this attempt fails too: what it logged replaces the earlier one's
         if attempts:
             drop_relogged_events(attempts, event_files(run) - attempts)
-
-
-class TrainingInterrupted(DfaError):
-    """Training stopped by a signal (SIGINT from Ctrl-C, or SIGTERM): which, and what the run
-    folder holds now (`epochs_saved`: the epochs `last.ckpt` holds, None without one;
-    `folder_kept`: False when the stop came before the folder was made, which is then removed).
-    `exit_code` is the shell's 128 + the signal's number."""
-
-    def __init__(self, run: Path, signal_name: str, max_epochs: int):
-        self.run, self.signal_name, self.max_epochs = run, signal_name, max_epochs
-        self.folder_kept = (run / "config.yaml").is_file()
-        self.epochs_saved = saved_epochs(run)
-        self.exit_code = 128 + int(getattr(signal, signal_name, signal.SIGINT))
-        super().__init__(f"{self.state()} Continue it with the `resume` setting.")
-
-    def state(self) -> str:
-        """What the run folder holds now, in a sentence or two."""
-        head = f"Training stopped by {self.signal_name}."
-        if not self.folder_kept:
-            return (
-                f"{head} It came before training began (loading the models, scoring the source: finished "
-                f"scores stay cached), and no run folder was left at {self.run}."
-            )
-        if self.epochs_saved is None:
-            return (
-                f"{head} No checkpoint was written yet (one is, after each epoch): {self.run} holds the "
-                "run's config.yaml, and resuming starts it from the beginning."
-            )
-        return (
-            f"{head} {self.run / CKPT} holds the map after epoch {self.epochs_saved} of {self.max_epochs} "
-            "(with the optimizer's state); map.json is written when the run ends."
-        )
-
-
-def saved_epochs(run: Path) -> int | None:
-    """How many epochs a run folder's `last.ckpt` holds (None: no readable checkpoint)."""
-    try:
-        ckpt = torch.load(run / CKPT, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError):
-        return None
-    return int(ckpt.get("epoch", -1)) + 1
-
-
-@contextlib.contextmanager
-def _stop_signals() -> Iterator[list[str]]:
-    """While training: SIGTERM stops it as Ctrl-C does (a KeyboardInterrupt, between two steps
-    of Python), and the list yielded names the signal that came (empty for Ctrl-C)."""
-    got: list[str] = []
-
-    def on_term(signum: int, frame: Any) -> None:
-        got.append(signal.Signals(signum).name)
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield got
-        return
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield got
-    finally:
-        signal.signal(signal.SIGTERM, previous)
