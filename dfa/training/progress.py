@@ -40,6 +40,12 @@ class EpochBar(TQDMProgressBar):
         self.train_progress_bar.initial = 0
         self.train_progress_bar.set_description(epoch_label(trainer))
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # Close the bars now (Ctrl-C, a crash): left open, they redraw below the message that follows.
+        for bar in (self._train_progress_bar, self._val_progress_bar):
+            if bar is not None:
+                bar.close()
+
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
