@@ -20,7 +20,7 @@ from dfa.core.scores import NodeScores
 from dfa.core.tasks import TASKS
 from dfa.methods import METHODS
 from dfa.zoo.spec import TOY_SPECS
-from tests.conftest import require_tokenizer, run_script
+from tests.conftest import ROOT, require_tokenizer, run_script
 
 
 def _subparser(name: str):
@@ -526,3 +526,18 @@ def test_a_split_too_small_names_the_model_not_its_folder(scored, capsys):
     assert main([*argv, "--n", "100000"]) == 2
     err = capsys.readouterr().err
     assert "usable prompts for 'toy-gpt2-s' (seed 0)" in err and "dfa/zoo/models" not in err
+
+
+def test_the_front_door_writes_the_users_run_outside_the_tracked_results():
+    """README's first command leaves a checkout clean: its evaluation writes to runs/ (ignored by
+    git) and compares itself with the committed results/main_toy.json, which it never rewrites."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    first = next(line for line in readme.splitlines() if line.startswith("python3 -m venv") and "evaluate.py" in line)
+    evaluate = shlex.split(first.split("&& python scripts/evaluate.py", 1)[1])
+    args = build_parser().parse_args(["evaluate", *evaluate])
+    assert args.reference == "results/main_toy.json" and (ROOT / args.reference).is_file()
+    ignored = (ROOT / ".gitignore").read_text().split()
+    for path in (args.json, args.plot):
+        assert path.split("/", 1)[0] + "/" in ignored and not path.startswith("results/")
