@@ -10,6 +10,7 @@ errors that name the setting. `Literal` fields list their choices; a value of th
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -177,16 +178,25 @@ class TrainConfig:
         return Path(self.cache) if self.cache else Path(self.out) / "cache"
 
     def run_name(self) -> str:
+        """The run's folder name: `run`, or one made of the tasks (a task file by its label and
+        sha256, `dfa.core.tasks.task_label`); a given `run` with task files gets their digest, so
+        an edited file never resumes the folder trained on its old content."""
+        from dfa.core.tasks import task_label, task_sources
+
         if self.run:
-            return self.run
+            files = task_sources([*self.tasks, *self.holdout])
+            if not files:
+                return self.run
+            digest = hashlib.sha256("".join(sorted(f["sha256"] for f in files.values())).encode())
+            return safe_name(f"{self.run}-{digest.hexdigest()[:12]}")
         if self.holdout:
-            mode = "holdout-" + "+".join(self.holdout)
+            mode = "holdout-" + "+".join(map(task_label, self.holdout))
         elif len(self.train_tasks) == 1:
-            mode = "only-" + self.train_tasks[0]
+            mode = "only-" + task_label(self.train_tasks[0])
         elif sorted(self.train_tasks) == sorted(TASKS):
             mode = "all"
         else:
-            mode = "tasks-" + "+".join(self.train_tasks)
+            mode = "tasks-" + "+".join(map(task_label, self.train_tasks))
         return f"{mode}-s{self.seed}"
 
     def run_dir(self) -> Path:

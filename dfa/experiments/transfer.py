@@ -22,7 +22,7 @@ from dfa.core.graph import NodeGraph
 from dfa.core.mapping import MapError
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
-from dfa.core.tasks import get_task
+from dfa.core.tasks import get_task, task_label, task_sources
 from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_scores, score_methods, untie_one
 from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
@@ -258,6 +258,7 @@ def evaluate_run(
         "map_kind": c.map_kind,
         "trained_pairs": [list(p) for p in run.pairs],
         "pair_seen": run.seen_pair,
+        "task_files": task_sources(tasks),  # each task file's path and sha256: a number names its data
         "results": rows,
     }
     return report, evals
@@ -306,6 +307,7 @@ def transfer(
         "score": "mask probability sigmoid((s @ W + b) / T); input kept at 1",
         "map_kind": c.map_kind,
         "pair_seen": run.seen_pair,
+        "task_files": task_sources([task]),
         "sign": SIGN,
         "cfg": graph_cfg(target, tgt_graph),
         "circuit": {
@@ -317,7 +319,7 @@ def transfer(
         },
     }
     predicted = NodeScores(tgt_graph.names, scores, meta)
-    out = Path(out) if out else run.folder / "transfer" / task
+    out = Path(out) if out else run.folder / "transfer" / task_label(task)
     paths = [
         predicted.save(out.with_suffix(".json"), in_graph),
         predicted.save(out.with_suffix(".safetensors")),
