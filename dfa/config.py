@@ -206,6 +206,7 @@ class TrainConfig:
     def check(self) -> TrainConfig:
         from dfa.core.models import parse_spec, resolve_device
         from dfa.core.tasks import get_task
+        from dfa.core.tasks.files import check_files
 
         check_types(self)
         self.check_pairs()
@@ -214,6 +215,7 @@ class TrainConfig:
             parse_spec(tgt)
         for t in [*self.tasks, *self.holdout]:
             get_task(t)
+        check_files([*self.tasks, *self.holdout], [m for p in self.pair_list for m in p])
         if not self.train_tasks:
             raise ConfigError(
                 f"Every task is held out ({', '.join(self.holdout)}): train on at least one task "

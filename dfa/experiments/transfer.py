@@ -23,6 +23,7 @@ from dfa.core.mapping import MapError
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task, task_label, task_sources
+from dfa.core.tasks.files import check_files
 from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_scores, score_methods, untie_one
 from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
@@ -231,6 +232,7 @@ def evaluate_run(
     tasks = list(tasks) if tasks else run.config.eval_tasks
     for t in tasks:
         get_task(t)
+    check_files(tasks, [run.src, run.tgt])  # before any model loads
     c = run.config
     evals: dict[str, Evaluation] = {}
     rows: list[dict[str, Any]] = []
@@ -283,6 +285,7 @@ def transfer(
     get_task(task)
     if not 0 < fraction <= 1:
         raise DfaError(f"The circuit fraction must be in (0, 1], got {fraction}.")
+    check_files([task], [run.src, run.tgt])  # before any model loads
     c = run.config
     target = pool.get(run.tgt, c.model_seed)
     tgt_graph = NodeGraph.from_model(target)
