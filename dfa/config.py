@@ -10,7 +10,6 @@ errors that name the setting. `Literal` fields list their choices; a value of th
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -69,7 +68,7 @@ class TrainConfig:
         "features map: model pairs SRC:TGT trained on at once, batches drawn across them (src and "
         "tgt become the first pair's); empty: the one pair src -> tgt",
     )
-    tasks: list[str] = opt(list(TASKS), "tasks to use (train on these, minus the hold-outs)")
+    tasks: list[str] = opt(list(TASKS), "tasks to use, names or task files (train on these, minus the hold-outs)")
     holdout: list[str] = opt([], "tasks left out of training and evaluated zero-shot")
     method: Method = opt("eap-ig-inputs", "attribution of the source (and of the target for gold)")
     ig_steps: int = opt(5, "integration steps of the EAP-IG methods")
@@ -178,26 +177,9 @@ class TrainConfig:
         return Path(self.cache) if self.cache else Path(self.out) / "cache"
 
     def run_name(self) -> str:
-        """The run's folder name: `run`, or one made of the tasks (a task file by its label and
-        sha256, `dfa.core.tasks.task_label`); a given `run` with task files gets their digest, so
-        an edited file never resumes the folder trained on its old content."""
-        from dfa.core.tasks import task_label, task_sources
+        from dfa.core.tasks import run_name
 
-        if self.run:
-            files = task_sources([*self.tasks, *self.holdout])
-            if not files:
-                return self.run
-            digest = hashlib.sha256("".join(sorted(f["sha256"] for f in files.values())).encode())
-            return safe_name(f"{self.run}-{digest.hexdigest()[:12]}")
-        if self.holdout:
-            mode = "holdout-" + "+".join(map(task_label, self.holdout))
-        elif len(self.train_tasks) == 1:
-            mode = "only-" + task_label(self.train_tasks[0])
-        elif sorted(self.train_tasks) == sorted(TASKS):
-            mode = "all"
-        else:
-            mode = "tasks-" + "+".join(map(task_label, self.train_tasks))
-        return f"{mode}-s{self.seed}"
+        return run_name(self.run, [*self.tasks, *self.holdout], self.train_tasks, self.holdout, self.seed)
 
     def run_dir(self) -> Path:
         pairs = "+".join(f"{safe_name(s)}__{safe_name(t)}" for s, t in self.pair_list)
@@ -205,7 +187,6 @@ class TrainConfig:
 
     def check(self) -> TrainConfig:
         from dfa.core.models import parse_spec, resolve_device
-        from dfa.core.tasks import get_task
         from dfa.core.tasks.files import check_files
 
         check_types(self)
@@ -213,8 +194,7 @@ class TrainConfig:
         for src, tgt in self.pair_list:
             parse_spec(src)  # an unknown model name fails here, before any work
             parse_spec(tgt)
-        for t in [*self.tasks, *self.holdout]:
-            get_task(t)
+        # every task read (a task file checked against the models' tokenizers) before any model loads
         check_files([*self.tasks, *self.holdout], [m for p in self.pair_list for m in p])
         if not self.train_tasks:
             raise ConfigError(

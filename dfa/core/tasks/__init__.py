@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "make_dataset",
     "split_of",
     "survey",
+    "run_name",
     "task_label",
     "task_sources",
 ]
@@ -72,6 +74,27 @@ def task_label(name: str) -> str:
         return name
     label = re.sub(r"[^A-Za-z0-9._+-]", "_", task.source.label)
     return f"{label}-{task.source.sha256[:12]}"
+
+
+def run_name(run: str | None, tasks: Sequence[str], train: Sequence[str], holdout: Sequence[str], seed: int) -> str:
+    """A training run's folder name: `run`, or one made of the tasks (`task_label`s); a given `run`
+    with task files among `tasks` gets their digest, so an edited file never resumes the folder
+    trained on its old content."""
+    if run:
+        files = task_sources(tasks)
+        if not files:
+            return run
+        digest = hashlib.sha256("".join(sorted(f["sha256"] for f in files.values())).encode()).hexdigest()
+        return re.sub(r"[^A-Za-z0-9._@=+-]", "_", f"{run}-{digest[:12]}")
+    if holdout:
+        mode = "holdout-" + "+".join(map(task_label, holdout))
+    elif len(train) == 1:
+        mode = "only-" + task_label(train[0])
+    elif sorted(train) == sorted(TASKS):
+        mode = "all"
+    else:
+        mode = "tasks-" + "+".join(map(task_label, train))
+    return f"{mode}-s{seed}"
 
 
 def task_sources(names: Sequence[str]) -> dict[str, dict[str, str]]:

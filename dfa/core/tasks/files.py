@@ -8,6 +8,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,11 @@ def read_task_file(name: str) -> Task:
         source = TaskSource(str(path), sha, fmt, label)
         _cache[key] = Task(name, f"{len(cands)} pairs from {path.name} ({fmt})", metric, families, cands, source)
     task = _cache[key]
-    return task if task.name == name else Task(
-        name, task.description, task.metric, task.families, task.rows, task.source
-    )
+    if task.name == name:
+        return task
+    # The same content under another name (`label=path`, a relative path): its own name and label.
+    source = replace(task.source, label=label) if task.source else None
+    return Task(name, task.description, task.metric, task.families, task.rows, source)
 
 
 def _read(path: Path, option: str) -> tuple[str, list[tuple[Candidate, str | None]]]:
@@ -298,13 +301,14 @@ def _metric(path: Path, rows: list[tuple[Candidate, str | None]]) -> Metric:
 
 
 def check_files(names: list[str], models: list[str]) -> None:
-    """Each task file among `names` against the tokenizer of each of `models` (the tokenizers
-    alone are loaded): none of its rows usable is an error naming the rows dropped and why."""
+    """Every task of `names` read, and each task file among them checked against the tokenizer of
+    each of `models` (the tokenizers alone are loaded): none of its rows usable is an error naming
+    the rows dropped and why."""
     from dfa.core.models import tokenizer_for
     from dfa.core.tasks import get_task
     from dfa.core.tasks.base import survey
 
-    files = [n for n in dict.fromkeys(names) if get_task(n).source is not None]
+    files = [n for n in dict.fromkeys(names) if get_task(n).source is not None]  # reads every task
     for model in dict.fromkeys(models) if files else ():
         tok = tokenizer_for(model)
         for name in files:
