@@ -168,6 +168,7 @@ def test_mib_parquet_and_dataset_folder(tmp_path):
         ("same.jsonl", (json.dumps(row()) + "\n" + json.dumps(row(wrong=[" John", " Mary"]))).encode(), r"same.jsonl, row 2: answer equal to wrong \(' Mary'\)"),
         ("dup.jsonl", "\n".join(json.dumps(r) for r in (row(), row(answer=" Anna"), row())).encode(), r"dup.jsonl, row 3: duplicate of row 1"),
         ("notjson.jsonl", b'{"clean": \n', r"notjson.jsonl, row 1: not JSON"),
+        ("cells.csv", f'clean,corrupt,answer,wrong\n"{IOI}","{IOI_C}", Mary, John\n"{IOI}","{IOI_C}", Anna, John,x\n'.encode(), r"cells.csv, row 3: more cells than the header's 4"),
         ("metric.jsonl", json.dumps(row(metric="kl")).encode(), r"metric.jsonl, row 1: unknown metric 'kl'"),
         ("fmt.txt", b"x", r"fmt.txt: unknown format '.txt'; use .jsonl, .csv, .parquet or a dataset folder"),
     ],
@@ -296,3 +297,35 @@ def test_example_task_file_is_all_usable_on_the_toy_ladders(toy_tok):
     sv = survey(get_task(str(EXAMPLE)), toy_tok)
     assert sv.report.kept == len(get_task(str(EXAMPLE)).rows) == 240 and not sv.report.dropped
     assert sv.usable["test"] >= 20
+
+
+# --- end to end on the toy ladders -------------------------------------------------------------------
+def test_a_map_trained_on_built_in_tasks_transfers_to_a_task_file(tmp_path, capsys):
+    """Train (one epoch, tiny) with the example file held out, then `transfer` to it: the
+    predicted circuit, its evaluation with paired intervals, and the file's sha256 recorded."""
+    sha = get_task(str(EXAMPLE)).source.sha256
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(
+        f"src: toy-gpt2-s\ntgt: toy-gpt2-m\ntasks: [sva]\nholdout: ['{EXAMPLE}']\nn_src: 12\n"
+        f"n_train: 20\nn_val: 10\nbatch_size: 10\nig_steps: 2\ncache: {tmp_path / 'cache'}\n"
+    )
+    out = tmp_path / "ck"
+    assert main(["train", "--config", str(cfg), "--max-epochs", "1", "--out", str(out)]) == 0
+    run = out / "toy-gpt2-s__toy-gpt2-m" / f"holdout-ioi_rephrased-{sha[:12]}-s0"
+    info = json.loads((run / "map.json").read_text())
+    assert info["holdout"] == [str(EXAMPLE)]
+    assert info["task_files"] == {str(EXAMPLE): {"path": str(EXAMPLE), "sha256": sha, "format": "jsonl"}}
+    capsys.readouterr()
+    argv = ["transfer", "--map", str(run), "--task", str(EXAMPLE), "--n", "20", "--boot", "50"]
+    assert main([*argv, "--methods", "dfa", "depth", "random", "permuted"]) == 0
+    text = capsys.readouterr().out
+    assert f"toy-gpt2-s -> toy-gpt2-m predicted circuit for {EXAMPLE} (zero-shot):" in text
+    assert "on 20 test prompts" in text and "dfa CPR" in text and "permuted CPR" in text
+    assert "paired, CPR(dfa) - CPR(method) on the same prompts [95% CI]: depth " in text
+    assert f"task file {EXAMPLE} (sha256 {sha[:16]}...)" in text
+    from dfa.core.scores import NodeScores
+
+    saved = NodeScores.load(run / "transfer" / f"ioi_rephrased-{sha[:12]}.json")
+    assert saved.meta["task_files"][str(EXAMPLE)]["sha256"] == sha
+    scores = list((tmp_path / "cache" / "scores").rglob(f"ioi_rephrased-{sha[:12]}__*.safetensors"))
+    assert scores  # the source scores are cached under the file's label and sha256, not its path

@@ -156,9 +156,9 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[Candidate, str | None]]
         yield _candidate(path, line, fields)
 
 
-def _csv_cell(value: str | None) -> Any:
+def _csv_cell(value: Any) -> Any:
     """A CSV cell; one holding a JSON list (`["a", "b"]`) is several answers."""
-    if value and value.lstrip().startswith("["):
+    if isinstance(value, str) and value.lstrip().startswith("["):
         try:
             return json.loads(value)
         except json.JSONDecodeError:
@@ -178,6 +178,8 @@ def _check_header(path: Path, header: list[str], needed: tuple[str, ...]) -> Non
 def _csv_rows(path: Path, reader: csv.DictReader) -> Iterator[tuple[Candidate, str | None]]:
     _check_header(path, list(reader.fieldnames or []), PAIR_COLUMNS)
     for fields in reader:
+        if None in fields:  # more cells than the header names
+            raise TaskError(f"Task file {path}, row {reader.line_num}: more cells than the header's {len(reader.fieldnames or [])}.")
         yield _candidate(path, reader.line_num, {k: _csv_cell(v) for k, v in fields.items()})
 
 
