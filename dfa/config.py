@@ -68,7 +68,9 @@ class TrainConfig:
         "features map: model pairs SRC:TGT trained on at once, batches drawn across them (src and "
         "tgt become the first pair's); empty: the one pair src -> tgt",
     )
-    tasks: list[str] = opt(list(TASKS), "tasks to use, names or task files (train on these, minus the hold-outs)")
+    tasks: list[str] = opt(
+        list(TASKS), "tasks to use, names or task files (train on these, minus the hold-outs)"
+    )
     holdout: list[str] = opt([], "tasks left out of training and evaluated zero-shot")
     method: Method = opt("eap-ig-inputs", "attribution of the source (and of the target for gold)")
     ig_steps: int = opt(5, "integration steps of the EAP-IG methods")

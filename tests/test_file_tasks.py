@@ -53,7 +53,9 @@ def test_jsonl_rows_become_a_finite_task(tmp_path, gpt2_tok):
     assert task.rows[1].answers == (" Mary", " Anna") and task.rows[1].key == "k1"
     assert task.rows[0].key == IOI  # the key defaults to the clean prompt, as the generators'
     sha = task.source.sha256
-    assert task_sources([str(path), "ioi"]) == {str(path): {"path": str(path), "sha256": sha, "format": "jsonl"}}
+    assert task_sources([str(path), "ioi"]) == {
+        str(path): {"path": str(path), "sha256": sha, "format": "jsonl"}
+    }
     assert task_label(str(path)) == f"mine-{sha[:12]}" and task_label("ioi") == "ioi"
     assert task_label(f"antonyms={path}") == f"antonyms-{sha[:12]}"
     # rows sharing a key share a split; every row lands in exactly one split
@@ -69,7 +71,7 @@ def test_jsonl_rows_become_a_finite_task(tmp_path, gpt2_tok):
 def test_csv_pairs_with_a_list_cell_and_a_bom(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text(
-        '\ufeffclean,corrupt,answer,wrong,family\n'
+        "\ufeffclean,corrupt,answer,wrong,family\n"
         f'"{IOI}","{IOI_C}", Mary, John,a\n'
         f'"{IOI}","{IOI_C}","["" Mary"", "" Anna""]", John,b\n',
         encoding="utf-8",
@@ -93,15 +95,26 @@ def test_eap_ig_csv_ids_are_decoded_and_checked_against_their_tokenizer(tmp_path
     assert (c.clean, c.corrupt, c.answers, c.wrongs, c.row) == (IOI, IOI_C, (" Mary",), (" John",), 2)
     ex = make_dataset(f"{path}#{gpt2}", gpt2_tok, 1, "train", allow_fewer=True, seed=_seed_for(IOI, "train"))
     assert ex[0].answers == (mary,) and ex[0].wrongs == (john,)
-    with pytest.raises(TaskError, match=r"ioi_eap.csv is an EAP-IG CSV: .*name their tokenizer after '#', e.g. `ioi_eap.csv#gpt2`"):
+    with pytest.raises(
+        TaskError,
+        match=r"ioi_eap.csv is an EAP-IG CSV: .*name their tokenizer after '#', e.g. `ioi_eap.csv#gpt2`",
+    ):
         get_task(str(path))
     path.write_text(f'clean,corrupted,correct_idx,incorrect_idx\n"{IOI}","{IOI_C}",{mary},99999\n')
-    with pytest.raises(TaskError, match=r"ioi_eap.csv, row 2: incorrect_idx 99999 is outside tokenizer .*vocabulary of 50257"):
+    with pytest.raises(
+        TaskError, match=r"ioi_eap.csv, row 2: incorrect_idx 99999 is outside tokenizer .*vocabulary of 50257"
+    ):
         get_task(f"{path}#{gpt2}")
     # an id whose text the tokenizer encodes otherwise: the ids were made by another tokenizer
-    odd = next(i for i in range(256, 50257) if gpt2_tok(gpt2_tok.decode([i]), add_special_tokens=False)["input_ids"] != [i])
+    odd = next(
+        i
+        for i in range(256, 50257)
+        if gpt2_tok(gpt2_tok.decode([i]), add_special_tokens=False)["input_ids"] != [i]
+    )
     path.write_text(f'clean,corrupted,correct_idx,incorrect_idx\n"{IOI}","{IOI_C}",{odd},{john}\n')
-    with pytest.raises(TaskError, match=rf"row 2: correct_idx {odd} decodes to .*were the ids made by another tokenizer"):
+    with pytest.raises(
+        TaskError, match=rf"row 2: correct_idx {odd} decodes to .*were the ids made by another tokenizer"
+    ):
         get_task(f"{path}#{gpt2}")
 
 
@@ -138,20 +151,30 @@ def test_mib_parquet_and_dataset_folder(tmp_path):
 
     data = datasets.Dataset.from_list(_mib_records())
     data.to_parquet(str(tmp_path / "mib.parquet"))
-    datasets.DatasetDict({"train": data.select([0]), "test": data.select([1])}).save_to_disk(str(tmp_path / "mib_dir"))
+    datasets.DatasetDict({"train": data.select([0]), "test": data.select([1])}).save_to_disk(
+        str(tmp_path / "mib_dir")
+    )
     for name in (str(tmp_path / "mib.parquet"), f"mib={tmp_path / 'mib_dir'}"):
         task = get_task(name)
         assert task.source.format == "mib"
-        assert [(c.row, c.answers, c.wrongs) for c in task.rows] == [(1, ("Mary",), ("Paul",)), (2, ("Neptune",), ("zinc",))]
+        assert [(c.row, c.answers, c.wrongs) for c in task.rows] == [
+            (1, ("Mary",), ("Paul",)),
+            (2, ("Neptune",), ("zinc",)),
+        ]
         assert task.rows[0].corrupt == IOI_C
     assert task_label(f"mib={tmp_path / 'mib_dir'}").startswith("mib-")
     # two counterfactual columns: name one after '#'
     recs = [{**r, "random_counterfactual": r["abc_counterfactual"]} for r in _mib_records()]
     datasets.Dataset.from_list(recs).to_parquet(str(tmp_path / "two.parquet"))
-    with pytest.raises(TaskError, match=r"name its counterfactual column after '#' \(abc_counterfactual, random_counterfactual\)"):
+    with pytest.raises(
+        TaskError,
+        match=r"name its counterfactual column after '#' \(abc_counterfactual, random_counterfactual\)",
+    ):
         get_task(str(tmp_path / "two.parquet"))
     assert get_task(f"{tmp_path / 'two.parquet'}#random_counterfactual").rows[0].wrongs == ("Paul",)
-    datasets.Dataset.from_list([{"prompt": IOI, "choices": ["Mary"]}]).to_parquet(str(tmp_path / "bad.parquet"))
+    datasets.Dataset.from_list([{"prompt": IOI, "choices": ["Mary"]}]).to_parquet(
+        str(tmp_path / "bad.parquet")
+    )
     with pytest.raises(TaskError, match=r"bad.parquet, row 1: missing column 'answerKey'"):
         get_task(str(tmp_path / "bad.parquet"))
 
@@ -162,13 +185,39 @@ def test_mib_parquet_and_dataset_folder(tmp_path):
     [
         ("empty.jsonl", b"", r"empty.jsonl is empty"),
         ("blank.jsonl", b"\n  \n", r"blank.jsonl is empty"),
-        ("latin.jsonl", json.dumps(row()).encode() + b'\n{"clean": "caf\xe9"}\n', r"latin.jsonl, row 2: not UTF-8"),
-        ("miss.jsonl", (json.dumps(row()) + "\n" + json.dumps({"clean": IOI, "answer": " Mary", "wrong": " John"})).encode(), r"miss.jsonl, row 2: missing column 'corrupt'"),
-        ("miss.csv", f'clean,answer,wrong\n"{IOI}", Mary, John\n'.encode(), r"miss.csv, row 1: missing column 'corrupt' \(the header has clean, answer, wrong\)"),
-        ("same.jsonl", (json.dumps(row()) + "\n" + json.dumps(row(wrong=[" John", " Mary"]))).encode(), r"same.jsonl, row 2: answer equal to wrong \(' Mary'\)"),
-        ("dup.jsonl", "\n".join(json.dumps(r) for r in (row(), row(answer=" Anna"), row())).encode(), r"dup.jsonl, row 3: duplicate of row 1"),
+        (
+            "latin.jsonl",
+            json.dumps(row()).encode() + b'\n{"clean": "caf\xe9"}\n',
+            r"latin.jsonl, row 2: not UTF-8",
+        ),
+        (
+            "miss.jsonl",
+            (
+                json.dumps(row()) + "\n" + json.dumps({"clean": IOI, "answer": " Mary", "wrong": " John"})
+            ).encode(),
+            r"miss.jsonl, row 2: missing column 'corrupt'",
+        ),
+        (
+            "miss.csv",
+            f'clean,answer,wrong\n"{IOI}", Mary, John\n'.encode(),
+            r"miss.csv, row 1: missing column 'corrupt' \(the header has clean, answer, wrong\)",
+        ),
+        (
+            "same.jsonl",
+            (json.dumps(row()) + "\n" + json.dumps(row(wrong=[" John", " Mary"]))).encode(),
+            r"same.jsonl, row 2: answer equal to wrong \(' Mary'\)",
+        ),
+        (
+            "dup.jsonl",
+            "\n".join(json.dumps(r) for r in (row(), row(answer=" Anna"), row())).encode(),
+            r"dup.jsonl, row 3: duplicate of row 1",
+        ),
         ("notjson.jsonl", b'{"clean": \n', r"notjson.jsonl, row 1: not JSON"),
-        ("cells.csv", f'clean,corrupt,answer,wrong\n"{IOI}","{IOI_C}", Mary, John\n"{IOI}","{IOI_C}", Anna, John,x\n'.encode(), r"cells.csv, row 3: more cells than the header's 4"),
+        (
+            "cells.csv",
+            f'clean,corrupt,answer,wrong\n"{IOI}","{IOI_C}", Mary, John\n"{IOI}","{IOI_C}", Anna, John,x\n'.encode(),
+            r"cells.csv, row 3: more cells than the header's 4",
+        ),
         ("metric.jsonl", json.dumps(row(metric="kl")).encode(), r"metric.jsonl, row 1: unknown metric 'kl'"),
         ("fmt.txt", b"x", r"fmt.txt: unknown format '.txt'; use .jsonl, .csv, .parquet or a dataset folder"),
     ],
@@ -183,7 +232,9 @@ def test_bad_files_name_the_file_row_and_reason(tmp_path, name, content, message
 def test_a_missing_file_and_an_empty_dataset(tmp_path):
     with pytest.raises(TaskError, match=r"Task file .*nowhere.jsonl does not exist"):
         get_task(str(tmp_path / "nowhere.jsonl"))
-    with pytest.raises(TaskError, match=r"Unknown task 'iio'; the tasks are ioi, .* or a task file: a path to a \.jsonl"):
+    with pytest.raises(
+        TaskError, match=r"Unknown task 'iio'; the tasks are ioi, .* or a task file: a path to a \.jsonl"
+    ):
         get_task("iio")
     import datasets
 
@@ -206,22 +257,41 @@ def test_rows_a_tokenizer_cannot_use_are_dropped_with_their_row(tmp_path, toy_to
         ],
     )
     sv = survey(get_task(str(path)), toy_tok)
-    assert sv.report.kept == 1 and dict(sv.report.dropped) == {DROP_ANSWER: 1, DROP_LENGTH: 1, DROP_UNKNOWN: 1}
-    assert {why: c.row for why, c in sv.report.first_dropped.items()} == {DROP_ANSWER: 2, DROP_LENGTH: 3, DROP_UNKNOWN: 4}
+    assert sv.report.kept == 1 and dict(sv.report.dropped) == {
+        DROP_ANSWER: 1,
+        DROP_LENGTH: 1,
+        DROP_UNKNOWN: 1,
+    }
+    assert {why: c.row for why, c in sv.report.first_dropped.items()} == {
+        DROP_ANSWER: 2,
+        DROP_LENGTH: 3,
+        DROP_UNKNOWN: 4,
+    }
     split = next(s for s, n in sv.usable.items() if n)
     with pytest.raises(TaskError) as err:
         make_dataset(str(path), toy_tok, 2, split)
     msg = str(err.value)
-    assert f"drops.jsonl with tokenizer" in msg and f"2 {split} pairs were asked for, but it holds 1 usable pairs" in msg
-    assert f"(train {sv.usable['train']}, val {sv.usable['val']}, test {sv.usable['test']}; data seed 0)" in msg
-    assert "1 answer not a single token (row 2: " in msg and "1 clean/corrupt token lengths differ (row 3: " in msg
+    assert (
+        "drops.jsonl with tokenizer" in msg
+        and f"2 {split} pairs were asked for, but it holds 1 usable pairs" in msg
+    )
+    assert (
+        f"(train {sv.usable['train']}, val {sv.usable['val']}, test {sv.usable['test']}; data seed 0)" in msg
+    )
+    assert (
+        "1 answer not a single token (row 2: " in msg
+        and "1 clean/corrupt token lengths differ (row 3: " in msg
+    )
     assert "1 words the tokenizer does not know (row 4: " in msg
     # every row unusable: train refuses the file against the models' tokenizers before loading them
     write_jsonl(path, [row(answer=" Mary Anna")])
     from dfa.config import TrainConfig
 
     cfg = TrainConfig(src="toy-gpt2-s", tgt="toy-gpt2-m", tasks=["sva"], holdout=[str(path)])
-    with pytest.raises(TaskError, match=r"drops.jsonl: no row is usable with the tokenizer of toy-gpt2-s: dropped 1 answer not a single token \(row 1: "):
+    with pytest.raises(
+        TaskError,
+        match=r"drops.jsonl: no row is usable with the tokenizer of toy-gpt2-s: dropped 1 answer not a single token \(row 1: ",
+    ):
         cfg.check()
 
 
@@ -234,7 +304,9 @@ def test_a_config_takes_a_task_file_as_a_training_task_or_a_holdout(tmp_path):
     assert cfg.run_name() == f"holdout-ioi_rephrased-{sha[:12]}-s0"
     only = TrainConfig(src="toy-gpt2-s", tgt="toy-gpt2-m", tasks=[f"mine={EXAMPLE}"], out=str(tmp_path))
     assert only.check().run_dir().name == f"only-mine-{sha[:12]}-s0"
-    named = TrainConfig(src="toy-gpt2-s", tgt="toy-gpt2-m", tasks=["sva"], holdout=[str(EXAMPLE)], run=f"loto-{EXAMPLE}")
+    named = TrainConfig(
+        src="toy-gpt2-s", tgt="toy-gpt2-m", tasks=["sva"], holdout=[str(EXAMPLE)], run=f"loto-{EXAMPLE}"
+    )
     assert "/" not in named.run_name() and named.run_name().startswith("loto-_")
 
 
@@ -242,13 +314,25 @@ def test_a_config_takes_a_task_file_as_a_training_task_or_a_holdout(tmp_path):
 @pytest.mark.parametrize("task", ["greater_than", "ioi"])
 def test_export_reads_back_as_the_same_pairs(tmp_path, toy_tok, task, capsys):
     out = tmp_path / f"{task}.jsonl"
-    argv = ["tasks", "--export", task, "--model", "toy-gpt2-s", "--split", "test", "--n", "30", "--out", str(out)]
+    argv = [
+        "tasks",
+        "--export",
+        task,
+        "--model",
+        "toy-gpt2-s",
+        "--split",
+        "test",
+        "--n",
+        "30",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert f"wrote {out}: 30 test pairs of {task}" in capsys.readouterr().out
     built = make_dataset(task, toy_tok, 30, "test")
     back = make_dataset(str(out), toy_tok, 30, "test")
     assert back.metric == built.metric == get_task(task).metric
-    fields = lambda e: (e.clean, e.corrupt, e.clean_ids, e.corrupt_ids, e.answers, e.wrongs, e.family)  # noqa: E731
+    fields = lambda e: (e.clean, e.corrupt, e.clean_ids, e.corrupt_ids, e.answers, e.wrongs, e.family)
     assert [fields(e) for e in back] == [fields(e) for e in built]
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temporary file left
 
@@ -284,7 +368,9 @@ def test_export_refuses_a_path_without_jsonl(tmp_path, capsys):
 # --- dfa tasks ---------------------------------------------------------------------------------------
 def test_dfa_tasks_reports_a_files_usable_pairs_and_dropped_rows(tmp_path, capsys):
     path = write_jsonl(tmp_path / "check.jsonl", [row(), row(answer=" Mary Anna"), row(answer=" Anna Mary")])
-    assert main(["tasks", "--model", "toy-gpt2-s", "--task", str(path), "--task", "sva", "--draws", "50"]) == 0
+    assert (
+        main(["tasks", "--model", "toy-gpt2-s", "--task", str(path), "--task", "sva", "--draws", "50"]) == 0
+    )
     out = capsys.readouterr().out
     assert f"  {path}  logit_diff        1" in out and "2 answer not a single token" in out
     assert f"check.jsonl [file]: {IOI!r}" in out

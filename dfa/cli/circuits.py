@@ -114,8 +114,8 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
     from dfa.core.evaluate import overlap
     from dfa.core.graph import NodeGraph
     from dfa.core.io import write_json
-    from dfa.report.figures import plot_curves
     from dfa.core.tasks import get_task, task_sources
+    from dfa.report.figures import plot_curves
     from dfa.report.tables import prompt_notes
 
     get_task(args.task)  # a task file is read and checked before the model loads

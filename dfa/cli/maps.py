@@ -158,7 +158,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             pairs = {m: ev.paired("dfa", m) for m in ev.curves if m != "dfa"}
             print(
                 "  paired, CPR(dfa) - CPR(method) on the same prompts [95% CI]: "
-                + ", ".join(f"{m} {p['diff']:+.3f} [{p['ci'][0]:+.2f}, {p['ci'][1]:+.2f}]" for m, p in pairs.items())
+                + ", ".join(
+                    f"{m} {p['diff']:+.3f} [{p['ci'][0]:+.2f}, {p['ci'][1]:+.2f}]" for m, p in pairs.items()
+                )
             )
     for f in meta.get("task_files", {}).values():
         print(f"  task file {f['path']} (sha256 {f['sha256'][:16]}...)")
@@ -364,7 +366,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _map_eval_args(p, ["dfa", "depth", "random"])
     p.add_argument("--task", required=True, help="task name, seen in training or not")
     p.add_argument(
-        "--out", default=None, help="output stem (default RUN/transfer/TASK; a task file: its label and sha256): .json and .safetensors"
+        "--out",
+        default=None,
+        help="output stem (default RUN/transfer/TASK; a task file: its label and sha256): .json and .safetensors",
     )
     p.add_argument("--no-eval", action="store_true", help="write the circuit only")
     p.add_argument("--top", type=int, default=10, help="print this many top nodes")

@@ -208,7 +208,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         f"(every row of a task file), data seed {args.data_seed}, families {args.families or 'all'}"
     )
     width = max(16, *(len(n) + 2 for n in names))
-    print(f"  {'task':<{width}}{'metric':<12}{'usable':>7}{'train':>7}{'val':>6}{'test':>6}{'dup':>6}  dropped")
+    print(
+        f"  {'task':<{width}}{'metric':<12}{'usable':>7}{'train':>7}{'val':>6}{'test':>6}{'dup':>6}  dropped"
+    )
     for name, sv in zip(names, surveys):
         drops = sv.report.drops(none="-")
         print(
@@ -246,7 +248,9 @@ def _export_task(args: argparse.Namespace, tokenizer, source: str, families: lis
         raise DfaError("--export writes a JSONL task file: give --out FILE.jsonl.")
     if not str(args.out).endswith(".jsonl"):
         raise DfaError(f"--out {args.out}: a task file written by --export ends in .jsonl.")
-    data = make_dataset(args.export, tokenizer, args.n, args.split, args.data_seed, families, allow_fewer=True)
+    data = make_dataset(
+        args.export, tokenizer, args.n, args.split, args.data_seed, families, allow_fewer=True
+    )
     from dfa.core.tasks import get_task
 
     path = write_jsonl(args.out, export_rows(get_task(args.export), data.examples, tokenizer))
@@ -378,10 +382,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--draws", type=int, default=4000, help="candidates drawn per task (default: 4000)")
     p.add_argument("--data-seed", type=int, default=0, help="the tasks' split seed")
     p.add_argument(
-        "--export", default=None, metavar="TASK", help="write TASK's pairs (--split, --n) to --out as a JSONL task file"
+        "--export",
+        default=None,
+        metavar="TASK",
+        help="write TASK's pairs (--split, --n) to --out as a JSONL task file",
     )
     p.add_argument("--out", default=None, help="the .jsonl file --export writes")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="--export's split (default: test)")
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="--export's split (default: test)"
+    )
     p.add_argument("--n", type=int, default=100, help="--export's pairs (at most; default: 100)")
     p.set_defaults(func=cmd_tasks)
 

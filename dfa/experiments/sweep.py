@@ -173,7 +173,9 @@ def run_sweep(cfg: SweepConfig, pool: ModelPool) -> dict[str, Any]:
         rows.extend(new)
         done.add((cell.src, cell.tgt, cell.run, task))
         rows.sort(key=lambda r: order.get(_cell_key(r), len(order)))
-        write_json(path, {"ladder": ladder, "tasks": tasks, "task_files": files, "pairs": pairs, "rows": rows})
+        write_json(
+            path, {"ladder": ladder, "tasks": tasks, "task_files": files, "pairs": pairs, "rows": rows}
+        )
 
     todo = [(c, [t for t, _ in c.evals if (c.src, c.tgt, c.run, t) not in done]) for c in cells]
     todo = [(c, t) for c, t in todo if t]

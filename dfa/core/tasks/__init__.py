@@ -45,9 +45,9 @@ __all__ = [
     "get_task",
     "make_batches",
     "make_dataset",
+    "run_name",
     "split_of",
     "survey",
-    "run_name",
     "task_label",
     "task_sources",
 ]
@@ -76,7 +76,9 @@ def task_label(name: str) -> str:
     return f"{label}-{task.source.sha256[:12]}"
 
 
-def run_name(run: str | None, tasks: Sequence[str], train: Sequence[str], holdout: Sequence[str], seed: int) -> str:
+def run_name(
+    run: str | None, tasks: Sequence[str], train: Sequence[str], holdout: Sequence[str], seed: int
+) -> str:
     """A training run's folder name: `run`, or one made of the tasks (`task_label`s); a given `run`
     with task files among `tasks` gets their digest, so an edited file never resumes the folder
     trained on its old content."""

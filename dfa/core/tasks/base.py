@@ -218,9 +218,10 @@ def tokenize_candidate(cand: Candidate, encode: _Encoder) -> Example | str:
     # answer the model has never seen would otherwise pass every check above.
     # (GPT-2's and Pythia's UNK is their BOS, which no text encodes to.)
     unk = getattr(encode.tokenizer, "unk_token_id", None)
-    if unk is not None and unk != getattr(encode.tokenizer, "bos_token_id", None):
-        if any(unk in ids for ids in (clean_ids, corrupt_ids, answers, wrongs)):
-            return DROP_UNKNOWN
+    if unk not in (None, getattr(encode.tokenizer, "bos_token_id", None)) and any(
+        unk in ids for ids in (clean_ids, corrupt_ids, answers, wrongs)
+    ):
+        return DROP_UNKNOWN
     return Example(
         cand.clean, cand.corrupt, clean_ids, corrupt_ids, answers, wrongs, cand.family, cand.key, cand.row
     )
@@ -327,7 +328,9 @@ class Survey:
         for why, n in self.report.dropped.most_common():
             c = self.report.first_dropped[why]
             where = f"row {c.row}" if c.row else "e.g."
-            parts.append(f"{n} {why} ({where}: {c.clean!r} -> {'|'.join(c.answers)!r} vs {'|'.join(c.wrongs)!r})")
+            parts.append(
+                f"{n} {why} ({where}: {c.clean!r} -> {'|'.join(c.answers)!r} vs {'|'.join(c.wrongs)!r})"
+            )
         return "; ".join(parts) or "none"
 
 

@@ -75,7 +75,9 @@ def read_task_file(name: str) -> Task:
         cands = tuple(c for c, _ in rows)
         families = {c.family: None for c in cands}
         source = TaskSource(str(path), sha, fmt, label)
-        _cache[key] = Task(name, f"{len(cands)} pairs from {path.name} ({fmt})", metric, families, cands, source)
+        _cache[key] = Task(
+            name, f"{len(cands)} pairs from {path.name} ({fmt})", metric, families, cands, source
+        )
     task = _cache[key]
     if task.name == name:
         return task
@@ -98,7 +100,9 @@ def _read(path: Path, option: str) -> tuple[str, list[tuple[Candidate, str | Non
         if "corrupted" in header:
             return "eap-ig-csv", list(_eap_rows(path, reader, option))
         return "csv", list(_csv_rows(path, reader))
-    raise TaskError(f"Task file {path}: unknown format {suffix!r}; use .jsonl, .csv, .parquet or a dataset folder.")
+    raise TaskError(
+        f"Task file {path}: unknown format {suffix!r}; use .jsonl, .csv, .parquet or a dataset folder."
+    )
 
 
 def _text(path: Path) -> str:
@@ -179,11 +183,15 @@ def _csv_rows(path: Path, reader: csv.DictReader) -> Iterator[tuple[Candidate, s
     _check_header(path, list(reader.fieldnames or []), PAIR_COLUMNS)
     for fields in reader:
         if None in fields:  # more cells than the header names
-            raise TaskError(f"Task file {path}, row {reader.line_num}: more cells than the header's {len(reader.fieldnames or [])}.")
+            raise TaskError(
+                f"Task file {path}, row {reader.line_num}: more cells than the header's {len(reader.fieldnames or [])}."
+            )
         yield _candidate(path, reader.line_num, {k: _csv_cell(v) for k, v in fields.items()})
 
 
-def _eap_rows(path: Path, reader: csv.DictReader, tokenizer_name: str) -> Iterator[tuple[Candidate, str | None]]:
+def _eap_rows(
+    path: Path, reader: csv.DictReader, tokenizer_name: str
+) -> Iterator[tuple[Candidate, str | None]]:
     """EAP-IG's CSV: `clean`, `corrupted`, and `correct_idx`/`incorrect_idx` token ids of a named
     tokenizer, each decoded to its text and checked to encode back to the same one id."""
     _check_header(path, list(reader.fieldnames or []), EAP_COLUMNS)
@@ -217,7 +225,12 @@ def _eap_rows(path: Path, reader: csv.DictReader, tokenizer_name: str) -> Iterat
                     f"{tokenizer_name!r} encodes as {list(back)}: were the ids made by another tokenizer?"
                 )
             texts[col] = text
-        pair = {**fields, "corrupt": fields["corrupted"], "answer": texts["correct_idx"], "wrong": texts["incorrect_idx"]}
+        pair = {
+            **fields,
+            "corrupt": fields["corrupted"],
+            "answer": texts["correct_idx"],
+            "wrong": texts["incorrect_idx"],
+        }
         yield _candidate(path, row, pair)
 
 
@@ -240,7 +253,9 @@ def _mib_rows(path: Path, column: str) -> Iterator[tuple[Candidate, str | None]]
     _check_header(path, names, MIB_COLUMNS)
     cfs = [c for c in names if c.endswith("_counterfactual")]
     if column and column not in names:
-        raise TaskError(f"Task file {path}: no column {column!r}; its counterfactual columns: {', '.join(cfs) or 'none'}.")
+        raise TaskError(
+            f"Task file {path}: no column {column!r}; its counterfactual columns: {', '.join(cfs) or 'none'}."
+        )
     if not column:
         if len(cfs) != 1:
             raise TaskError(
@@ -254,7 +269,9 @@ def _mib_rows(path: Path, column: str) -> Iterator[tuple[Candidate, str | None]]
             row += 1
             cf = rec.get(column) or {}
             if not isinstance(cf, dict) or not cf.get("prompt"):
-                raise TaskError(f"Task file {path}, row {row}: column {column!r} holds no counterfactual prompt.")
+                raise TaskError(
+                    f"Task file {path}, row {row}: column {column!r} holds no counterfactual prompt."
+                )
             fields = {
                 "clean": rec["prompt"],
                 "corrupt": cf["prompt"],
@@ -273,7 +290,9 @@ def _choice(path: Path, row: int, rec: dict[str, Any], where: str) -> str:
     if isinstance(choices, dict):
         choices = choices.get("label")
     if not isinstance(choices, list) or not isinstance(key, int) or not 0 <= key < len(choices):
-        raise TaskError(f"Task file {path}, row {row}: {where}/answerKey do not pick a choice ({choices!r}, {key!r}).")
+        raise TaskError(
+            f"Task file {path}, row {row}: {where}/answerKey do not pick a choice ({choices!r}, {key!r})."
+        )
     return str(choices[key])
 
 
@@ -294,7 +313,9 @@ def _metric(path: Path, rows: list[tuple[Candidate, str | None]]) -> Metric:
             row = next(c.row for c, r in rows if r == m)
             raise TaskError(f"Task file {path}, row {row}: unknown metric {m!r}; use {' or '.join(METRICS)}.")
     if len(found) > 1:
-        raise TaskError(f"Task file {path}: rows name different metrics ({', '.join(sorted(found))}); use one.")
+        raise TaskError(
+            f"Task file {path}: rows name different metrics ({', '.join(sorted(found))}); use one."
+        )
     named = [m for _, m in rows if m]
     if named and len(named) != len(rows):
         row = next(c.row for c, m in rows if not m)
