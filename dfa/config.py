@@ -68,7 +68,9 @@ class TrainConfig:
         "features map: model pairs SRC:TGT trained on at once, batches drawn across them (src and "
         "tgt become the first pair's); empty: the one pair src -> tgt",
     )
-    tasks: list[str] = opt(list(TASKS), "tasks to use (train on these, minus the hold-outs)")
+    tasks: list[str] = opt(
+        list(TASKS), "tasks to use, names or task files (train on these, minus the hold-outs)"
+    )
     holdout: list[str] = opt([], "tasks left out of training and evaluated zero-shot")
     method: Method = opt("eap-ig-inputs", "attribution of the source (and of the target for gold)")
     ig_steps: int = opt(5, "integration steps of the EAP-IG methods")
@@ -177,17 +179,9 @@ class TrainConfig:
         return Path(self.cache) if self.cache else Path(self.out) / "cache"
 
     def run_name(self) -> str:
-        if self.run:
-            return self.run
-        if self.holdout:
-            mode = "holdout-" + "+".join(self.holdout)
-        elif len(self.train_tasks) == 1:
-            mode = "only-" + self.train_tasks[0]
-        elif sorted(self.train_tasks) == sorted(TASKS):
-            mode = "all"
-        else:
-            mode = "tasks-" + "+".join(self.train_tasks)
-        return f"{mode}-s{self.seed}"
+        from dfa.core.tasks import run_name
+
+        return run_name(self.run, [*self.tasks, *self.holdout], self.train_tasks, self.holdout, self.seed)
 
     def run_dir(self) -> Path:
         pairs = "+".join(f"{safe_name(s)}__{safe_name(t)}" for s, t in self.pair_list)
@@ -195,15 +189,15 @@ class TrainConfig:
 
     def check(self) -> TrainConfig:
         from dfa.core.models import parse_spec, resolve_device
-        from dfa.core.tasks import get_task
+        from dfa.core.tasks.files import check_files
 
         check_types(self)
         self.check_pairs()
         for src, tgt in self.pair_list:
             parse_spec(src)  # an unknown model name fails here, before any work
             parse_spec(tgt)
-        for t in [*self.tasks, *self.holdout]:
-            get_task(t)
+        # every task read (a task file checked against the models' tokenizers) before any model loads
+        check_files([*self.tasks, *self.holdout], [m for p in self.pair_list for m in p])
         if not self.train_tasks:
             raise ConfigError(
                 f"Every task is held out ({', '.join(self.holdout)}): train on at least one task "

@@ -68,8 +68,10 @@ class ScoreSpec:
     ig_steps: int = 5
 
     def file_name(self, task: str) -> str:
+        from dfa.core.tasks import task_label  # a task file: its label and sha256, never its path
+
         return (
-            f"{task}__{self.method}__{self.ablation}__ig{self.ig_steps}__{self.split}"
+            f"{task_label(task)}__{self.method}__{self.ablation}__ig{self.ig_steps}__{self.split}"
             f"__n{self.n}__s{self.seed}.safetensors"
         )
 

@@ -244,3 +244,13 @@ def test_evaluate_refuses_a_bad_reference_before_evaluating(tmp_path, capsys):
     bad.write_text('{"rows": []}')
     assert main(["evaluate", "--map", str(tmp_path), "--reference", str(bad)]) == 2
     assert f"{bad} is not a results JSON of `dfa evaluate --json` (no `results` list)." in capsys.readouterr().err
+
+
+def test_a_long_task_name_widens_the_task_column_instead_of_running_into_the_next():
+    name = "examples/tasks/ioi_rephrased.jsonl"
+    row = {"task": name, "setting": "zero-shot", "method": "dfa", "cpr": 0.5, "cpr_ci": [0.4, 0.6]}
+    row |= {"n_prompts": 30, "n_distinct": 30, "paired": {"depth": {"diff": 0.1, "ci": [0.05, 0.15]}}}
+    head, line = table({"results": [row]}).splitlines()
+    assert head.index("setting") == line.index("zero-shot") == 2 + len(name) + 1
+    head, line = paired_table({"results": [row]}).splitlines()
+    assert line.startswith(f"  {name} ") and len(head) == len(line)  # the cell ends under its header

@@ -24,10 +24,12 @@ def _load(args: argparse.Namespace):
 
 def cmd_attribute(args: argparse.Namespace) -> int:
     from dfa.core.circuits import score_nodes
+    from dfa.core.tasks import get_task
 
     out = Path(args.out)
     if out.suffix not in (".json", ".safetensors"):
         raise DfaError(f"--out must end in .json (importances) or .safetensors, not {out.name!r}.")
+    get_task(args.task)  # a task file is read and checked before the model loads
     model = _load(args)
     scores = score_nodes(
         model,
@@ -112,9 +114,11 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
     from dfa.core.evaluate import overlap
     from dfa.core.graph import NodeGraph
     from dfa.core.io import write_json
+    from dfa.core.tasks import get_task, task_sources
     from dfa.report.figures import plot_curves
     from dfa.report.tables import prompt_notes
 
+    get_task(args.task)  # a task file is read and checked before the model loads
     loaded = _load_scores(args.scores)
     model = _load(args)
     graph = NodeGraph.from_model(model)
@@ -165,6 +169,7 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
         report = {
             "model": args.model,
             "task": args.task,
+            "task_files": task_sources([args.task]),
             "split": args.split,
             "scores": {k: str(p) for k, p in zip(loaded, args.scores, strict=True)},
             "unscored": unscored,

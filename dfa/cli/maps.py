@@ -204,6 +204,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         "  top nodes by logit z (mask = sigmoid(z)): "
         + ", ".join(f"{n} {z:.1f} ({probs[n]:.2f})" for n, z in top)
     )
+    for f in meta.get("task_files", {}).values():
+        print(f"  task file {f['path']} (sha256 {f['sha256'][:16]}...)")
     if ev is not None:
         report = meta["evaluation"]
         print(
@@ -420,7 +422,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _map_eval_args(p, ["dfa", "depth", "random", "permuted", "scrambled"])
     p.add_argument("--task", required=True, help="task name, seen in training or not")
     p.add_argument(
-        "--out", default=None, help="output stem (default RUN/transfer/TASK): .json and .safetensors"
+        "--out",
+        default=None,
+        help="output stem (default RUN/transfer/TASK; a task file: its label and sha256): .json and .safetensors",
     )
     p.add_argument("--no-eval", action="store_true", help="write the circuit only")
     p.add_argument("--top", type=positive_int, default=10, help="print this many top nodes")

@@ -186,7 +186,8 @@ def _show_ids(tokenizer, ids: tuple[int, ...]) -> str:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from dfa.core.models import load_tokenizer, tokenizer_for
+    from dfa.core.hub import load_tokenizer
+    from dfa.core.models import tokenizer_for
     from dfa.core.tasks import TASKS, get_task, survey
 
     if args.model and args.tokenizer:
@@ -194,31 +195,70 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     source = args.model or args.tokenizer or "gpt2"
     tokenizer = tokenizer_for(source) if not args.tokenizer else load_tokenizer(args.tokenizer)
     families = args.families.split(",") if args.families else None
+    if args.export:
+        return _export_task(args, tokenizer, source, families)
+    if args.out:
+        raise DfaError("--out is where --export writes: give --export TASK too.")
     names = args.task or list(TASKS)
+    tasks = {n: get_task(n) for n in names}  # every file is read and checked before any survey
     surveys = [
-        survey(get_task(n), tokenizer, draws=args.draws, seed=args.data_seed, families=families)
-        for n in names
+        survey(tasks[n], tokenizer, draws=args.draws, seed=args.data_seed, families=families) for n in names
     ]
     print(
-        f"tokenizer of {source} (vocab {len(tokenizer)}); first {args.draws} candidates of each task, "
-        f"data seed {args.data_seed}, families {args.families or 'all'}"
+        f"tokenizer of {source} (vocab {len(tokenizer)}); first {args.draws} candidates of each task "
+        f"(every row of a task file), data seed {args.data_seed}, families {args.families or 'all'}"
     )
-    print(f"  {'task':<16}{'metric':<12}{'usable':>7}{'train':>7}{'val':>6}{'test':>6}{'dup':>6}  dropped")
-    for sv in surveys:
-        task = TASKS[sv.task]
+    width = max(16, *(len(n) + 2 for n in names))
+    print(
+        f"  {'task':<{width}}{'metric':<12}{'usable':>7}{'train':>7}{'val':>6}{'test':>6}{'dup':>6}  dropped"
+    )
+    for name, sv in zip(names, surveys):
         drops = sv.report.drops(none="-")
         print(
-            f"  {sv.task:<16}{task.metric:<12}{sv.report.kept:>7}{sv.usable['train']:>7}"
+            f"  {name:<{width}}{tasks[name].metric:<12}{sv.report.kept:>7}{sv.usable['train']:>7}"
             f"{sv.usable['val']:>6}{sv.usable['test']:>6}{sv.report.duplicates:>6}  {drops}"
         )
     print("\nOne example each (clean | corrupt -> answer vs wrong):")
-    for sv in surveys:
+    for name, sv in zip(names, surveys):
         ex = next(iter(sv.examples.values()), None)
         if ex is None:
-            print(f"  {sv.task}: no usable example")
+            print(f"  {name}: no usable example")
             continue
         answer, wrong = _show_ids(tokenizer, ex.answers), _show_ids(tokenizer, ex.wrongs)
-        print(f"  {sv.task} [{ex.family}]: {ex.clean!r} | {ex.corrupt!r} -> {answer!r} vs {wrong!r}")
+        print(f"  {name} [{ex.family}]: {ex.clean!r} | {ex.corrupt!r} -> {answer!r} vs {wrong!r}")
+    for name, sv in zip(names, surveys):
+        src = tasks[name].source
+        if src is None:
+            continue
+        print(f"\n{name}: {src.format} file {src.path}, sha256 {src.sha256[:16]}..., {sv.report.drawn} rows")
+        for why, n in sv.report.dropped.most_common():
+            c = sv.report.first_dropped[why]
+            print(
+                f"  dropped {n} ({why}), e.g. row {c.row}: {c.clean!r} | {c.corrupt!r} -> "
+                f"{'|'.join(c.answers)!r} vs {'|'.join(c.wrongs)!r}"
+            )
+    return 0
+
+
+def _export_task(args: argparse.Namespace, tokenizer, source: str, families: list[str] | None) -> int:
+    """`dfa tasks --export TASK --out FILE`: `--n` pairs of a split as a JSONL task file."""
+    from dfa.core.tasks import make_dataset
+    from dfa.core.tasks.files import export_rows, write_jsonl
+
+    if not args.out:
+        raise DfaError("--export writes a JSONL task file: give --out FILE.jsonl.")
+    if not str(args.out).endswith(".jsonl"):
+        raise DfaError(f"--out {args.out}: a task file written by --export ends in .jsonl.")
+    data = make_dataset(
+        args.export, tokenizer, args.n, args.split, args.data_seed, families, allow_fewer=True
+    )
+    from dfa.core.tasks import get_task
+
+    path = write_jsonl(args.out, export_rows(get_task(args.export), data.examples, tokenizer))
+    print(
+        f"wrote {path}: {len(data)} {args.split} pairs of {args.export} for the tokenizer of {source} "
+        f"(data seed {args.data_seed}); read it back with --task {path}"
+    )
     return 0
 
 
@@ -332,10 +372,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--model", default=None, help="use this model's tokenizer (default gpt2); the model is not loaded"
     )
     p.add_argument("--tokenizer", default=None, help="a tokenizer folder, ladder name or hub id")
-    p.add_argument("--task", action="append", help="only this task (repeatable)")
+    p.add_argument(
+        "--task",
+        action="append",
+        help="only this task (repeatable): a built-in name or a task file, [NAME=]PATH[#OPTION] "
+        "(.jsonl/.csv pairs, an EAP-IG CSV with #TOKENIZER, an MIB-style .parquet or dataset folder "
+        "with #COUNTERFACTUAL_COLUMN); a file's rows dropped for this tokenizer are listed by reason",
+    )
     p.add_argument("--families", default=None, help="comma-separated variation families (default: all)")
     p.add_argument("--draws", type=positive_int, default=4000, help="candidates drawn per task (default: 4000)")
     p.add_argument("--data-seed", type=int, default=0, help="the tasks' split seed")
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="TASK",
+        help="write TASK's pairs (--split, --n) to --out as a JSONL task file",
+    )
+    p.add_argument("--out", default=None, help="the .jsonl file --export writes")
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="--export's split (default: test)"
+    )
+    p.add_argument("--n", type=int, default=100, help="--export's pairs (at most; default: 100)")
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("zoo", help="the toy ladders: build them, try a recipe, or print their cards")

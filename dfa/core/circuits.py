@@ -15,7 +15,7 @@ from dfa.core.evaluate import FRACTIONS, Evaluation, Rank, evaluate_circuits, ra
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import Ablation, check_ablation
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
-from dfa.core.tasks import TaskError, make_batches, make_dataset
+from dfa.core.tasks import TaskError, make_batches, make_dataset, task_sources
 from dfa.core.tasks.base import TaskDataset
 
 DEFAULT_PROMPTS = 200
@@ -96,6 +96,7 @@ def score_nodes(
     meta = {
         "model": model_name(model),
         "task": task,
+        "task_files": task_sources([task]),
         "method": method,
         "split": split,
         "n_prompts": len(prompts.data),

@@ -37,7 +37,7 @@ from dfa.core.evaluate import circuit_nodes, circuit_size, evaluate_circuits
 from dfa.core.graph import NodeGraph
 from dfa.core.io import atomic_write, write_json
 from dfa.core.roles import ROLES, RoleScores
-from dfa.core.tasks import get_task
+from dfa.core.tasks import get_task, task_sources
 from dfa.report.figures import cross_scale_plot
 from dfa.report.tables import READINGS, cross_scale_markdown
 from dfa.store import ModelPool, ScoreSpec, cached_roles, cached_scores
@@ -192,6 +192,7 @@ def run_cross_scale(
     return {
         "models": order,
         "tasks": list(tasks),
+        "task_files": task_sources(tasks),
         "method": method,
         "fraction": fraction,
         "circuit_sizes": {m: circuit_size(fraction, len(graphs[m]) - 1) for m in order},

@@ -12,6 +12,7 @@ from typing import Any
 from dfa.config import LotoConfig, make_config
 from dfa.core.errors import DfaError
 from dfa.core.io import write_json
+from dfa.core.tasks import task_sources
 from dfa.experiments.transfer import Run, evaluate_run
 from dfa.methods import check_methods
 from dfa.store import ModelPool
@@ -53,7 +54,14 @@ def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
                 r.pop("curve")
                 done.append({"src": src, "tgt": tgt, **r})
             write_json(
-                path, {"config": str(config), "split": cfg.split, "input_node": "kept", "results": done}
+                path,
+                {
+                    "config": str(config),
+                    "split": cfg.split,
+                    "input_node": "kept",
+                    "task_files": task_sources(cfg.tasks),
+                    "results": done,
+                },
             )
             cells = {r["method"]: r["cpr"] for r in report["results"]}
             print(

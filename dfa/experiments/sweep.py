@@ -29,7 +29,7 @@ from typing import Any
 from dfa.config import SweepConfig, make_config
 from dfa.core.errors import DfaError
 from dfa.core.io import atomic_write, write_json
-from dfa.core.tasks import get_task
+from dfa.core.tasks import get_task, task_sources
 from dfa.experiments.loto import parse_pair
 from dfa.experiments.transfer import Run, evaluate_run
 from dfa.methods import METHODS, names
@@ -140,6 +140,12 @@ def cell_rows(cfg: SweepConfig, cell: Cell, pool: ModelPool, tasks: Sequence[str
         yield task, rows
 
 
+def _uses(row: dict[str, Any], tasks: set[str]) -> bool:
+    """Whether the row's map was trained with any of `tasks` (`all`, or `loto-T` of another T)."""
+    m = row.get("map", "")
+    return m == "all" or (m.startswith("loto-") and m[5:] not in tasks) or m[5:] in tasks
+
+
 def run_sweep(cfg: SweepConfig, pool: ModelPool) -> dict[str, Any]:
     """Every cell of the sweep not yet in `OUT/sweep_<ladder>.json` (the cell cache: a killed
     sweep resumes from it), run here one after another (`backend: local`) or each as a Ray task
@@ -152,7 +158,13 @@ def run_sweep(cfg: SweepConfig, pool: ModelPool) -> dict[str, Any]:
     pairs = sweep_pairs(ladder, cfg.reverse, cfg.cross)
     cells = sweep_cells(cfg, pairs)
     path = out / f"sweep_{ladder}.json"
-    rows: list[dict[str, Any]] = json.loads(path.read_text())["rows"] if path.is_file() else []
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    files = task_sources(tasks)
+    # A task file edited since its rows were cached: its rows (and every map trained with it) are stale.
+    stale = {t for t, f in saved.get("task_files", {}).items() if files.get(t) != f}
+    rows: list[dict[str, Any]] = [
+        r for r in saved.get("rows", []) if not stale or (r["task"] not in stale and not _uses(r, stale))
+    ]
     done = {_cell_key(r) for r in rows}
     # Rows in table order whatever order the cells finish in (unknown cells last).
     order = {(c.src, c.tgt, c.run, t): i for i, c in enumerate(cells) for t, _ in c.evals}
@@ -161,7 +173,9 @@ def run_sweep(cfg: SweepConfig, pool: ModelPool) -> dict[str, Any]:
         rows.extend(new)
         done.add((cell.src, cell.tgt, cell.run, task))
         rows.sort(key=lambda r: order.get(_cell_key(r), len(order)))
-        write_json(path, {"ladder": ladder, "tasks": tasks, "pairs": pairs, "rows": rows})
+        write_json(
+            path, {"ladder": ladder, "tasks": tasks, "task_files": files, "pairs": pairs, "rows": rows}
+        )
 
     todo = [(c, [t for t, _ in c.evals if (c.src, c.tgt, c.run, t) not in done]) for c in cells]
     todo = [(c, t) for c, t in todo if t]
@@ -178,8 +192,8 @@ def run_sweep(cfg: SweepConfig, pool: ModelPool) -> dict[str, Any]:
                 add(cell, task, new)
             if i + 1 == len(todo) or pair_of[i + 1] != pair_of[i]:
                 pool.release(cell.src, cell.tgt)  # a sweep holds one pair's models at a time
-    write_json(path, {"ladder": ladder, "tasks": tasks, "pairs": pairs, "rows": rows})
-    return {"ladder": ladder, "tasks": tasks, "pairs": pairs, "rows": rows}
+    write_json(path, {"ladder": ladder, "tasks": tasks, "task_files": files, "pairs": pairs, "rows": rows})
+    return {"ladder": ladder, "tasks": tasks, "task_files": files, "pairs": pairs, "rows": rows}
 
 
 def write_sweep(result: dict[str, Any], out: Path) -> tuple[str, list[Path]]:

@@ -22,7 +22,8 @@ from dfa.core.graph import NodeGraph
 from dfa.core.mapping import MapError
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
-from dfa.core.tasks import get_task
+from dfa.core.tasks import get_task, task_label, task_sources
+from dfa.core.tasks.files import check_files
 from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_logits, map_scores, one_ranking, score_methods
 from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
@@ -231,6 +232,7 @@ def evaluate_run(
     tasks = list(tasks) if tasks else run.config.eval_tasks
     for t in tasks:
         get_task(t)
+    check_files(tasks, [run.src, run.tgt])  # before any model loads
     evals: dict[str, Evaluation] = {}
     rows: list[dict[str, Any]] = []
     for i, task in enumerate(tasks, 1):
@@ -264,6 +266,8 @@ def report_of(run: Run, split: str, rows: list[dict[str, Any]]) -> dict[str, Any
         "map_kind": c.map_kind,
         "trained_pairs": [list(p) for p in run.pairs],
         "pair_seen": run.seen_pair,
+        # each task file's path and sha256: a number names its data
+        "task_files": task_sources(list(dict.fromkeys(r["task"] for r in rows))),
         "results": rows,
     }
 
@@ -287,6 +291,7 @@ def transfer(
     get_task(task)
     if not 0 < fraction <= 1:
         raise DfaError(f"The circuit fraction must be in (0, 1], got {fraction}.")
+    check_files([task], [run.src, run.tgt])  # before any model loads
     c = run.config
     target = pool.get(run.tgt, c.model_seed)
     tgt_graph = NodeGraph.from_model(target)
@@ -314,6 +319,7 @@ def transfer(
         "logits": dict(zip(tgt_graph.mapped_names, z.tolist(), strict=True)),
         "map_kind": c.map_kind,
         "pair_seen": run.seen_pair,
+        "task_files": task_sources([task]),
         "sign": SIGN,
         "cfg": graph_cfg(target, tgt_graph),
         "circuit": {
@@ -325,7 +331,7 @@ def transfer(
         },
     }
     predicted = NodeScores(tgt_graph.names, scores, meta)
-    out = Path(out) if out else run.folder / "transfer" / task
+    out = Path(out) if out else run.folder / "transfer" / task_label(task)
 
     def save() -> list[Path]:
         return [predicted.save(out.with_suffix(".json"), in_graph), predicted.save(out.with_suffix(".safetensors"))]

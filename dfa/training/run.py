@@ -17,6 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from dfa.config import ConfigError, TrainConfig, make_config, read_yaml, upgrade, write_yaml
 from dfa.core.graph import NodeGraph
 from dfa.core.io import atomic_write
+from dfa.core.tasks import task_sources
 from dfa.store import ModelPool
 from dfa.training.data import TransferData
 from dfa.training.module import MapTrainer
@@ -360,6 +361,7 @@ def _record(
         "ablation": config.ablation,
         "tasks": config.train_tasks,
         "holdout": config.holdout,
+        "task_files": task_sources(config.eval_tasks),  # path and sha256 of each task file
         "source_scores": {
             "split": "train",
             "n": config.n_src,

@@ -1,7 +1,9 @@
-"""Circuit tasks that generate their own clean/corrupt pairs, per tokenizer, with no download."""
+"""Circuit tasks: built-in generators of clean/corrupt pairs, or a file's pairs, per tokenizer."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,11 +18,13 @@ from dfa.core.tasks.base import (
     Task,
     TaskDataset,
     TaskError,
+    TaskSource,
     build_dataset,
     collate,
     split_of,
     survey,
 )
+from dfa.core.tasks.files import parse_task_name, read_task_file
 from dfa.core.tasks.suite import TASKS
 
 __all__ = [
@@ -35,27 +39,78 @@ __all__ = [
     "Task",
     "TaskDataset",
     "TaskError",
+    "TaskSource",
     "build_dataset",
     "collate",
     "get_task",
     "make_batches",
     "make_dataset",
+    "run_name",
     "split_of",
     "survey",
+    "task_label",
+    "task_sources",
 ]
 
 
 def get_task(name: str) -> Task:
-    try:
+    """A built-in task by name, or the task a file holds (`[label=]path[#option]`, see
+    `dfa.core.tasks.files`), read and checked once per file content."""
+    if name in TASKS:
         return TASKS[name]
-    except KeyError:
-        import difflib
+    if parse_task_name(name) is not None:
+        return read_task_file(name)
+    import difflib
 
-        close = difflib.get_close_matches(name, list(TASKS), n=3, cutoff=0.6)
-        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-        raise TaskError(
-            f"Unknown task {name!r}{hint}; the tasks are {', '.join(TASKS)} (`dfa tasks` lists them)."
-        ) from None
+    close = difflib.get_close_matches(name, list(TASKS), n=3, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+    raise TaskError(
+        f"Unknown task {name!r}{hint}; the tasks are {', '.join(TASKS)} (`dfa tasks` lists them), or a "
+        "task file: a path to a .jsonl, .csv or .parquet file or a dataset folder."
+    )
+
+
+def task_label(name: str) -> str:
+    """A task's name for folders and cache files: a built-in task's name; for a task file, its
+    label and the start of its sha256 (so an edited file never reads another content's cache)."""
+    task = get_task(name)
+    if task.source is None:
+        return name
+    label = re.sub(r"[^A-Za-z0-9._+-]", "_", task.source.label)
+    return f"{label}-{task.source.sha256[:12]}"
+
+
+def run_name(
+    run: str | None, tasks: Sequence[str], train: Sequence[str], holdout: Sequence[str], seed: int
+) -> str:
+    """A training run's folder name: `run`, or one made of the tasks (`task_label`s); a given `run`
+    with task files among `tasks` gets their digest, so an edited file never resumes the folder
+    trained on its old content."""
+    if run:
+        files = task_sources(tasks)
+        if not files:
+            return run
+        digest = hashlib.sha256("".join(sorted(f["sha256"] for f in files.values())).encode()).hexdigest()
+        return re.sub(r"[^A-Za-z0-9._@=+-]", "_", f"{run}-{digest[:12]}")
+    if holdout:
+        mode = "holdout-" + "+".join(map(task_label, holdout))
+    elif len(train) == 1:
+        mode = "only-" + task_label(train[0])
+    elif sorted(train) == sorted(TASKS):
+        mode = "all"
+    else:
+        mode = "tasks-" + "+".join(map(task_label, train))
+    return f"{mode}-s{seed}"
+
+
+def task_sources(names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Path, sha256 and format of each task file among `names` (results and map.json record them)."""
+    out = {}
+    for name in names:
+        task = get_task(name)
+        if task.source is not None:
+            out[name] = task.source.to_json()
+    return out
 
 
 def make_dataset(

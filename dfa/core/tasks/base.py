@@ -27,6 +27,7 @@ DROP_LENGTH = "clean/corrupt token lengths differ"
 DROP_ANSWER = "answer not a single token"
 DROP_WRONG = "wrong answer not a single token"
 DROP_SAME = "answer and wrong overlap"
+DROP_UNKNOWN = "words the tokenizer does not know"
 
 
 class TaskError(DfaError, ValueError):
@@ -46,6 +47,7 @@ class Candidate:
     wrongs: tuple[str, ...]
     family: str
     key: str
+    row: int = 0  # the 1-based line or row of a task file; 0 for a generated candidate
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Example:
     answers: tuple[int, ...]
     wrongs: tuple[int, ...]
     family: str
+    key: str = ""
+    row: int = 0
 
     @property
     def answer(self) -> int:
@@ -78,6 +82,11 @@ class DatasetReport:
     other_split: int = 0
     dropped: Counter = field(default_factory=Counter)
     kept: int = 0
+    first_dropped: dict[str, Candidate] = field(default_factory=dict)  # per reason
+
+    def drop(self, cand: Candidate, why: str) -> None:
+        self.dropped[why] += 1
+        self.first_dropped.setdefault(why, cand)
 
     def drops(self, none: str = "none") -> str:
         """The drop counts by reason, most frequent first."""
@@ -116,18 +125,43 @@ Generator = Callable[[random.Random, str], Candidate]
 
 
 @dataclass(frozen=True)
+class TaskSource:
+    """Where a task read from a file came from: results and map.json record it."""
+
+    path: str
+    sha256: str
+    format: str
+    label: str  # a short name for folders and tables (`name=` of `name=path`, else the file's stem)
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "sha256": self.sha256, "format": self.format}
+
+
+@dataclass(frozen=True)
 class Task:
-    """A task: its metric and, per variation family, a function drawing one random candidate."""
+    """A task: its metric and, per variation family, a function drawing one random candidate;
+    or, for a task read from a file, its finite `rows` (`families` then maps to None)."""
 
     name: str
     description: str
     metric: Metric
-    families: dict[str, Generator]
+    families: dict[str, Generator | None]
+    rows: tuple[Candidate, ...] | None = None
+    source: TaskSource | None = None
+
+    @property
+    def finite(self) -> bool:
+        return self.rows is not None
 
     def candidates(self, rng: random.Random, families: Sequence[str]) -> Iterator[Candidate]:
+        if self.rows is not None:  # a file's rows, in file order: the stream ends with them
+            yield from (c for c in self.rows if c.family in families)
+            return
         while True:
             family = rng.choice(families)
-            yield self.families[family](rng, family)
+            gen = self.families[family]
+            assert gen is not None
+            yield gen(rng, family)
 
 
 def split_of(key: str, seed: int) -> Split:
@@ -186,7 +220,17 @@ def tokenize_candidate(cand: Candidate, encode: _Encoder) -> Example | str:
         return DROP_WRONG
     if set(answers) & set(wrongs):
         return DROP_SAME
-    return Example(cand.clean, cand.corrupt, clean_ids, corrupt_ids, answers, wrongs, cand.family)
+    # A word-level tokenizer (the toy ladders') maps an unknown word to one UNK token: a prompt or
+    # answer the model has never seen would otherwise pass every check above.
+    # (GPT-2's and Pythia's UNK is their BOS, which no text encodes to.)
+    unk = getattr(encode.tokenizer, "unk_token_id", None)
+    if unk not in (None, getattr(encode.tokenizer, "bos_token_id", None)) and any(
+        unk in ids for ids in (clean_ids, corrupt_ids, answers, wrongs)
+    ):
+        return DROP_UNKNOWN
+    return Example(
+        cand.clean, cand.corrupt, clean_ids, corrupt_ids, answers, wrongs, cand.family, cand.key, cand.row
+    )
 
 
 def _check_families(task: Task, families: Sequence[str] | None) -> tuple[str, ...]:
@@ -204,7 +248,7 @@ def _scan(
     task: Task, seed: int, families: tuple[str, ...], max_draws: int, report: DatasetReport
 ) -> Iterator[tuple[Split, Candidate]]:
     """The seeded candidate stream, without repeats, each with the split its key falls in."""
-    rng = random.Random(f"{task.name}\x00{seed}\x00{','.join(families)}")
+    rng = random.Random(f"{task.name}\x00{seed}\x00{','.join(families)}")  # unused by a file's rows
     seen: set[tuple] = set()
     for cand in task.candidates(rng, families):
         if report.drawn >= max_draws:
@@ -240,7 +284,7 @@ def build_dataset(
     if size < 1:
         raise TaskError(f"Dataset size must be at least 1, got {size}.")
     chosen = _check_families(task, families)
-    max_draws = max_draws or 40 * size + 4000
+    max_draws = max_draws or (len(task.rows) if task.rows is not None else 40 * size + 4000)
     encode = _Encoder(tokenizer)
     report = DatasetReport()
     examples: list[Example] = []
@@ -250,7 +294,7 @@ def build_dataset(
             continue
         result = tokenize_candidate(cand, encode)
         if isinstance(result, str):
-            report.dropped[result] += 1
+            report.drop(cand, result)
             continue
         examples.append(result)
         if len(examples) >= size:
@@ -258,6 +302,14 @@ def build_dataset(
     report.kept = len(examples)
     name = tokenizer_name(tokenizer)
     if len(examples) < size and not (allow_fewer and examples):
+        if task.source is not None:
+            sv = survey(task, tokenizer, seed=seed, families=chosen)
+            raise TaskError(
+                f"Task file {task.source.path} with tokenizer {name!r}: {size} {split} pairs were asked "
+                f"for, but it holds {sv.report.kept} usable pairs (train {sv.usable['train']}, val "
+                f"{sv.usable['val']}, test {sv.usable['test']}; data seed {seed}), "
+                f"dropped {sv.dropped_rows()}. Ask for at most {sv.usable[split]}, or add rows."
+            )
         raise TaskError(
             f"Task {task.name!r} with tokenizer {name!r}: only {len(examples)} usable {split} examples "
             f"for families {', '.join(chosen)}, but {size} were asked for ({report.summary()}). "
@@ -276,12 +328,26 @@ class Survey:
     report: DatasetReport
     examples: dict[str, Example]  # the first usable example of each family
 
+    def dropped_rows(self) -> str:
+        """Drops by reason with the first dropped row of each (rows of a task file)."""
+        parts = []
+        for why, n in self.report.dropped.most_common():
+            c = self.report.first_dropped[why]
+            where = f"row {c.row}" if c.row else "e.g."
+            parts.append(
+                f"{n} {why} ({where}: {c.clean!r} -> {'|'.join(c.answers)!r} vs {'|'.join(c.wrongs)!r})"
+            )
+        return "; ".join(parts) or "none"
+
 
 def survey(
     task: Task, tokenizer: Any, draws: int = 4000, seed: int = 0, families: Sequence[str] | None = None
 ) -> Survey:
-    """Tokenize every candidate of the seeded stream (all splits) and count what survives."""
+    """Tokenize every candidate of the seeded stream (all splits; every row of a file task) and
+    count what survives."""
     chosen = _check_families(task, families)
+    if task.rows is not None:
+        draws = len(task.rows)
     encode = _Encoder(tokenizer)
     report = DatasetReport()
     usable: Counter = Counter()
@@ -289,7 +355,7 @@ def survey(
     for cand_split, cand in _scan(task, seed, chosen, draws, report):
         result = tokenize_candidate(cand, encode)
         if isinstance(result, str):
-            report.dropped[result] += 1
+            report.drop(cand, result)
             continue
         usable[cand_split] += 1
         examples.setdefault(result.family, result)
