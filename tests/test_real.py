@@ -239,3 +239,36 @@ def test_the_real_cache_location_and_its_override(monkeypatch, tmp_path):
     assert real.real_root() == tmp_path / "xdg" / "dfa" / "real-models"
     monkeypatch.setenv(real.REAL_ENV, str(tmp_path / "mine"))
     assert real.real_folder("gemma-3-270m-q4") == tmp_path / "mine" / "gemma-3-270m-q4"
+
+
+def test_the_capability_rule_needs_accuracy_and_gold_above_random():
+    from dfa.experiments.real_models import capable
+
+    assert capable(0.8, [0.01, 0.2]) == (True, [])
+    assert capable(0.79, [0.01, 0.2]) == (False, ["accuracy 0.79 < 0.8"])
+    assert capable(0.95, [-0.01, 0.2]) == (
+        False,
+        ["gold - random CPR interval [-0.010, 0.200] not above 0"],
+    )
+    assert capable(0.5, None) == (False, ["accuracy 0.50 < 0.8", "gold circuit not evaluated"])
+
+
+def test_capabilities_writes_the_json_and_its_table(tmp_path, capsys):
+    from dfa.experiments.real_models import capable_tasks
+
+    out = tmp_path / "caps.json"
+    argv = ["capabilities", "--model", "toy-gpt2-s", "--task", "ioi", "--task", "sva"]
+    assert main([*argv, "--n-attr", "6", "--n-eval", "6", "--n-random", "2", "--ig-steps", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["rule"].startswith("capable = clean accuracy >= 0.8") and data["settings"]["n_attr"] == 6
+    rows = data["models"]["toy-gpt2-s"]["tasks"]
+    assert list(rows) == ["ioi", "sva"]
+    for task, row in rows.items():
+        assert row["n_test"] == 6 and row["n_train"] == 6 and row["random"]["draws"] == 2
+        assert row["capable"] == (row["accuracy"] >= 0.8 and row["gold_minus_random"]["ci"][0] > 0)
+        assert f"toy-gpt2-s {task}: acc {row['accuracy']:.2f}" in printed
+    assert capable_tasks(data, "toy-gpt2-s") == [t for t, r in rows.items() if r["capable"]]
+    table = out.with_suffix(".md").read_text().splitlines()
+    assert table[0].startswith("| model | task | usable train/val/test | accuracy |") and len(table) == 4
+    assert table[2].startswith(f"| toy-gpt2-s | ioi | {rows['ioi']['usable']['train']}/")
