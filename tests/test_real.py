@@ -272,3 +272,22 @@ def test_capabilities_writes_the_json_and_its_table(tmp_path, capsys):
     table = out.with_suffix(".md").read_text().splitlines()
     assert table[0].startswith("| model | task | usable train/val/test | accuracy |") and len(table) == 4
     assert table[2].startswith(f"| toy-gpt2-s | ioi | {rows['ioi']['usable']['train']}/")
+
+
+def test_a_task_without_usable_pairs_is_marked_and_runs_have_their_tasks_merged(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import dfa.core.tasks as tasks
+    from dfa.experiments.real_models import markdown_table, measure_task, merge_results
+
+    report = SimpleNamespace(drops=lambda none: "answer not one token: 4000")
+    monkeypatch.setattr(tasks, "survey", lambda *a, **k: SimpleNamespace(usable={"train": 0}, report=report))
+    row = measure_task(SimpleNamespace(tokenizer=None), "greater_than", 50, 50)
+    assert row["capable"] is False and row["n_test"] == 0 and row["accuracy"] is None
+    assert row["why_not"] == ["no usable test pairs under its tokenizer (answer not one token: 4000)"]
+    path = tmp_path / "r.json"
+    merge_results(path, {"model": "m", "tasks": {"ioi": {"x": 1}}, "peak_rss_mib": 900}, {})
+    data = merge_results(path, {"model": "m", "tasks": {"greater_than": row}, "peak_rss_mib": 800}, {})
+    assert list(data["models"]["m"]["tasks"]) == ["ioi", "greater_than"] and data["models"]["m"]["peak_rss_mib"] == 900
+    data["models"]["m"]["tasks"].pop("ioi")
+    assert markdown_table(data).splitlines()[2] == "| m | greater_than | 0/0/0 | n/a | n/a | n/a | n/a | n/a | - | - | no |"

@@ -273,6 +273,9 @@ def fetch_real(
     folder = real_folder(name, root)
     if is_fetched(name, root) and not force:
         return FetchResult(name, folder, False, {})
+    from dfa.core.gguf import _require_gguf
+
+    _require_gguf()  # before any download: converting needs the gguf package (the `gguf` extra)
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=root))
     seconds: dict[str, float] = {}
@@ -347,8 +350,12 @@ def convert_gguf(gguf: Path, out: Path) -> int:
     the parameter count. The dequantized model is saved as a plain model: transformers marks a
     model read from GGUF as quantized and refuses to save it, though its weights are float32."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from dfa.core.gguf import load_gguf_model, load_gguf_tokenizer
+
+    if not sys.stderr.isatty():  # transformers' bars, redrawn with carriage returns, garble a log
+        hf_logging.disable_progress_bar()
 
     model = load_gguf_model(gguf, torch.float32)
     tokenizer = load_gguf_tokenizer(gguf)

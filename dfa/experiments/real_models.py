@@ -50,7 +50,12 @@ def measure_task(
 
     sv = survey(get_task(task), model.tokenizer, draws=draws, seed=seed)
     row: dict[str, Any] = {"task": task, "usable": dict(sv.usable), "dropped": sv.report.drops(none="-")}
-    n_a, n_e = min(n_attr, sv.usable["train"]), min(n_eval, sv.usable["test"])
+    n_a, n_e = min(n_attr, sv.usable.get("train", 0)), min(n_eval, sv.usable.get("test", 0))
+    if n_e == 0:  # the tokenizer leaves no usable pair (e.g. years split into digits)
+        row.update(metric=None, n_test=0, n_train=n_a, accuracy=None, mean_clean=None, mean_corrupt=None,
+                   gold=None, random=None, gold_minus_random=None, capable=False,
+                   why_not=[f"no usable test pairs under its tokenizer ({row['dropped']})"])  # fmt: skip
+        return row
     start = time.perf_counter()
     clean = score_task(model, task, n_e, "test", seed)
     row.update(
@@ -115,6 +120,8 @@ def measure_model(
 
 
 def _line(row: dict[str, Any]) -> str:
+    if row["accuracy"] is None:
+        return "NOT: " + "; ".join(row["why_not"])
     gold = row["gold"]
     cpr = "n/a" if gold is None else f"gold {gold['cpr']:.3f} random {row['random']['cpr']:.3f}"
     secs = f"attr {row.get('attribution_seconds', 0):.0f}s eval {row.get('evaluation_seconds', 0):.0f}s"
@@ -131,7 +138,12 @@ def merge_results(path: Path, model: dict[str, Any], settings: dict[str, Any]) -
         "Real models from registry GGUF packages, dequantized to float32 by transformers: an "
         "approximation of the released weights. CPU, float32, one thread."
     )
-    data.setdefault("models", {})[model["model"]] = model
+    models = data.setdefault("models", {})
+    before = models.get(model["model"])
+    if before is not None:  # a run of some tasks adds to (or replaces) those tasks, keeping the others
+        model = {**model, "tasks": {**before["tasks"], **model["tasks"]},
+                 "peak_rss_mib": max(before.get("peak_rss_mib", 0), model.get("peak_rss_mib", 0))}  # fmt: skip
+    models[model["model"]] = model
     write_json(path, data)
     return data
 
@@ -152,6 +164,9 @@ def markdown_table(results: dict[str, Any]) -> str:
         for task, r in m["tasks"].items():
             u = r["usable"]
             usable = f"{u.get('train', 0)}/{u.get('val', 0)}/{u.get('test', 0)}"
+            if r["accuracy"] is None:
+                lines.append(f"| {name} | {task} | {usable} | n/a | n/a | n/a | n/a | n/a | - | - | no |")
+                continue
             if r["gold"] is None:
                 gold = rand = diff = "n/a"
             else:
