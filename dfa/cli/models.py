@@ -20,6 +20,7 @@ Model names, wherever a command takes --model:
   ORG/NAME[@REV]       any Hugging Face hub id (GPT-2 or GPT-NeoX architecture is safest)
   PATH                 a local Hugging Face folder (config.json + weights + tokenizer)
   PATH.gguf            a llama.cpp GGUF file (read by transformers, dequantized to --dtype)
+  REAL                 a real pretrained model above, once `dfa fetch REAL` has converted it
 Offline: HF_HUB_OFFLINE=1 makes hub names fail at once unless cached; tokenizers for
 ':random' come from $DFA_TOKENIZERS or shared/tokenizers beside the checkout (gpt2 and
 gpt-neox-20b ship there; for the other families give --tokenizer gpt2, or any tokenizer
@@ -85,6 +86,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             }
             for t in TOY_SPECS.values()
         ]
+        from dfa.cli.real import real_rows
+
+        rows += real_rows()
         print(json.dumps(rows, indent=2))
         return 0
     header = f"  {'name':<22}{'layers':>7}{'heads':>7}{'kv':>5}{'d_model':>9}{'nodes':>7}{'params':>10}"
@@ -107,6 +111,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"  {t.name:<22}{t.n_layers:>7}{t.n_heads:>7}{t.n_heads:>5}{t.d_model:>9}{t.n_nodes + 1:>7}{shown:>10}"
         )
     print()
+    from dfa.cli.real import print_real
+
+    print_real()
     print(
         "heads = query heads (one node each); kv = key/value heads (fewer under grouped-query "
         "attention); nodes = input + heads + MLPs; params as published (toy: as built).\n"
@@ -354,10 +361,13 @@ def _print_roles(cards: list[dict]) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     from dfa.cli.circuits import model_args
+    from dfa.cli.real import add_real_parsers
 
     p = sub.add_parser("models", help="list the model ladders and the model-name forms")
     p.add_argument("--json", action="store_true", help="machine-readable list")
     p.set_defaults(func=cmd_models)
+
+    add_real_parsers(sub)
 
     p = sub.add_parser("nodes", help="load a model and print its node graph")
     model_args(p)

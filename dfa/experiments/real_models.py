@@ -1,0 +1,184 @@
+"""What each real pretrained model can do per task: usable pairs, clean accuracy, mean metric, gold CPR against random, costs."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dfa.core.io import write_json
+
+# A task a model "can do": its clean prompts mostly right, and its own gold circuit (eap-ig-inputs
+# on train, scored on test) better than random rankings on the same prompts by the paired interval.
+MIN_ACCURACY = 0.8
+RULE = (
+    f"capable = clean accuracy >= {MIN_ACCURACY} on the test prompts AND the paired 95% bootstrap "
+    "interval of CPR(gold) - CPR(random) lies above 0 (same test prompts)"
+)
+
+
+def capable(accuracy: float, gold_vs_random_ci: Sequence[float] | None) -> tuple[bool, list[str]]:
+    """The rule's verdict and, when it fails, why."""
+    why = []
+    if not accuracy >= MIN_ACCURACY:
+        why.append(f"accuracy {accuracy:.2f} < {MIN_ACCURACY}")
+    if gold_vs_random_ci is None:
+        why.append("gold circuit not evaluated")
+    elif not gold_vs_random_ci[0] > 0:
+        lo, hi = gold_vs_random_ci
+        why.append(f"gold - random CPR interval [{lo:.3f}, {hi:.3f}] not above 0")
+    return not why, why
+
+
+def measure_task(
+    model: Any,
+    task: str,
+    n_attr: int,
+    n_eval: int,
+    ig_steps: int = 5,
+    n_random: int = 5,
+    seed: int = 0,
+    draws: int = 4000,
+) -> dict[str, Any]:
+    """One model on one task: usable pairs under its tokenizer, clean accuracy and mean metric on
+    the test split, its gold circuit's CPR against `n_random` random rankings, and the seconds."""
+    from dfa.core.circuits import evaluate_scores, score_nodes
+    from dfa.core.tasks import get_task, survey
+    from dfa.zoo.card import score_task
+
+    sv = survey(get_task(task), model.tokenizer, draws=draws, seed=seed)
+    row: dict[str, Any] = {"task": task, "usable": dict(sv.usable), "dropped": sv.report.drops(none="-")}
+    n_a, n_e = min(n_attr, sv.usable.get("train", 0)), min(n_eval, sv.usable.get("test", 0))
+    if n_e == 0:  # the tokenizer leaves no usable pair (e.g. years split into digits)
+        row.update(metric=None, n_test=0, n_train=n_a, accuracy=None, mean_clean=None, mean_corrupt=None,
+                   gold=None, random=None, gold_minus_random=None, capable=False,
+                   why_not=[f"no usable test pairs under its tokenizer ({row['dropped']})"])  # fmt: skip
+        return row
+    start = time.perf_counter()
+    clean = score_task(model, task, n_e, "test", seed)
+    row.update(
+        metric=clean.metric, n_test=clean.n, accuracy=clean.accuracy, mean_clean=clean.clean,
+        mean_corrupt=clean.corrupt, clean_seconds=round(time.perf_counter() - start, 1),
+    )  # fmt: skip
+    if n_a < 2 or n_e < 2:
+        row.update(n_train=n_a, gold=None, random=None, gold_minus_random=None)
+    else:
+        start = time.perf_counter()
+        scores = score_nodes(model, task, "eap-ig-inputs", "train", n_a, seed, ig_steps=ig_steps)
+        row["attribution_seconds"] = round(time.perf_counter() - start, 1)
+        start = time.perf_counter()
+        ev = evaluate_scores(model, task, {"gold": scores}, "test", n_e, seed, n_random=n_random)
+        row["evaluation_seconds"] = round(time.perf_counter() - start, 1)
+        gold, rand = ev.curves["gold"], ev.curves["random"]
+        row.update(
+            n_train=n_a,
+            gold={"cpr": gold.cpr, "ci": list(gold.cpr_ci), "cpr_log": gold.cpr_log},
+            random={"cpr": rand.cpr, "ci": list(rand.cpr_ci), "draws": rand.n_draws},
+            gold_minus_random=ev.paired("gold", "random"),
+        )
+    ok, why = capable(row["accuracy"], (row["gold_minus_random"] or {}).get("ci"))
+    row.update(capable=ok, why_not=why)
+    return row
+
+
+def measure_model(
+    name: str,
+    tasks: Sequence[str],
+    n_attr: int,
+    n_eval: int,
+    ig_steps: int = 5,
+    n_random: int = 5,
+    log: Callable[[str], None] = print,
+    done: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """`measure_task` for each task of one real model (loaded once, CPU, float32), with the load
+    time, the card's conversion time and the process's peak memory."""
+    from dfa.core.models import load_model
+    from dfa.core.real import REAL_MODELS, read_real_card
+
+    start = time.perf_counter()
+    model = load_model(name, device="cpu", dtype="float32")
+    out: dict[str, Any] = {
+        "model": name,
+        "card": read_real_card(name) if name in REAL_MODELS else None,
+        "n_layers": model.cfg.n_layers,
+        "n_heads": model.cfg.n_heads,
+        "vocab": len(model.tokenizer),
+        "load_seconds": round(time.perf_counter() - start, 1),
+        "tasks": {},
+    }
+    for task in tasks:
+        row = measure_task(model, task, n_attr, n_eval, ig_steps, n_random)
+        out["tasks"][task] = row
+        out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        log(f"{name} {task}: {_line(row)}")
+        if done is not None:
+            done(out)
+    return out
+
+
+def _line(row: dict[str, Any]) -> str:
+    if row["accuracy"] is None:
+        return "NOT: " + "; ".join(row["why_not"])
+    gold = row["gold"]
+    cpr = "n/a" if gold is None else f"gold {gold['cpr']:.3f} random {row['random']['cpr']:.3f}"
+    secs = f"attr {row.get('attribution_seconds', 0):.0f}s eval {row.get('evaluation_seconds', 0):.0f}s"
+    verdict = "capable" if row["capable"] else "NOT: " + "; ".join(row["why_not"])
+    return f"acc {row['accuracy']:.2f} mean {row['mean_clean']:.2f} {cpr} ({secs}) {verdict}"
+
+
+def merge_results(path: Path, model: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Put one model's measurements into the results JSON at `path` (other models kept), atomically."""
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(rule=RULE, min_accuracy=MIN_ACCURACY, settings=settings)
+    data.setdefault("note", "")
+    data["note"] = (
+        "Real models from registry GGUF packages, dequantized to float32 by transformers: an "
+        "approximation of the released weights. CPU, float32, one thread."
+    )
+    models = data.setdefault("models", {})
+    before = models.get(model["model"])
+    if before is not None:  # a run of some tasks adds to (or replaces) those tasks, keeping the others
+        peak = max(before.get("peak_rss_mib", 0), model.get("peak_rss_mib", 0))
+        model = {**model, "tasks": {**before["tasks"], **model["tasks"]}, "peak_rss_mib": peak}
+    models[model["model"]] = model
+    write_json(path, data)
+    return data
+
+
+def capable_tasks(results: dict[str, Any], model: str) -> list[str]:
+    """The tasks `model` passed the rule on, from a results JSON (what a real pair trains on)."""
+    return [t for t, row in results["models"][model]["tasks"].items() if row["capable"]]
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The capability table of a results JSON, one row per model and task."""
+    lines = [
+        "| model | task | usable train/val/test | accuracy | mean metric | gold CPR [95%] | random CPR "
+        "| gold - random [paired 95%] | attr s | eval s | can do |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in results["models"].items():
+        for task, r in m["tasks"].items():
+            u = r["usable"]
+            usable = f"{u.get('train', 0)}/{u.get('val', 0)}/{u.get('test', 0)}"
+            if r["accuracy"] is None:
+                lines.append(f"| {name} | {task} | {usable} | n/a | n/a | n/a | n/a | n/a | - | - | no |")
+                continue
+            if r["gold"] is None:
+                gold = rand = diff = "n/a"
+            else:
+                g, d = r["gold"], r["gold_minus_random"]
+                gold = f"{g['cpr']:.3f} [{g['ci'][0]:.3f}, {g['ci'][1]:.3f}]"
+                rand = f"{r['random']['cpr']:.3f}"
+                diff = f"{d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
+            metric = "prob diff" if r["metric"] == "prob_diff" else "logit diff"
+            lines.append(
+                f"| {name} | {task} | {usable} | {r['accuracy']:.2f} (n={r['n_test']}) | "
+                f"{r['mean_clean']:.2f} ({metric}) | {gold} | {rand} | {diff} | {r.get('attribution_seconds', '-')} | "
+                f"{r.get('evaluation_seconds', '-')} | {'yes' if r['capable'] else 'no'} |"
+            )
+    return "\n".join(lines) + "\n"

