@@ -4,7 +4,7 @@ the circuits table."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dfa.core.roles import ROLES
@@ -58,14 +58,19 @@ def prompt_notes(rows: Sequence[dict[str, Any]], split: str = "test") -> list[st
     return notes
 
 
+def _task_width(tasks: Iterable[str]) -> int:
+    """The task column's width: 15, or wider for a long name (a task file's path)."""
+    return max([15, *(len(t) + 2 for t in tasks)])
+
+
 def table(report: dict[str, Any]) -> str:
     """Tasks x methods: CPR [95% CI], with the setting of each task and its prompts (pairs /
     distinct clean prompts, the units the interval resamples)."""
     methods = list(dict.fromkeys(r["method"] for r in report["results"]))
     tasks = list(dict.fromkeys(r["task"] for r in report["results"]))
     by = {(r["task"], r["method"]): r for r in report["results"]}
-    width = 22
-    lines = [f"  {'task':<15}{'setting':<17}{'prompts':>9}" + "".join(f"{m:>{width}}" for m in methods)]
+    width, tw = 22, _task_width(tasks)
+    lines = [f"  {'task':<{tw}}{'setting':<17}{'prompts':>9}" + "".join(f"{m:>{width}}" for m in methods)]
     for t in tasks:
         first = next(r for r in report["results"] if r["task"] == t)
         setting = first["setting"]
@@ -77,7 +82,7 @@ def table(report: dict[str, Any]) -> str:
                 continue
             lo, hi = _ci(r)
             cells.append(f"{r['cpr']:>7.3f} [{lo:5.2f},{hi:5.2f}]".rjust(width))
-        lines.append(f"  {t:<15}{setting:<17}{prompts(first):>9}" + "".join(cells))
+        lines.append(f"  {t:<{tw}}{setting:<17}{prompts(first):>9}" + "".join(cells))
     return "\n".join(lines)
 
 
@@ -118,8 +123,8 @@ def paired_table(report: dict[str, Any]) -> str:
     if not rows:
         return ""
     others = list(dict.fromkeys(m for r in rows for m in r["paired"]))
-    width = 24
-    lines = [f"  {'task':<15}" + "".join(f"{'dfa - ' + m:>{width}}" for m in others)]
+    width, tw = 24, _task_width(r["task"] for r in rows)
+    lines = [f"  {'task':<{tw}}" + "".join(f"{'dfa - ' + m:>{width}}" for m in others)]
     for r in rows:
         cells = []
         for m in others:
@@ -130,7 +135,7 @@ def paired_table(report: dict[str, Any]) -> str:
             lo, hi = (float("nan") if x is None else x for x in p["ci"])
             mark = "+" if lo > 0 else "-" if hi < 0 else " "
             cells.append(f"{p['diff']:+7.3f} [{lo:+5.2f},{hi:+5.2f}]{mark}".rjust(width))
-        lines.append(f"  {r['task']:<15}" + "".join(cells))
+        lines.append(f"  {r['task']:<{tw}}" + "".join(cells))
     return "\n".join(lines)
 
 
