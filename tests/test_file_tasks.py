@@ -429,5 +429,13 @@ def test_tables_widen_the_task_column_for_a_task_file():
             {**base, "method": "depth", "cpr": 0.3},
         ]
     }
-    assert table(report).splitlines()[1].startswith(f"  {name}  zero-shot ")
-    assert paired_table(report).splitlines()[1].startswith(f"  {name}     +0.200 [+0.10,+0.30]+")
+    assert table(report).splitlines()[1].startswith(f"  {name} zero-shot ")
+    assert paired_table(report).splitlines()[1].startswith(f"  {name}    +0.200 [+0.10,+0.30]+")
+
+
+def test_a_sweep_forgets_the_cached_rows_of_maps_trained_or_evaluated_on_an_edited_file():
+    from dfa.experiments.sweep import _uses
+
+    stale = {"mine.jsonl"}
+    assert _uses({"map": "all"}, stale) and _uses({"map": "loto-sva"}, stale)  # trained with the file
+    assert _uses({"map": "only-mine.jsonl"}, stale) and not _uses({"map": "only-sva"}, stale)

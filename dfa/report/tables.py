@@ -60,7 +60,7 @@ def prompt_notes(rows: Sequence[dict[str, Any]], split: str = "test") -> list[st
 
 def _task_width(tasks: Iterable[str]) -> int:
     """The task column's width: 15, or wider for a long name (a task file's path)."""
-    return max([15, *(len(t) + 2 for t in tasks)])
+    return max([15, *(len(t) + 1 for t in tasks)])
 
 
 def table(report: dict[str, Any]) -> str:
