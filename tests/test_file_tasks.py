@@ -419,3 +419,27 @@ def test_a_map_trained_on_built_in_tasks_transfers_to_a_task_file(tmp_path, caps
     assert saved.meta["task_files"][str(EXAMPLE)]["sha256"] == sha
     scores = list((tmp_path / "cache" / "scores").rglob(f"ioi_rephrased-{sha[:12]}__*.safetensors"))
     assert scores  # the source scores are cached under the file's label and sha256, not its path
+
+
+def test_tables_widen_the_task_column_for_a_task_file():
+    from dfa.report.tables import paired_table, table
+
+    name = "examples/tasks/ioi_rephrased.jsonl"
+    base = {"task": name, "setting": "zero-shot", "cpr_ci": [0.4, 0.6], "n_prompts": 30, "n_distinct": 30}
+    paired = {"depth": {"diff": 0.2, "ci": [0.1, 0.3]}}
+    report = {
+        "results": [
+            {**base, "method": "dfa", "cpr": 0.5, "paired": paired},
+            {**base, "method": "depth", "cpr": 0.3},
+        ]
+    }
+    assert table(report).splitlines()[1].startswith(f"  {name} zero-shot ")
+    assert paired_table(report).splitlines()[1].startswith(f"  {name}    +0.200 [+0.10,+0.30]+")
+
+
+def test_a_sweep_forgets_the_cached_rows_of_maps_trained_or_evaluated_on_an_edited_file():
+    from dfa.experiments.sweep import _uses
+
+    stale = {"mine.jsonl"}
+    assert _uses({"map": "all"}, stale) and _uses({"map": "loto-sva"}, stale)  # trained with the file
+    assert _uses({"map": "only-mine.jsonl"}, stale) and not _uses({"map": "only-sva"}, stale)
