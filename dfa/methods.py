@@ -57,13 +57,11 @@ Kind = Literal["map", "reference", "alignment", "control"]
 
 
 def map_scores(amap: AlignmentMap, tgt_graph: NodeGraph, src: torch.Tensor) -> torch.Tensor:
-    """The map's mask probabilities for source scores `src`, over the whole target graph."""
-    import torch
-
+    """The map's mask probabilities `sigmoid(map_logits)` for source scores `src`, over the whole
+    target graph (for display and export; rankings read `map_logits`)."""
     from dfa.core.mapping import mask_probabilities
 
-    with torch.no_grad():
-        return tgt_graph.with_input(mask_probabilities(amap.logits(src.to(amap.W.device))).cpu())
+    return tgt_graph.with_input(mask_probabilities(map_logits(amap, src)))
 
 
 def map_logits(amap: AlignmentMap, src: torch.Tensor) -> torch.Tensor:
@@ -137,12 +135,6 @@ def untied(tgt_graph: NodeGraph, scores: torch.Tensor, seed: int, draws: int = D
 def one_ranking(tgt_graph: NodeGraph, z: torch.Tensor, seed: int) -> torch.Tensor:
     """One draw of `logit_ranks`: the ranks of `z`, tied values in one seeded random order."""
     drawn = logit_ranks(tgt_graph, z, seed, 1)
-    return drawn[0] if isinstance(drawn, list) else drawn
-
-
-def untie_one(tgt_graph: NodeGraph, scores: torch.Tensor, seed: int) -> torch.Tensor:
-    """One draw of `untied`: the scores themselves when nothing ties, else one random tie order."""
-    drawn = untied(tgt_graph, scores, seed, 1)
     return drawn[0] if isinstance(drawn, list) else drawn
 
 

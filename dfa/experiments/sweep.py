@@ -141,9 +141,14 @@ def cell_rows(cfg: SweepConfig, cell: Cell, pool: ModelPool, tasks: Sequence[str
 
 
 def _uses(row: dict[str, Any], tasks: set[str]) -> bool:
-    """Whether the row's map was trained with any of `tasks` (`all`, or `loto-T` of another T)."""
+    """Whether the row's map (a cell's run: `all`, `loto-T`, `only-T`) was trained with any of
+    `tasks`: `all` with every task, `loto-T` with all but T, `only-T` with T alone."""
     m = row.get("map", "")
-    return m == "all" or (m.startswith("loto-") and m[5:] not in tasks) or m[5:] in tasks
+    if m == "all":
+        return True
+    if m.startswith("loto-"):
+        return bool(tasks - {m.removeprefix("loto-")})
+    return m.startswith("only-") and m.removeprefix("only-") in tasks
 
 
 def run_sweep(cfg: SweepConfig, pool: ModelPool) -> dict[str, Any]:

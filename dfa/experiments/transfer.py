@@ -19,12 +19,12 @@ from dfa.core.errors import DfaError
 from dfa.core.evaluate import FRACTIONS, Evaluation, circuit_masks, evaluate_circuits
 from dfa.core.feature_map import FeatureMap, bind_models, load_map
 from dfa.core.graph import NodeGraph
-from dfa.core.mapping import MapError
+from dfa.core.mapping import MapError, mask_probabilities
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task, task_label, task_sources
 from dfa.core.tasks.files import check_files
-from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_logits, map_scores, one_ranking, score_methods
+from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_logits, one_ranking, score_methods
 from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
 
@@ -296,8 +296,8 @@ def transfer(
     target = pool.get(run.tgt, c.model_seed)
     tgt_graph = NodeGraph.from_model(target)
     x = method_inputs(run, pool, task, draws=1)
-    scores = map_scores(x.amap, x.tgt_graph, x.source)
     z = map_logits(x.amap, x.source)
+    scores = tgt_graph.with_input(mask_probabilities(z))
     # The circuit reads the logits (the probabilities saturate at 1); nodes of equal logit (a
     # features map at its start scores a layer's heads alike) enter it in one seeded random
     # order, as the evaluation's `dfa` draws them, not in node order.
