@@ -249,7 +249,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 def _export_task(args: argparse.Namespace, tokenizer, source: str, families: list[str] | None) -> int:
     """`dfa tasks --export TASK --out FILE`: `--n` pairs of a split as a JSONL task file."""
-    from dfa.core.tasks import make_dataset
+    from dfa.core.tasks import get_task, make_dataset
     from dfa.core.tasks.files import export_rows, write_jsonl
 
     if not args.out:
@@ -259,8 +259,6 @@ def _export_task(args: argparse.Namespace, tokenizer, source: str, families: lis
     data = make_dataset(
         args.export, tokenizer, args.n, args.split, args.data_seed, families, allow_fewer=True
     )
-    from dfa.core.tasks import get_task
-
     path = write_jsonl(args.out, export_rows(get_task(args.export), data.examples, tokenizer))
     print(
         f"wrote {path}: {len(data)} {args.split} pairs of {args.export} for the tokenizer of {source} "
