@@ -162,6 +162,10 @@ def print_report(report: dict, methods: Sequence[str]) -> None:
     from dfa.report.tables import paired_table, prompt_notes, table, wins
 
     split = report["split"]
+    if any(r["setting"] == "zero-shot" for r in report["results"]) and "dfa" in methods:
+        from dfa.training.zero_shot import describe
+
+        print(describe(report.get("zero_shot")))
     print(table(report))
     print(f"prompts: {split} pairs / distinct clean prompts (the units each interval resamples)")
     for note in prompt_notes(report["results"], split):

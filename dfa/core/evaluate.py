@@ -156,6 +156,13 @@ def cpr(fractions: Sequence[float], f) -> float:
     return float(_trapezoid(np.asarray(f, dtype=float), np.asarray(fractions, dtype=float)))
 
 
+def capped_cpr(f, fractions: Sequence[float] = FRACTIONS) -> float:
+    """CPR with each faithfulness capped at 1: a circuit that drives the metric past the full
+    model's counts as faithful, not as better than faithful (what training's selection reads, so
+    that a curve rising above 1 on a few val prompts does not win it)."""
+    return cpr(fractions, np.minimum(np.asarray(f, dtype=float), 1.0))
+
+
 def cmd(fractions: Sequence[float], f) -> float:
     """Area of `|1 - f|` over the linear fraction axis (0 is a perfect circuit)."""
     return float(_trapezoid(np.abs(1 - np.asarray(f, dtype=float)), np.asarray(fractions, dtype=float)))

@@ -19,7 +19,7 @@ from dfa.core.errors import DfaError
 from dfa.core.evaluate import FRACTIONS, Evaluation, circuit_masks, evaluate_circuits
 from dfa.core.feature_map import FeatureMap, bind_models, load_map
 from dfa.core.graph import NodeGraph
-from dfa.core.mapping import MapError, mask_probabilities
+from dfa.core.mapping import AlignmentMap, MapError, mask_probabilities
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task, task_label, task_sources
@@ -27,6 +27,7 @@ from dfa.core.tasks.files import check_files
 from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_logits, one_ranking, score_methods
 from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
+from dfa.training.zero_shot import FOLDER as ZERO_SHOT
 
 
 class Run:
@@ -51,6 +52,10 @@ class Run:
                 "(`dfa train` prints the path)."
             )
         self.map, self.meta = load_map(self.folder)
+        # The map tasks outside training get (`dfa.training.zero_shot`), when the run has one.
+        self.zero_shot: dict[str, Any] | None = self.meta.get("zero_shot")
+        zs_folder = self.folder / ZERO_SHOT
+        self.zero_shot_map = load_map(zs_folder)[0] if self.zero_shot and zs_folder.is_dir() else None
         hp = upgrade(dict(self.meta.get("hyperparameters") or {}))
         try:
             self.config = TrainConfig(**hp)
@@ -82,10 +87,27 @@ class Run:
         """Whether the map was trained on the pair it is applied to."""
         return (self.src, self.tgt) in self.pairs
 
-    def bind(self, pool: ModelPool, src_graph: NodeGraph, tgt_graph: NodeGraph) -> None:
-        """Fit the map to the pair's graphs: bind a features map to their node features (reading
-        both models' cached roles when its features do), check a dense map's node lists."""
-        if isinstance(self.map, FeatureMap):
+    def map_for(self, task: str) -> AlignmentMap | FeatureMap:
+        """The map `task` gets: the zero-shot map for a task outside training when the run has
+        one, else the (in-distribution) map."""
+        if self.zero_shot_map is not None and self.setting(task) == "zero-shot":
+            return self.zero_shot_map
+        return self.map
+
+    def map_note(self, task: str) -> str:
+        """Which map `task` gets, in words (stored with each evaluated row)."""
+        if self.setting(task) == "in-distribution":
+            return "in-distribution"
+        return "zero-shot" if self.zero_shot_map is not None else "in-distribution (the run has no zero-shot map)"
+
+    def bind(
+        self, pool: ModelPool, src_graph: NodeGraph, tgt_graph: NodeGraph, amap: AlignmentMap | FeatureMap | None = None
+    ) -> None:
+        """Fit the map (`amap`: default the run's) to the pair's graphs: bind a features map to
+        their node features (reading both models' cached roles when its features do), check a
+        dense map's node lists."""
+        amap = self.map if amap is None else amap
+        if isinstance(amap, FeatureMap):
             profiles = stats = None
             cache = self.config.cache_dir
             if self.map.features in ("roles", "stats"):
@@ -98,8 +120,8 @@ class Run:
                     cached_node_stats(pool, cache, self.src).table(),
                     cached_node_stats(pool, cache, self.tgt).table(),
                 )
-            bind_models(self.map, src_graph, tgt_graph, profiles, stats)
-        self.map.check_graphs(src_graph, tgt_graph, self.src, self.tgt)
+            bind_models(amap, src_graph, tgt_graph, profiles, stats)
+        amap.check_graphs(src_graph, tgt_graph, self.src, self.tgt)
 
     def setting(self, task: str) -> str:
         return "in-distribution" if task in self.config.train_tasks else "zero-shot"
@@ -123,7 +145,8 @@ def method_inputs(run: Run, pool: ModelPool, task: str, draws: int = DRAWS) -> I
     tgt_graph = NodeGraph.from_model(pool.get(run.tgt, run.config.model_seed))
     s = run.scores(pool, run.src, task)
     src_graph = scores_graph(s)
-    run.bind(pool, src_graph, tgt_graph)
+    amap = run.map_for(task)
+    run.bind(pool, src_graph, tgt_graph, amap)
     source = src_graph.mapped_scores(s.for_graph(src_graph, f"{run.src} scores on {task}"))
     cache = run.config.cache_dir
 
@@ -143,7 +166,7 @@ def method_inputs(run: Run, pool: ModelPool, task: str, draws: int = DRAWS) -> I
         effects = direct_effects(target, tgt_graph, prompts.batches, c.ablation).mean(0)
         return tgt_graph.with_input(effects.abs())
 
-    return Inputs(run.map, src_graph, tgt_graph, source, run.config.seed, draws, gold, profiles, direct)
+    return Inputs(amap, src_graph, tgt_graph, source, run.config.seed, draws, gold, profiles, direct)
 
 
 def method_rankings(
@@ -211,6 +234,7 @@ def result_rows(run: Run, task: str, ev: Evaluation) -> list[dict[str, Any]]:
             }
         )
         if label == "dfa":  # the map against every other method, on the same prompts
+            rows[-1]["map_used"] = run.map_note(task)
             rows[-1]["paired"] = {other: ev.paired("dfa", other) for other in ev.curves if other != "dfa"}
     return rows
 
@@ -266,10 +290,19 @@ def report_of(run: Run, split: str, rows: list[dict[str, Any]]) -> dict[str, Any
         "map_kind": c.map_kind,
         "trained_pairs": [list(p) for p in run.pairs],
         "pair_seen": run.seen_pair,
+        "zero_shot": zero_shot_summary(run.zero_shot),
         # each task file's path and sha256: a number names its data
         "task_files": task_sources(list(dict.fromkeys(r["task"] for r in rows))),
         "results": rows,
     }
+
+
+def zero_shot_summary(zs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The zero-shot map's choice and estimate (`dfa.training.zero_shot`), without the candidates."""
+    if not zs:
+        return None
+    keys = ("epoch", "alpha", "mean", "ci", "range", "n_tasks", "folds", "why", "against")
+    return {k: zs[k] for k in keys if k in zs}
 
 
 def transfer(
@@ -311,6 +344,7 @@ def transfer(
         "src": run.src,
         "source_method": c.method,
         "setting": run.setting(task),
+        "map_used": run.map_note(task),
         "split": "train",
         "n_prompts": c.n_src,
         "seed": c.data_seed,

@@ -57,7 +57,7 @@ from torchmetrics.aggregation import CatMetric
 
 from dfa.config import TrainConfig, upgrade
 from dfa.core.alignment import band_matrix, depth_matrix
-from dfa.core.evaluate import FRACTIONS, curve, distinct_circuits, size_weights
+from dfa.core.evaluate import FRACTIONS, capped_cpr, curve, distinct_circuits, size_weights
 from dfa.core.feature_map import FeatureMap, NodeFeatures
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import masked_metric
@@ -122,6 +122,9 @@ class MapTrainer(Objectives, pl.LightningModule):
         self.pair = 0
         self.start: dict[str, float] | None = None
         self.history: list[dict[str, Any]] = []
+        # The map's parameters after each of the first `zero_shot_epochs` epochs (the zero-shot
+        # candidates); small (one [n_src, n_tgt] matrix each), saved in checkpoints.
+        self.epoch_params: dict[int, dict[str, torch.Tensor]] = {}
 
     def _new_map(self, src_nodes: list[str], tgt_nodes: list[str]) -> AlignmentMap | FeatureMap:
         c = self.config
@@ -283,7 +286,9 @@ class MapTrainer(Objectives, pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         per_task, at = {}, {f: [] for f in self.config.val_fractions}
-        blends: dict[float, dict[str, float]] = {}  # alpha -> label -> val CPR of that blend
+        # alpha -> label -> (val CPR, capped val CPR) of that blend
+        blends: dict[float, dict[str, tuple[float, float]]] = {}
+        capped: dict[str, float] = {}  # label -> val CPR with faithfulness capped at 1 (`capped_cpr`)
         for name, gathered in zip(self.labels, self.val_values, strict=True):
             if gathered.update_count == 0:
                 continue
@@ -294,9 +299,10 @@ class MapTrainer(Objectives, pl.LightningModule):
                 blend = curve(
                     name, rows[None, 1 + (i + 1) * n : 1 + (i + 2) * n], rows[-1], rows[0], FRACTIONS
                 )
-                blends.setdefault(a, {})[name] = blend.cpr
+                blends.setdefault(a, {})[name] = (blend.cpr, capped_cpr(blend.faithfulness))
             c = curve(name, rows[None, 1 : 1 + n], rows[-1], rows[0], FRACTIONS)
             per_task[name] = c.cpr
+            capped[name] = capped_cpr(c.faithfulness)
             self.log(f"val/cpr/{name}", c.cpr)
             if name in self.train_labels:
                 for frac, vals in at.items():
@@ -312,7 +318,7 @@ class MapTrainer(Objectives, pl.LightningModule):
                 self.log(f"val/faithfulness@{frac:g}", sum(vals) / len(vals))
         if self._trainer is None or self.trainer.sanity_checking or not seen:
             return  # selection needs a trainer's run (tests call the hooks alone)
-        self.select(per_task, sum(seen) / len(seen), blends)
+        self.select(per_task, capped, blends)
 
     # --- selection: the start, each epoch's map, and its blends with the start
     def candidate_blends(self) -> list[float]:
@@ -354,35 +360,48 @@ class MapTrainer(Objectives, pl.LightningModule):
                     p.copy_(saved[n])
 
     def select(
-        self, per_task: dict[str, float], mean: float, blends: dict[float, dict[str, float]] | None = None
+        self,
+        per_task: dict[str, float],
+        capped: dict[str, float] | None = None,
+        blends: dict[float, dict[str, tuple[float, float]]] | None = None,
     ) -> None:
-        """Record an epoch's (or the start's) val CPRs and log `val/select` (module docstring)."""
+        """Record an epoch's (or the start's) val CPRs and log `val/select` (module docstring).
+        `capped`: the same CPRs with faithfulness capped at 1, which selection reads (default:
+        `per_task`); `blends`: alpha -> label -> (CPR, capped CPR)."""
         from lightning.pytorch.trainer.states import TrainerFn
 
+        capped = per_task if capped is None else capped
         train = [t for t in self.train_labels if t in per_task]
         if self.trainer.state.fn != TrainerFn.FITTING:
             # The validation before training (`trainer.validate`) is the start: epoch 0.
-            self.start = {t: per_task[t] for t in train}
+            self.start = {t: capped[t] for t in train}
             self.history = []
+            self.epoch_params = {}
             epoch = 0
         elif self.start is None:
             return  # fit without a start (tests that call fit alone): nothing to select against
         else:
             epoch = self.current_epoch + 1
-        held = {t: per_task[t] for t in self.holdout_labels if t in per_task}  # reported, never selected on
+            if epoch <= self.config.zero_shot_epochs:  # a zero-shot candidate (`dfa.training.zero_shot`)
+                self.epoch_params[epoch] = {n: p.detach().cpu().clone() for n, p in self.map.named_parameters()}
+        held = [t for t in self.holdout_labels if t in per_task]  # reported, never selected on
 
-        def entry(cpr: dict[str, float]) -> dict[str, Any]:
-            vals = {t: cpr[t] for t in train}
+        def entry(cpr: dict[str, float], cap: dict[str, float]) -> dict[str, Any]:
             return {
-                "val_cpr": vals,
-                "mean": sum(vals.values()) / len(vals),
-                "below_start": [t for t in train if cpr[t] < self.start[t]],
-                "zero_shot_val_cpr": {t: cpr[t] for t in held if t in cpr},
+                "val_cpr": {t: cpr[t] for t in train},
+                "select_cpr": {t: cap[t] for t in train},
+                "mean": sum(cap[t] for t in train) / len(train),
+                "below_start": [t for t in train if cap[t] < self.start[t]],
+                "zero_shot_val_cpr": {t: cpr[t] for t in held},
+                "zero_shot_select_cpr": {t: cap[t] for t in held},
             }
 
-        record = {"epoch": epoch, **entry(per_task), "mean": mean}
+        record = {"epoch": epoch, **entry(per_task, capped)}
         if blends:
-            record["blends"] = [{"alpha": a, **entry(cpr)} for a, cpr in blends.items()]
+            record["blends"] = [
+                {"alpha": a, **entry({t: v[0] for t, v in b.items()}, {t: v[1] for t, v in b.items()})}
+                for a, b in blends.items()
+            ]
         self.history.append(record)
         score = max((c["mean"] for c in self.candidates([record])), default=float("-inf"))
         self.log("val/select", score)
@@ -414,11 +433,16 @@ class MapTrainer(Objectives, pl.LightningModule):
             self.map.b.zero_()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["dfa_selection"] = {"start": self.start, "history": self.history}
+        checkpoint["dfa_selection"] = {
+            "start": self.start,
+            "history": self.history,
+            "epoch_params": self.epoch_params,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("dfa_selection") or {}
         self.start, self.history = saved.get("start"), list(saved.get("history", []))
+        self.epoch_params = dict(saved.get("epoch_params") or {})
 
     def target_scores(self, task: int) -> torch.Tensor:
         """Whole-target-graph ranks of the current map's logits for a task (input first, on top),

@@ -90,7 +90,11 @@ def selection_report(history: list[dict[str, Any]], kept: dict[str, Any]) -> str
     if not history:
         return f"kept: epoch {kept['epoch']} ({kept['why']})"
     tasks = list(history[0]["val_cpr"])
-    lines = ["val CPR per training task (epoch 0 = the start; ExA = start + A * (epoch E's map - start)):"]
+    key = "select_cpr" if "select_cpr" in history[0] else "val_cpr"  # older runs: uncapped only
+    lines = [
+        "val CPR per training task, faithfulness capped at 1 as selection reads it "
+        "(epoch 0 = the start; ExA = start + A * (epoch E's map - start)):"
+    ]
     pairs = list(dict.fromkeys(t.rpartition("/")[0] for t in tasks if "/" in t))
     if pairs:  # several pairs: columns `pN/task`
         lines.append("  pairs: " + ", ".join(f"p{i} = {p}" for i, p in enumerate(pairs, 1)))
@@ -108,7 +112,7 @@ def selection_report(history: list[dict[str, Any]], kept: dict[str, Any]) -> str
             if a < 1 and not chosen:
                 continue  # a blend is shown when it is the kept map
             flag = " *" if chosen else ("  (below start)" if row["below_start"] else "")
-            cells = "".join(f"{row['val_cpr'][t]:>13.3f}" for t in tasks)
+            cells = "".join(f"{row[key][t]:>13.3f}" for t in tasks)
             lines.append(f"  {label:>5} {cells} {row['mean']:>12.3f}{flag}")
     lines.append(f"kept: epoch {kept['epoch']} (*): {kept['why']}")
     return "\n".join(lines)

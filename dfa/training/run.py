@@ -23,6 +23,8 @@ from dfa.training.data import TransferData
 from dfa.training.module import MapTrainer
 from dfa.training.progress import EpochBar, EpochLines, interactive, selection_report
 from dfa.training.stops import TrainingInterrupted, stop_signals
+from dfa.training.zero_shot import FOLDER as ZERO_SHOT
+from dfa.training.zero_shot import describe, run_folds
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -234,7 +236,8 @@ def keep_map(module: MapTrainer, config: TrainConfig, run: Path, last_epoch: int
         "blend": entry["alpha"],
         "why": why,
         "val_cpr": entry["val_cpr"],
-        "mean_val_cpr": entry["mean"],
+        "select_cpr": entry.get("select_cpr", entry["val_cpr"]),  # faithfulness capped at 1
+        "mean_val_cpr": entry["mean"],  # of `select_cpr`: what selection maximised
     }
 
 
@@ -422,10 +425,30 @@ def train(
         return run
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     kept = keep_map(module, config, run, trainer.current_epoch)
+    seconds = time.perf_counter() - start
     if progress:
         print(selection_report(module.history, kept), flush=True)
-    module.map.save(run, _record(config, trainer, module, metrics, kept, time.perf_counter() - start))
+    record = _record(config, trainer, module, metrics, kept, seconds)
+    zs = run_folds(config, run, data.pool, progress, set(module.epoch_params))
+    if zs is not None:
+        record["zero_shot"] = zs
+        save_zero_shot(module, run, record, zs)
+    if progress and config.zero_shot_folds:
+        print(describe(zs), flush=True)
+    module.map.save(run, record)  # map.json last: its presence says the run is finished
     return run
+
+
+def save_zero_shot(module: MapTrainer, run: Path, record: dict[str, Any], zs: dict[str, Any]) -> None:
+    """Write the zero-shot map (`dfa.training.zero_shot`) to `run/zero_shot/`, then put the kept
+    map back in `module.map`."""
+    kept = {n: p.detach().clone() for n, p in module.map.named_parameters()}
+    if zs["epoch"] == 0:
+        module.restore_start()
+    else:
+        module.set_blend(zs["alpha"], module.epoch_params[zs["epoch"]])
+    module.map.save(run / ZERO_SHOT, {**record, "role": "zero-shot map of the run one folder up"})
+    module.set_blend(1.0, kept)
 
 
 def _fit(

@@ -1,0 +1,226 @@
+"""The map a task outside training gets, and how much it is expected to gain there.
+
+Selection on the training tasks' val CPR says nothing about a task the map never saw. Inner folds
+do: the training tasks are dealt into `zero_shot_folds` groups, and for each group a map is
+trained (same settings, `zero_shot_epochs` epochs on a `zero_shot_train` share of the prompts)
+without it. Its validation scores the held-out group's val prompts after every epoch, for the
+epoch's map and its blends with the start `start + a * (map - start)`, as it scores any hold-out.
+Each (epoch, a) thus has one gain per training task, measured on a task that the map scoring it
+never saw: val CPR (faithfulness capped at 1) minus the start's val CPR on that task. The start is
+the depth prior the map begins from.
+
+The candidate whose mean gain has the highest lower 95% bound (bootstrap over the tasks: a new
+task is one more draw of a task) is the zero-shot map: that epoch of the run's own map, blended
+with `a`. When no candidate's lower bound is above 0, unseen tasks get the start, the prior:
+the map has shown nothing it can offer a task it never saw. The estimate stored with the map is
+that candidate's mean gain, its interval, and the range of the per-task gains.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfa.config import TrainConfig
+from dfa.core.errors import DfaError
+
+FOLDER = "zero_shot"  # the zero-shot map, in the run folder: map.safetensors and map.json
+FOLDS = "zero_shot_folds"  # the inner folds' run folders, in the run folder
+BOOT = 2000
+
+
+def fold_tasks(tasks: list[str], k: int) -> list[list[str]]:
+    """`tasks` dealt into `min(k, len(tasks))` groups in turn (task i to group i mod k)."""
+    k = min(k, len(tasks))
+    return [tasks[i::k] for i in range(k)]
+
+
+def fold_config(config: TrainConfig, held: list[str], index: int, root: Path) -> TrainConfig:
+    """The inner fold's run: the run's training tasks with `held` held out (the run's own
+    hold-outs are never seen), `zero_shot_epochs` epochs on a `zero_shot_train` share of the
+    train prompts, one process, the run's score cache, in `root/<pair>/fold-<index>`."""
+    values = config.to_dict()
+    n_train = max(min(config.batch_size, config.n_train), round(config.n_train * config.zero_shot_train))
+    values.update(
+        tasks=list(config.train_tasks),
+        holdout=list(held),
+        max_epochs=min(config.zero_shot_epochs, config.max_epochs),
+        n_train=n_train,
+        zero_shot_folds=0,
+        patience=0,
+        out=str(root),
+        run=f"fold-{index}",
+        cache=str(config.cache_dir),
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+    )
+    return TrainConfig(**values)
+
+
+def fold_gains(history: list[dict[str, Any]]) -> dict[tuple[int, float], dict[str, float]]:
+    """(epoch, a) -> held-out label -> gain over the start, from an inner fold's `val_history`
+    (`zero_shot_select_cpr` of each epoch's map, a = 1, and of its blends)."""
+    if not history or history[0]["epoch"] != 0:
+        return {}
+    start = history[0].get("zero_shot_select_cpr") or {}
+    out: dict[tuple[int, float], dict[str, float]] = {}
+    for h in history[1:]:
+        for a, entry in [(1.0, h), *((b["alpha"], b) for b in h.get("blends", []))]:
+            vals = entry.get("zero_shot_select_cpr") or {}
+            gains = {t: vals[t] - start[t] for t in vals if t in start}
+            if all(math.isfinite(g) for g in gains.values()) and gains:
+                out[(h["epoch"], float(a))] = gains
+    return out
+
+
+def summarise(gains: dict[str, float], seed: int = 0, boot: int = BOOT) -> dict[str, Any]:
+    """Mean gain over tasks, its 95% bootstrap interval (tasks resampled), and the range."""
+    g = np.asarray(list(gains.values()), dtype=float)
+    rng = np.random.default_rng(seed)
+    means = g[rng.integers(0, len(g), size=(boot, len(g)))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {
+        "mean": float(g.mean()),
+        "ci": [float(lo), float(hi)],
+        "range": [float(g.min()), float(g.max())],
+        "n_tasks": len(g),
+        "per_task": {t: float(v) for t, v in gains.items()},
+    }
+
+
+def choose(candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The candidate with the highest lower bound (then the higher mean, the earlier epoch, the
+    smaller blend); the start (epoch 0, a = 0) when no lower bound is above 0."""
+    best = max(
+        candidates, key=lambda c: (c["ci"][0], c["mean"], -c["epoch"], -c["alpha"]), default=None
+    )
+    if best is None or best["ci"][0] <= 0:
+        return {"epoch": 0, "alpha": 0.0}
+    return {"epoch": best["epoch"], "alpha": best["alpha"]}
+
+
+def estimate(
+    histories: list[list[dict[str, Any]]], seed: int = 0, epochs: set[int] | None = None
+) -> dict[str, Any]:
+    """Every candidate's estimate from the inner folds' val histories, and the choice among the
+    candidates whose epoch is in `epochs` (the run's epochs it holds the map of; default: any)."""
+    pooled: dict[tuple[int, float], dict[str, float]] = {}
+    for history in histories:
+        for key, gains in fold_gains(history).items():
+            pooled.setdefault(key, {}).update(gains)
+    n_tasks = max((len(g) for g in pooled.values()), default=0)
+    candidates = [
+        {"epoch": e, "alpha": a, **summarise(g, seed)}
+        for (e, a), g in sorted(pooled.items())
+        if len(g) == n_tasks  # every training task scored (a fold stopped early lacks epochs)
+    ]
+    chosen = choose([c for c in candidates if epochs is None or c["epoch"] in epochs])
+    if chosen["epoch"] == 0:
+        tasks = sorted({t for g in pooled.values() for t in g})
+        chosen_est: dict[str, Any] = {
+            "mean": 0.0, "ci": [0.0, 0.0], "range": [0.0, 0.0], "n_tasks": len(tasks),
+            "per_task": dict.fromkeys(tasks, 0.0),
+        }  # fmt: skip
+        best = max(candidates, key=lambda c: c["ci"][0], default=None)
+        why = (
+            "no candidate's gain over the start has its interval above 0 on the tasks the inner "
+            "folds never saw: unseen tasks get the start (the depth prior)"
+        )
+        if best is not None:
+            why += (
+                f"; the best was epoch {best['epoch']} x {best['alpha']:g}, "
+                f"{_signed(best['mean'])} [{_signed(best['ci'][0])}, {_signed(best['ci'][1])}]"
+            )
+    else:
+        chosen_est = next(c for c in candidates if (c["epoch"], c["alpha"]) == (chosen["epoch"], chosen["alpha"]))
+        chosen_est = {k: v for k, v in chosen_est.items() if k not in ("epoch", "alpha")}
+        why = "the highest lower bound of the mean gain over the start on the tasks the inner folds never saw"
+    return {**chosen, **chosen_est, "why": why, "candidates": candidates}
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.3f}"
+
+
+def run_folds(
+    config: TrainConfig, run: Path, pool: Any, progress: bool = True, epochs: set[int] | None = None
+) -> dict[str, Any] | None:
+    """Train the inner folds (each resumed or reused when its folder holds it) and estimate
+    (`epochs`: those the run holds the map of); None when the run has fewer than two training
+    tasks (nothing to hold out)."""
+    from dfa.training.run import CKPT, finished_run, train
+
+    tasks = config.train_tasks
+    if config.zero_shot_folds == 0 or len(tasks) < 2:
+        return None
+    groups = fold_tasks(tasks, config.zero_shot_folds)
+    histories, seconds = [], 0.0
+    for i, held in enumerate(groups, 1):
+        fc = fold_config(config, held, i, run / FOLDS)
+        start = time.perf_counter()
+        info = finished_run(fc)
+        if info is None:
+            resume = (fc.run_dir() / CKPT).is_file()
+            folder = train(fc, resume=resume, overwrite=not resume, progress=False, pool=pool)
+            info = _read_info(folder)
+        histories.append(info.get("val_history") or [])
+        seconds += time.perf_counter() - start
+        if progress:
+            print(
+                f"zero-shot fold {i}/{len(groups)}: a map trained without {', '.join(held)} "
+                f"({fc.max_epochs} epochs, {fc.n_train} prompts per task) in {time.perf_counter() - start:.0f}s",
+                flush=True,
+            )
+    result = estimate(histories, config.seed, epochs)
+    return {
+        "folds": groups,
+        "epochs": min(config.zero_shot_epochs, config.max_epochs),
+        "n_train": fold_config(config, groups[0], 1, run / FOLDS).n_train,
+        "n_val": config.n_val,
+        "seconds": round(seconds, 1),
+        "against": "the start (the depth prior the map begins from), val split, faithfulness capped at 1",
+        **result,
+    }
+
+
+def _read_info(folder: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads((folder / "map.json").read_text())
+    except (OSError, ValueError) as e:
+        raise DfaError(f"The inner fold in {folder} left no readable map.json ({e}).") from None
+
+
+def describe(zs: dict[str, Any] | None) -> str:
+    """What a user reads about a map on a task it never saw (train prints it; transfer and
+    evaluate print it before their zero-shot rows)."""
+    if not zs:
+        return (
+            "zero-shot: no estimate (the map was trained without inner folds, or on one task): "
+            "unseen tasks get the in-distribution map"
+        )
+    which = (
+        "the start (the depth prior)"
+        if zs["epoch"] == 0
+        else f"start + {zs['alpha']:g} * (epoch {zs['epoch']}'s map - start)"
+    )
+    lines = [f"zero-shot map (tasks outside training): {which}"]
+    if zs["epoch"] == 0:
+        lines.append(f"  why: {zs['why']}")
+    else:
+        lo, hi = zs["ci"]
+        r0, r1 = zs["range"]
+        lines.append(
+            f"  expected val CPR gain over the start on a new task: {_signed(zs['mean'])} "
+            f"[{_signed(lo)}, {_signed(hi)}] (95% interval of the mean over {zs['n_tasks']} tasks held out "
+            f"by {len(zs['folds'])} inner folds; per task {_signed(r0)} to {_signed(r1)})"
+        )
+    if zs.get("n_val", 30) < 30:
+        lines.append(f"  note: {zs['n_val']} val prompts per task (fewer than 30): a noisy estimate")
+    return "\n".join(lines)
