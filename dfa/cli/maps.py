@@ -217,7 +217,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             f"({report['ablation']}, input node kept, {report['attribution']} source scores)"
         )
         print_report(report, list(ev.curves))
-        print(f"the evaluation is in {paths[0]} (its \"dfa\" -> \"evaluation\", as `dfa evaluate --json` writes it)")
+        print(
+            f'the evaluation is in {paths[0]} (its "dfa" -> "evaluation", as `dfa evaluate --json` writes it)'
+        )
     return 0
 
 
@@ -313,7 +315,10 @@ def _map_eval_args(p: argparse.ArgumentParser, methods: list[str]) -> None:
     )
     p.add_argument("--n", type=positive_int, default=200, help="prompts per task (default: 200)")
     p.add_argument(
-        "--boot", type=positive_int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)"
+        "--boot",
+        type=positive_int,
+        default=1000,
+        help="bootstrap resamples for the CPR interval (default: 1000)",
     )
     p.add_argument("--draws", type=positive_int, default=5, help="seeded draws per control (default: 5)")
     _device_args(p)

@@ -98,10 +98,18 @@ class Run:
         """Which map `task` gets, in words (stored with each evaluated row)."""
         if self.setting(task) == "in-distribution":
             return "in-distribution"
-        return "zero-shot" if self.zero_shot_map is not None else "in-distribution (the run has no zero-shot map)"
+        return (
+            "zero-shot"
+            if self.zero_shot_map is not None
+            else "in-distribution (the run has no zero-shot map)"
+        )
 
     def bind(
-        self, pool: ModelPool, src_graph: NodeGraph, tgt_graph: NodeGraph, amap: AlignmentMap | FeatureMap | None = None
+        self,
+        pool: ModelPool,
+        src_graph: NodeGraph,
+        tgt_graph: NodeGraph,
+        amap: AlignmentMap | FeatureMap | None = None,
     ) -> None:
         """Fit the map (`amap`: default the run's) to the pair's graphs: bind a features map to
         their node features (reading both models' cached roles when its features do), check a
@@ -368,7 +376,10 @@ def transfer(
     out = Path(out) if out else run.folder / "transfer" / task_label(task)
 
     def save() -> list[Path]:
-        return [predicted.save(out.with_suffix(".json"), in_graph), predicted.save(out.with_suffix(".safetensors"))]
+        return [
+            predicted.save(out.with_suffix(".json"), in_graph),
+            predicted.save(out.with_suffix(".safetensors")),
+        ]
 
     paths = save()  # the circuit first: an evaluation that fails leaves it written
     ev = None

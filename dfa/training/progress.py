@@ -40,7 +40,9 @@ class EpochBar(TQDMProgressBar):
         self.train_progress_bar.initial = 0
         self.train_progress_bar.set_description(epoch_label(trainer))
 
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
         # Close the bars now (Ctrl-C, a crash): left open, they redraw below the message that follows.
         for bar in (self._train_progress_bar, self._val_progress_bar):
             if bar is not None:
@@ -91,10 +93,8 @@ def selection_report(history: list[dict[str, Any]], kept: dict[str, Any]) -> str
         return f"kept: epoch {kept['epoch']} ({kept['why']})"
     tasks = list(history[0]["val_cpr"])
     key = "select_cpr" if "select_cpr" in history[0] else "val_cpr"  # older runs: uncapped only
-    lines = [
-        "val CPR per training task, faithfulness capped at 1 as selection reads it "
-        "(epoch 0 = the start; ExA = start + A * (epoch E's map - start)):"
-    ]
+    head = "val CPR per training task, faithfulness capped at 1 as selection reads it"
+    lines = [f"{head} (epoch 0 = the start; ExA = start + A * (epoch E's map - start)):"]
     pairs = list(dict.fromkeys(t.rpartition("/")[0] for t in tasks if "/" in t))
     if pairs:  # several pairs: columns `pN/task`
         lines.append("  pairs: " + ", ".join(f"p{i} = {p}" for i, p in enumerate(pairs, 1)))

@@ -418,7 +418,9 @@ def train(
             # Lightning answers Ctrl-C with sys.exit(1) and SIGTERM with a SystemExit of its own.
             if not lead or (isinstance(stop, SystemExit) and stop.code == 0 and not got):
                 raise
-            raise TrainingInterrupted(run, run / CKPT, got[0] if got else "SIGINT", config.max_epochs) from None
+            raise TrainingInterrupted(
+                run, run / CKPT, got[0] if got else "SIGINT", config.max_epochs
+            ) from None
     if trainer.interrupted:
         raise TrainingInterrupted(run, run / CKPT, "SIGINT", config.max_epochs)
     if trainer.global_rank > 0:

@@ -96,9 +96,7 @@ def summarise(gains: dict[str, float], seed: int = 0, boot: int = BOOT) -> dict[
 def choose(candidates: list[dict[str, Any]]) -> dict[str, Any]:
     """The candidate with the highest lower bound (then the higher mean, the earlier epoch, the
     smaller blend); the start (epoch 0, a = 0) when no lower bound is above 0."""
-    best = max(
-        candidates, key=lambda c: (c["ci"][0], c["mean"], -c["epoch"], -c["alpha"]), default=None
-    )
+    best = max(candidates, key=lambda c: (c["ci"][0], c["mean"], -c["epoch"], -c["alpha"]), default=None)
     if best is None or best["ci"][0] <= 0:
         return {"epoch": 0, "alpha": 0.0}
     return {"epoch": best["epoch"], "alpha": best["alpha"]}
@@ -137,7 +135,9 @@ def estimate(
                 f"{_signed(best['mean'])} [{_signed(best['ci'][0])}, {_signed(best['ci'][1])}]"
             )
     else:
-        chosen_est = next(c for c in candidates if (c["epoch"], c["alpha"]) == (chosen["epoch"], chosen["alpha"]))
+        chosen_est = next(
+            c for c in candidates if (c["epoch"], c["alpha"]) == (chosen["epoch"], chosen["alpha"])
+        )
         chosen_est = {k: v for k, v in chosen_est.items() if k not in ("epoch", "alpha")}
         why = "the highest lower bound of the mean gain over the start on the tasks the inner folds never saw"
     return {**chosen, **chosen_est, "why": why, "candidates": candidates}
