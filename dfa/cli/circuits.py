@@ -282,10 +282,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--random", type=int, default=5, help="random rankings averaged into the baseline (default: 5)"
     )
     p.add_argument(
-        "--boot",
-        type=positive_int,
-        default=1000,
-        help="bootstrap resamples for the CPR interval (default: 1000)",
+        "--boot", type=positive_int, default=1000, help="bootstrap resamples for the CPR interval (default: 1000)"
     )
     p.add_argument(
         "--rank", default="abs", choices=["abs", "signed"], help="rank nodes by |score| or by score"

@@ -107,10 +107,7 @@ def flag_words(message: str, p: argparse.ArgumentParser) -> str:
         nonlocal message
         message = re.sub(pattern, lambda m: make(m) if known(m.group("name")) else m.group(0), message)
 
-    sub(
-        r"\b(?P<verb>[Ss])et `(?P<name>\w+)`",
-        lambda m: f"{'P' if m['verb'] == 'S' else 'p'}ass `{known(m['name'])}`",
-    )
+    sub(r"\b(?P<verb>[Ss])et `(?P<name>\w+)`", lambda m: f"{'P' if m['verb'] == 'S' else 'p'}ass `{known(m['name'])}`")
     sub(r"\b[Tt]he `(?P<name>\w+)` setting(?: \(--[\w-]+\))?", lambda m: f"`{known(m['name'])}`")
     sub(r"`(?P<name>\w+)` set\b", lambda m: f"`{known(m['name'])}`")
     sub(r"`(?P<name>\w+)`", lambda m: f"`{known(m['name'])}`")

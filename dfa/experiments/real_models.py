@@ -157,10 +157,8 @@ def capable_tasks(results: dict[str, Any], model: str) -> list[str]:
 def markdown_table(results: dict[str, Any]) -> str:
     """The capability table of a results JSON, one row per model and task."""
     lines = [
-        (
-            "| model | task | usable train/val/test | accuracy | mean metric | gold CPR [95%] | random CPR "
-            "| gold - random [paired 95%] | attr s | eval s | can do |"
-        ),
+        ("| model | task | usable train/val/test | accuracy | mean metric | gold CPR [95%] | random CPR "
+        "| gold - random [paired 95%] | attr s | eval s | can do |"),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in results["models"].items():

@@ -41,9 +41,7 @@ def _style(label: str) -> tuple[str, str, Any]:
 def smallest_size(evaluation: Evaluation) -> float:
     """The smallest circuit fraction that holds at least one node in every curve (1/N for N
     ranked nodes): where a log axis should start, as smaller fractions select nothing."""
-    firsts = [
-        min(f for f, k in zip(c.fractions, c.ks, strict=True) if k >= 1) for c in evaluation.curves.values()
-    ]
+    firsts = [min(f for f, k in zip(c.fractions, c.ks, strict=True) if k >= 1) for c in evaluation.curves.values()]
     return max(firsts) if firsts else 1e-3
 
 

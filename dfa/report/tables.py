@@ -158,11 +158,7 @@ def against_reference(report: dict[str, Any], reference: dict[str, Any], tol: fl
         f"{abs(diffs[worst]):.4f} ({worst[0]} {worst[1]}); {len(off)} differ by more than {tol:g}"
     )
     if off:
-        text += (
-            ": "
-            + ", ".join(f"{t} {m} {diffs[t, m]:+.4f}" for t, m in off[:8])
-            + (" ..." if len(off) > 8 else "")
-        )
+        text += ": " + ", ".join(f"{t} {m} {diffs[t, m]:+.4f}" for t, m in off[:8]) + (" ..." if len(off) > 8 else "")
     only = sorted(set(ours) ^ set(theirs))
     if only:
         text += f"; {len(only)} rows in one of the two only"
