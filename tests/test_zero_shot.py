@@ -1,0 +1,157 @@
+"""The zero-shot map: inner folds, the estimate, the choice, and its use on tasks outside training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dfa.config import ConfigError, TrainConfig
+from dfa.core.evaluate import FRACTIONS, capped_cpr, cpr
+from dfa.core.mapping import AlignmentMap
+from dfa.training.module import MapTrainer
+from dfa.training.zero_shot import describe, estimate, fold_config, fold_gains, fold_tasks, summarise
+
+
+def test_tasks_are_dealt_into_folds_in_turn():
+    assert fold_tasks(["a", "b", "c", "d", "e", "f", "g"], 3) == [["a", "d", "g"], ["b", "e"], ["c", "f"]]
+    assert fold_tasks(["a", "b"], 3) == [["a"], ["b"]]  # never an empty fold
+
+
+def test_a_fold_trains_without_its_tasks_nor_the_runs_hold_outs(tmp_path):
+    c = TrainConfig(tasks=["sva", "gender", "ioi"], holdout=["capitals"], n_train=200, out=str(tmp_path))
+    fc = fold_config(c, ["gender"], 2, tmp_path / "folds")
+    assert fc.train_tasks == ["sva", "ioi"] and fc.holdout == ["gender"]
+    assert "capitals" not in fc.eval_tasks  # the run's own hold-out is never seen by a fold
+    assert (fc.max_epochs, fc.n_train, fc.zero_shot_folds) == (2, 100, 0)
+    assert fc.cache_dir == c.cache_dir  # the source scores are shared
+    assert fc.run_dir() == tmp_path / "folds" / "toy-gpt2-s__toy-gpt2-l" / "fold-2"
+    with pytest.raises(ConfigError, match="zero_shot_train in"):
+        TrainConfig(zero_shot_train=0.0).check()
+
+
+def _history(start: dict[str, float], epochs: list[dict[float, dict[str, float]]]) -> list[dict]:
+    """A fold's val history: the start, then per epoch {alpha: held-out capped CPR per task}."""
+    out = [{"epoch": 0, "zero_shot_select_cpr": start}]
+    for e, by_alpha in enumerate(epochs, 1):
+        h = {"epoch": e, "zero_shot_select_cpr": by_alpha[1.0]}
+        h["blends"] = [{"alpha": a, "zero_shot_select_cpr": v} for a, v in by_alpha.items() if a != 1.0]
+        out.append(h)
+    return out
+
+
+def test_gains_are_each_candidates_held_out_cpr_minus_the_starts():
+    h = _history({"a": 0.5, "b": 0.4}, [{1.0: {"a": 0.7, "b": 0.3}, 0.5: {"a": 0.6, "b": 0.45}}])
+    g = fold_gains(h)
+    assert g[(1, 1.0)] == pytest.approx({"a": 0.2, "b": -0.1})
+    assert g[(1, 0.5)] == pytest.approx({"a": 0.1, "b": 0.05})
+
+
+def test_the_choice_is_the_highest_lower_bound_and_the_start_when_none_is_above_zero():
+    # Two folds, one task each. Epoch 1's map: +0.3 and -0.1 (mean +0.1, interval reaching below
+    # 0); its blend 0.5: +0.1 and +0.05 (mean +0.075, interval above 0): the blend is chosen.
+    f1 = _history({"a": 0.5}, [{1.0: {"a": 0.8}, 0.5: {"a": 0.6}}])
+    f2 = _history({"b": 0.4}, [{1.0: {"b": 0.3}, 0.5: {"b": 0.45}}])
+    est = estimate([f1, f2])
+    assert (est["epoch"], est["alpha"]) == (1, 0.5)
+    assert est["mean"] == pytest.approx(0.075) and est["range"] == pytest.approx([0.05, 0.1])
+    assert est["ci"][0] == pytest.approx(0.05) and est["ci"][1] == pytest.approx(0.1)
+    assert {(c["epoch"], c["alpha"]) for c in est["candidates"]} == {(1, 0.5), (1, 1.0)}
+    # When every candidate loses on some task, nothing is shown to carry: the start.
+    f2 = _history({"b": 0.4}, [{1.0: {"b": 0.3}, 0.5: {"b": 0.35}}])
+    est = estimate([f1, f2])
+    assert (est["epoch"], est["alpha"], est["mean"]) == (0, 0.0, 0.0)
+    assert "unseen tasks get the start" in est["why"] and "epoch 1 x 0.5" in est["why"]
+    assert "the start (the depth prior)" in describe({**est, "folds": [["a"], ["b"]], "n_val": 50})
+    # Only epochs the run holds the map of may be chosen.
+    f1 = _history({"a": 0.5}, [{1.0: {"a": 0.6}}, {1.0: {"a": 0.9}}])
+    f2 = _history({"b": 0.4}, [{1.0: {"b": 0.5}}, {1.0: {"b": 0.8}}])
+    assert estimate([f1, f2])["epoch"] == 2 and estimate([f1, f2], epochs={1})["epoch"] == 1
+
+
+def test_the_interval_resamples_tasks():
+    s = summarise({"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.6}, seed=0, boot=4000)
+    assert s["mean"] == pytest.approx(0.3) and s["range"] == [0.1, 0.6]
+    rng = np.random.default_rng(0)  # the same draws by hand
+    g = np.array([0.1, 0.2, 0.3, 0.6])
+    means = g[rng.integers(0, 4, size=(4000, 4))].mean(1)
+    assert s["ci"] == pytest.approx(list(np.percentile(means, [2.5, 97.5])))
+
+
+def test_selection_reads_faithfulness_capped_at_one():
+    f = [0.2, 0.5, 1.3, 1.1, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0][: len(FRACTIONS)]
+    capped = [min(x, 1.0) for x in f]
+    assert capped_cpr(f) == pytest.approx(cpr(FRACTIONS, capped)) and capped_cpr(f) < cpr(FRACTIONS, f)
+
+
+def test_an_overshooting_task_does_not_win_selection():
+    # Epoch 1 overshoots on "a" (CPR 1.4 uncapped, 0.9 capped); epoch 2 is better once capped.
+    module = MapTrainer.__new__(MapTrainer)
+    module.config = TrainConfig(keep="best")
+    h = [
+        {"epoch": 0, "val_cpr": {"a": 0.5, "b": 0.5}, "mean": 0.5, "below_start": []},
+        {"epoch": 1, "val_cpr": {"a": 1.4, "b": 0.55}, "select_cpr": {"a": 0.9, "b": 0.55}, "mean": 0.725,
+         "below_start": []},
+        {"epoch": 2, "val_cpr": {"a": 0.95, "b": 0.6}, "select_cpr": {"a": 0.9, "b": 0.6}, "mean": 0.75,
+         "below_start": []},
+    ]  # fmt: skip
+    module.history = h
+    assert module.kept()["epoch"] == 2
+
+
+def test_the_zero_shot_map_is_the_chosen_blend_of_an_epochs_map(tmp_path):
+    from dfa.training.run import save_zero_shot
+
+    src, tgt = ["a0.h0", "a0.h1", "m0"], ["a0.h0", "m0", "a1.h0", "m1"]
+    module = MapTrainer(TrainConfig().to_dict(), src, tgt)
+    W0 = module.W0.clone()
+    epoch1 = {"W": W0 + torch.randn_like(W0), "b": torch.full((4,), 2.0)}
+    module.epoch_params = {1: epoch1}
+    with torch.no_grad():
+        module.map.W.add_(3.0)  # the kept map, different from epoch 1's
+    kept = module.map.W.detach().clone()
+    save_zero_shot(module, tmp_path, {"note": "x"}, {"epoch": 1, "alpha": 0.25})
+    zs, meta = AlignmentMap.load(tmp_path / "zero_shot")
+    assert torch.allclose(zs.W, W0 + 0.25 * (epoch1["W"] - W0), atol=1e-6)
+    assert torch.allclose(zs.b, torch.full((4,), 0.5)) and meta["note"] == "x"
+    assert torch.equal(module.map.W, kept)  # the kept map is put back
+    save_zero_shot(module, tmp_path, {}, {"epoch": 0, "alpha": 0.0})  # the fallback: the start
+    zs, _ = AlignmentMap.load(tmp_path / "zero_shot")
+    assert torch.equal(zs.W, W0) and not zs.b.any() and torch.equal(module.map.W, kept)
+
+
+def test_a_run_estimates_its_zero_shot_gain_and_evaluation_uses_its_zero_shot_map(tmp_path):
+    from dfa.experiments.transfer import Run, evaluate_run
+    from dfa.store import ModelPool
+    from dfa.training import train
+    from tests.test_training import small_config
+
+    c = small_config(tmp_path, holdout=["ioi"], zero_shot_folds=2, zero_shot_epochs=1, max_epochs=2)
+    run = train(c, progress=False)
+    info = json.loads((run / "map.json").read_text())
+    zs = info["zero_shot"]
+    assert zs["folds"] == [["sva"], ["gender"]] and zs["epochs"] == 1
+    gains = {}
+    for i, held in enumerate(zs["folds"], 1):
+        fold = json.loads((run / "zero_shot_folds" / run.parent.name / f"fold-{i}" / "map.json").read_text())
+        assert fold["holdout"] == held and "ioi" not in fold["hyperparameters"]["tasks"]
+        start = fold["val_history"][0]["zero_shot_select_cpr"][held[0]]
+        gains[held[0]] = fold["val_history"][1]["zero_shot_select_cpr"][held[0]] - start
+    whole = next(x for x in zs["candidates"] if (x["epoch"], x["alpha"]) == (1, 1.0))
+    assert whole["per_task"] == pytest.approx(gains)  # each gain measured by the fold that never saw it
+    # The saved zero-shot map is the chosen blend of the run's own epoch map (or the start).
+    zmap, _ = AlignmentMap.load(run / "zero_shot")
+    W0 = MapTrainer(dict(info["hyperparameters"]), zmap.src_names, zmap.tgt_names).W0
+    if zs["epoch"] == 0:
+        assert torch.equal(zmap.W, W0)
+    else:
+        params = torch.load(run / "last.ckpt", weights_only=True)["dfa_selection"]["epoch_params"]
+        assert torch.allclose(zmap.W, W0 + zs["alpha"] * (params[zs["epoch"]]["W"] - W0), atol=1e-6)
+    r = Run(run)
+    assert r.map_for("ioi") is r.zero_shot_map and r.map_for("sva") is r.map
+    report, _ = evaluate_run(r, ModelPool("cpu"), ["ioi", "sva"], ["dfa", "depth"], "test", 10, 20)
+    used = {row["task"]: row.get("map_used") for row in report["results"] if row["method"] == "dfa"}
+    assert used == {"ioi": "zero-shot", "sva": "in-distribution"}
+    assert report["zero_shot"]["epoch"] == zs["epoch"] and "candidates" not in report["zero_shot"]
