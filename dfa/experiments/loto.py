@@ -52,6 +52,8 @@ def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
             report, _ = evaluate_run(Run(run), pool, [task], methods, cfg.split, n, boot)
             for r in report["results"]:
                 r.pop("curve")
+                if r["method"] == "dfa":  # the map's own estimate of its gain, made before this test
+                    r["zero_shot"] = report.get("zero_shot")
                 done.append({"src": src, "tgt": tgt, **r})
             write_json(
                 path,

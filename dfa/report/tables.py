@@ -208,6 +208,44 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
                 f"{src} -> {tgt}: recovery of gold (summed CPR over the held-out tasks / gold's): "
                 + ", ".join(f"{m} {v:.2f}" for m, v in share.items())
             )
+    estimates = estimate_table(rows)
+    return "\n".join(lines) + ("\n\n" + estimates if estimates else "")
+
+
+def estimate_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per LOTO cell, the zero-shot map the run chose and its own estimate of the gain
+    (inner folds, val split, against its start) beside the gain measured on the test split (dfa -
+    depth, paired); empty when no row carries an estimate."""
+    cells = [r for r in rows if r["method"] == "dfa" and r.get("zero_shot")]
+    if not cells:
+        return ""
+    lines = [
+        "| pair | held-out task | zero-shot map | estimated gain [95% CI] | per-task range | "
+        "measured dfa - depth [95% CI] | in range | claims a gain, test shows a loss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    inside = claims = 0
+    for r in cells:
+        zs, d = r["zero_shot"], r["paired"]["depth"]
+        which = "start" if zs["epoch"] == 0 else f"epoch {zs['epoch']} x {zs['alpha']:g}"
+        lo, hi = zs["ci"]
+        r0, r1 = zs["range"]
+        dl, dh = d["ci"]
+        within = r0 <= d["diff"] <= r1 if zs["epoch"] else dl <= 0 <= dh
+        wrong = lo > 0 and dh < 0
+        inside += within
+        claims += wrong
+        lines.append(
+            f"| {r['src']} -> {r['tgt']} | {r['task']} | {which} | {zs['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
+            f"{r0:+.3f} to {r1:+.3f} | {d['diff']:+.3f} [{dl:+.3f}, {dh:+.3f}] | {'yes' if within else 'no'} | "
+            f"{'YES' if wrong else 'no'} |"
+        )
+    lines.append("")
+    lines.append(
+        f"in range: the measured gain lies in the per-task range of the inner folds (for the start: its "
+        f"paired interval holds 0), {inside} of {len(cells)} cells; a claimed gain (interval above 0) where "
+        f"the test shows a loss: {claims} of {len(cells)}."
+    )
     return "\n".join(lines)
 
 
