@@ -153,5 +153,5 @@ def test_a_run_estimates_its_zero_shot_gain_and_evaluation_uses_its_zero_shot_ma
     assert r.map_for("ioi") is r.zero_shot_map and r.map_for("sva") is r.map
     report, _ = evaluate_run(r, ModelPool("cpu"), ["ioi", "sva"], ["dfa", "depth"], "test", 10, 20)
     used = {row["task"]: row.get("map_used") for row in report["results"] if row["method"] == "dfa"}
-    assert used == {"ioi": "zero-shot", "sva": "in-distribution"}
+    assert used["sva"] == "in-distribution" and used["ioi"].startswith("zero-shot: ")
     assert report["zero_shot"]["epoch"] == zs["epoch"] and "candidates" not in report["zero_shot"]

@@ -195,8 +195,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         args.boot, args.draws, args.circuit_fraction,
     )  # fmt: skip
     meta = predicted.meta
-    used = f"; the {meta['map_used']} map" if meta["setting"] == "zero-shot" else ""
-    print(f"{meta['src']} -> {meta['model']} predicted circuit for {args.task} ({meta['setting']}{used}):")
+    print(f"{meta['src']} -> {meta['model']} predicted circuit for {args.task} ({meta['setting']}):")
+    if meta["setting"] == "zero-shot":
+        print(f"  map used: {meta['map_used']} (a task outside training)")
     circuit = meta["circuit"]
     print(
         f"  in_graph: {circuit['nodes']} of {len(predicted.names)} nodes (the top {circuit['k']} by the "

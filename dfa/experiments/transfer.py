@@ -98,11 +98,12 @@ class Run:
         """Which map `task` gets, in words (stored with each evaluated row)."""
         if self.setting(task) == "in-distribution":
             return "in-distribution"
-        return (
-            "zero-shot"
-            if self.zero_shot_map is not None
-            else "in-distribution (the run has no zero-shot map)"
-        )
+        if self.zero_shot_map is None:
+            return "in-distribution (the run has no zero-shot map)"
+        zs = self.zero_shot or {}
+        if zs.get("epoch") == 0:
+            return "zero-shot: the start (the depth prior)"
+        return f"zero-shot: start + {zs.get('alpha', 1):g} * (epoch {zs.get('epoch')}'s map - start)"
 
     def bind(
         self,
