@@ -68,6 +68,13 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {t} | {by[(t, 'dfa')]['setting']} | {prompts(by[(t, 'dfa')])} | " + " | ".join(cells) + f" | {diff} |")
     lines += ["", "prompts: test pairs / distinct clean prompts (the units each interval resamples)."]
     lines += [n.removeprefix("note: ") + "." for n in prompt_notes(rows)]
+    ind = [t for t in tasks if by[(t, "dfa")]["setting"] == "in-distribution" and (t, "gold") in by]
+    if ind:
+        dfa_mean, gold_mean = (sum(by[(t, m)]["cpr"] for t in ind) / len(ind) for m in ("dfa", "gold"))
+        lines.append(
+            f"dfa's mean in-distribution CPR, {dfa_mean:.3f}, is {100 * dfa_mean / gold_mean:.1f}% of gold's "
+            f"{gold_mean:.3f} ({len(ind)} tasks)."
+        )
     for setting in dict.fromkeys(r["setting"] for r in rows):
         sub = {**report, "results": [r for r in rows if r["setting"] == setting]}
         against = [m for m in methods if m not in ("dfa", "gold")]
