@@ -23,24 +23,14 @@ from dfa.experiments.loto_ceiling import ceiling_table
 from dfa.experiments.pair_agnostic import markdown as pair_agnostic_markdown
 from dfa.experiments.pair_agnostic import summary as pair_agnostic_summary
 from dfa.experiments.real_models import markdown_table as real_models_markdown
-from dfa.report.tables import circuits_markdown, loto_table, prompt_notes, prompts, wins
+from dfa.report.tables import COLUMNS, circuits_markdown, loto_table, prompt_notes, prompts, wins
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
 EVAL_METHODS = ("dfa", "gold", "depth", "direct", "depth-direct", "random", "permuted", "scrambled")
-# A sweep's summary columns: (label, which map: "all" = trained on every task, "loto" = without it).
-SWEEP_COLUMNS = (
-    ("gold", "all", "gold"),
-    ("dfa (in-dist)", "all", "dfa"),
-    ("dfa (zero-shot)", "loto", "dfa"),
-    ("role", "all", "role"),
-    ("role-assign", "all", "role-assign"),
-    ("depth", "all", "depth"),
-    ("depth-order", "all", "depth-order"),
-    ("random", "loto", "random"),
-    ("permuted", "loto", "permuted"),
-    ("scrambled", "loto", "scrambled"),
-)
+# A sweep's summary columns: the per-pair table's (label, which map, method), depth-order after depth.
+_AFTER_DEPTH = [c[0] for c in COLUMNS].index("depth") + 1
+SWEEP_COLUMNS = (*COLUMNS[:_AFTER_DEPTH], ("depth-order", "all", "depth-order"), *COLUMNS[_AFTER_DEPTH:])
 
 
 def load(name: str) -> Any:
