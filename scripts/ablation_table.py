@@ -37,7 +37,8 @@ def markdown(root: Path = Path()) -> str:
         sub = {**reports[name], "results": [r for r in rows if r["task"] in ind]}
         w = wins(sub, ["depth"])["depth"]
         cells = " | ".join(f"{cpr[(t, 'dfa')]:.3f}" for t in tasks)
-        lines.append(f"| {label} | {cells} | {share:.3f} | {w['wins']} above, {w['losses']} below of {w['of']} |")
+        counts = f"{w['wins']} above, {w['losses']} below of {w['of']}"
+        lines.append(f"| {label} | {cells} | {share:.3f} | {counts} |")
     for method in ("depth", "gold"):
         cpr = {r["task"]: r["cpr"] for r in reports["main"]["results"] if r["method"] == method}
         lines.append(f"| {method} | " + " | ".join(f"{cpr[t]:.3f}" for t in tasks) + " | | |")

@@ -55,7 +55,8 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
             cells.append("-" if r is None else f"{r['cpr']:.3f} [{r['cpr_ci'][0]:.2f}, {r['cpr_ci'][1]:.2f}]")
         d = (by[(t, "dfa")].get("paired") or {}).get("depth")
         diff = "-" if d is None else f"{d['diff']:+.3f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]"
-        lines.append(f"| {t} | {by[(t, 'dfa')]['setting']} | {prompts(by[(t, 'dfa')])} | " + " | ".join(cells) + f" | {diff} |")
+        first = by[(t, "dfa")]
+        lines.append(f"| {t} | {first['setting']} | {prompts(first)} | " + " | ".join(cells) + f" | {diff} |")
     lines += ["", "prompts: test pairs / distinct clean prompts (the units each interval resamples)."]
     lines += [n.removeprefix("note: ") + "." for n in prompt_notes(rows)]
     ind = [t for t in tasks if by[(t, "dfa")]["setting"] == "in-distribution" and (t, "gold") in by]
@@ -68,16 +69,23 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
     for setting in dict.fromkeys(r["setting"] for r in rows):
         sub = {**report, "results": [r for r in rows if r["setting"] == setting]}
         against = [m for m in methods if m not in ("dfa", "gold")]
-        counts = ", ".join(f"{m} {w['wins']} above / {w['losses']} below" for m, w in wins(sub, against).items())
+        counts = ", ".join(
+            f"{m} {w['wins']} above / {w['losses']} below" for m, w in wins(sub, against).items()
+        )
         n = len({r["task"] for r in sub["results"]})
         tasks_n = f"{n} task" + ("s" if n != 1 else "")
-        lines.append(f"dfa against each method, {setting} ({tasks_n}; paired interval above / below 0): {counts}.")
+        lines.append(
+            f"dfa against each method, {setting} ({tasks_n}; paired interval above / below 0): {counts}."
+        )
     return "\n".join(lines)
 
 
 def sweep_summary() -> str:
     """Both toy sweeps: per forward and cross pair, each column's CPR averaged over the tasks."""
-    lines = ["| pair | " + " | ".join(c[0] for c in SWEEP_COLUMNS) + " |", "|" + "---|" * (len(SWEEP_COLUMNS) + 1)]
+    lines = [
+        "| pair | " + " | ".join(c[0] for c in SWEEP_COLUMNS) + " |",
+        "|" + "---|" * (len(SWEEP_COLUMNS) + 1),
+    ]
     for ladder in ("toy-gpt2", "toy-neox"):
         result = load(f"sweep/sweep_{ladder}.json")
         by = {(r["src"], r["tgt"], r["map"], r["task"], r["method"]): r["cpr"] for r in result["rows"]}
@@ -86,7 +94,8 @@ def sweep_summary() -> str:
                 continue
             cells = []
             for _, which, method in SWEEP_COLUMNS:
-                vals = [by.get((src, tgt, "all" if which == "all" else f"loto-{t}", t, method)) for t in result["tasks"]]
+                maps = {t: "all" if which == "all" else f"loto-{t}" for t in result["tasks"]}
+                vals = [by.get((src, tgt, maps[t], t, method)) for t in result["tasks"]]
                 vals = [v for v in vals if v is not None]
                 cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "-")
             short = tgt.rsplit("-", 1)[1] if kind == "forward" else tgt
@@ -101,7 +110,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "loto_ceiling_val": lambda: ceiling_table(load("loto_ceiling_val.json")["results"]),
     "real_models": lambda: real_models_markdown(load("real_models.json")).rstrip("\n"),
     "ablation": lambda: ablation_markdown(ROOT),
-    "circuits_toy": lambda: circuits_markdown(load("circuits_toy.json")["results"], load("circuits_toy.json")["methods"]),
+    "circuits_toy": lambda: circuits_markdown(*(load("circuits_toy.json")[k] for k in ("results", "methods"))),
     "sweep_summary": sweep_summary,
     "pair_agnostic_toy": lambda: pair_agnostic_markdown(load("pair_agnostic_toy.json")).rstrip("\n"),
     "pair_agnostic_toy_8_summary": lambda: "\n".join(pair_agnostic_summary(load("pair_agnostic_toy_8.json"))),
