@@ -110,7 +110,9 @@ TABLES: dict[str, Callable[[], str]] = {
     "loto_ceiling_val": lambda: ceiling_table(load("loto_ceiling_val.json")["results"]),
     "real_models": lambda: real_models_markdown(load("real_models.json")).rstrip("\n"),
     "ablation": lambda: ablation_markdown(ROOT),
-    "circuits_toy": lambda: circuits_markdown(*(load("circuits_toy.json")[k] for k in ("results", "methods"))),
+    "circuits_toy": lambda: circuits_markdown(
+        *(load("circuits_toy.json")[k] for k in ("results", "methods"))
+    ),
     "sweep_summary": sweep_summary,
     "pair_agnostic_toy": lambda: pair_agnostic_markdown(load("pair_agnostic_toy.json")).rstrip("\n"),
     "pair_agnostic_toy_8_summary": lambda: "\n".join(pair_agnostic_summary(load("pair_agnostic_toy_8.json"))),
