@@ -1,6 +1,7 @@
-"""The README's ablation table of the training objective, from results/main_toy.json and
+"""The ablation table of the training objective, from results/main_toy.json and
 results/ablation/*.json (written by scripts/ablation_toy.sh): test CPR per task of each map, its
-in-distribution mean as a share of gold's, and its paired wins over depth."""
+in-distribution mean as a share of gold's, and its paired wins over depth. Printed here; the docs'
+copy is written by scripts/docs_tables.py."""
 
 import json
 from pathlib import Path
@@ -16,16 +17,18 @@ VARIANTS = [
 ]
 
 
-def load(name: str) -> dict:
-    path = Path("results/main_toy.json" if name == "main" else f"results/ablation/{name}.json")
+def load(name: str, root: Path = Path()) -> dict:
+    path = root / ("results/main_toy.json" if name == "main" else f"results/ablation/{name}.json")
     return json.loads(path.read_text())
 
 
-def main() -> None:
-    reports = {name: load(name) for name, _ in VARIANTS}
+def markdown(root: Path = Path()) -> str:
+    reports = {name: load(name, root) for name, _ in VARIANTS}
     tasks = list(dict.fromkeys(r["task"] for r in reports["main"]["results"]))
-    print("| map | " + " | ".join(tasks) + " | in-dist mean / gold | above depth (in-dist) |")
-    print("|---|" + "---|" * (len(tasks) + 2))
+    lines = [
+        "| map | " + " | ".join(tasks) + " | in-dist mean / gold | above depth (in-dist) |",
+        "|---|" + "---|" * (len(tasks) + 2),
+    ]
     for name, label in VARIANTS:
         rows = reports[name]["results"]
         cpr = {(r["task"], r["method"]): r["cpr"] for r in rows}
@@ -34,11 +37,16 @@ def main() -> None:
         sub = {**reports[name], "results": [r for r in rows if r["task"] in ind]}
         w = wins(sub, ["depth"])["depth"]
         cells = " | ".join(f"{cpr[(t, 'dfa')]:.3f}" for t in tasks)
-        print(f"| {label} | {cells} | {share:.3f} | {w['wins']} above, {w['losses']} below of {w['of']} |")
-    depth = {r["task"]: r["cpr"] for r in reports["main"]["results"] if r["method"] == "depth"}
-    gold = {r["task"]: r["cpr"] for r in reports["main"]["results"] if r["method"] == "gold"}
-    print("| depth | " + " | ".join(f"{depth[t]:.3f}" for t in tasks) + " | | |")
-    print("| gold | " + " | ".join(f"{gold[t]:.3f}" for t in tasks) + " | | |")
+        counts = f"{w['wins']} above, {w['losses']} below of {w['of']}"
+        lines.append(f"| {label} | {cells} | {share:.3f} | {counts} |")
+    for method in ("depth", "gold"):
+        cpr = {r["task"]: r["cpr"] for r in reports["main"]["results"] if r["method"] == method}
+        lines.append(f"| {method} | " + " | ".join(f"{cpr[t]:.3f}" for t in tasks) + " | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    print(markdown())
 
 
 if __name__ == "__main__":

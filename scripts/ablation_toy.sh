@@ -1,7 +1,8 @@
 #!/bin/bash
 # The front-door map (the defaults) and the objective ablation: the same pair, seeds, and test
 # prompts (100 per task). Writes results/main_toy.json and results/ablation/*.json; then
-# `python scripts/ablation_table.py` prints the README table. About 10 min on one CPU thread.
+# `python scripts/ablation_table.py` prints the ablation table (`python scripts/docs_tables.py` writes
+# it into docs/training.md). About 10 min on one CPU thread.
 cd "$(dirname "$0")/.." && export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 T="python scripts/train.py --config configs/toy.yaml --overwrite"
 E="python scripts/evaluate.py --n 100"

@@ -347,7 +347,7 @@ def _print_roles(cards: list[dict]) -> None:
     from dfa.zoo.card import ROLE_THRESHOLD
 
     threshold = next((c["roles"]["threshold"] for c in cards if "roles" in c), ROLE_THRESHOLD)
-    print(f"\nrole census: best head, its score, heads above {threshold} (chance: see README)")
+    print(f"\nrole census: best head, its score, heads above {threshold} (chance: docs/experiments/sweeps.md, Head roles)")
     print(f"  {'role':<16}" + "".join(f"{c['name']:>22}" for c in cards))
     for role in ROLES:
         cells = []

@@ -1,0 +1,1 @@
+"""Tables (Markdown and text) and figures (matplotlib) from results only: `tables`, `figures`."""

@@ -1,0 +1,159 @@
+"""Write every results table of README.md and docs/ from the committed results/*.json.
+
+`python scripts/docs_tables.py` rewrites, in place, each block between
+`<!-- generated: NAME -->` and `<!-- /generated -->` in README.md and docs/**/*.md with the table
+NAME renders from its JSON (after a rerun of any results file, run it and commit the diff);
+`--check` rewrites nothing and exits 1 naming every block that differs from its JSON (the tests
+run it). Nothing in those blocks is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ablation_table import markdown as ablation_markdown
+
+from dfa.experiments.loto_ceiling import ceiling_table
+from dfa.experiments.pair_agnostic import markdown as pair_agnostic_markdown
+from dfa.experiments.pair_agnostic import summary as pair_agnostic_summary
+from dfa.experiments.real_models import markdown_table as real_models_markdown
+from dfa.report.tables import COLUMNS, circuits_markdown, loto_table, prompt_notes, prompts, wins
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
+EVAL_METHODS = ("dfa", "gold", "depth", "direct", "depth-direct", "random", "permuted", "scrambled")
+# A sweep's summary columns: the per-pair table's (label, which map, method), depth-order after depth.
+_AFTER_DEPTH = [c[0] for c in COLUMNS].index("depth") + 1
+SWEEP_COLUMNS = (*COLUMNS[:_AFTER_DEPTH], ("depth-order", "all", "depth-order"), *COLUMNS[_AFTER_DEPTH:])
+
+
+def load(name: str) -> Any:
+    return json.loads((ROOT / "results" / name).read_text())
+
+
+def evaluation_markdown(report: dict[str, Any]) -> str:
+    """A `dfa evaluate --json` report as Markdown: per task its setting, prompts, each method's CPR
+    [95% CI] and dfa minus depth with its paired interval; then dfa's paired wins per setting."""
+    rows = report["results"]
+    methods = [m for m in EVAL_METHODS if any(r["method"] == m for r in rows)]
+    by = {(r["task"], r["method"]): r for r in rows}
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    lines = [
+        "| task | setting | prompts | " + " | ".join(methods) + " | dfa - depth [paired 95%] |",
+        "|" + "---|" * (len(methods) + 4),
+    ]
+    for t in tasks:
+        cells = []
+        for m in methods:
+            r = by.get((t, m))
+            cells.append("-" if r is None else f"{r['cpr']:.3f} [{r['cpr_ci'][0]:.2f}, {r['cpr_ci'][1]:.2f}]")
+        d = (by[(t, "dfa")].get("paired") or {}).get("depth")
+        diff = "-" if d is None else f"{d['diff']:+.3f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]"
+        first = by[(t, "dfa")]
+        lines.append(f"| {t} | {first['setting']} | {prompts(first)} | " + " | ".join(cells) + f" | {diff} |")
+    lines += ["", "prompts: test pairs / distinct clean prompts (the units each interval resamples)."]
+    lines += [n.removeprefix("note: ") + "." for n in prompt_notes(rows)]
+    ind = [t for t in tasks if by[(t, "dfa")]["setting"] == "in-distribution" and (t, "gold") in by]
+    if ind:
+        dfa_mean, gold_mean = (sum(by[(t, m)]["cpr"] for t in ind) / len(ind) for m in ("dfa", "gold"))
+        lines.append(
+            f"dfa's mean in-distribution CPR, {dfa_mean:.3f}, is {100 * dfa_mean / gold_mean:.1f}% of gold's "
+            f"{gold_mean:.3f} ({len(ind)} tasks)."
+        )
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        sub = {**report, "results": [r for r in rows if r["setting"] == setting]}
+        against = [m for m in methods if m not in ("dfa", "gold")]
+        counts = ", ".join(
+            f"{m} {w['wins']} above / {w['losses']} below" for m, w in wins(sub, against).items()
+        )
+        n = len({r["task"] for r in sub["results"]})
+        tasks_n = f"{n} task" + ("s" if n != 1 else "")
+        lines.append(
+            f"dfa against each method, {setting} ({tasks_n}; paired interval above / below 0): {counts}."
+        )
+    return "\n".join(lines)
+
+
+def sweep_summary() -> str:
+    """Both toy sweeps: per forward and cross pair, each column's CPR averaged over the tasks."""
+    lines = [
+        "| pair | " + " | ".join(c[0] for c in SWEEP_COLUMNS) + " |",
+        "|" + "---|" * (len(SWEEP_COLUMNS) + 1),
+    ]
+    for ladder in ("toy-gpt2", "toy-neox"):
+        result = load(f"sweep/sweep_{ladder}.json")
+        by = {(r["src"], r["tgt"], r["map"], r["task"], r["method"]): r["cpr"] for r in result["rows"]}
+        for src, tgt, kind in result["pairs"]:
+            if kind == "reverse":
+                continue
+            cells = []
+            for _, which, method in SWEEP_COLUMNS:
+                maps = {t: "all" if which == "all" else f"loto-{t}" for t in result["tasks"]}
+                vals = [by.get((src, tgt, maps[t], t, method)) for t in result["tasks"]]
+                vals = [v for v in vals if v is not None]
+                cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "-")
+            short = tgt.rsplit("-", 1)[1] if kind == "forward" else tgt
+            lines.append(f"| {src} -> {short} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "main_toy": lambda: evaluation_markdown(load("main_toy.json")),
+    "main_toy_direct": lambda: evaluation_markdown(load("main_toy_direct.json")),
+    "loto_toy": lambda: loto_table(load("loto_toy.json")["results"]),
+    "loto_ceiling_val": lambda: ceiling_table(load("loto_ceiling_val.json")["results"]),
+    "real_models": lambda: real_models_markdown(load("real_models.json")).rstrip("\n"),
+    "ablation": lambda: ablation_markdown(ROOT),
+    "circuits_toy": lambda: circuits_markdown(
+        *(load("circuits_toy.json")[k] for k in ("results", "methods"))
+    ),
+    "sweep_summary": sweep_summary,
+    "pair_agnostic_toy": lambda: pair_agnostic_markdown(load("pair_agnostic_toy.json")).rstrip("\n"),
+    "pair_agnostic_toy_8_summary": lambda: "\n".join(pair_agnostic_summary(load("pair_agnostic_toy_8.json"))),
+}
+
+
+def documents(root: Path = ROOT) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
+def render(text: str, where: str = "") -> tuple[str, list[str]]:
+    """`text` with every generated block rewritten, and the names of the blocks that changed."""
+    changed: list[str] = []
+
+    def fill(m: re.Match[str]) -> str:
+        name = m.group(2)
+        if name not in TABLES:
+            raise SystemExit(f"{where}: unknown generated table {name!r} (known: {', '.join(TABLES)})")
+        body = TABLES[name]() + "\n"
+        if body != m.group(3):
+            changed.append(f"{where}: {name}")
+        return m.group(1) + body + m.group(4)
+
+    return BLOCK.sub(fill, text), changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="rewrite nothing; exit 1 if a table is stale")
+    args = parser.parse_args(argv)
+    stale: list[str] = []
+    for path in documents():
+        text = path.read_text()
+        new, changed = render(text, str(path.relative_to(ROOT)))
+        stale += changed
+        if changed and not args.check:
+            path.write_text(new)
+    for line in stale:
+        print(("stale: " if args.check else "rewrote: ") + line)
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
