@@ -63,8 +63,10 @@ def test_the_choice_is_the_highest_lower_bound_and_the_start_when_none_is_above_
     f2 = _history({"b": 0.4}, [{1.0: {"b": 0.3}, 0.5: {"b": 0.35}}])
     est = estimate([f1, f2])
     assert (est["epoch"], est["alpha"], est["mean"]) == (0, 0.0, 0.0)
-    assert "unseen tasks get the start" in est["why"] and "epoch 1 x 0.5" in est["why"]
-    assert "the start (the depth prior)" in describe({**est, "folds": [["a"], ["b"]], "n_val": 50})
+    assert "unseen tasks get the prior" in est["why"] and "epoch 1 x 0.5" in est["why"]
+    assert "the prior: the depth baseline's ranking" in describe(
+        {**est, "folds": [["a"], ["b"]], "n_val": 50}
+    )
     # Only epochs the run holds the map of may be chosen.
     f1 = _history({"a": 0.5}, [{1.0: {"a": 0.6}}, {1.0: {"a": 0.9}}])
     f2 = _history({"b": 0.4}, [{1.0: {"b": 0.5}}, {1.0: {"b": 0.8}}])
@@ -151,7 +153,16 @@ def test_a_run_estimates_its_zero_shot_gain_and_evaluation_uses_its_zero_shot_ma
         assert torch.allclose(zmap.W, W0 + zs["alpha"] * (params[zs["epoch"]]["W"] - W0), atol=1e-6)
     r = Run(run)
     assert r.map_for("ioi") is r.zero_shot_map and r.map_for("sva") is r.map
-    report, _ = evaluate_run(r, ModelPool("cpu"), ["ioi", "sva"], ["dfa", "depth"], "test", 10, 20)
+    pool = ModelPool("cpu")
+    report, _ = evaluate_run(r, pool, ["ioi", "sva"], ["dfa", "depth"], "test", 10, 20)
     used = {row["task"]: row.get("map_used") for row in report["results"] if row["method"] == "dfa"}
     assert used["sva"] == "in-distribution" and used["ioi"].startswith("zero-shot: ")
     assert report["zero_shot"]["epoch"] == zs["epoch"] and "candidates" not in report["zero_shot"]
+    # Where the folds found nothing that carries, an unseen task is ranked by the depth baseline
+    # itself (its tie draws), not by the start's noise; training tasks keep the map.
+    from dfa.experiments.transfer import method_rankings
+
+    r.zero_shot = {**r.zero_shot, "epoch": 0, "alpha": 0.0}
+    ranks = method_rankings(r, pool, "ioi", ["dfa", "depth"], draws=3)
+    assert len(ranks["dfa"]) == 3 and all(torch.equal(a, b) for a, b in zip(ranks["dfa"], ranks["depth"]))
+    assert r.map_note("ioi").startswith("zero-shot: the depth baseline") and not r.prior_for("sva")

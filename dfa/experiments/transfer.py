@@ -24,7 +24,16 @@ from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task, task_label, task_sources
 from dfa.core.tasks.files import check_files
-from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_logits, one_ranking, score_methods
+from dfa.methods import (
+    DEFAULT_METHODS,
+    DRAWS,
+    Inputs,
+    depth_scores,
+    depth_tie_scores,
+    map_logits,
+    one_ranking,
+    score_methods,
+)
 from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
 from dfa.training.zero_shot import FOLDER as ZERO_SHOT
@@ -94,6 +103,17 @@ class Run:
             return self.zero_shot_map
         return self.map
 
+    def prior_for(self, task: str) -> bool:
+        """Whether `task` gets the prior: a task outside training of a run whose inner folds found
+        no candidate that carries (`zero_shot` epoch 0). Its `dfa` rankings are then the `depth`
+        baseline's own (the same tie draws), not the start's (whose noise breaks the depth ties
+        in one arbitrary order)."""
+        return (
+            self.zero_shot_map is not None
+            and (self.zero_shot or {}).get("epoch") == 0
+            and (self.setting(task) == "zero-shot")
+        )
+
     def map_note(self, task: str) -> str:
         """Which map `task` gets, in words (stored with each evaluated row)."""
         if self.setting(task) == "in-distribution":
@@ -102,7 +122,7 @@ class Run:
             return "in-distribution (the run has no zero-shot map)"
         zs = self.zero_shot or {}
         if zs.get("epoch") == 0:
-            return "zero-shot: the start (the depth prior)"
+            return "zero-shot: the depth baseline (the inner folds found nothing that carries)"
         return f"zero-shot: start + {zs.get('alpha', 1):g} * (epoch {zs.get('epoch')}'s map - start)"
 
     def bind(
@@ -181,8 +201,13 @@ def method_inputs(run: Run, pool: ModelPool, task: str, draws: int = DRAWS) -> I
 def method_rankings(
     run: Run, pool: ModelPool, task: str, methods: Sequence[str] = DEFAULT_METHODS, draws: int = DRAWS
 ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-    """Whole-target-graph scores (or seeded draws) for each method on `task`."""
-    return score_methods(method_inputs(run, pool, task, draws), methods)
+    """Whole-target-graph scores (or seeded draws) for each method on `task` (`dfa`: the depth
+    baseline's where the task gets the prior, `Run.prior_for`)."""
+    x = method_inputs(run, pool, task, draws)
+    out = score_methods(x, methods)
+    if "dfa" in out and run.prior_for(task):
+        out["dfa"] = depth_tie_scores(x.src_graph, x.tgt_graph, x.source, x.seed, x.draws)
+    return out
 
 
 def evaluate_task(
@@ -339,11 +364,18 @@ def transfer(
     tgt_graph = NodeGraph.from_model(target)
     x = method_inputs(run, pool, task, draws=1)
     z = map_logits(x.amap, x.source)
+    if run.prior_for(task):  # the depth baseline's scores (ranked with its first tie draw below)
+        z = tgt_graph.mapped_scores(depth_scores(x.src_graph, tgt_graph, x.source))
     scores = tgt_graph.with_input(mask_probabilities(z))
     # The circuit reads the logits (the probabilities saturate at 1); nodes of equal logit (a
     # features map at its start scores a layer's heads alike) enter it in one seeded random
     # order, as the evaluation's `dfa` draws them, not in node order.
-    masks, ks = circuit_masks(one_ranking(tgt_graph, z, 50_000 + c.seed), tgt_graph, [fraction])
+    ranking = (
+        depth_tie_scores(x.src_graph, tgt_graph, x.source, c.seed, 1)[0]
+        if run.prior_for(task)
+        else one_ranking(tgt_graph, z, 50_000 + c.seed)
+    )
+    masks, ks = circuit_masks(ranking, tgt_graph, [fraction])
     in_graph = [tgt_graph[i].name for i in torch.nonzero(masks[0]).flatten().tolist()]
     meta = {
         "model": run.tgt,

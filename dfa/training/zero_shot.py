@@ -11,8 +11,10 @@ the depth prior the map begins from.
 
 The candidate whose mean gain has the highest lower 95% bound (bootstrap over the tasks: a new
 task is one more draw of a task) is the zero-shot map: that epoch of the run's own map, blended
-with `a`. When no candidate's lower bound is above 0, unseen tasks get the start, the prior:
-the map has shown nothing it can offer a task it never saw. The estimate stored with the map is
+with `a`. When no candidate's lower bound is above 0, unseen tasks get the prior: the map has
+shown nothing it can offer a task it never saw, and evaluation and transfer rank those tasks by
+the `depth` baseline itself (the saved zero-shot map is then the start, whose small noise would
+break depth's ties in one arbitrary order). The estimate stored with the map is
 that candidate's mean gain, its interval, and the range of the per-task gains.
 """
 
@@ -127,7 +129,7 @@ def estimate(
         best = max(candidates, key=lambda c: c["ci"][0], default=None)
         why = (
             "no candidate's gain over the start has its interval above 0 on the tasks the inner "
-            "folds never saw: unseen tasks get the start (the depth prior)"
+            "folds never saw: unseen tasks get the prior (evaluation and transfer rank them by the depth baseline)"
         )
         if best is not None:
             why += (
@@ -206,7 +208,7 @@ def describe(zs: dict[str, Any] | None) -> str:
             "unseen tasks get the in-distribution map"
         )
     which = (
-        "the start (the depth prior)"
+        "the prior: the depth baseline's ranking (nothing the map learned was shown to carry)"
         if zs["epoch"] == 0
         else f"start + {zs['alpha']:g} * (epoch {zs['epoch']}'s map - start)"
     )
