@@ -431,6 +431,9 @@ def train(
     if progress:
         print(selection_report(module.history, kept), flush=True)
     record = _record(config, trainer, module, metrics, kept, seconds)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # The other processes of a distributed run have returned: the inner folds run here alone.
+        torch.distributed.destroy_process_group()
     zs = run_folds(config, run, data.pool, progress, set(module.epoch_params))
     if zs is not None:
         record["zero_shot"] = zs
