@@ -227,7 +227,7 @@ def estimate_table(rows: list[dict[str, Any]]) -> str:
     inside = claims = 0
     for r in cells:
         zs, d = r["zero_shot"], r["paired"]["depth"]
-        which = "start" if zs["epoch"] == 0 else f"epoch {zs['epoch']} x {zs['alpha']:g}"
+        which = "depth (nothing carries)" if zs["epoch"] == 0 else f"epoch {zs['epoch']} x {zs['alpha']:g}"
         lo, hi = zs["ci"]
         r0, r1 = zs["range"]
         dl, dh = d["ci"]
@@ -242,8 +242,8 @@ def estimate_table(rows: list[dict[str, Any]]) -> str:
         )
     lines.append("")
     lines.append(
-        f"in range: the measured gain lies in the per-task range of the inner folds (for the start: its "
-        f"paired interval holds 0), {inside} of {len(cells)} cells; a claimed gain (interval above 0) where "
+        f"in range: the measured gain lies in the per-task range of the inner folds (where unseen tasks "
+        f"get depth: its paired interval holds 0), {inside} of {len(cells)} cells; a claimed gain (interval above 0) where "
         f"the test shows a loss: {claims} of {len(cells)}."
     )
     return "\n".join(lines)
