@@ -107,15 +107,8 @@ class TrainConfig:
         "last epoch",
     )
     blends: list[float] = opt([0.25, 0.5, 0.75], "candidates start + a * (map - start) per epoch ([]: none)")
-    zero_shot_folds: int = opt(
-        3,
-        "inner folds over the training tasks, each a map trained without some of them: their gain on "
-        "the tasks they never saw (val split) chooses the map unseen tasks get and estimates its gain "
-        "over the start (0: none; unseen tasks get the in-distribution map)",
-    )
-    zero_shot_epochs: int = opt(
-        2, "epochs of each inner fold's map; the zero-shot map is one of the run's first this-many epochs"
-    )
+    zero_shot_folds: int = opt(3, "inner folds that choose and rate the map unseen tasks get (0: none)")
+    zero_shot_epochs: int = opt(2, "epochs of each inner fold (the zero-shot map is one of the first this-many)")
     zero_shot_train: float = opt(0.5, "share of n_train each inner fold's map trains on")
     patience: int = opt(0, "stop after this many epochs with no better kept map on val (0: never)")
     lr: float = opt(0.05, "Adam learning rate")
@@ -239,10 +232,8 @@ class TrainConfig:
         if not self.offset and self.map_kind != "dense":
             raise ConfigError("offset: false is for a dense map (a features map computes its b).")
         if self.zero_shot_folds < 0 or self.zero_shot_epochs < 1 or not 0 < self.zero_shot_train <= 1:
-            raise ConfigError(
-                "zero_shot_folds must be at least 0, zero_shot_epochs at least 1 and zero_shot_train in "
-                f"(0, 1]; got {self.zero_shot_folds}, {self.zero_shot_epochs}, {self.zero_shot_train}."
-            )
+            got = (self.zero_shot_folds, self.zero_shot_epochs, self.zero_shot_train)
+            raise ConfigError(f"zero_shot_folds >= 0, zero_shot_epochs >= 1, zero_shot_train in (0, 1]; got {got}.")
         if any(not 0 < a < 1 for a in self.blends):
             raise ConfigError(f"blends must lie in (0, 1) (0: the start, 1: the map), got {self.blends}.")
         if self.topk_tau <= 0 or self.patience < 0 or self.source_resamples < 0:

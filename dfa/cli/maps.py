@@ -17,6 +17,7 @@ from dfa.config import CrossScaleConfig, LotoConfig, SweepConfig, TrainConfig, b
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.tasks import TASKS
 from dfa.methods import DEFAULT_METHODS, METHODS, PAIR_AGNOSTIC_METHODS
+from dfa.report.tables import evaluation_text
 
 
 def _quiet_lightning() -> None:
@@ -143,7 +144,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not report.get("pair_seen", True):
         trained = ", ".join(f"{s} -> {t}" for s, t in report["trained_pairs"])
         print(f"a pair the {report['map_kind']} map never trained on (trained on {trained})")
-    print_report(report, args.methods)
+    print(evaluation_text(report, args.methods))
     if reference is not None:
         print(against_reference(report, reference))
     if args.json:
@@ -153,38 +154,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         settings = {r["task"]: r["setting"] for r in report["results"]}
         print(f"wrote {plot_grid(evals, args.plot, title, settings)}")
     return 0
-
-
-def print_report(report: dict, methods: Sequence[str]) -> None:
-    """An evaluation's tables: CPR per task and method, the prompts behind each row, and the map
-    paired against each other method with the counts of wins (`dfa evaluate`, `dfa transfer`)."""
-    from dfa.methods import names
-    from dfa.report.tables import paired_table, prompt_notes, table, wins
-
-    split = report["split"]
-    if any(r["setting"] == "zero-shot" for r in report["results"]) and "dfa" in methods:
-        from dfa.training.zero_shot import describe
-
-        print(describe(report.get("zero_shot")))
-    print(table(report))
-    print(f"prompts: {split} pairs / distinct clean prompts (the units each interval resamples)")
-    for note in prompt_notes(report["results"], split):
-        print(note)
-    if "dfa" not in methods:
-        return
-    paired = paired_table(report)
-    if paired:
-        print("\npaired: CPR(dfa) - CPR(method) on the same prompts [95% CI]; + above 0, - below")
-        print(paired)
-    against = [m for m in methods if m in names("alignment", "control")]
-    for setting in ("in-distribution", "zero-shot"):
-        sub = {**report, "results": [r for r in report["results"] if r["setting"] == setting]}
-        if sub["results"] and against:
-            w = wins(sub, against)
-            print(
-                f"  dfa vs ({setting}; paired interval above / below 0): "
-                + ", ".join(f"{b} {v['wins']} up {v['losses']} down of {v['of']}" for b, v in w.items())
-            )
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
@@ -218,7 +187,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             f"\nevaluated on {ev.n_prompts} {args.split} prompts ({ev.n_distinct} distinct); CPR [95% CI] "
             f"({report['ablation']}, input node kept, {report['attribution']} source scores)"
         )
-        print_report(report, list(ev.curves))
+        print(evaluation_text(report, list(ev.curves)))
         print(
             f'the evaluation is in {paths[0]} (its "dfa" -> "evaluation", as `dfa evaluate --json` writes it)'
         )

@@ -157,9 +157,7 @@ def cpr(fractions: Sequence[float], f) -> float:
 
 
 def capped_cpr(f, fractions: Sequence[float] = FRACTIONS) -> float:
-    """CPR with each faithfulness capped at 1: a circuit that drives the metric past the full
-    model's counts as faithful, not as better than faithful (what training's selection reads, so
-    that a curve rising above 1 on a few val prompts does not win it)."""
+    """CPR of `min(f, 1)`: past the full model is faithful, not better (what selection reads)."""
     return cpr(fractions, np.minimum(np.asarray(f, dtype=float), 1.0))
 
 

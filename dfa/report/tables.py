@@ -9,6 +9,7 @@ from typing import Any
 
 from dfa.core.roles import ROLES
 from dfa.methods import METHODS
+from dfa.report.zero_shot import estimate_table, zero_shot_text
 
 # (column label, which map's evaluation: "all" or "loto", method) of a sweep's per-pair table.
 COLUMNS = (
@@ -158,7 +159,11 @@ def against_reference(report: dict[str, Any], reference: dict[str, Any], tol: fl
         f"{abs(diffs[worst]):.4f} ({worst[0]} {worst[1]}); {len(off)} differ by more than {tol:g}"
     )
     if off:
-        text += ": " + ", ".join(f"{t} {m} {diffs[t, m]:+.4f}" for t, m in off[:8]) + (" ..." if len(off) > 8 else "")
+        text += (
+            ": "
+            + ", ".join(f"{t} {m} {diffs[t, m]:+.4f}" for t, m in off[:8])
+            + (" ..." if len(off) > 8 else "")
+        )
     only = sorted(set(ours) ^ set(theirs))
     if only:
         text += f"; {len(only)} rows in one of the two only"
@@ -210,43 +215,6 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
             )
     estimates = estimate_table(rows)
     return "\n".join(lines) + ("\n\n" + estimates if estimates else "")
-
-
-def estimate_table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: per LOTO cell, the zero-shot map the run chose and its own estimate of the gain
-    (inner folds, val split, against its start) beside the gain measured on the test split (dfa -
-    depth, paired); empty when no row carries an estimate."""
-    cells = [r for r in rows if r["method"] == "dfa" and r.get("zero_shot")]
-    if not cells:
-        return ""
-    head = (
-        "| pair | held-out task | zero-shot map | estimated gain [95% CI] | per-task range | "
-        "measured dfa - depth [95% CI] | in range | claims a gain, test shows a loss |"
-    )
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
-    inside = claims = 0
-    for r in cells:
-        zs, d = r["zero_shot"], r["paired"]["depth"]
-        which = "depth (nothing carries)" if zs["epoch"] == 0 else f"epoch {zs['epoch']} x {zs['alpha']:g}"
-        lo, hi = zs["ci"]
-        r0, r1 = zs["range"]
-        dl, dh = d["ci"]
-        within = r0 <= d["diff"] <= r1 if zs["epoch"] else dl <= 0 <= dh
-        wrong = lo > 0 and dh < 0
-        inside += within
-        claims += wrong
-        lines.append(
-            f"| {r['src']} -> {r['tgt']} | {r['task']} | {which} | {zs['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
-            f"{r0:+.3f} to {r1:+.3f} | {d['diff']:+.3f} [{dl:+.3f}, {dh:+.3f}] | {'yes' if within else 'no'} | "
-            f"{'YES' if wrong else 'no'} |"
-        )
-    lines.append("")
-    lines.append(
-        f"in range: the measured gain lies in the per-task range of the inner folds (where unseen tasks "
-        f"get depth: its paired interval holds 0), {inside} of {len(cells)} cells; a claimed gain (interval above 0) where "
-        f"the test shows a loss: {claims} of {len(cells)}."
-    )
-    return "\n".join(lines)
 
 
 def recovery(rows: list[dict[str, Any]], src: str, tgt: str) -> dict[str, float]:
@@ -419,3 +387,32 @@ def circuits_markdown(results: list[dict[str, Any]], methods: Sequence[str]) -> 
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def evaluation_text(report: dict[str, Any], methods: Sequence[str]) -> str:
+    """An evaluation's tables as `dfa evaluate` and `dfa transfer` print them: the zero-shot map's
+    estimate (when a task is zero-shot), CPR per task and method, the prompts behind each row, and
+    the map paired against each other method with the counts of wins."""
+    from dfa.methods import names
+
+    split, out = report["split"], []
+    if any(r["setting"] == "zero-shot" for r in report["results"]) and "dfa" in methods:
+        out.append(zero_shot_text(report.get("zero_shot")))
+    out.append(table(report))
+    out.append(f"prompts: {split} pairs / distinct clean prompts (the units each interval resamples)")
+    out += prompt_notes(report["results"], split)
+    if "dfa" not in methods:
+        return "\n".join(out)
+    paired = paired_table(report)
+    if paired:
+        out += ["\npaired: CPR(dfa) - CPR(method) on the same prompts [95% CI]; + above 0, - below", paired]
+    against = [m for m in methods if m in names("alignment", "control")]
+    for setting in ("in-distribution", "zero-shot"):
+        sub = {**report, "results": [r for r in report["results"] if r["setting"] == setting]}
+        if sub["results"] and against:
+            w = wins(sub, against)
+            out.append(
+                f"  dfa vs ({setting}; paired interval above / below 0): "
+                + ", ".join(f"{b} {v['wins']} up {v['losses']} down of {v['of']}" for b, v in w.items())
+            )
+    return "\n".join(out)

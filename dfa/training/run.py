@@ -23,8 +23,7 @@ from dfa.training.data import TransferData
 from dfa.training.module import MapTrainer
 from dfa.training.progress import EpochBar, EpochLines, interactive, selection_report
 from dfa.training.stops import TrainingInterrupted, stop_signals
-from dfa.training.zero_shot import FOLDER as ZERO_SHOT
-from dfa.training.zero_shot import describe, run_folds
+from dfa.training.zero_shot import add_zero_shot
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -418,42 +417,18 @@ def train(
             # Lightning answers Ctrl-C with sys.exit(1) and SIGTERM with a SystemExit of its own.
             if not lead or (isinstance(stop, SystemExit) and stop.code == 0 and not got):
                 raise
-            raise TrainingInterrupted(
-                run, run / CKPT, got[0] if got else "SIGINT", config.max_epochs
-            ) from None
+            raise TrainingInterrupted(run, run / CKPT, got[0] if got else "SIGINT", config.max_epochs) from None
     if trainer.interrupted:
         raise TrainingInterrupted(run, run / CKPT, "SIGINT", config.max_epochs)
     if trainer.global_rank > 0:
         return run
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     kept = keep_map(module, config, run, trainer.current_epoch)
-    seconds = time.perf_counter() - start
+    record = _record(config, trainer, module, metrics, kept, time.perf_counter() - start)
     if progress:
         print(selection_report(module.history, kept), flush=True)
-    record = _record(config, trainer, module, metrics, kept, seconds)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # The other processes of a distributed run have returned: the inner folds run here alone.
-        torch.distributed.destroy_process_group()
-    zs = run_folds(config, run, data.pool, progress, set(module.epoch_params))
-    if zs is not None:
-        record["zero_shot"] = zs
-        save_zero_shot(module, run, record, zs)
-    if progress and config.zero_shot_folds:
-        print(describe(zs), flush=True)
-    module.map.save(run, record)  # map.json last: its presence says the run is finished
+    module.map.save(run, add_zero_shot(config, run, module, data.pool, record, progress))  # map.json last
     return run
-
-
-def save_zero_shot(module: MapTrainer, run: Path, record: dict[str, Any], zs: dict[str, Any]) -> None:
-    """Write the zero-shot map (`dfa.training.zero_shot`) to `run/zero_shot/`, then put the kept
-    map back in `module.map`."""
-    kept = {n: p.detach().clone() for n, p in module.map.named_parameters()}
-    if zs["epoch"] == 0:
-        module.restore_start()
-    else:
-        module.set_blend(zs["alpha"], module.epoch_params[zs["epoch"]])
-    module.map.save(run / ZERO_SHOT, {**record, "role": "zero-shot map of the run one folder up"})
-    module.set_blend(1.0, kept)
 
 
 def _fit(

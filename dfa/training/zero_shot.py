@@ -23,12 +23,16 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dfa.config import TrainConfig
 from dfa.core.errors import DfaError
+from dfa.report.zero_shot import zero_shot_text
+
+if TYPE_CHECKING:
+    from dfa.training.module import MapTrainer
 
 FOLDER = "zero_shot"  # the zero-shot map, in the run folder: map.safetensors and map.json
 FOLDS = "zero_shot_folds"  # the inner folds' run folders, in the run folder
@@ -199,30 +203,33 @@ def _read_info(folder: Path) -> dict[str, Any]:
         raise DfaError(f"The inner fold in {folder} left no readable map.json ({e}).") from None
 
 
-def describe(zs: dict[str, Any] | None) -> str:
-    """What a user reads about a map on a task it never saw (train prints it; transfer and
-    evaluate print it before their zero-shot rows)."""
-    if not zs:
-        return (
-            "zero-shot: no estimate (the map was trained without inner folds, or on one task): "
-            "unseen tasks get the in-distribution map"
-        )
-    which = (
-        "the prior: the depth baseline's ranking (nothing the map learned was shown to carry)"
-        if zs["epoch"] == 0
-        else f"start + {zs['alpha']:g} * (epoch {zs['epoch']}'s map - start)"
-    )
-    lines = [f"zero-shot map (tasks outside training): {which}"]
+def add_zero_shot(
+    config: TrainConfig, run: Path, module: MapTrainer, pool: Any, record: dict[str, Any], progress: bool
+) -> dict[str, Any]:
+    """After a run's training: its inner folds, its zero-shot map in `run/zero_shot/` and the
+    estimate added to `record` (what `map.json` will hold), which is returned; printed with
+    `progress`."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # The other processes of a distributed run have returned: the inner folds run here alone.
+        torch.distributed.destroy_process_group()
+    zs = run_folds(config, run, pool, progress, set(module.epoch_params))
+    if zs is not None:
+        record["zero_shot"] = zs
+        save_zero_shot(module, run, record, zs)
+    if progress and config.zero_shot_folds:
+        print(zero_shot_text(zs), flush=True)
+    return record
+
+
+def save_zero_shot(module: MapTrainer, run: Path, record: dict[str, Any], zs: dict[str, Any]) -> None:
+    """Write the zero-shot map (`dfa.training.zero_shot`) to `run/zero_shot/`, then put the kept
+    map back in `module.map`."""
+    kept = {n: p.detach().clone() for n, p in module.map.named_parameters()}
     if zs["epoch"] == 0:
-        lines.append(f"  why: {zs['why']}")
+        module.restore_start()
     else:
-        lo, hi = zs["ci"]
-        r0, r1 = zs["range"]
-        lines.append(
-            f"  expected val CPR gain over the start on a new task: {_signed(zs['mean'])} "
-            f"[{_signed(lo)}, {_signed(hi)}] (95% interval of the mean over {zs['n_tasks']} tasks held out "
-            f"by {len(zs['folds'])} inner folds; per task {_signed(r0)} to {_signed(r1)})"
-        )
-    if zs.get("n_val", 30) < 30:
-        lines.append(f"  note: {zs['n_val']} val prompts per task (fewer than 30): a noisy estimate")
-    return "\n".join(lines)
+        module.set_blend(zs["alpha"], module.epoch_params[zs["epoch"]])
+    module.map.save(run / FOLDER, {**record, "role": "zero-shot map of the run one folder up"})
+    module.set_blend(1.0, kept)
