@@ -339,6 +339,22 @@ def zero_shot_summary(zs: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: zs[k] for k in keys if k in zs}
 
 
+def circuit_ranking(
+    run: Run, pool: ModelPool, task: str, tgt_graph: NodeGraph
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The map's logits for `task` (mapped target nodes) and the ranking its circuit reads: by
+    logit (the probabilities saturate at 1), nodes of equal logit (a features map at its start
+    scores a layer's heads alike) in one seeded random order, as the evaluation's `dfa` draws
+    them. A task that gets the prior (`Run.prior_for`) gets the depth baseline's scores and its
+    first tie draw."""
+    x = method_inputs(run, pool, task, draws=1)
+    if run.prior_for(task):
+        z = tgt_graph.mapped_scores(depth_scores(x.src_graph, tgt_graph, x.source))
+        return z, depth_tie_scores(x.src_graph, tgt_graph, x.source, run.config.seed, 1)[0]
+    z = map_logits(x.amap, x.source)
+    return z, one_ranking(tgt_graph, z, 50_000 + run.config.seed)
+
+
 def transfer(
     run: Run,
     pool: ModelPool,
@@ -362,19 +378,8 @@ def transfer(
     c = run.config
     target = pool.get(run.tgt, c.model_seed)
     tgt_graph = NodeGraph.from_model(target)
-    x = method_inputs(run, pool, task, draws=1)
-    z = map_logits(x.amap, x.source)
-    if run.prior_for(task):  # the depth baseline's scores (ranked with its first tie draw below)
-        z = tgt_graph.mapped_scores(depth_scores(x.src_graph, tgt_graph, x.source))
+    z, ranking = circuit_ranking(run, pool, task, tgt_graph)
     scores = tgt_graph.with_input(mask_probabilities(z))
-    # The circuit reads the logits (the probabilities saturate at 1); nodes of equal logit (a
-    # features map at its start scores a layer's heads alike) enter it in one seeded random
-    # order, as the evaluation's `dfa` draws them, not in node order.
-    ranking = (
-        depth_tie_scores(x.src_graph, tgt_graph, x.source, c.seed, 1)[0]
-        if run.prior_for(task)
-        else one_ranking(tgt_graph, z, 50_000 + c.seed)
-    )
     masks, ks = circuit_masks(ranking, tgt_graph, [fraction])
     in_graph = [tgt_graph[i].name for i in torch.nonzero(masks[0]).flatten().tolist()]
     meta = {
