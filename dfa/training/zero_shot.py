@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +166,7 @@ def run_folds(
     if config.zero_shot_folds == 0 or len(tasks) < 2:
         return None
     groups = fold_tasks(tasks, config.zero_shot_folds)
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")  # a fold's few batches
     histories, seconds = [], 0.0
     for i, held in enumerate(groups, 1):
         fc = fold_config(config, held, i, run / FOLDS)
