@@ -17,7 +17,6 @@ from dfa.config import CrossScaleConfig, LotoConfig, SweepConfig, TrainConfig, b
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.tasks import TASKS
 from dfa.methods import DEFAULT_METHODS, METHODS, PAIR_AGNOSTIC_METHODS
-from dfa.report.tables import evaluation_text
 
 
 def _quiet_lightning() -> None:
@@ -144,6 +143,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not report.get("pair_seen", True):
         trained = ", ".join(f"{s} -> {t}" for s, t in report["trained_pairs"])
         print(f"a pair the {report['map_kind']} map never trained on (trained on {trained})")
+    from dfa.report.tables import evaluation_text
+
     print(evaluation_text(report, args.methods))
     if reference is not None:
         print(against_reference(report, reference))
@@ -187,6 +188,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             f"\nevaluated on {ev.n_prompts} {args.split} prompts ({ev.n_distinct} distinct); CPR [95% CI] "
             f"({report['ablation']}, input node kept, {report['attribution']} source scores)"
         )
+        from dfa.report.tables import evaluation_text
+
         print(evaluation_text(report, list(ev.curves)))
         print(
             f'the evaluation is in {paths[0]} (its "dfa" -> "evaluation", as `dfa evaluate --json` writes it)'
