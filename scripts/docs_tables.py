@@ -27,7 +27,10 @@ from dfa.report.tables import COLUMNS, circuits_markdown, loto_table, prompt_not
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
-EVAL_METHODS = ("dfa", "gold", "depth", "direct", "depth-direct", "random", "permuted", "scrambled")
+EVAL_METHODS = (
+    "dfa", "gold", "depth", "depth-order", "role", "role-assign", "direct", "depth-direct", "random", "permuted",
+    "scrambled",
+)  # fmt: skip
 # A sweep's summary columns: the per-pair table's (label, which map, method), depth-order after depth.
 _AFTER_DEPTH = [c[0] for c in COLUMNS].index("depth") + 1
 SWEEP_COLUMNS = (*COLUMNS[:_AFTER_DEPTH], ("depth-order", "all", "depth-order"), *COLUMNS[_AFTER_DEPTH:])
@@ -106,6 +109,7 @@ def sweep_summary() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "main_toy": lambda: evaluation_markdown(load("main_toy.json")),
     "main_toy_direct": lambda: evaluation_markdown(load("main_toy_direct.json")),
+    "real_pair": lambda: evaluation_markdown(load("real_pair.json")),
     "loto_toy": lambda: loto_table(load("loto_toy.json")["results"]),
     "loto_ceiling_val": lambda: ceiling_table(load("loto_ceiling_val.json")["results"]),
     "real_models": lambda: real_models_markdown(load("real_models.json")).rstrip("\n"),
