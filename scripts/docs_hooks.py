@@ -23,9 +23,11 @@ def cli_markdown() -> str:
     lines = [
         "# CLI reference",
         "",
-        "Generated from the parsers in `dfa/cli/` when the site is built (`scripts/docs_hooks.py`): "
-        "each section is what `dfa COMMAND --help` prints. `scripts/*.py` are thin wrappers: "
-        "`python scripts/train.py ...` is `dfa train ...`.",
+        (
+            "Generated from the parsers in `dfa/cli/` when the site is built (`scripts/docs_hooks.py`): "
+            "each section is what `dfa COMMAND --help` prints. `scripts/*.py` are thin wrappers: "
+            "`python scripts/train.py ...` is `dfa train ...`."
+        ),
         "",
         "```text",
         parser.format_help().rstrip(),
