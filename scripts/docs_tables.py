@@ -26,7 +26,7 @@ from dfa.experiments.real_models import markdown_table as real_models_markdown
 from dfa.report.tables import COLUMNS, circuits_markdown, loto_table, prompt_notes, prompts, wins
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
+BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.DOTALL)
 EVAL_METHODS = (
     "dfa", "gold", "depth", "depth-order", "role", "role-assign", "direct", "depth-direct", "random", "permuted",
     "scrambled",
