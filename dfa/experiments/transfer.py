@@ -287,9 +287,16 @@ def evaluate_run(
 ) -> tuple[dict[str, Any], dict[str, Evaluation]]:
     """Every task's evaluation (default: the run's training tasks and hold-outs); `max_rows` as
     for `evaluate_task`."""
+    from dfa.experiments.real_models import cannot_do
+
+    asked = bool(tasks)
     tasks = list(tasks) if tasks else run.config.eval_tasks
     for t in tasks:
         get_task(t)
+    # A real model's tasks it cannot do (`dfa capabilities`): left out unless named, else noted.
+    for task, why in cannot_do([run.src, run.tgt], tasks).items():
+        print(f"{'note' if asked else 'left out'}: {task}: {why}", flush=True)
+        tasks = tasks if asked else [t for t in tasks if t != task]
     check_files(tasks, [run.src, run.tgt])  # before any model loads
     evals: dict[str, Evaluation] = {}
     rows: list[dict[str, Any]] = []
@@ -375,6 +382,10 @@ def transfer(
     if not 0 < fraction <= 1:
         raise DfaError(f"The circuit fraction must be in (0, 1], got {fraction}.")
     check_files([task], [run.src, run.tgt])  # before any model loads
+    from dfa.experiments.real_models import cannot_do
+
+    for why in cannot_do([run.src, run.tgt], [task]).values():  # a real model's (`dfa capabilities`)
+        print(f"note: {task}: {why}", flush=True)
     c = run.config
     target = pool.get(run.tgt, c.model_seed)
     tgt_graph = NodeGraph.from_model(target)
