@@ -406,7 +406,11 @@ def transfer(
         "n_prompts": c.n_src,
         "seed": c.data_seed,
         "ablation": c.ablation,
-        "score": "mask probability sigmoid(z), z = (s @ W + b) / T (`logits`); input kept at 1",
+        "score": (
+            "sigmoid of the depth baseline's score (`logits`): the run's inner folds found nothing that carries"
+            if run.prior_for(task)
+            else "mask probability sigmoid(z), z = (s @ W + b) / T (`logits`); input kept at 1"
+        ),
         "logits": dict(zip(tgt_graph.mapped_names, z.tolist(), strict=True)),
         "map_kind": c.map_kind,
         "pair_seen": run.seen_pair,
