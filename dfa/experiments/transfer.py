@@ -106,8 +106,8 @@ class Run:
     def prior_for(self, task: str) -> bool:
         """Whether `task` gets the prior: a task outside training of a run whose inner folds found
         no candidate that carries (`zero_shot` epoch 0). Its `dfa` rankings are then the `depth`
-        baseline's own (the same tie draws), not the start's (whose noise breaks the depth ties
-        in one arbitrary order)."""
+        baseline's own (the same tie draws), not the start's (which reads z-scored signed scores
+        and breaks the depth ties by its noise in one arbitrary order)."""
         return (
             self.zero_shot_map is not None
             and (self.zero_shot or {}).get("epoch") == 0

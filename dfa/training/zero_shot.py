@@ -13,8 +13,8 @@ The candidate whose mean gain has the highest lower 95% bound (bootstrap over th
 task is one more draw of a task) is the zero-shot map: that epoch of the run's own map, blended
 with `a`. When no candidate's lower bound is above 0, unseen tasks get the prior: the map has
 shown nothing it can offer a task it never saw, and evaluation and transfer rank those tasks by
-the `depth` baseline itself (the saved zero-shot map is then the start, whose small noise would
-break depth's ties in one arbitrary order). The estimate stored with the map is
+the `depth` baseline itself (the saved zero-shot map is then the start, which reads z-scored
+signed source scores and breaks depth's ties by its small noise in one arbitrary order). The estimate stored with the map is
 that candidate's mean gain, its interval, and the range of the per-task gains.
 """
 
