@@ -254,6 +254,9 @@ class Inputs:
     gold: Callable[[], torch.Tensor] | None = None  # the target's own whole-graph scores
     profiles: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None  # (source, target) roles
     direct: Callable[[], torch.Tensor] | None = None  # the target's |direct effects|, whole graph
+    # The task gets the prior (a run whose inner folds found nothing that carries to tasks outside
+    # training): `dfa` ranks it as `depth` does, with depth's own tie draws.
+    prior: bool = False
 
     def need(self, what: Literal["gold", "profiles", "direct"], method: str):
         fn = getattr(self, what)
@@ -291,8 +294,13 @@ METHODS: dict[str, ComparisonMethod] = {
         ComparisonMethod(
             "dfa",
             "map",
-            lambda x: logit_ranks(x.tgt_graph, map_logits(x.amap, x.source), 50_000 + x.seed, x.draws),
-            "the trained map, ranked by its logits (tied nodes in random orders)",
+            lambda x: (
+                depth_tie_scores(x.src_graph, x.tgt_graph, x.source, x.seed, x.draws)
+                if x.prior
+                else logit_ranks(x.tgt_graph, map_logits(x.amap, x.source), 50_000 + x.seed, x.draws)
+            ),
+            "the trained map, ranked by its logits (tied nodes in random orders); on a task outside "
+            "training where its inner folds found nothing that carries, depth's ranks",
         ),
         ComparisonMethod(
             "gold", "reference", lambda x: x.need("gold", "gold"), "direct attribution on the target"

@@ -259,7 +259,7 @@ def test_a_map_with_tied_nodes_is_scored_over_random_tie_orders_and_one_without_
     amap = AlignmentMap(src.mapped_names, tgt.mapped_names, init_std=0.0)
     with torch.no_grad():
         amap.b.copy_(torch.tensor([0.0, 0.1, 0.2, 0.3, 2.0, 2.0, 2.0, -1.0]))
-    x = SimpleNamespace(amap=amap, tgt_graph=tgt, source=torch.tensor([1.0, 2.0]), seed=0, draws=4)
+    x = SimpleNamespace(amap=amap, tgt_graph=tgt, source=torch.tensor([1.0, 2.0]), seed=0, draws=4, prior=False)
     scored = METHODS["dfa"].score(x)
     assert isinstance(scored, list) and len(scored) == 4
     with torch.no_grad():

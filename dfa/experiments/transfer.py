@@ -24,16 +24,7 @@ from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task, task_label, task_sources
 from dfa.core.tasks.files import check_files
-from dfa.methods import (
-    DEFAULT_METHODS,
-    DRAWS,
-    Inputs,
-    depth_scores,
-    depth_tie_scores,
-    map_logits,
-    one_ranking,
-    score_methods,
-)
+from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, depth_scores, map_logits, score_methods
 from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
 from dfa.training.zero_shot import FOLDER as ZERO_SHOT
@@ -195,19 +186,17 @@ def method_inputs(run: Run, pool: ModelPool, task: str, draws: int = DRAWS) -> I
         effects = direct_effects(target, tgt_graph, prompts.batches, c.ablation).mean(0)
         return tgt_graph.with_input(effects.abs())
 
-    return Inputs(amap, src_graph, tgt_graph, source, run.config.seed, draws, gold, profiles, direct)
+    seed = run.config.seed
+    return Inputs(
+        amap, src_graph, tgt_graph, source, seed, draws, gold, profiles, direct, run.prior_for(task)
+    )
 
 
 def method_rankings(
     run: Run, pool: ModelPool, task: str, methods: Sequence[str] = DEFAULT_METHODS, draws: int = DRAWS
 ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-    """Whole-target-graph scores (or seeded draws) for each method on `task` (`dfa`: the depth
-    baseline's where the task gets the prior, `Run.prior_for`)."""
-    x = method_inputs(run, pool, task, draws)
-    out = score_methods(x, methods)
-    if "dfa" in out and run.prior_for(task):
-        out["dfa"] = depth_tie_scores(x.src_graph, x.tgt_graph, x.source, x.seed, x.draws)
-    return out
+    """Whole-target-graph scores (or seeded draws) for each method on `task`."""
+    return score_methods(method_inputs(run, pool, task, draws), methods)
 
 
 def evaluate_task(
@@ -349,17 +338,17 @@ def zero_shot_summary(zs: dict[str, Any] | None) -> dict[str, Any] | None:
 def circuit_ranking(
     run: Run, pool: ModelPool, task: str, tgt_graph: NodeGraph
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The map's logits for `task` (mapped target nodes) and the ranking its circuit reads: by
-    logit (the probabilities saturate at 1), nodes of equal logit (a features map at its start
-    scores a layer's heads alike) in one seeded random order, as the evaluation's `dfa` draws
-    them. A task that gets the prior (`Run.prior_for`) gets the depth baseline's scores and its
-    first tie draw."""
+    """The map's logits for `task` (mapped target nodes; the depth baseline's scores where the task
+    gets the prior, `Run.prior_for`) and the ranking its circuit reads: one draw of the `dfa`
+    method (by logit, as the probabilities saturate at 1; tied nodes in one seeded random order,
+    as the evaluation draws them)."""
     x = method_inputs(run, pool, task, draws=1)
-    if run.prior_for(task):
+    if x.prior:
         z = tgt_graph.mapped_scores(depth_scores(x.src_graph, tgt_graph, x.source))
-        return z, depth_tie_scores(x.src_graph, tgt_graph, x.source, run.config.seed, 1)[0]
-    z = map_logits(x.amap, x.source)
-    return z, one_ranking(tgt_graph, z, 50_000 + run.config.seed)
+    else:
+        z = map_logits(x.amap, x.source)
+    ranking = score_methods(x, ["dfa"])["dfa"]
+    return z, ranking[0] if isinstance(ranking, list) else ranking
 
 
 def transfer(
