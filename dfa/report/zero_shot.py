@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def _signed_text(x: float) -> str:
+def signed(x: float) -> str:
     return f"{x:+.3f}"
 
 
@@ -30,9 +30,9 @@ def zero_shot_text(zs: dict[str, Any] | None) -> str:
         lo, hi = zs["ci"]
         r0, r1 = zs["range"]
         lines.append(
-            f"  expected val CPR gain over the start on a new task: {_signed_text(zs['mean'])} "
-            f"[{_signed_text(lo)}, {_signed_text(hi)}] (95% interval of the mean over {zs['n_tasks']} tasks held out "
-            f"by {len(zs['folds'])} inner folds; per task {_signed_text(r0)} to {_signed_text(r1)})"
+            f"  expected val CPR gain over the start on a new task: {signed(zs['mean'])} "
+            f"[{signed(lo)}, {signed(hi)}] (95% interval of the mean over {zs['n_tasks']} tasks held out "
+            f"by {len(zs['folds'])} inner folds; per task {signed(r0)} to {signed(r1)})"
         )
     if zs.get("n_val", 30) < 30:
         lines.append(f"  note: {zs['n_val']} val prompts per task (fewer than 30): a noisy estimate")

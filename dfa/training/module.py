@@ -33,8 +33,9 @@ at `val_fractions`, and the learning rate (`lr-Adam`, Lightning's `LearningRateM
 Model selection (`dfa.training.selection`, a mixin): validation scores hard circuits at every MIB
 fraction per task, as evaluation does, before training (the start) and after each epoch.
 `val/select` is the mean val CPR (faithfulness capped at 1, `capped_cpr`) over the training tasks,
-and the run keeps the epoch with the best `val/select` (or the start, when no epoch beats it). `keep: best` (the default) adds a per-task guard: `val/select` is -inf at an epoch where
-a training task's val CPR is below its start value, so training never leaves a training task worse
+and the run keeps the epoch with the best `val/select` (or the start, when no epoch beats it).
+`keep: best` (the default) adds a per-task guard: `val/select` is -inf at an epoch where a
+training task's val CPR is below its start value, so training never leaves a training task worse
 on val than the start. `keep: mean` drops the guard: on the NeoX pair's leave-one-task-out folds the
 guard kept the start on half of them, because one training task (greater-than) dipped, and threw
 away epochs that carried more to the held-out task (README, "Tuning zero-shot on val").

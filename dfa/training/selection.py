@@ -43,10 +43,11 @@ class Selection:
                 p.copy_(s0 + alpha * (end.to(p) - s0))
 
     @contextmanager
-    def blended(self, alpha: float) -> Iterator[None]:
-        """The map blended with the start for the block's duration (`set_blend`), then restored."""
+    def blended(self, alpha: float, params: dict[str, torch.Tensor] | None = None) -> Iterator[None]:
+        """The map set to `start + alpha * (params - start)` for the block's duration (`set_blend`;
+        `params`: the map's own by default), then restored as it was."""
         saved = {n: p.detach().clone() for n, p in self.map.named_parameters()}
-        self.set_blend(alpha, saved)
+        self.set_blend(alpha, saved if params is None else params)
         try:
             yield
         finally:

@@ -30,7 +30,7 @@ import numpy as np
 
 from dfa.config import TrainConfig
 from dfa.core.errors import DfaError
-from dfa.report.zero_shot import zero_shot_text
+from dfa.report.zero_shot import signed, zero_shot_text
 
 if TYPE_CHECKING:
     from dfa.training.module import MapTrainer
@@ -139,7 +139,7 @@ def estimate(
         if best is not None:
             why += (
                 f"; the best was epoch {best['epoch']} x {best['alpha']:g}, "
-                f"{_signed(best['mean'])} [{_signed(best['ci'][0])}, {_signed(best['ci'][1])}]"
+                f"{signed(best['mean'])} [{signed(best['ci'][0])}, {signed(best['ci'][1])}]"
             )
     else:
         chosen_est = next(
@@ -148,10 +148,6 @@ def estimate(
         chosen_est = {k: v for k, v in chosen_est.items() if k not in ("epoch", "alpha")}
         why = "the highest lower bound of the mean gain over the start on the tasks the inner folds never saw"
     return {**chosen, **chosen_est, "why": why, "candidates": candidates}
-
-
-def _signed(x: float) -> str:
-    return f"{x:+.3f}"
 
 
 def run_folds(
@@ -166,10 +162,11 @@ def run_folds(
     if config.zero_shot_folds == 0 or len(tasks) < 2:
         return None
     groups = fold_tasks(tasks, config.zero_shot_folds)
-    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")  # a fold's few batches
+    # A fold has few batches: no Lightning notice about its logging interval.
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+    configs = [fold_config(config, held, i, run / FOLDS) for i, held in enumerate(groups, 1)]
     histories, seconds = [], 0.0
-    for i, held in enumerate(groups, 1):
-        fc = fold_config(config, held, i, run / FOLDS)
+    for i, (held, fc) in enumerate(zip(groups, configs, strict=True), 1):
         start = time.perf_counter()
         info = finished_run(fc)
         if info is None:
@@ -187,8 +184,8 @@ def run_folds(
     result = estimate(histories, config.seed, epochs)
     return {
         "folds": groups,
-        "epochs": min(config.zero_shot_epochs, config.max_epochs),
-        "n_train": fold_config(config, groups[0], 1, run / FOLDS).n_train,
+        "epochs": configs[0].max_epochs,
+        "n_train": configs[0].n_train,
         "n_val": config.n_val,
         "seconds": round(seconds, 1),
         "against": "the start (the depth prior the map begins from), val split, faithfulness capped at 1",
@@ -226,12 +223,8 @@ def add_zero_shot(
 
 
 def save_zero_shot(module: MapTrainer, run: Path, record: dict[str, Any], zs: dict[str, Any]) -> None:
-    """Write the zero-shot map (`dfa.training.zero_shot`) to `run/zero_shot/`, then put the kept
-    map back in `module.map`."""
-    kept = {n: p.detach().clone() for n, p in module.map.named_parameters()}
-    if zs["epoch"] == 0:
-        module.restore_start()
-    else:
-        module.set_blend(zs["alpha"], module.epoch_params[zs["epoch"]])
-    module.map.save(run / FOLDER, {**record, "role": "zero-shot map of the run one folder up"})
-    module.set_blend(1.0, kept)
+    """Write the zero-shot map (`dfa.training.zero_shot`) to `run/zero_shot/`: the chosen blend of
+    the run's epoch map, or the start (a blend of 0); the kept map stays in `module.map`."""
+    epoch = zs["epoch"]
+    with module.blended(zs["alpha"] if epoch else 0.0, module.epoch_params.get(epoch)):
+        module.map.save(run / FOLDER, {**record, "role": "zero-shot map of the run one folder up"})
