@@ -283,9 +283,11 @@ def evaluate_run(
     for t in tasks:
         get_task(t)
     # A real model's tasks it cannot do (`dfa capabilities`): left out unless named, else noted.
-    for task, why in cannot_do([run.src, run.tgt], tasks).items():
+    unable = cannot_do([run.src, run.tgt], tasks)
+    for task, why in unable.items():
         print(f"{'note' if asked else 'left out'}: {task}: {why}", flush=True)
-        tasks = tasks if asked else [t for t in tasks if t != task]
+    if not asked:
+        tasks = [t for t in tasks if t not in unable]
     check_files(tasks, [run.src, run.tgt])  # before any model loads
     evals: dict[str, Evaluation] = {}
     rows: list[dict[str, Any]] = []

@@ -171,8 +171,10 @@ def run_folds(
         info = finished_run(fc)
         if info is None:
             resume = (fc.run_dir() / CKPT).is_file()
-            folder = train(fc, resume=resume, overwrite=not resume, progress=False, pool=pool)
-            info = _read_info(folder)
+            train(fc, resume=resume, overwrite=not resume, progress=False, pool=pool)
+            info = finished_run(fc)
+        if info is None:
+            raise DfaError(f"The inner fold in {fc.run_dir()} left no readable map.json.")
         histories.append(info.get("val_history") or [])
         seconds += time.perf_counter() - start
         if progress:
@@ -191,15 +193,6 @@ def run_folds(
         "against": "the start (the depth prior the map begins from), val split, faithfulness capped at 1",
         **result,
     }
-
-
-def _read_info(folder: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        return json.loads((folder / "map.json").read_text())
-    except (OSError, ValueError) as e:
-        raise DfaError(f"The inner fold in {folder} left no readable map.json ({e}).") from None
 
 
 def add_zero_shot(
