@@ -170,8 +170,9 @@ def run_folds(
         start = time.perf_counter()
         info = finished_run(fc)
         if info is None:
+            # A fold interrupted, or one of a run since resumed with more epochs: continued to its epochs.
             resume = (fc.run_dir() / CKPT).is_file()
-            train(fc, resume=resume, overwrite=not resume, progress=False, pool=pool)
+            train(fc, resume, overwrite=not resume, max_epochs=fc.max_epochs, progress=False, pool=pool)
             info = finished_run(fc)
         if info is None:
             raise DfaError(f"The inner fold in {fc.run_dir()} left no readable map.json.")
