@@ -9,6 +9,10 @@ probabilities `sigmoid((s @ W + b) / T)`. Adding a method is one entry in `METHO
 import torch when called, so `dfa.config` and `dfa --help` read the registry without it.
 
 - `dfa`: the trained map (nodes of exactly equal mask in random orders per draw).
+- `dfa-val`: on a task outside training, the map the val check chose on the task's own val prompts
+  (`dfa.experiments.val_check`: one of the run's epoch maps blended toward the start, or depth's
+  ranks when none beats depth there); on a training task, `dfa`. Not a default (it runs the target
+  on the task's val prompts).
 - `gold`: direct attribution on the target (the run's method and prompt count): the ceiling.
 - `gold-layer`: `gold` averaged over each layer's heads (and each MLP alone), tied heads in random
   orders: what a map that cannot tell a layer's heads apart reaches when it knows which layers
@@ -257,8 +261,10 @@ class Inputs:
     # The task gets the prior (a run whose inner folds found nothing that carries to tasks outside
     # training): `dfa` ranks it as `depth` does, with depth's own tie draws.
     prior: bool = False
+    # The val check's map for the task (`dfa.experiments.val_check`); None: depth's ranks.
+    checked: Callable[[], AlignmentMap | None] | None = None
 
-    def need(self, what: Literal["gold", "profiles", "direct"], method: str):
+    def need(self, what: Literal["gold", "profiles", "direct", "checked"], method: str):
         fn = getattr(self, what)
         if fn is None:
             raise DfaError(f"Method {method!r} needs {what}, which this evaluation did not provide.")
@@ -288,6 +294,13 @@ def _role(assign: bool) -> Callable[[Inputs], Scores]:
     return score
 
 
+def _checked(x: Inputs) -> Scores:
+    amap = x.need("checked", "dfa-val")
+    if amap is None:
+        return depth_tie_scores(x.src_graph, x.tgt_graph, x.source, x.seed, x.draws)
+    return logit_ranks(x.tgt_graph, map_logits(amap, x.source), 50_000 + x.seed, x.draws)
+
+
 METHODS: dict[str, ComparisonMethod] = {
     m.name: m
     for m in (
@@ -301,6 +314,15 @@ METHODS: dict[str, ComparisonMethod] = {
             ),
             "the trained map, ranked by its logits (tied nodes in random orders); on a task outside "
             "training where its inner folds found nothing that carries, depth's ranks",
+        ),
+        ComparisonMethod(
+            "dfa-val",
+            "map",
+            _checked,
+            "on a task outside training, the run's map chosen on the task's val prompts against depth "
+            "(depth's ranks where none beats it); on a training task, dfa",
+            default=False,
+            in_sweeps=False,
         ),
         ComparisonMethod(
             "gold", "reference", lambda x: x.need("gold", "gold"), "direct attribution on the target"

@@ -1,7 +1,6 @@
 """Circuit faithfulness: curves over the MIB circuit sizes, CPR/CMD and a log-x area, bootstrap
-intervals over the distinct clean prompts (a cluster bootstrap: pairs that share a clean prompt
-are one unit, not independent draws), per-prompt and per-family faithfulness, and overlap (the figures are
-`dfa.report`'s).
+intervals over the distinct clean prompts (a cluster bootstrap: pairs that share a clean prompt are
+one unit), per-prompt and per-family faithfulness, and overlap (figures: `dfa.report`).
 
 `f(C) = (m(C) - m(empty)) / (m(full) - m(empty))`, each `m` the task metric averaged over the
 prompts, with the intervention of `dfa.core.interventions` (nodes outside `C` ablated, by
@@ -190,9 +189,10 @@ class Curve:
     n_draws: int = 1
     per_prompt_cpr: list[float] = field(default_factory=list)
     family_cpr: dict[str, float] = field(default_factory=dict)
-    # The CPR of each bootstrap resample of the prompts (the same resamples for every curve of an
-    # `Evaluation`, so differences between curves are paired); not written to JSON.
+    # Each bootstrap resample's CPR and faithfulness curve `[fractions, B]` (the same resamples for
+    # every curve of an `Evaluation`, so differences are paired); not written to JSON.
     boot_cpr: np.ndarray | None = field(default=None, repr=False)
+    boot_faith: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self, per_prompt: bool = False) -> dict[str, Any]:
         out = {
@@ -202,11 +202,9 @@ class Curve:
             "cmd": self.cmd,
             "cpr_log": self.cpr_log,
             "curve": [[f, v] for f, v in zip(self.fractions, self.faithfulness, strict=True)],
-            "ks": self.ks,
-            "n_ranked": self.n_ranked,
-            "n_draws": self.n_draws,
+            "ks": self.ks, "n_ranked": self.n_ranked, "n_draws": self.n_draws,
             "family_cpr": self.family_cpr,
-        }
+        }  # fmt: skip
         if per_prompt:
             out["per_prompt_cpr"] = self.per_prompt_cpr
         return out
@@ -352,7 +350,7 @@ def curve(
     fractions = list(fractions)
     f = _faithfulness(m_c.mean(-1), full.mean(), empty.mean()).mean(0)
     ci = (float("nan"), float("nan"))
-    areas = None
+    areas = fb = None
     if counts is not None:
         fb = _faithfulness(m_c @ counts, full @ counts, empty @ counts).mean(0)  # [nf, B]
         areas = _trapezoid(fb.T, np.asarray(fractions))
@@ -379,6 +377,7 @@ def curve(
         per_prompt_cpr=[float(x) for x in per_prompt],
         family_cpr=family_cpr,
         boot_cpr=areas,
+        boot_faith=fb,
     )
 
 

@@ -24,6 +24,7 @@ from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task, task_label, task_sources
 from dfa.core.tasks.files import check_files
+from dfa.experiments.val_check import checked_map
 from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, depth_scores, map_logits, score_methods
 from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
@@ -56,6 +57,9 @@ class Run:
         self.zero_shot: dict[str, Any] | None = self.meta.get("zero_shot")
         zs_folder = self.folder / ZERO_SHOT
         self.zero_shot_map = load_map(zs_folder)[0] if self.zero_shot and zs_folder.is_dir() else None
+        # Per task, the val check's record and map (`dfa.experiments.val_check`), once asked for.
+        self.checks: dict[str, dict[str, Any]] = {}
+        self.checked_maps: dict[str, Any] = {}
         hp = upgrade(dict(self.meta.get("hyperparameters") or {}))
         try:
             self.config = TrainConfig(**hp)
@@ -187,9 +191,9 @@ def method_inputs(run: Run, pool: ModelPool, task: str, draws: int = DRAWS) -> I
         return tgt_graph.with_input(effects.abs())
 
     seed = run.config.seed
-    return Inputs(
-        amap, src_graph, tgt_graph, source, seed, draws, gold, profiles, direct, run.prior_for(task)
-    )
+    x = Inputs(amap, src_graph, tgt_graph, source, seed, draws, gold, profiles, direct, run.prior_for(task))
+    x.checked = functools.partial(checked_map, run, pool, task, x)
+    return x
 
 
 def method_rankings(
@@ -256,9 +260,11 @@ def result_rows(run: Run, task: str, ev: Evaluation) -> list[dict[str, Any]]:
                 "n_draws": curve.n_draws,
             }
         )
-        if label == "dfa":  # the map against every other method, on the same prompts
-            rows[-1]["map_used"] = run.map_note(task)
-            rows[-1]["paired"] = {other: ev.paired("dfa", other) for other in ev.curves if other != "dfa"}
+        if label == "dfa-val":
+            rows[-1]["val_check"] = run.checks.get(task)
+        if label in ("dfa", "dfa-val"):  # the map against every other method, on the same prompts
+            rows[-1]["map_used"] = run.map_note(task) if label == "dfa" else run.checks[task]["chosen"]
+            rows[-1]["paired"] = {other: ev.paired(label, other) for other in ev.curves if other != label}
     return rows
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from dfa.core.roles import ROLES
 from dfa.methods import METHODS
-from dfa.report.zero_shot import estimate_table, zero_shot_text
+from dfa.report.zero_shot import estimate_table, val_check_table, zero_shot_text
 
 # (column label, which map's evaluation: "all" or "loto", method) of a sweep's per-pair table.
 COLUMNS = (
@@ -180,7 +180,8 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
     ]
     by = {(r["src"], r["tgt"], r["task"], r["method"]): r for r in rows}
     keys = list(dict.fromkeys((r["src"], r["tgt"], r["task"]) for r in rows))
-    wins = {m: 0 for m in methods if m not in ("dfa", "gold")}
+    maps = [m for m in ("dfa", "dfa-val") if m in present]  # the map's rows, each against the rest
+    wins = {(a, m): 0 for a in maps for m in methods if m not in (a, "dfa", "gold")}
     losses = dict.fromkeys(wins, 0)
     for src, tgt, task in keys:
         cells = []
@@ -191,21 +192,21 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
                 continue
             lo, hi = _ci(r)
             cells.append(f"{r['cpr']:.3f} [{lo:.2f}, {hi:.2f}]")
-        dfa = by[(src, tgt, task, "dfa")]
-        for m in wins:
-            other = by.get((src, tgt, task, m))
-            if other is not None:
-                lo, hi = _paired_ci(dfa, other)
-                wins[m] += lo > 0
-                losses[m] += hi < 0
-        lines.append(f"| {src} -> {tgt} | {task} | {prompts(dfa)} | " + " | ".join(cells) + " |")
+        for a, m in wins:
+            mine, other = by.get((src, tgt, task, a)), by.get((src, tgt, task, m))
+            if mine is not None and other is not None:
+                lo, hi = _paired_ci(mine, other)
+                wins[(a, m)] += lo > 0
+                losses[(a, m)] += hi < 0
+        lines.append(f"| {src} -> {tgt} | {task} | {prompts(by[(src, tgt, task, 'dfa')])} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("prompts: test pairs / distinct clean prompts (the units each interval resamples).")
-    lines.append(
-        "dfa's zero-shot CPR against each method (cells where the paired 95% interval of the "
-        "difference is above 0 / below 0): "
-        + ", ".join(f"{m} {wins[m]} above / {losses[m]} below of {len(keys)}" for m in wins)
-    )
+    for a in maps:
+        lines.append(
+            f"{a}'s zero-shot CPR against each method (cells where the paired 95% interval of the "
+            "difference is above 0 / below 0): "
+            + ", ".join(f"{m} {wins[(b, m)]} above / {losses[(b, m)]} below of {len(keys)}" for b, m in wins if b == a)
+        )
     for src, tgt in dict.fromkeys((k[0], k[1]) for k in keys):
         share = recovery(rows, src, tgt)
         if share:
@@ -213,8 +214,8 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
                 f"{src} -> {tgt}: recovery of gold (summed CPR over the held-out tasks / gold's): "
                 + ", ".join(f"{m} {v:.2f}" for m, v in share.items())
             )
-    estimates = estimate_table(rows)
-    return "\n".join(lines) + ("\n\n" + estimates if estimates else "")
+    extra = [t for t in (estimate_table(rows), val_check_table(rows)) if t]
+    return "\n\n".join(["\n".join(lines), *extra])
 
 
 def recovery(rows: list[dict[str, Any]], src: str, tgt: str) -> dict[str, float]:

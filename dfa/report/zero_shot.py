@@ -74,3 +74,39 @@ def estimate_table(rows: list[dict[str, Any]]) -> str:
         f"the test shows a loss: {claims} of {len(cells)}."
     )
     return "\n".join(lines)
+
+
+def val_check_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per LOTO cell, the map the val check chose on the held-out task's val prompts and
+    its val gain over depth beside the gain measured on the test split (dfa-val - depth, paired);
+    empty when no row carries a check."""
+    cells = [r for r in rows if r["method"] == "dfa-val" and (r.get("val_check") or {}).get("candidates")]
+    if not cells:
+        return ""
+    lines = [
+        (
+            "| pair | held-out task | val check chose | val gain over depth [95% CI] | val: above random | "
+            "measured dfa-val - depth [95% CI] | claims a gain, test shows a loss |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
+    claims = 0
+    for r in cells:
+        vc, d = r["val_check"], r["paired"]["depth"]
+        g, vr = vc["gain"], vc["vs_random"]
+        dl, dh = d["ci"]
+        wrong = g["ci"][0] > 0 and dh < 0
+        claims += wrong
+        lines.append(
+            f"| {r['src']} -> {r['tgt']} | {r['task']} | {vc['chosen']} | {g['diff']:+.3f} "
+            f"[{g['ci'][0]:+.3f}, {g['ci'][1]:+.3f}] | {'yes' if vr['ci'][0] > 0 else 'NO'} | "
+            f"{d['diff']:+.3f} [{dl:+.3f}, {dh:+.3f}] | {'YES' if wrong else 'no'} |"
+        )
+    lines.append("")
+    lines.append(
+        "val check: the held-out task's own val prompts choose among the run's epoch maps and their "
+        "blends toward the start, against depth (`dfa.experiments.val_check`; capped CPR; the val "
+        f"gain is the best of several candidates, so optimistic). A claimed gain where the test shows a loss: "
+        f"{claims} of {len(cells)}."
+    )
+    return "\n".join(lines)

@@ -68,6 +68,20 @@ from dfa.training.objectives import Objectives
 from dfa.training.selection import Selection
 
 
+def new_map(c: TrainConfig, src_nodes: list[str], tgt_nodes: list[str]) -> AlignmentMap | FeatureMap:
+    """A run's map at its start (the same parameters for the same config and node lists)."""
+    if c.map_kind == "features":
+        fmap = FeatureMap(c.map_features, c.temperature, c.normalise, c.init_gain, c.seed, c.init_std)  # type: ignore[arg-type]
+        src, tgt = NodeGraph.from_names(src_nodes), NodeGraph.from_names(tgt_nodes)
+        return fmap.bind(NodeFeatures.of(src), NodeFeatures.of(tgt))
+    prior = None
+    if c.init == "depth":
+        prior = depth_matrix(NodeGraph.from_names(src_nodes), NodeGraph.from_names(tgt_nodes))
+    return AlignmentMap(
+        src_nodes, tgt_nodes, c.temperature, c.normalise, c.init_std, c.seed, prior, c.init_gain
+    )  # type: ignore[arg-type]
+
+
 class MapTrainer(Objectives, Selection, pl.LightningModule):
     """Trains an `AlignmentMap` on the frozen target (held outside the module's state)."""
 
@@ -122,22 +136,12 @@ class MapTrainer(Objectives, Selection, pl.LightningModule):
         self.pair = 0
         self.start: dict[str, float] | None = None
         self.history: list[dict[str, Any]] = []
-        # The map's parameters after each of the first `zero_shot_epochs` epochs (the zero-shot
-        # candidates); small (one [n_src, n_tgt] matrix each), saved in checkpoints.
+        # The map's parameters after each epoch (the zero-shot and val-check candidates); small
+        # (one [n_src, n_tgt] matrix each), saved in checkpoints.
         self.epoch_params: dict[int, dict[str, torch.Tensor]] = {}
 
     def _new_map(self, src_nodes: list[str], tgt_nodes: list[str]) -> AlignmentMap | FeatureMap:
-        c = self.config
-        if c.map_kind == "features":
-            fmap = FeatureMap(c.map_features, c.temperature, c.normalise, c.init_gain, c.seed, c.init_std)  # type: ignore[arg-type]
-            src, tgt = NodeGraph.from_names(src_nodes), NodeGraph.from_names(tgt_nodes)
-            return fmap.bind(NodeFeatures.of(src), NodeFeatures.of(tgt))
-        prior = None
-        if c.init == "depth":
-            prior = depth_matrix(NodeGraph.from_names(src_nodes), NodeGraph.from_names(tgt_nodes))
-        return AlignmentMap(
-            src_nodes, tgt_nodes, c.temperature, c.normalise, c.init_std, c.seed, prior, c.init_gain
-        )  # type: ignore[arg-type]
+        return new_map(self.config, src_nodes, tgt_nodes)
 
     # The target is not a submodule: never in state_dict, never in a checkpoint.
     @property

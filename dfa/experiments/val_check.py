@@ -1,0 +1,167 @@
+"""The val check: which map a task outside training gets, chosen on that task's own val prompts.
+
+A run's zero-shot map (`dfa.training.zero_shot`) is one choice made before any new task is known.
+The val check chooses per task, with no training on it: the maps the run holds (each epoch's map
+from its `last.ckpt`, and the kept map), each blended toward the start by `a` in `BLENDS`, and the
+depth prior are all evaluated on the task's val prompts (forward passes of the target, no
+gradient), on the same prompts with the same intervention. The candidate whose CPR (faithfulness
+capped at 1, as selection reads it) beats depth's by the highest lower bound of its paired 95%
+bootstrap interval over the val prompts is used; depth's own ranks when no lower bound is above 0.
+
+The record says what was chosen, its val gain over depth with that interval (optimistic: the best
+of several candidates), every candidate's, and the chosen circuit against random rankings on the
+same prompts, so that a user reads, before relying on the map for the task, whether it has
+anything to offer there. The test split is never read.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from dfa.core.circuits import task_prompts
+from dfa.core.evaluate import Evaluation, capped_cpr, evaluate_circuits
+from dfa.core.graph import NodeGraph
+from dfa.methods import score_methods
+
+if TYPE_CHECKING:
+    from dfa.experiments.transfer import Run
+    from dfa.methods import Inputs
+    from dfa.store import ModelPool
+
+BLENDS = (0.25, 0.5, 0.75, 1.0)
+PRIOR = "depth"
+
+
+def held_maps(run: Run) -> tuple[dict[str, dict[str, torch.Tensor]], str]:
+    """name -> parameters of every map the run holds (each epoch's from `last.ckpt`, `kept`), and
+    a note on what was read."""
+    kept = {n: p.detach().cpu().clone() for n, p in run.map.named_parameters()}
+    path = Path(run.folder) / "last.ckpt"
+    if not path.is_file():
+        return {"kept": kept}, f"no {path.name} in the run folder: the kept map only"
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    epochs = dict((ckpt.get("dfa_selection") or {}).get("epoch_params") or {})
+    last = int(ckpt.get("epoch", -1)) + 1  # the checkpoint's own map: its last finished epoch
+    own = {k.removeprefix("map."): v for k, v in ckpt["state_dict"].items() if k.startswith("map.")}
+    if own and last > 0:
+        epochs.setdefault(last, own)
+    maps = {f"epoch {e}": {n: t.cpu() for n, t in p.items()} for e, p in sorted(epochs.items())}
+    return {**maps, "kept": kept}, f"epochs {', '.join(str(e) for e in sorted(epochs))} and the kept map"
+
+
+def start_params(run: Run) -> dict[str, torch.Tensor]:
+    """The run's map at its start (what the blends move toward)."""
+    from dfa.training.module import new_map
+
+    src = run.meta.get("src_nodes") or list(run.map.src_names)
+    tgt = run.meta.get("tgt_nodes") or list(run.map.tgt_names)
+    return {n: p.detach().cpu().clone() for n, p in new_map(run.config, src, tgt).named_parameters()}
+
+
+def blend(amap: Any, start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], a: float) -> Any:
+    """A copy of `amap` (bound as it is) with parameters `start + a * (end - start)`."""
+    out = copy.deepcopy(amap)
+    with torch.no_grad():
+        for n, p in out.named_parameters():
+            s0 = start[n].to(p)
+            p.copy_(s0 + a * (end[n].to(p) - s0))
+    return out
+
+
+def capped_gain(ev: Evaluation, a: str, b: str) -> dict[str, Any]:
+    """Capped `CPR(a) - CPR(b)` on the evaluation's prompts, with its paired 95% bootstrap interval."""
+    ca, cb = ev.curves[a], ev.curves[b]
+    diff = capped_cpr(ca.faithfulness, ca.fractions) - capped_cpr(cb.faithfulness, cb.fractions)
+    ci = [float("nan"), float("nan")]
+    if ca.boot_faith is not None and cb.boot_faith is not None:
+        x = np.asarray(ca.fractions, dtype=float)
+        boot = [np.trapezoid(np.minimum(c.boot_faith, 1.0), x, axis=0) for c in (ca, cb)]  # [B]
+        ci = [float(v) for v in np.nanpercentile(boot[0] - boot[1], [2.5, 97.5])]
+    return {"diff": float(diff), "ci": ci}
+
+
+def choose(gains: dict[str, dict[str, Any]]) -> str:
+    """The candidate with the highest lower bound (then the higher gain, the earlier listed);
+    `PRIOR` when no lower bound is above 0."""
+    order = list(gains)
+    best = max(order, key=lambda k: (gains[k]["ci"][0], gains[k]["diff"], -order.index(k)), default=None)
+    return PRIOR if best is None or not gains[best]["ci"][0] > 0 else best
+
+
+def val_check(
+    run: Run, pool: ModelPool, task: str, x: Inputs, n: int | None = None, n_boot: int = 1000
+) -> tuple[Any, dict[str, Any]]:
+    """The map `task` gets (None: depth's ranks) and the check's record, read on `n` val prompts
+    (default: the run's `n_val`). `x`: the task's method inputs (the map bound to the pair)."""
+    c = run.config
+    n = n or c.n_val
+    start = start_params(run)
+    held, read = held_maps(run)
+    maps = {f"{name} x {a:g}": blend(x.amap, start, p, a) for name, p in held.items() for a in BLENDS}
+    rankings = {
+        name: score_methods(dataclasses.replace(x, amap=m, prior=False), ["dfa"])["dfa"]
+        for name, m in maps.items()
+    }
+    rankings.update(score_methods(x, [PRIOR, "random"]))
+    target = pool.get(run.tgt, c.model_seed)
+    prompts = task_prompts(target, task, "val", n, c.data_seed)
+    ev = evaluate_circuits(
+        target, NodeGraph.from_model(target), prompts.batches, prompts.data.metric, rankings,
+        ablation=c.ablation, n_boot=n_boot, seed=c.seed, families=prompts.families,  # type: ignore[arg-type]
+        prompts=prompts.texts, max_rows=c.max_rows,
+    )  # fmt: skip
+    gains = {name: capped_gain(ev, name, PRIOR) for name in maps}
+    chosen = choose(gains)
+    capped = {k: capped_cpr(v.faithfulness, v.fractions) for k, v in ev.curves.items()}
+    record = {
+        "split": "val",
+        "n_prompts": ev.n_prompts,
+        "n_distinct": ev.n_distinct,
+        "read": read,
+        "chosen": chosen,
+        "gain": gains[chosen] if chosen != PRIOR else {"diff": 0.0, "ci": [0.0, 0.0]},
+        "cpr": capped[chosen],
+        "depth_cpr": capped[PRIOR],
+        "random_cpr": capped["random"],
+        "vs_random": capped_gain(ev, chosen, "random"),
+        "candidates": {k: {**g, "cpr": capped[k]} for k, g in gains.items()},
+        "capped": True,
+    }
+    record["why"] = why(record)
+    return (maps[chosen] if chosen != PRIOR else None), record
+
+
+def why(r: dict[str, Any]) -> str:
+    """The check's reading in words."""
+    g, vr = r["gain"], r["vs_random"]
+    head = (
+        f"on {r['n_prompts']} val prompts, {r['chosen']} beats depth by {g['diff']:+.3f} "
+        f"[{g['ci'][0]:+.3f}, {g['ci'][1]:+.3f}] (the best of {len(r['candidates'])} candidates: optimistic)"
+        if r["chosen"] != PRIOR
+        else f"on {r['n_prompts']} val prompts no map the run holds beats depth by its interval: depth is used"
+    )
+    if vr["ci"][0] > 0:
+        tail = f"; above random rankings by {vr['diff']:+.3f} [{vr['ci'][0]:+.3f}, {vr['ci'][1]:+.3f}]"
+    else:
+        tail = (
+            f"; NOT above random rankings ({r['cpr']:.3f} against {r['random_cpr']:.3f}, "
+            f"{vr['diff']:+.3f} [{vr['ci'][0]:+.3f}, {vr['ci'][1]:+.3f}]): the map has nothing to offer this task"
+        )
+    return head + tail
+
+
+def checked_map(run: Run, pool: ModelPool, task: str, x: Inputs) -> Any:
+    """The map the `dfa-val` method ranks `task` by (None: depth's ranks), checked once per run
+    and task; the record goes to `run.checks[task]`. A training task gets the kept map."""
+    if run.setting(task) == "in-distribution":
+        run.checks[task] = {"chosen": "kept", "why": "a training task: the kept (in-distribution) map"}
+        return x.amap
+    if task not in run.checked_maps:
+        run.checked_maps[task], run.checks[task] = val_check(run, pool, task, x)
+    return run.checked_maps[task]
