@@ -11,8 +11,8 @@ import torch when called, so `dfa.config` and `dfa --help` read the registry wit
 - `dfa`: the trained map (nodes of exactly equal mask in random orders per draw).
 - `dfa-val`: on a task outside training, the map the val check chose on the task's own val prompts
   (`dfa.experiments.val_check`: one of the run's epoch maps blended toward the start, or depth's
-  ranks when none beats depth there); on a training task, `dfa`. Not a default (it runs the target
-  on the task's val prompts).
+  ranks when none beats depth there); on a training task, `dfa` (the same circuits: no extra
+  passes). Not in sweeps.
 - `gold`: direct attribution on the target (the run's method and prompt count): the ceiling.
 - `gold-layer`: `gold` averaged over each layer's heads (and each MLP alone), tied heads in random
   orders: what a map that cannot tell a layer's heads apart reaches when it knows which layers
@@ -321,7 +321,6 @@ METHODS: dict[str, ComparisonMethod] = {
             _checked,
             "on a task outside training, the run's map chosen on the task's val prompts against depth "
             "(depth's ranks where none beats it); on a training task, dfa",
-            default=False,
             in_sweeps=False,
         ),
         ComparisonMethod(

@@ -101,6 +101,25 @@ def test_dfa_val_checks_a_task_outside_training_on_its_val_prompts(tmp_path, mon
     # A training task keeps its map: dfa-val is dfa.
     assert rows[("sva", "dfa-val")]["cpr"] == rows[("sva", "dfa")]["cpr"]
     assert rows[("sva", "dfa-val")]["val_check"]["chosen"] == "kept"
+    # transfer writes the checked circuit (its val check in the metadata) unless told not to check.
+    from dfa.experiments.transfer import transfer
+
+    r = Run(run)
+    pred, _, _ = transfer(r, pool, "ioi", tmp_path / "t" / "ioi", evaluate=False)
+    assert (
+        pred.meta["val_check"]["chosen"] == check["chosen"]
+        and pred.meta["map_used"] == f"val check: {check['chosen']}"
+    )
+    top = method_rankings(r, pool, "ioi", ["dfa-val"], draws=1)["dfa-val"]
+    top = top[0] if isinstance(top, list) else top
+    k = pred.meta["circuit"]["k"]
+    assert pred.meta["circuit"]["nodes"] == k + 1
+    best = {pred.names[i + 1] for i in torch.argsort(top[1:], descending=True)[:k].tolist()}
+    assert _in_graph(tmp_path / "t" / "ioi.json") == {"input", *best}  # the top k of dfa-val, and input
+    pred, _, _ = transfer(Run(run), pool, "ioi", tmp_path / "u" / "ioi", evaluate=False, val_check=False)
+    assert pred.meta["val_check"] is None and pred.meta["map_used"].startswith(
+        "in-distribution (the run has no zero-shot"
+    )
     # Each choice ranks as it says: a candidate by its blended map's logits, the prior by depth's draws.
     for forced in ("epoch 2 x 0.5", PRIOR):
         monkeypatch.setattr(vc, "choose", lambda gains, f=forced: f)
@@ -114,6 +133,12 @@ def test_dfa_val_checks_a_task_outside_training_on_its_val_prompts(tmp_path, mon
             chosen = r.checked_maps["ioi"]
             s0, e2 = vc.start_params(r), held_maps(r)[0]["epoch 2"]
             assert torch.allclose(chosen.W, s0["W"] + 0.5 * (e2["W"] - s0["W"]), atol=1e-6)
+
+
+def _in_graph(path) -> set[str]:
+    import json
+
+    return {n for n, node in json.loads(path.read_text())["nodes"].items() if node["in_graph"]}
 
 
 def test_the_loto_table_reads_each_cells_val_check():

@@ -160,14 +160,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_transfer(args: argparse.Namespace) -> int:
     from dfa.experiments.transfer import transfer
 
+    methods = [m for m in args.methods if not (args.no_val_check and m == "dfa-val")]
     predicted, paths, ev = transfer(
-        _run(args), _pool(args), args.task, args.out, not args.no_eval, args.methods, args.split, args.n,
-        args.boot, args.draws, args.circuit_fraction,
+        _run(args), _pool(args), args.task, args.out, not args.no_eval, methods, args.split, args.n,
+        args.boot, args.draws, args.circuit_fraction, not args.no_val_check,
     )  # fmt: skip
     meta = predicted.meta
     print(f"{meta['src']} -> {meta['model']} predicted circuit for {args.task} ({meta['setting']}):")
     if meta["setting"] == "zero-shot":
         print(f"  map used: {meta['map_used']} (a task outside training)")
+    if meta.get("val_check"):
+        print(f"  val check: {meta['val_check']['why']}")
     circuit = meta["circuit"]
     print(
         f"  in_graph: {circuit['nodes']} of {len(predicted.names)} nodes (the top {circuit['k']} by the "
@@ -402,8 +405,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("transfer", help="reuse a trained map on a task: predicted circuit and its evaluation")
-    _map_eval_args(p, ["dfa", "depth", "random", "permuted", "scrambled"])
+    _map_eval_args(p, ["dfa", "dfa-val", "depth", "random", "permuted", "scrambled"])
     p.add_argument("--task", required=True, help="task name, seen in training or not")
+    p.add_argument(
+        "--no-val-check",
+        action="store_true",
+        help="on a task outside training, write the zero-shot map's circuit unchecked (default: the map "
+        "the val check chose on the task's val prompts, or depth where nothing beats it)",
+    )
     p.add_argument(
         "--out",
         default=None,

@@ -344,18 +344,19 @@ def zero_shot_summary(zs: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def circuit_ranking(
-    run: Run, pool: ModelPool, task: str, tgt_graph: NodeGraph
+    run: Run, pool: ModelPool, task: str, tgt_graph: NodeGraph, val_check: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The map's logits for `task` (mapped target nodes; the depth baseline's scores where the task
-    gets the prior, `Run.prior_for`) and the ranking its circuit reads: one draw of the `dfa`
-    method (by logit, as the probabilities saturate at 1; tied nodes in one seeded random order,
-    as the evaluation draws them)."""
+    gets the prior) and the ranking its circuit reads: one draw of the `dfa` method, or of
+    `dfa-val` with `val_check` (by logit, as the probabilities saturate at 1; tied nodes in one
+    seeded random order, as the evaluation draws them)."""
     x = method_inputs(run, pool, task, draws=1)
-    if x.prior:
+    method, amap = ("dfa-val", x.need("checked", "dfa-val")) if val_check else ("dfa", x.amap)
+    if (x.prior and not val_check) or amap is None:
         z = tgt_graph.mapped_scores(depth_scores(x.src_graph, tgt_graph, x.source))
     else:
-        z = map_logits(x.amap, x.source)
-    ranking = score_methods(x, ["dfa"])["dfa"]
+        z = map_logits(amap, x.source)
+    ranking = score_methods(x, [method])[method]
     return z, ranking[0] if isinstance(ranking, list) else ranking
 
 
@@ -365,16 +366,18 @@ def transfer(
     task: str,
     out: str | Path | None = None,
     evaluate: bool = True,
-    methods: Sequence[str] = ("dfa", "depth", "random", "permuted", "scrambled"),
+    methods: Sequence[str] = ("dfa", "dfa-val", "depth", "random", "permuted", "scrambled"),
     split: str = "test",
     n: int = 200,
     n_boot: int = 1000,
     draws: int = DRAWS,
     fraction: float = CIRCUIT_FRACTION,
+    val_check: bool = True,
 ) -> tuple[NodeScores, list[Path], Evaluation | None]:
     """Reuse a saved map on `task` without training: source scores -> predicted target circuit
     (written as EAP-IG/MIB `importances.json`, where `in_graph` marks the circuit of `fraction`
-    of the ranked nodes, and `.safetensors`), and its evaluation."""
+    of the ranked nodes, and `.safetensors`), and its evaluation. With `val_check`, a task outside
+    training gets the map the val check chose on its val prompts (`dfa.experiments.val_check`)."""
     get_task(task)
     if not 0 < fraction <= 1:
         raise DfaError(f"The circuit fraction must be in (0, 1], got {fraction}.")
@@ -386,7 +389,8 @@ def transfer(
     c = run.config
     target = pool.get(run.tgt, c.model_seed)
     tgt_graph = NodeGraph.from_model(target)
-    z, ranking = circuit_ranking(run, pool, task, tgt_graph)
+    check = val_check and run.setting(task) == "zero-shot"
+    z, ranking = circuit_ranking(run, pool, task, tgt_graph, check)
     scores = tgt_graph.with_input(mask_probabilities(z))
     masks, ks = circuit_masks(ranking, tgt_graph, [fraction])
     in_graph = [tgt_graph[i].name for i in torch.nonzero(masks[0]).flatten().tolist()]
@@ -398,14 +402,15 @@ def transfer(
         "src": run.src,
         "source_method": c.method,
         "setting": run.setting(task),
-        "map_used": run.map_note(task),
+        "map_used": f"val check: {run.checks[task]['chosen']}" if check else run.map_note(task),
+        "val_check": run.checks.get(task) if check else None,
         "split": "train",
         "n_prompts": c.n_src,
         "seed": c.data_seed,
         "ablation": c.ablation,
         "score": (
-            "sigmoid of the depth baseline's score (`logits`): the run's inner folds found nothing that carries"
-            if run.prior_for(task)
+            "sigmoid of the depth baseline's score (`logits`): nothing the map learned was shown to carry"
+            if (run.checked_maps.get(task) is None if check else run.prior_for(task))
             else "mask probability sigmoid(z), z = (s @ W + b) / T (`logits`); input kept at 1"
         ),
         "logits": dict(zip(tgt_graph.mapped_names, z.tolist(), strict=True)),

@@ -89,19 +89,22 @@ def table(report: dict[str, Any]) -> str:
 
 
 def wins(
-    report: dict[str, Any], against: Sequence[str] = ("depth", "random", "permuted", "scrambled")
+    report: dict[str, Any],
+    against: Sequence[str] = ("depth", "random", "permuted", "scrambled"),
+    label: str = "dfa",
 ) -> dict[str, Any]:
-    """Per baseline: on how many tasks the map wins, counted only where the paired 95% interval
-    of `CPR(dfa) - CPR(baseline)` is above 0 (`wins`), and where it is below 0 (`losses`); rows
-    without a paired interval (results written before it) count a higher CPR as a win."""
+    """Per baseline: on how many tasks the map (`label`: dfa or dfa-val) wins, counted only where
+    the paired 95% interval of `CPR(map) - CPR(baseline)` is above 0 (`wins`), and where it is below
+    0 (`losses`); rows without a paired interval (results written before it) count a higher CPR as
+    a win."""
     by = {(r["task"], r["method"]): r for r in report["results"]}
     tasks = list(dict.fromkeys(r["task"] for r in report["results"]))
     out: dict[str, Any] = {}
     for b in against:
-        cells = [t for t in tasks if (t, b) in by and (t, "dfa") in by]
+        cells = [t for t in tasks if (t, b) in by and (t, label) in by]
         won = lost = 0
         for t in cells:
-            lo, hi = _paired_ci(by[(t, "dfa")], by[(t, b)])
+            lo, hi = _paired_ci(by[(t, label)], by[(t, b)])
             won += lo > 0
             lost += hi < 0
         out[b] = {"wins": won, "losses": lost, "of": len(cells)}
@@ -118,16 +121,18 @@ def _paired_ci(dfa_row: dict[str, Any], other: dict[str, Any]) -> tuple[float, f
     return d, d
 
 
-def paired_table(report: dict[str, Any]) -> str:
-    """Tasks x methods: `CPR(dfa) - CPR(method)` with its paired 95% interval, `+` where the
-    interval is above 0 and `-` where it is below."""
-    rows = [r for r in report["results"] if r["method"] == "dfa" and r.get("paired")]
+def paired_table(report: dict[str, Any], label: str = "dfa") -> str:
+    """Tasks x methods: `CPR(label) - CPR(method)` with its paired 95% interval, `+` where the
+    interval is above 0 and `-` where it is below (`label`: dfa, or dfa-val on its zero-shot rows)."""
+    rows = [r for r in report["results"] if r["method"] == label and r.get("paired")]
+    if label != "dfa":
+        rows = [r for r in rows if r["setting"] == "zero-shot"]
     if not rows:
         return ""
     others = list(dict.fromkeys(m for r in rows for m in r["paired"]))
     width = 24
     tw = _task_width([r["task"] for r in rows])
-    lines = [f"  {'task':<{tw}}" + "".join(f"{'dfa - ' + m:>{width}}" for m in others)]
+    lines = [f"  {'task':<{tw}}" + "".join(f"{label + ' - ' + m:>{width}}" for m in others)]
     for r in rows:
         cells = []
         for m in others:
@@ -198,7 +203,8 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
                 lo, hi = _paired_ci(mine, other)
                 wins[(a, m)] += lo > 0
                 losses[(a, m)] += hi < 0
-        lines.append(f"| {src} -> {tgt} | {task} | {prompts(by[(src, tgt, task, 'dfa')])} | " + " | ".join(cells) + " |")
+        n = prompts(by[(src, tgt, task, "dfa")])
+        lines.append(f"| {src} -> {tgt} | {task} | {n} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("prompts: test pairs / distinct clean prompts (the units each interval resamples).")
     for a in maps:
@@ -404,16 +410,19 @@ def evaluation_text(report: dict[str, Any], methods: Sequence[str]) -> str:
     out += prompt_notes(report["results"], split)
     if "dfa" not in methods:
         return "\n".join(out)
-    paired = paired_table(report)
-    if paired:
-        out += ["\npaired: CPR(dfa) - CPR(method) on the same prompts [95% CI]; + above 0, - below", paired]
     against = [m for m in methods if m in names("alignment", "control")]
-    for setting in ("in-distribution", "zero-shot"):
-        sub = {**report, "results": [r for r in report["results"] if r["setting"] == setting]}
-        if sub["results"] and against:
-            w = wins(sub, against)
-            out.append(
-                f"  dfa vs ({setting}; paired interval above / below 0): "
-                + ", ".join(f"{b} {v['wins']} up {v['losses']} down of {v['of']}" for b, v in w.items())
-            )
+    for label in [m for m in ("dfa", "dfa-val") if m in methods]:
+        paired = paired_table(report, label)
+        if paired:
+            out += [f"\npaired: CPR({label}) - CPR(method) on the same prompts [95% CI]; + above 0, - below", paired]
+        for setting in ("in-distribution", "zero-shot") if label == "dfa" else ("zero-shot",):
+            sub = {**report, "results": [r for r in report["results"] if r["setting"] == setting]}
+            if sub["results"] and against:
+                w = wins(sub, against, label)
+                out.append(
+                    f"  {label} vs ({setting}; paired interval above / below 0): "
+                    + ", ".join(f"{b} {v['wins']} up {v['losses']} down of {v['of']}" for b, v in w.items())
+                )
+    checks = [r for r in report["results"] if r["method"] == "dfa-val" and r["setting"] == "zero-shot"]
+    out += [f"val check, {r['task']}: {r['val_check']['why']}" for r in checks if r.get("val_check")]
     return "\n".join(out)
