@@ -23,12 +23,12 @@ from dfa.experiments.loto_ceiling import ceiling_table
 from dfa.experiments.pair_agnostic import markdown as pair_agnostic_markdown
 from dfa.experiments.pair_agnostic import summary as pair_agnostic_summary
 from dfa.experiments.real_models import markdown_table as real_models_markdown
-from dfa.report.tables import COLUMNS, circuits_markdown, loto_table, prompt_notes, prompts, wins
+from dfa.report.tables import COLUMNS, circuits_markdown, loto_table, prompt_notes, prompts, recovery, wins
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.DOTALL)
 EVAL_METHODS = (
-    "dfa", "gold", "depth", "depth-order", "role", "role-assign", "direct", "depth-direct", "random", "permuted",
+    "dfa", "dfa-val", "gold", "depth", "depth-order", "role", "role-assign", "direct", "depth-direct", "random", "permuted",
     "scrambled",
 )  # fmt: skip
 # A sweep's summary columns: the per-pair table's (label, which map, method), depth-order after depth.
@@ -47,19 +47,22 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
     methods = [m for m in EVAL_METHODS if any(r["method"] == m for r in rows)]
     by = {(r["task"], r["method"]): r for r in rows}
     tasks = list(dict.fromkeys(r["task"] for r in rows))
+    maps = [m for m in ("dfa", "dfa-val") if m in methods]
     lines = [
-        "| task | setting | prompts | " + " | ".join(methods) + " | dfa - depth [paired 95%] |",
-        "|" + "---|" * (len(methods) + 4),
-    ]
+        "| task | setting | prompts | " + " | ".join(methods) + " | "
+        + " | ".join(f"{m} - depth [paired 95%]" for m in maps) + " |",
+        "|" + "---|" * (len(methods) + 3 + len(maps)),
+    ]  # fmt: skip
     for t in tasks:
         cells = []
         for m in methods:
             r = by.get((t, m))
             cells.append("-" if r is None else f"{r['cpr']:.3f} [{r['cpr_ci'][0]:.2f}, {r['cpr_ci'][1]:.2f}]")
-        d = (by[(t, "dfa")].get("paired") or {}).get("depth")
-        diff = "-" if d is None else f"{d['diff']:+.3f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]"
+        for m in maps:
+            d = (by.get((t, m), {}).get("paired") or {}).get("depth")
+            cells.append("-" if d is None else f"{d['diff']:+.3f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]")
         first = by[(t, "dfa")]
-        lines.append(f"| {t} | {first['setting']} | {prompts(first)} | " + " | ".join(cells) + f" | {diff} |")
+        lines.append(f"| {t} | {first['setting']} | {prompts(first)} | " + " | ".join(cells) + " |")
     lines += ["", "prompts: test pairs / distinct clean prompts (the units each interval resamples)."]
     lines += [n.removeprefix("note: ") + "." for n in prompt_notes(rows)]
     ind = [t for t in tasks if by[(t, "dfa")]["setting"] == "in-distribution" and (t, "gold") in by]
@@ -69,17 +72,46 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
             f"dfa's mean in-distribution CPR, {dfa_mean:.3f}, is {100 * dfa_mean / gold_mean:.1f}% of gold's "
             f"{gold_mean:.3f} ({len(ind)} tasks)."
         )
-    for setting in dict.fromkeys(r["setting"] for r in rows):
-        sub = {**report, "results": [r for r in rows if r["setting"] == setting]}
-        against = [m for m in methods if m not in ("dfa", "gold")]
-        counts = ", ".join(
-            f"{m} {w['wins']} above / {w['losses']} below" for m, w in wins(sub, against).items()
-        )
-        n = len({r["task"] for r in sub["results"]})
-        tasks_n = f"{n} task" + ("s" if n != 1 else "")
-        lines.append(
-            f"dfa against each method, {setting} ({tasks_n}; paired interval above / below 0): {counts}."
-        )
+    for label in maps:
+        for setting in dict.fromkeys(r["setting"] for r in rows):
+            if label == "dfa-val" and setting != "zero-shot":
+                continue  # on a training task dfa-val is dfa
+            sub = {**report, "results": [r for r in rows if r["setting"] == setting]}
+            against = [m for m in methods if m not in ("dfa", "dfa-val", "gold")]
+            counts = ", ".join(
+                f"{m} {w['wins']} above / {w['losses']} below" for m, w in wins(sub, against, label).items()
+            )
+            n = len({r["task"] for r in sub["results"]})
+            tasks_n = f"{n} task" + ("s" if n != 1 else "")
+            lines.append(
+                f"{label} against each method, {setting} ({tasks_n}; paired interval above / below 0): {counts}."
+            )
+    checks = [r for r in rows if r["method"] == "dfa-val" and (r.get("val_check") or {}).get("candidates")]
+    lines += [f"val check, {r['task']}: {r['val_check']['why']}." for r in checks]
+    return "\n".join(lines)
+
+
+def loto_summary(rows: list[dict[str, Any]]) -> str:
+    """LOTO per pair, for each way a held-out task gets its map (`dfa`: the run's zero-shot map;
+    `dfa-val`: the val check's): cells above / below depth by the paired interval, recovery of
+    gold, and cells where the map claimed a gain (interval above 0) that the test shows as a loss."""
+    lines = [
+        "| pair | held-out task gets | above depth | below depth | recovery of gold (depth's) | claimed gain, test loss |",
+        "|---|---|---|---|---|---|",
+    ]
+    what = {"dfa": "`dfa`: the run's zero-shot map", "dfa-val": "`dfa-val`: the val check's choice"}
+    for src, tgt in dict.fromkeys((r["src"], r["tgt"]) for r in rows):
+        share = recovery(rows, src, tgt)
+        for m in [m for m in what if any(r["method"] == m for r in rows)]:
+            cells = [r for r in rows if (r["src"], r["tgt"], r["method"]) == (src, tgt, m)]
+            up = sum(r["paired"]["depth"]["ci"][0] > 0 for r in cells)
+            down = sum(r["paired"]["depth"]["ci"][1] < 0 for r in cells)
+            claim = (lambda r: r["zero_shot"]["ci"][0]) if m == "dfa" else (lambda r: r["val_check"]["gain"]["ci"][0])
+            wrong = sum(claim(r) > 0 and r["paired"]["depth"]["ci"][1] < 0 for r in cells)
+            lines.append(
+                f"| {src} -> {tgt} | {what[m]} | {up} of {len(cells)} | {down} of {len(cells)} | "
+                f"{share[m]:.2f} ({share['depth']:.2f}) | {wrong} of {len(cells)} |"
+            )
     return "\n".join(lines)
 
 
@@ -111,6 +143,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "main_toy_direct": lambda: evaluation_markdown(load("main_toy_direct.json")),
     "real_pair": lambda: evaluation_markdown(load("real_pair.json")),
     "loto_toy": lambda: loto_table(load("loto_toy.json")["results"]),
+    "loto_toy_summary": lambda: loto_summary(load("loto_toy.json")["results"]),
     "loto_ceiling_val": lambda: ceiling_table(load("loto_ceiling_val.json")["results"]),
     "real_models": lambda: real_models_markdown(load("real_models.json")).rstrip("\n"),
     "ablation": lambda: ablation_markdown(ROOT),

@@ -57,16 +57,21 @@ def test_a_blend_moves_a_copy_of_the_map_from_the_start_toward_the_end():
 
 
 def test_held_maps_read_every_epoch_and_the_checkpoints_own_last_epoch(tmp_path):
+    from dfa.config import TrainConfig
+
     class FakeRun:
         folder = tmp_path
         map = AlignmentMap(["a0.h0"], ["a0.h0", "m0"])
+        config = TrainConfig(zero_shot_epochs=1)
 
     maps, read = held_maps(FakeRun())  # type: ignore[arg-type]
     assert list(maps) == ["kept"] and "no last.ckpt" in read
     e1 = {"W": torch.ones(1, 2), "b": torch.zeros(2)}
     last = {"map.W": torch.full((1, 2), 3.0), "map.b": torch.ones(2)}
+    e2 = {"W": torch.full((1, 2), 2.0), "b": torch.zeros(2)}  # past zero_shot_epochs: not a candidate
     torch.save(
-        {"epoch": 2, "state_dict": last, "dfa_selection": {"epoch_params": {1: e1}}}, tmp_path / "last.ckpt"
+        {"epoch": 2, "state_dict": last, "dfa_selection": {"epoch_params": {1: e1, 2: e2}}},
+        tmp_path / "last.ckpt",
     )
     maps, read = held_maps(FakeRun())  # type: ignore[arg-type]
     assert list(maps) == ["epoch 1", "epoch 3", "kept"] and read == "epochs 1, 3 and the kept map"
@@ -83,13 +88,15 @@ def test_dfa_val_checks_a_task_outside_training_on_its_val_prompts(tmp_path, mon
     c = small_config(tmp_path, holdout=["ioi"], max_epochs=3, zero_shot_epochs=1)
     run = train(c, progress=False)
     ckpt = torch.load(run / "last.ckpt", weights_only=True)
-    assert sorted(ckpt["dfa_selection"]["epoch_params"]) == [1, 2, 3]  # every epoch's map is kept
+    assert sorted(ckpt["dfa_selection"]["epoch_params"]) == [1]  # the folds' epochs (zero_shot_epochs)
     r, pool = Run(run), ModelPool("cpu")
-    assert list(held_maps(r)[0]) == ["epoch 1", "epoch 2", "epoch 3", "kept"]
+    maps = held_maps(r)[0]
+    assert list(maps) == ["epoch 1", "epoch 3", "kept"]  # and the checkpoint's own, the last
+    assert all(torch.equal(maps["epoch 3"][n], ckpt["state_dict"][f"map.{n}"]) for n in ("W", "b"))
     report, _ = evaluate_run(r, pool, ["ioi", "sva"], ["dfa", "dfa-val", "depth", "random"], "test", 10, 50)
     rows = {(x["task"], x["method"]): x for x in report["results"]}
     check = rows[("ioi", "dfa-val")]["val_check"]
-    assert len(check["candidates"]) == 16 and check["n_prompts"] == c.n_val and check["split"] == "val"
+    assert len(check["candidates"]) == 12 and check["n_prompts"] == c.n_val and check["split"] == "val"
     assert check["chosen"] == choose({k: v for k, v in check["candidates"].items()})
     assert (
         rows[("ioi", "dfa-val")]["map_used"] == check["chosen"]
@@ -121,7 +128,7 @@ def test_dfa_val_checks_a_task_outside_training_on_its_val_prompts(tmp_path, mon
         "in-distribution (the run has no zero-shot"
     )
     # Each choice ranks as it says: a candidate by its blended map's logits, the prior by depth's draws.
-    for forced in ("epoch 2 x 0.5", PRIOR):
+    for forced in ("epoch 3 x 0.5", PRIOR):
         monkeypatch.setattr(vc, "choose", lambda gains, f=forced: f)
         r = Run(run)
         ranks = method_rankings(r, pool, "ioi", ["dfa-val", "depth"], draws=3)
@@ -131,8 +138,8 @@ def test_dfa_val_checks_a_task_outside_training_on_its_val_prompts(tmp_path, mon
             assert "depth is used" in r.checks["ioi"]["why"]
         else:
             chosen = r.checked_maps["ioi"]
-            s0, e2 = vc.start_params(r), held_maps(r)[0]["epoch 2"]
-            assert torch.allclose(chosen.W, s0["W"] + 0.5 * (e2["W"] - s0["W"]), atol=1e-6)
+            s0, e3 = vc.start_params(r), held_maps(r)[0]["epoch 3"]
+            assert torch.allclose(chosen.W, s0["W"] + 0.5 * (e3["W"] - s0["W"]), atol=1e-6)
 
 
 def _in_graph(path) -> set[str]:

@@ -1,8 +1,10 @@
 """The val check: which map a task outside training gets, chosen on that task's own val prompts.
 
 A run's zero-shot map (`dfa.training.zero_shot`) is one choice made before any new task is known.
-The val check chooses per task, with no training on it: the maps the run holds (each epoch's map
-from its `last.ckpt`, and the kept map), each blended toward the start by `a` in `BLENDS`, and the
+The val check chooses per task, with no training on it: the maps the run holds (from its
+`last.ckpt`, the map after each of the first `zero_shot_epochs` epochs, the epochs the inner folds
+score too, and after the last epoch; and the kept map), each blended toward the start by `a` in
+`BLENDS` (at most `4 * (zero_shot_epochs + 2)` candidates, whatever the run's length), and the
 depth prior are all evaluated on the task's val prompts (forward passes of the target, no
 gradient), on the same prompts with the same intervention. The candidate whose CPR (faithfulness
 capped at 1, as selection reads it) beats depth's by the highest lower bound of its paired 95%
@@ -39,14 +41,15 @@ PRIOR = "depth"
 
 
 def held_maps(run: Run) -> tuple[dict[str, dict[str, torch.Tensor]], str]:
-    """name -> parameters of every map the run holds (each epoch's from `last.ckpt`, `kept`), and
-    a note on what was read."""
+    """name -> parameters of the maps the run holds (from `last.ckpt`, each of the first
+    `zero_shot_epochs` epochs' and the last epoch's; `kept`), and a note on what was read."""
     kept = {n: p.detach().cpu().clone() for n, p in run.map.named_parameters()}
     path = Path(run.folder) / "last.ckpt"
     if not path.is_file():
         return {"kept": kept}, f"no {path.name} in the run folder: the kept map only"
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    epochs = dict((ckpt.get("dfa_selection") or {}).get("epoch_params") or {})
+    saved = (ckpt.get("dfa_selection") or {}).get("epoch_params") or {}
+    epochs = {e: p for e, p in saved.items() if e <= run.config.zero_shot_epochs}
     last = int(ckpt.get("epoch", -1)) + 1  # the checkpoint's own map: its last finished epoch
     own = {k.removeprefix("map."): v for k, v in ckpt["state_dict"].items() if k.startswith("map.")}
     if own and last > 0:

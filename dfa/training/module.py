@@ -136,8 +136,8 @@ class MapTrainer(Objectives, Selection, pl.LightningModule):
         self.pair = 0
         self.start: dict[str, float] | None = None
         self.history: list[dict[str, Any]] = []
-        # The map's parameters after each epoch (the zero-shot and val-check candidates); small
-        # (one [n_src, n_tgt] matrix each), saved in checkpoints.
+        # The map's parameters after each of the first `zero_shot_epochs` epochs (the zero-shot
+        # and val-check candidates); small (one [n_src, n_tgt] matrix each), saved in checkpoints.
         self.epoch_params: dict[int, dict[str, torch.Tensor]] = {}
 
     def _new_map(self, src_nodes: list[str], tgt_nodes: list[str]) -> AlignmentMap | FeatureMap:

@@ -78,9 +78,10 @@ class Selection:
             return  # fit without a start (tests that call fit alone): nothing to select against
         else:
             epoch = self.current_epoch + 1
-            # Every epoch's map: the zero-shot candidates (`dfa.training.zero_shot`) and the val
-            # check's (`dfa.experiments.val_check`).
-            self.epoch_params[epoch] = {n: p.detach().cpu().clone() for n, p in self.map.named_parameters()}
+            if epoch <= self.config.zero_shot_epochs:  # a zero-shot candidate (`dfa.training.zero_shot`)
+                self.epoch_params[epoch] = {
+                    n: p.detach().cpu().clone() for n, p in self.map.named_parameters()
+                }
         held = [t for t in self.holdout_labels if t in per_task]  # reported, never selected on
 
         def entry(cpr: dict[str, float], cap: dict[str, float]) -> dict[str, Any]:
