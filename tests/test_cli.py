@@ -119,7 +119,7 @@ def test_loto_refuses_an_unknown_method_by_name(tmp_path, capsys):
     argv = ["loto", "--pairs", "toy-gpt2-s:toy-gpt2-m", "--methods", "dfa", "bogus"]
     assert main([*argv, "--json", str(tmp_path / "loto.json"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("dfa loto: error: Unknown method(s) bogus; choose from dfa, gold")
+    assert err.startswith("dfa loto: error: Unknown method(s) bogus; choose from dfa, dfa-val, gold")
     assert "Traceback" not in err and not (tmp_path / "loto.json").exists()
 
 
