@@ -350,7 +350,7 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     )
     assert r.returncode == 0, r.stderr
     assert "zero-shot" in r.stdout and "in-distribution" in r.stdout
-    assert "evaluated sva (1/2): 6 methods on 10 test prompts" in r.stdout
+    assert "evaluated sva (1/2): 7 methods on 10 test prompts" in r.stdout
     assert "evaluated gender (2/2)" in r.stdout and "\r" not in r.stdout + r.stderr
     # the table says how many pairs and distinct clean prompts stand behind each row
     assert re.search(r"sva +in-distribution +10/\d+ ", r.stdout), r.stdout
@@ -361,8 +361,14 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     assert {"task", "setting", "method", "cpr", "cpr_ci", "cmd", "cpr_log", "curve", "n_prompts"} <= set(row)
     methods = {(r["task"], r["method"]) for r in data["results"]}
     assert methods == {
-        (t, m) for t in ("sva", "gender") for m in ("dfa", "gold", "depth", "random", "permuted", "scrambled")
+        (t, m)
+        for t in ("sva", "gender")
+        for m in ("dfa", "dfa-val", "gold", "depth", "random", "permuted", "scrambled")
     }
+    # gender is held out: the val check's record and its reading; on sva (trained) dfa-val is dfa
+    rows = {(x["task"], x["method"]): x for x in data["results"]}
+    assert rows[("gender", "dfa-val")]["val_check"]["split"] == "val" and "val check, gender: on " in r.stdout
+    assert rows[("sva", "dfa-val")]["cpr"] == rows[("sva", "dfa")]["cpr"]
     assert (tmp_path / "eval.png").read_bytes()[:4] == b"\x89PNG"
     # a memory budget (3 prompt rows per stacked pass) changes how the passes run, not the curves
     small = tmp_path / "eval_small.json"
@@ -381,7 +387,8 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     )
     assert r.returncode == 0, r.stderr
     header = next(line for line in r.stdout.splitlines() if line.split()[:2] == ["task", "setting"])
-    assert header.split()[3:] == ["dfa", "random", "role", "role-assign"], r.stdout
+    # the written circuit (the val check's, capitals being held out) is evaluated with the rest
+    assert header.split()[3:] == ["dfa-val", "dfa", "random", "role", "role-assign"], r.stdout
     assert (tmp_path / "cache" / "roles").is_dir()  # role scores cached beside the node scores
     from dfa.core.scores import NodeScores
 
@@ -401,9 +408,10 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     ev = json.loads((run / "transfer" / "capitals.json").read_text())["dfa"]["evaluation"]
     assert ev["split"] == "test" and ev["src"] == "toy-gpt2-s" and ev["tgt"] == "toy-gpt2-m"
     rows = {x["method"]: x for x in ev["results"]}
-    assert set(rows) == {"dfa", "random", "role", "role-assign"}
+    assert set(rows) == {"dfa-val", "dfa", "random", "role", "role-assign"}
     assert rows["dfa"]["setting"] == "zero-shot" and rows["dfa"]["n_prompts"] == 10
-    assert set(rows["dfa"]["paired"]) == {"random", "role", "role-assign"}
+    assert set(rows["dfa"]["paired"]) == {"dfa-val", "random", "role", "role-assign"}
+    assert saved.meta["map_used"] == f"val check: {rows['dfa-val']['val_check']['chosen']}"
     assert f"{rows['dfa']['cpr']:.3f} [" in r.stdout and "paired: CPR(dfa) - CPR(method)" in r.stdout
     # the top nodes are ranked by the map's logit and print it (the probabilities saturate)
     logits = saved.meta["logits"]

@@ -438,7 +438,8 @@ def transfer(
 
     paths = save()  # the circuit first: an evaluation that fails leaves it written
     ev = None
-    if evaluate:
+    if evaluate:  # the written circuit is evaluated: dfa-val's where the check chose it
+        methods = list(dict.fromkeys(["dfa-val", *methods] if check else methods))
         ev = evaluate_task(run, pool, task, methods, split, n, n_boot, draws=draws)
         meta["evaluation"] = report_of(run, split, result_rows(run, task, ev))
         paths = save()
