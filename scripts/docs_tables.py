@@ -93,11 +93,15 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
 
 def loto_summary(rows: list[dict[str, Any]]) -> str:
     """LOTO per pair, for each way a held-out task gets its map (`dfa`: the run's zero-shot map;
-    `dfa-val`: the val check's): cells above / below depth by the paired interval, recovery of
-    gold, and cells where the map claimed a gain (interval above 0) that the test shows as a loss."""
+    `dfa-val`: the val check's): cells above / below depth and above random by the paired
+    interval, recovery of gold, and cells where the map claimed a gain (interval above 0) that the
+    test shows as a loss."""
     lines = [
-        "| pair | held-out task gets | above depth | below depth | recovery of gold (depth's) | claimed gain, test loss |",
-        "|---|---|---|---|---|---|",
+        (
+            "| pair | held-out task gets | above depth | below depth | above random | recovery of gold (depth's) "
+            "| claimed gain, test loss |"
+        ),
+        "|---|---|---|---|---|---|---|",
     ]
     what = {"dfa": "`dfa`: the run's zero-shot map", "dfa-val": "`dfa-val`: the val check's choice"}
     for src, tgt in dict.fromkeys((r["src"], r["tgt"]) for r in rows):
@@ -106,10 +110,11 @@ def loto_summary(rows: list[dict[str, Any]]) -> str:
             cells = [r for r in rows if (r["src"], r["tgt"], r["method"]) == (src, tgt, m)]
             up = sum(r["paired"]["depth"]["ci"][0] > 0 for r in cells)
             down = sum(r["paired"]["depth"]["ci"][1] < 0 for r in cells)
+            chance = sum(r["paired"]["random"]["ci"][0] > 0 for r in cells)
             claim = (lambda r: r["zero_shot"]["ci"][0]) if m == "dfa" else (lambda r: r["val_check"]["gain"]["ci"][0])
             wrong = sum(claim(r) > 0 and r["paired"]["depth"]["ci"][1] < 0 for r in cells)
             lines.append(
-                f"| {src} -> {tgt} | {what[m]} | {up} of {len(cells)} | {down} of {len(cells)} | "
+                f"| {src} -> {tgt} | {what[m]} | {up} of {len(cells)} | {down} of {len(cells)} | {chance} of {len(cells)} | "
                 f"{share[m]:.2f} ({share['depth']:.2f}) | {wrong} of {len(cells)} |"
             )
     return "\n".join(lines)
@@ -144,6 +149,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "real_pair": lambda: evaluation_markdown(load("real_pair.json")),
     "loto_toy": lambda: loto_table(load("loto_toy.json")["results"]),
     "loto_toy_summary": lambda: loto_summary(load("loto_toy.json")["results"]),
+    "loto_real_pair": lambda: loto_table(load("loto_real_pair.json")["results"]),
+    "loto_real_pair_summary": lambda: loto_summary(load("loto_real_pair.json")["results"]),
     "loto_ceiling_val": lambda: ceiling_table(load("loto_ceiling_val.json")["results"]),
     "real_models": lambda: real_models_markdown(load("real_models.json")).rstrip("\n"),
     "ablation": lambda: ablation_markdown(ROOT),
