@@ -407,12 +407,13 @@ def test_a_map_trained_on_built_in_tasks_transfers_to_a_task_file(tmp_path, caps
     assert main([*argv, "--methods", "dfa", "depth", "random", "permuted"]) == 0
     text = capsys.readouterr().out
     assert f"toy-gpt2-s -> toy-gpt2-m predicted circuit for {EXAMPLE} (zero-shot):" in text
-    # one training task: no inner fold can hold one out, so the run has no zero-shot map
-    assert "map used: in-distribution (the run has no zero-shot map)" in text
+    # one training task: no inner fold can hold one out, so the run has no zero-shot map; the
+    # circuit written is the val check's, on the file's own val prompts (the run's n_val)
+    assert "map used: val check: " in text and "  val check: on 10 val prompts" in text
     assert "zero-shot: no estimate" in text
     assert "evaluated on 20 test prompts" in text
     header = next(line for line in text.splitlines() if line.split()[:2] == ["task", "setting"])
-    assert header.split()[3:] == ["dfa", "depth", "random", "permuted"]
+    assert header.split()[3:] == ["dfa-val", "dfa", "depth", "random", "permuted"]
     assert "paired: CPR(dfa) - CPR(method) on the same prompts [95% CI]" in text
     assert "dfa vs (zero-shot; paired interval above / below 0): depth " in text
     assert f"task file {EXAMPLE} (sha256 {sha[:16]}...)" in text
