@@ -395,19 +395,11 @@ def transfer(
     masks, ks = circuit_masks(ranking, tgt_graph, [fraction])
     in_graph = [tgt_graph[i].name for i in torch.nonzero(masks[0]).flatten().tolist()]
     meta = {
-        "model": run.tgt,
-        "task": task,
-        "method": "dfa",
-        "map": str(run.folder),
-        "src": run.src,
-        "source_method": c.method,
-        "setting": run.setting(task),
+        "model": run.tgt, "task": task, "method": "dfa", "map": str(run.folder), "src": run.src,
+        "source_method": c.method, "setting": run.setting(task),
         "map_used": f"val check: {run.checks[task]['chosen']}" if check else run.map_note(task),
         "val_check": run.checks.get(task) if check else None,
-        "split": "train",
-        "n_prompts": c.n_src,
-        "seed": c.data_seed,
-        "ablation": c.ablation,
+        "split": "train", "n_prompts": c.n_src, "seed": c.data_seed, "ablation": c.ablation,
         "score": (
             "sigmoid of the depth baseline's score (`logits`): nothing the map learned was shown to carry"
             if (run.checked_maps.get(task) is None if check else run.prior_for(task))
@@ -426,7 +418,7 @@ def transfer(
             "rule": "in_graph: the top int(fraction * N) of the N ranked nodes by logit (ties in a "
             "seeded random order), and input",
         },
-    }
+    }  # fmt: skip
     predicted = NodeScores(tgt_graph.names, scores, meta)
     out = Path(out) if out else run.folder / "transfer" / task_label(task)
 
