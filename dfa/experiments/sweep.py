@@ -41,7 +41,7 @@ from dfa.training import train
 # The in-distribution map is compared with gold and the non-learned alignments; each zero-shot
 # map with the controls built from it.
 IN_DIST_METHODS = tuple(m for m in names("map", "reference", "alignment") if METHODS[m].in_sweeps)
-ZERO_SHOT_METHODS = names("map", "control")
+ZERO_SHOT_METHODS = tuple(m for m in names("map", "control") if METHODS[m].in_sweeps)
 OTHER_TOY = {"toy-gpt2": "toy-neox", "toy-neox": "toy-gpt2"}
 
 
