@@ -9,7 +9,7 @@ import torch
 
 from dfa.core.evaluate import Curve, Evaluation, capped_cpr
 from dfa.core.mapping import AlignmentMap
-from dfa.experiments.val_check import PRIOR, blend, capped_gain, choose, held_maps
+from dfa.experiments.val_check import PRIOR, blend, capped_gain, choose, held_maps, why
 from dfa.report.zero_shot import val_check_table
 
 FR = [0.1, 0.5, 1.0]
@@ -173,3 +173,22 @@ def test_the_loto_table_reads_each_cells_val_check():
     assert "| s -> t | gender | depth | +0.000 [+0.000, +0.000] | NO |" in text
     assert "A claimed gain where the test shows a loss: 1 of 3." in text
     assert val_check_table([{**rows[0], "method": "dfa"}]) == ""
+
+
+def test_the_reading_says_when_the_chosen_circuit_is_no_better_than_random():
+    r = {
+        "n_prompts": 30, "chosen": PRIOR, "gain": {"diff": 0.0, "ci": [0.0, 0.0]}, "candidates": {"a": {}},
+        "vs_random": {"diff": -0.1, "ci": [-0.2, -0.05]}, "cpr": 0.2, "random_cpr": 0.3,
+    }  # fmt: skip
+    assert why(r) == (
+        "on 30 val prompts no map the run holds beats depth by its interval: depth is used; NOT above random "
+        "rankings (0.200 against 0.300, -0.100 [-0.200, -0.050]): neither the map nor depth has anything to "
+        "offer this task"
+    )
+    r.update(chosen="epoch 2 x 1", gain={"diff": 0.1, "ci": [0.05, 0.2]})
+    assert why(r).startswith(
+        "on 30 val prompts, epoch 2 x 1 beats depth by +0.100 [+0.050, +0.200] (the best of 1"
+    )
+    assert why(r).endswith("): the map has nothing to offer this task")
+    r["vs_random"] = {"diff": 0.3, "ci": [0.2, 0.4]}
+    assert why(r).endswith("; above random rankings by +0.300 [+0.200, +0.400]")

@@ -152,9 +152,10 @@ def why(r: dict[str, Any]) -> str:
     if vr["ci"][0] > 0:
         tail = f"; above random rankings by {vr['diff']:+.3f} [{vr['ci'][0]:+.3f}, {vr['ci'][1]:+.3f}]"
     else:
+        who = "neither the map nor depth has anything" if r["chosen"] == PRIOR else "the map has nothing"
         tail = (
             f"; NOT above random rankings ({r['cpr']:.3f} against {r['random_cpr']:.3f}, "
-            f"{vr['diff']:+.3f} [{vr['ci'][0]:+.3f}, {vr['ci'][1]:+.3f}]): the map has nothing to offer this task"
+            f"{vr['diff']:+.3f} [{vr['ci'][0]:+.3f}, {vr['ci'][1]:+.3f}]): {who} to offer this task"
         )
     return head + tail
 
