@@ -116,6 +116,7 @@ def test_dfa_val_checks_a_task_outside_training_on_its_val_prompts(tmp_path, mon
     assert (
         pred.meta["val_check"]["chosen"] == check["chosen"]
         and pred.meta["map_used"] == f"val check: {check['chosen']}"
+        and pred.meta["method"] == "dfa-val"
     )
     top = method_rankings(r, pool, "ioi", ["dfa-val"], draws=1)["dfa-val"]
     top = top[0] if isinstance(top, list) else top
@@ -127,6 +128,7 @@ def test_dfa_val_checks_a_task_outside_training_on_its_val_prompts(tmp_path, mon
     assert pred.meta["val_check"] is None and pred.meta["map_used"].startswith(
         "in-distribution (the run has no zero-shot"
     )
+    assert pred.meta["method"] == "dfa"
     # Each choice ranks as it says: a candidate by its blended map's logits, the prior by depth's draws.
     for forced in ("epoch 3 x 0.5", PRIOR):
         monkeypatch.setattr(vc, "choose", lambda gains, f=forced: f)

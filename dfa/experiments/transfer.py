@@ -395,8 +395,8 @@ def transfer(
     masks, ks = circuit_masks(ranking, tgt_graph, [fraction])
     in_graph = [tgt_graph[i].name for i in torch.nonzero(masks[0]).flatten().tolist()]
     meta = {
-        "model": run.tgt, "task": task, "method": "dfa", "map": str(run.folder), "src": run.src,
-        "source_method": c.method, "setting": run.setting(task),
+        "model": run.tgt, "task": task, "method": "dfa-val" if check else "dfa", "map": str(run.folder),
+        "src": run.src, "source_method": c.method, "setting": run.setting(task),
         "map_used": f"val check: {run.checks[task]['chosen']}" if check else run.map_note(task),
         "val_check": run.checks.get(task) if check else None,
         "split": "train", "n_prompts": c.n_src, "seed": c.data_seed, "ablation": c.ablation,
