@@ -1083,7 +1083,9 @@ def test_an_interrupted_run_says_what_it_saved_and_the_command_that_continues_it
     import shlex
     import signal
 
-    values = {**SMALL, "max_epochs": 3, "cache": str(tmp_path / "cache")}
+    # 100 train prompts per task (10 steps an epoch): epoch 3 lasts long enough for the signal sent
+    # on epoch 2's line to land in it (with 2 steps an epoch it sometimes ran to the end first).
+    values = {**SMALL, "max_epochs": 3, "n_train": 100, "cache": str(tmp_path / "cache")}
     cfg = tmp_path / "small.yaml"
     cfg.write_text(json.dumps(values))
     argv = ["--config", str(cfg), "--out", str(tmp_path / "ck")]
