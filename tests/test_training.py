@@ -1061,8 +1061,18 @@ def _train_signalled(argv: list[str], at: str, sig: int) -> tuple[int, str, str]
     import subprocess
     import sys
 
+    import signal
+
+    def as_from_a_shell() -> None:  # in the child: SIGINT and SIGTERM delivered, as from a shell
+        # (a child inherits its parent's blocked signals and ignored SIGINT; something earlier in the
+        # full test session left SIGINT undelivered to the child, which then ran to its end)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *argv]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=as_from_a_shell
+    )
     seen = []
     assert proc.stdout is not None and proc.stderr is not None
     for line in proc.stdout:
@@ -1090,7 +1100,8 @@ def test_an_interrupted_run_says_what_it_saved_and_the_command_that_continues_it
     cfg.write_text(json.dumps(values))
     argv = ["--config", str(cfg), "--out", str(tmp_path / "ck")]
     code, out, err = _train_signalled(argv, "epoch 2/3", getattr(signal, sig))
-    assert code == 128 + getattr(signal, sig), out + err
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert code == 128 + getattr(signal, sig), f"{out}{err}\n(this process blocks {blocked}, SIGINT: {signal.getsignal(signal.SIGINT)})"
     run = tmp_path / "ck" / "toy-gpt2-s__toy-neox-s" / "tasks-sva+gender-s0"
     assert f"dfa train: interrupted: Training stopped by {sig}. {run / 'last.ckpt'} holds the map after epoch" in err
     assert "Traceback" not in err and "Received SIGTERM" not in err
