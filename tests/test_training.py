@@ -1058,10 +1058,9 @@ def _train_signalled(argv: list[str], at: str, sig: int) -> tuple[int, str, str]
     """`scripts/train.py ARGV` in a subprocess (output piped), sent `sig` as soon as it prints a
     line starting with `at`; returns its exit code, what it printed and its stderr."""
     import os
+    import signal
     import subprocess
     import sys
-
-    import signal
 
     def as_from_a_shell() -> None:  # in the child: SIGINT and SIGTERM delivered, as from a shell
         # (a child inherits its parent's blocked signals and ignored SIGINT; something earlier in the
