@@ -1062,16 +1062,18 @@ def _train_signalled(argv: list[str], at: str, sig: int) -> tuple[int, str, str]
     import subprocess
     import sys
 
-    def as_from_a_shell() -> None:  # in the child: SIGINT and SIGTERM delivered, as from a shell
-        # (a child inherits its parent's blocked signals and ignored SIGINT; something earlier in the
-        # full test session left SIGINT undelivered to the child, which then ran to its end)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *argv]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=as_from_a_shell
-    )
+    # The child gets SIGINT and SIGTERM deliverable, as from a shell: a child inherits the calling
+    # thread's blocked signals and an ignored SIGINT, and something earlier in the full test session
+    # left SIGINT undelivered to the child, which then ran to its end.
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *argv]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if handler is not None:  # None: a handler not set from Python, left as it is
+            signal.signal(signal.SIGINT, handler)
     seen = []
     assert proc.stdout is not None and proc.stderr is not None
     for line in proc.stdout:
