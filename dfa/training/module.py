@@ -90,12 +90,12 @@ class MapTrainer(Objectives, Selection, pl.LightningModule):
         self.save_hyperparameters()
         self.config = TrainConfig(**upgrade(config))
         c = self.config
-        self.map = self._new_map(src_nodes, tgt_nodes)
+        self.map = new_map(c, src_nodes, tgt_nodes)
         # The start, which `anchor` pulls the map back to and `restore_start` restores: W0 (the
         # depth prior, or ~0) and, for a features map, its starting parameters (kept outside the
         # module's state, as a map of its own bound to the current pair).
         self.__dict__["_start_map"] = (
-            self._new_map(src_nodes, tgt_nodes) if c.map_kind == "features" else None
+            new_map(c, src_nodes, tgt_nodes) if c.map_kind == "features" else None
         )
         self.register_buffer("W0", self.map.W.detach().clone(), persistent=False)
         # `band`: W moves from its start only between nearby nodes of the same kind, so that what it
@@ -139,9 +139,6 @@ class MapTrainer(Objectives, Selection, pl.LightningModule):
         # The map's parameters after each of the first `zero_shot_epochs` epochs (the zero-shot
         # and val-check candidates); small (one [n_src, n_tgt] matrix each), saved in checkpoints.
         self.epoch_params: dict[int, dict[str, torch.Tensor]] = {}
-
-    def _new_map(self, src_nodes: list[str], tgt_nodes: list[str]) -> AlignmentMap | FeatureMap:
-        return new_map(self.config, src_nodes, tgt_nodes)
 
     # The target is not a submodule: never in state_dict, never in a checkpoint.
     @property
