@@ -22,6 +22,7 @@ from ablation_table import markdown as ablation_markdown
 from dfa.experiments.loto_ceiling import ceiling_table
 from dfa.experiments.pair_agnostic import markdown as pair_agnostic_markdown
 from dfa.experiments.pair_agnostic import summary as pair_agnostic_summary
+from dfa.experiments.real_models import first_token_table
 from dfa.experiments.real_models import markdown_table as real_models_markdown
 from dfa.report.tables import COLUMNS, circuits_markdown, loto_table, prompt_notes, prompts, recovery, wins
 
@@ -153,6 +154,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "loto_real_pair_summary": lambda: loto_summary(load("loto_real_pair.json")["results"]),
     "loto_ceiling_val": lambda: ceiling_table(load("loto_ceiling_val.json")["results"]),
     "real_models": lambda: real_models_markdown(load("real_models.json")).rstrip("\n"),
+    "real_bos": lambda: first_token_table(load("real_bos.json")),
     "ablation": lambda: ablation_markdown(ROOT),
     "circuits_toy": lambda: circuits_markdown(
         *(load("circuits_toy.json")[k] for k in ("results", "methods"))

@@ -361,3 +361,20 @@ def test_a_bos_that_opens_every_chat_turn_is_told_apart_and_warned_of(tiny):
     assert opens_chat_turns(tok)
     with pytest.warns(PromptBosWarning, match=r"some-chat-model: its tokenizer's BOS '<\|endoftext\|>' opens every"):
         assert set_prompt_bos("some-chat-model", tok).bos_token == "<|endoftext|>"  # warned, not changed
+
+
+def test_the_first_token_table_names_each_token_below_it():
+    from dfa.experiments.real_models import first_token_table
+
+    rows = [
+        {"task": "ioi", "first_token": "tokenizer's BOS", "token": "<|a|>", "n": 4, "accuracy": 0.5,
+         "clean": 1.234, "corrupt": -0.5},
+        {"task": "ioi", "first_token": "none", "token": None, "n": 4, "accuracy": 1.0, "clean": 2.0, "corrupt": 0.0},
+        {"task": "sva", "first_token": "none", "token": None, "n": 4, "accuracy": 0.25, "clean": -1.0, "corrupt": 1.0},
+    ]  # fmt: skip
+    assert first_token_table({"model": "m", "split": "val", "n": 4, "rows": rows}) == (
+        "| task | tokenizer's BOS | none |\n|---|---|---|\n"
+        "| ioi | 0.50 / 1.23 / -0.50 | 1.00 / 2.00 / 0.00 |\n| sva | - | 0.25 / -1.00 / 1.00 |\n\n"
+        "cells: clean accuracy / mean clean metric / mean corrupt metric, 4 val prompts per task (fewer where "
+        "the split holds fewer), m; first tokens: tokenizer's BOS `<|a|>`."
+    )

@@ -5,7 +5,7 @@ may name as its BOS the token that opens each chat turn instead (SmolLM2-Instruc
 `<|im_start|>`), so that a plain-text prompt would begin like a chat turn with no role. Where dfa
 ships such a model (`dfa.core.real.REAL_MODELS`, its `bos`), it pins the document separator the
 model was pretrained with and sets it on the loaded tokenizer; for any other model whose BOS opens
-every chat turn it warns, naming the way out (`--tokenizer`).
+every chat turn it warns, naming the way out.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def set_prompt_bos(name: str, tokenizer: Any) -> Any:
         warnings.warn(
             f"{name}: its tokenizer's BOS {tokenizer.bos_token!r} opens every chat turn, and dfa starts "
             "every plain-text prompt with it. Where the model was pretrained with another document "
-            "separator, give a tokenizer whose BOS is that token (--tokenizer FOLDER).",
+            "separator, load it from a local folder whose tokenizer_config.json names that token as "
+            "`bos_token` (or give such a tokenizer where a command takes --tokenizer).",
             PromptBosWarning,
             stacklevel=3,
         )

@@ -203,3 +203,58 @@ def markdown_table(results: dict[str, Any]) -> str:
                 f"{r.get('evaluation_seconds', '-')} | {'yes' if r['capable'] else 'no'} |"
             )
     return "\n".join(lines) + "\n"
+
+
+FIRST_TOKEN_TASKS = ("ioi", "sva", "gender", "capitals", "arithmetic_add", "mcqa")
+
+
+def first_token_rows(
+    name: str, tasks: Sequence[str] = FIRST_TOKEN_TASKS, n: int = 50, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """What a real model does per task under each first token: its tokenizer's own BOS, the token
+    dfa pins (`dfa.core.bos`), and none. Clean accuracy and mean clean/corrupt metric on `n` val
+    prompts (never test: this chooses a setting), the model loaded once."""
+    from dfa.core.bos import pinned_bos
+    from dfa.core.hub import load_tokenizer
+    from dfa.core.models import load_model
+    from dfa.core.real import fetched_folder
+    from dfa.zoo.card import score_task
+
+    model = load_model(name, device="cpu", dtype="float32")
+    own = load_tokenizer(fetched_folder(name)).bos_token
+    variants = {"tokenizer's BOS": own, "pinned": pinned_bos(name), "none": None}
+    rows = []
+    for task in tasks:
+        for label, token in variants.items():
+            if label == "pinned" and token is None:
+                continue
+            model.tokenizer.bos_token = token
+            start = time.perf_counter()
+            s = score_task(model, task, n, "val", 0)
+            rows.append({"task": task, "first_token": label, "token": token, "n": s.n,
+                         "accuracy": s.accuracy, "clean": s.clean, "corrupt": s.corrupt})  # fmt: skip
+            log(f"{name} {task}, first token {token!r} ({label}): accuracy {s.accuracy:.2f}, clean "
+                f"{s.clean:.2f}, corrupt {s.corrupt:.2f}, n {s.n} ({time.perf_counter() - start:.0f}s)")  # fmt: skip
+    model.tokenizer.bos_token = pinned_bos(name) or own
+    return {"model": name, "split": "val", "n": n, "data_seed": 0, "rows": rows}
+
+
+def first_token_table(result: dict[str, Any]) -> str:
+    """`first_token_rows`' result as Markdown: per task, each first token's accuracy and mean clean
+    and corrupt metric."""
+    rows = result["rows"]
+    variants = list(dict.fromkeys((r["first_token"], r["token"]) for r in rows))
+    head = " | ".join(label for label, _ in variants)  # the tokens hold pipes: named below the table
+    lines = [f"| task | {head} |", "|---|" + "---|" * len(variants)]
+    by = {(r["task"], r["first_token"]): r for r in rows}
+    for task in dict.fromkeys(r["task"] for r in rows):
+        cells = [by.get((task, label)) for label, _ in variants]
+        lines.append(f"| {task} | " + " | ".join(
+            "-" if c is None else f"{c['accuracy']:.2f} / {c['clean']:.2f} / {c['corrupt']:.2f}" for c in cells
+        ) + " |")  # fmt: skip
+    return "\n".join(lines) + (
+        f"\n\ncells: clean accuracy / mean clean metric / mean corrupt metric, {result['n']} {result['split']} "
+        f"prompts per task (fewer where the split holds fewer), {result['model']}; first tokens: "
+        + ", ".join(f"{label} `{token}`" for label, token in variants if token)
+        + "."
+    )
