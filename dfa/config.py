@@ -68,9 +68,7 @@ class TrainConfig:
         "features map: model pairs SRC:TGT trained on at once, batches drawn across them (src and "
         "tgt become the first pair's); empty: the one pair src -> tgt",
     )
-    tasks: list[str] = opt(
-        list(TASKS), "tasks to use, names or task files (train on these, minus the hold-outs)"
-    )
+    tasks: list[str] = opt(list(TASKS), "tasks to use, names or task files (train on these, minus the hold-outs)")
     holdout: list[str] = opt([], "tasks left out of training and evaluated zero-shot")
     method: Method = opt("eap-ig-inputs", "attribution of the source (and of the target for gold)")
     ig_steps: int = opt(5, "integration steps of the EAP-IG methods")
@@ -92,9 +90,7 @@ class TrainConfig:
     )
     sparsity: float = opt(0.2, "density objective: lambda of lambda * mean(mask)")
     topk_tau: float = opt(0.25, "curve objective: width of the soft top-k cut, in std of the map's logits")
-    size_weights: SizeWeights = opt(
-        "both", "curve objective: weigh the sizes as CPR does (cpr), as the log-x area (log), or the mean"
-    )
+    size_weights: SizeWeights = opt("both", "curve objective: weigh sizes as CPR does (cpr), as the log-x area (log), or the mean")
     source_resamples: int = opt(
         0,
         "also train on this many bootstrap resamples of each task's source prompts (noisy source "
@@ -110,6 +106,7 @@ class TrainConfig:
     zero_shot_folds: int = opt(3, "inner folds that choose and rate the map unseen tasks get (0: none)")
     zero_shot_epochs: int = opt(2, "epochs of each inner fold (the zero-shot map is one of the first this-many)")
     zero_shot_train: float = opt(0.5, "share of n_train each inner fold's map trains on")
+    zero_shot_min_tasks: int = opt(5, "fewest training tasks the inner folds run on (fewer: unseen tasks get the prior)")
     patience: int = opt(0, "stop after this many epochs with no better kept map on val (0: never)")
     lr: float = opt(0.05, "Adam learning rate")
     temperature: float = opt(1.0, "mask = sigmoid((s @ W + b) / temperature)")
@@ -231,9 +228,12 @@ class TrainConfig:
             raise ConfigError(f"band is a non-negative relative depth of a dense map, got {self.band}.")
         if not self.offset and self.map_kind != "dense":
             raise ConfigError("offset: false is for a dense map (a features map computes its b).")
-        if self.zero_shot_folds < 0 or self.zero_shot_epochs < 1 or not 0 < self.zero_shot_train <= 1:
-            got = (self.zero_shot_folds, self.zero_shot_epochs, self.zero_shot_train)
-            raise ConfigError(f"zero_shot_folds >= 0, zero_shot_epochs >= 1, zero_shot_train in (0, 1]; got {got}.")
+        got = (self.zero_shot_folds, self.zero_shot_epochs, self.zero_shot_train, self.zero_shot_min_tasks)
+        if got[0] < 0 or got[1] < 1 or not 0 < got[2] <= 1 or got[3] < 2:
+            raise ConfigError(
+                "zero_shot_folds >= 0, zero_shot_epochs >= 1, zero_shot_train in (0, 1], zero_shot_min_tasks >= 2 "
+                f"(a fold holds one task out and trains on another); got {got}."
+            )
         if any(not 0 < a < 1 for a in self.blends):
             raise ConfigError(f"blends must lie in (0, 1) (0: the start, 1: the map), got {self.blends}.")
         if self.topk_tau <= 0 or self.patience < 0 or self.source_resamples < 0:

@@ -43,6 +43,21 @@ def _history(start: dict[str, float], epochs: list[dict[float, dict[str, float]]
     return out
 
 
+def test_with_fewer_tasks_than_zero_shot_min_tasks_no_fold_runs_and_unseen_tasks_get_the_prior(tmp_path):
+    from dfa.report.zero_shot import zero_shot_text
+    from dfa.training.zero_shot import run_folds
+
+    c = TrainConfig(tasks=["sva", "gender", "ioi", "capitals"], holdout=["capitals"], out=str(tmp_path))
+    zs = run_folds(c, tmp_path / "run", pool=None)  # no pool: nothing may load or train
+    assert (zs["epoch"], zs["alpha"], zs["folds"], zs["candidates"], zs["n_tasks"]) == (0, 0.0, [], [], 3)
+    assert zs["per_task"] == {"sva": 0.0, "gender": 0.0, "ioi": 0.0} and not (tmp_path / "run").exists()
+    text = zero_shot_text(zs)
+    assert "the prior: the depth baseline's ranking" in text
+    assert "3 training tasks, fewer than zero_shot_min_tasks (5)" in text and "by chance: 0.12" in text
+    with pytest.raises(ConfigError, match=r"zero_shot_min_tasks >= 2 .*got \(3, 2, 0.5, 1\)"):
+        TrainConfig(zero_shot_min_tasks=1).check()
+
+
 def test_gains_are_each_candidates_held_out_cpr_minus_the_starts():
     h = _history({"a": 0.5, "b": 0.4}, [{1.0: {"a": 0.7, "b": 0.3}, 0.5: {"a": 0.6, "b": 0.45}}])
     g = fold_gains(h)
@@ -131,7 +146,9 @@ def test_a_run_estimates_its_zero_shot_gain_and_evaluation_uses_its_zero_shot_ma
     from dfa.training import train
     from tests.test_training import small_config
 
-    c = small_config(tmp_path, holdout=["ioi"], zero_shot_folds=2, zero_shot_epochs=1, max_epochs=2)
+    c = small_config(
+        tmp_path, holdout=["ioi"], zero_shot_folds=2, zero_shot_epochs=1, max_epochs=2, zero_shot_min_tasks=2
+    )
     run = train(c, progress=False)
     info = json.loads((run / "map.json").read_text())
     zs = info["zero_shot"]

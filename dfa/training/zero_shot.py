@@ -15,7 +15,8 @@ with `a`. When no candidate's lower bound is above 0, unseen tasks get the prior
 shown nothing it can offer a task it never saw, and evaluation and transfer rank those tasks by
 the `depth` baseline itself (the saved zero-shot map is then the start, which reads z-scored
 signed source scores and breaks depth's ties by its small noise in one arbitrary order). The estimate stored with the map is
-that candidate's mean gain, its interval, and the range of the per-task gains.
+that candidate's mean gain, its interval, and the range of the per-task gains. A run with fewer
+than `zero_shot_min_tasks` training tasks runs no folds and gives unseen tasks the prior.
 """
 
 from __future__ import annotations
@@ -155,12 +156,15 @@ def run_folds(
 ) -> dict[str, Any] | None:
     """Train the inner folds (each resumed or reused when its folder holds it) and estimate
     (`epochs`: those the run holds the map of); None when the run has fewer than two training
-    tasks (nothing to hold out)."""
+    tasks (nothing to hold out); `too_few_tasks`' record, with no folds, when it has fewer than
+    `zero_shot_min_tasks`."""
     from dfa.training.run import CKPT, finished_run, train
 
     tasks = config.train_tasks
     if config.zero_shot_folds == 0 or len(tasks) < 2:
         return None
+    if len(tasks) < config.zero_shot_min_tasks:
+        return too_few_tasks(tasks, config)
     groups = fold_tasks(tasks, config.zero_shot_folds)
     # A fold has few batches: no Lightning notice about its logging interval.
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
@@ -194,6 +198,26 @@ def run_folds(
         "against": "the start (the depth prior the map begins from), val split, faithfulness capped at 1",
         **result,
     }
+
+
+def too_few_tasks(tasks: list[str], config: TrainConfig) -> dict[str, Any]:
+    """The record of a run with fewer than `zero_shot_min_tasks` training tasks: no folds, and
+    unseen tasks get the prior. A percentile bootstrap over k per-task gains lies above 0 as soon
+    as all k are, which a map that carries nothing does with chance 2**-k when each gain's sign is
+    a coin: 1/8 for three tasks; five bring it under 0.05."""
+    k = len(tasks)
+    why = (
+        f"{k} training task{'s' if k > 1 else ''}, fewer than zero_shot_min_tasks ({config.zero_shot_min_tasks}): "
+        f"an interval over {k} per-task gains cannot rate a map for unseen tasks (all {k} positive by "
+        f"chance: {2.0**-k:.2g}), so no inner folds ran and unseen tasks get the prior (evaluation and "
+        "transfer rank them by the depth baseline; the val check can still choose a map per task)"
+    )
+    return {
+        "folds": [], "epochs": 0, "n_train": 0, "n_val": config.n_val, "seconds": 0.0,
+        "against": "the start (the depth prior the map begins from), val split, faithfulness capped at 1",
+        "epoch": 0, "alpha": 0.0, "mean": 0.0, "ci": [0.0, 0.0], "range": [0.0, 0.0], "n_tasks": k,
+        "per_task": dict.fromkeys(tasks, 0.0), "why": why, "candidates": [],
+    }  # fmt: skip
 
 
 def add_zero_shot(
