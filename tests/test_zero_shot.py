@@ -184,3 +184,17 @@ def test_a_run_estimates_its_zero_shot_gain_and_evaluation_uses_its_zero_shot_ma
     ranks = method_rankings(r, pool, "ioi", ["dfa", "depth"], draws=3)
     assert len(ranks["dfa"]) == 3 and all(torch.equal(a, b) for a, b in zip(ranks["dfa"], ranks["depth"]))
     assert r.map_note("ioi").startswith("zero-shot: the depth baseline") and not r.prior_for("sva")
+
+
+def test_the_estimate_table_tells_a_run_without_folds_from_one_whose_folds_found_nothing():
+    from dfa.report.zero_shot import estimate_table
+
+    prior = {"epoch": 0, "alpha": 0.0, "mean": 0.0, "ci": [0.0, 0.0], "range": [0.0, 0.0], "n_tasks": 3}
+    rows = [
+        {"src": "a", "tgt": "b", "task": t, "method": "dfa", "zero_shot": {**prior, "folds": folds},
+         "paired": {"depth": {"diff": 0.0, "ci": [-0.01, 0.02]}}}
+        for t, folds in (("ioi", []), ("sva", [["ioi"], ["gender"]]))
+    ]  # fmt: skip
+    lines = estimate_table(rows).splitlines()
+    assert "| a -> b | ioi | depth (no folds: 3 tasks) | +0.000 [+0.000, +0.000] |" in lines[2]
+    assert "| a -> b | sva | depth (nothing carries) |" in lines[3] and lines[2].endswith("| yes | no |")

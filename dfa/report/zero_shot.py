@@ -54,7 +54,10 @@ def estimate_table(rows: list[dict[str, Any]]) -> str:
     inside = claims = 0
     for r in cells:
         zs, d = r["zero_shot"], r["paired"]["depth"]
-        which = "depth (nothing carries)" if zs["epoch"] == 0 else f"epoch {zs['epoch']} x {zs['alpha']:g}"
+        if zs["epoch"]:
+            which = f"epoch {zs['epoch']} x {zs['alpha']:g}"
+        else:  # no folds ran: fewer training tasks than zero_shot_min_tasks
+            which = "depth (nothing carries)" if zs.get("folds") else f"depth (no folds: {zs['n_tasks']} tasks)"
         lo, hi = zs["ci"]
         r0, r1 = zs["range"]
         dl, dh = d["ci"]
