@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 FOLDER = "zero_shot"  # the zero-shot map, in the run folder: map.safetensors and map.json
 FOLDS = "zero_shot_folds"  # the inner folds' run folders, in the run folder
 BOOT = 2000
+AGAINST = "the start (the depth prior the map begins from), val split, faithfulness capped at 1"
 
 
 def fold_tasks(tasks: list[str], k: int) -> list[list[str]]:
@@ -110,6 +111,14 @@ def choose(candidates: list[dict[str, Any]]) -> dict[str, Any]:
     return {"epoch": best["epoch"], "alpha": best["alpha"]}
 
 
+def prior_estimate(tasks: list[str]) -> dict[str, Any]:
+    """The estimate of the prior (the start): no gain on any task."""
+    return {
+        "mean": 0.0, "ci": [0.0, 0.0], "range": [0.0, 0.0], "n_tasks": len(tasks),
+        "per_task": dict.fromkeys(tasks, 0.0),
+    }  # fmt: skip
+
+
 def estimate(
     histories: list[list[dict[str, Any]]], seed: int = 0, epochs: set[int] | None = None
 ) -> dict[str, Any]:
@@ -128,10 +137,7 @@ def estimate(
     chosen = choose([c for c in candidates if epochs is None or c["epoch"] in epochs])
     if chosen["epoch"] == 0:
         tasks = sorted({t for g in pooled.values() for t in g})
-        chosen_est: dict[str, Any] = {
-            "mean": 0.0, "ci": [0.0, 0.0], "range": [0.0, 0.0], "n_tasks": len(tasks),
-            "per_task": dict.fromkeys(tasks, 0.0),
-        }  # fmt: skip
+        chosen_est = prior_estimate(tasks)
         best = max(candidates, key=lambda c: c["ci"][0], default=None)
         why = (
             "no candidate's gain over the start has its interval above 0 on the tasks the inner "
@@ -195,7 +201,7 @@ def run_folds(
         "n_train": configs[0].n_train,
         "n_val": config.n_val,
         "seconds": round(seconds, 1),
-        "against": "the start (the depth prior the map begins from), val split, faithfulness capped at 1",
+        "against": AGAINST,
         **result,
     }
 
@@ -213,10 +219,8 @@ def too_few_tasks(tasks: list[str], config: TrainConfig) -> dict[str, Any]:
         "transfer rank them by the depth baseline; the val check can still choose a map per task)"
     )
     return {
-        "folds": [], "epochs": 0, "n_train": 0, "n_val": config.n_val, "seconds": 0.0,
-        "against": "the start (the depth prior the map begins from), val split, faithfulness capped at 1",
-        "epoch": 0, "alpha": 0.0, "mean": 0.0, "ci": [0.0, 0.0], "range": [0.0, 0.0], "n_tasks": k,
-        "per_task": dict.fromkeys(tasks, 0.0), "why": why, "candidates": [],
+        "folds": [], "epochs": 0, "n_train": 0, "n_val": config.n_val, "seconds": 0.0, "against": AGAINST,
+        "epoch": 0, "alpha": 0.0, **prior_estimate(tasks), "why": why, "candidates": [],
     }  # fmt: skip
 
 
