@@ -222,12 +222,11 @@ def first_token_rows(
 
     model = load_model(name, device="cpu", dtype="float32")
     own = load_tokenizer(fetched_folder(name)).bos_token
-    variants = {"tokenizer's BOS": own, "pinned": pinned_bos(name), "none": None}
+    pinned = pinned_bos(name)
+    variants = {"tokenizer's BOS": own, **({"pinned": pinned} if pinned else {}), "none": None}
     rows = []
     for task in tasks:
         for label, token in variants.items():
-            if label == "pinned" and token is None:
-                continue
             model.tokenizer.bos_token = token
             start = time.perf_counter()
             s = score_task(model, task, n, "val", 0)
@@ -235,7 +234,6 @@ def first_token_rows(
                          "accuracy": s.accuracy, "clean": s.clean, "corrupt": s.corrupt})  # fmt: skip
             log(f"{name} {task}, first token {token!r} ({label}): accuracy {s.accuracy:.2f}, clean "
                 f"{s.clean:.2f}, corrupt {s.corrupt:.2f}, n {s.n} ({time.perf_counter() - start:.0f}s)")  # fmt: skip
-    model.tokenizer.bos_token = pinned_bos(name) or own
     return {"model": name, "split": "val", "n": n, "data_seed": 0, "rows": rows}
 
 
