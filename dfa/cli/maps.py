@@ -107,7 +107,7 @@ def _already_trained(run: Path, info: dict, resume: bool) -> None:
 
 
 def _run(args: argparse.Namespace):
-    from dfa.experiments.transfer import Run
+    from dfa.experiments.runs import Run
 
     return Run(args.map, args.src, args.tgt, args.allow_other_models)
 

@@ -13,7 +13,8 @@ from dfa.config import LotoConfig, make_config
 from dfa.core.errors import DfaError
 from dfa.core.io import write_json
 from dfa.core.tasks import task_sources
-from dfa.experiments.transfer import Run, evaluate_run
+from dfa.experiments.runs import Run
+from dfa.experiments.transfer import evaluate_run
 from dfa.methods import check_methods
 from dfa.store import ModelPool
 from dfa.training import train

@@ -17,7 +17,8 @@ from dfa.core.evaluate import FRACTIONS, evaluate_circuits
 from dfa.core.feature_map import FeatureMap
 from dfa.core.graph import NodeGraph
 from dfa.core.io import atomic_write, write_json
-from dfa.experiments.transfer import Run, method_rankings
+from dfa.experiments.runs import Run
+from dfa.experiments.transfer import method_rankings
 from dfa.methods import PAIR_AGNOSTIC_METHODS
 from dfa.store import ModelPool
 

@@ -31,7 +31,8 @@ from dfa.core.errors import DfaError
 from dfa.core.io import atomic_write, write_json
 from dfa.core.tasks import get_task, task_sources
 from dfa.experiments.loto import parse_pair
-from dfa.experiments.transfer import Run, evaluate_run
+from dfa.experiments.runs import Run
+from dfa.experiments.transfer import evaluate_run
 from dfa.methods import METHODS, names
 from dfa.report.figures import sweep_heatmap
 from dfa.report.tables import sweep_markdown

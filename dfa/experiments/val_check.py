@@ -32,7 +32,7 @@ from dfa.core.graph import NodeGraph
 from dfa.methods import score_methods
 
 if TYPE_CHECKING:
-    from dfa.experiments.transfer import Run
+    from dfa.experiments.runs import Run
     from dfa.methods import Inputs
     from dfa.store import ModelPool
 
