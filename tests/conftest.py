@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import atexit
+import inspect
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
+from dfa.core.hub import TOKENIZERS_ENV
 from dfa.core.models import shared_tokenizer_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The real tokenizers (shared/ beside the checkout, or $DFA_TOKENIZERS), found once; then hidden for
+# the whole session ($DFA_TOKENIZERS, when set, is the only place dfa looks): every test runs as on a
+# fresh clone, which has none, unless it asks for them through `real_tokenizers` or
+# `require_tokenizer`, which skip where they are absent. A test that needs them without asking fails
+# here too, not only on a fresh clone (tests/test_fresh_clone.py checks no test reaches them
+# otherwise). DFA_TEST_FRESH_CLONE=1 hides them from those two as well (`.ci/run` runs the tests
+# that ask for them so, marked `real_tokenizers`, to show that they skip).
+FRESH_CLONE_ENV = "DFA_TEST_FRESH_CLONE"
+REAL_TOKENIZERS: Path | None = (
+    None
+    if os.environ.get(FRESH_CLONE_ENV)
+    else next((d.parent for d in map(shared_tokenizer_dir, ("gpt2", "gpt-neox-20b")) if d), None)
+)
+_HIDDEN = tempfile.mkdtemp(prefix="dfa-no-tokenizers-")
+os.environ[TOKENIZERS_ENV] = _HIDDEN
+atexit.register(shutil.rmtree, _HIDDEN, ignore_errors=True)
 WORDS = "Mary John went to the store gave a drink When and , . Alice Bob book park".split()
 
 
@@ -83,12 +106,24 @@ def tiny_model(request, tiny_models):
 
 
 def require_tokenizer(name: str) -> Path:
-    path = shared_tokenizer_dir(name)
-    if path is None:
+    """The folder of the real tokenizer `name` (gpt2, gpt-neox-20b), to load by path; the test skips,
+    saying why, where it is not here (a fresh clone). A test that names a ladder model instead (the
+    lookup by name) takes the `real_tokenizers` fixture."""
+    path = None if REAL_TOKENIZERS is None else REAL_TOKENIZERS / name
+    if path is None or not (path / "tokenizer.json").is_file():
         pytest.skip(
-            f"the real {name} tokenizer is not here: set DFA_TOKENIZERS to a folder holding "
-            f"{name}/tokenizer.json, or keep shared/tokenizers beside the checkout"
+            f"the real {name} tokenizer is not here (a fresh clone): set {TOKENIZERS_ENV} to a folder "
+            f"holding {name}/tokenizer.json, or keep shared/tokenizers beside the checkout"
         )
+    return path
+
+
+@pytest.fixture
+def real_tokenizers(monkeypatch) -> Path:
+    """The real tokenizers for this test and the processes it starts: `gpt2`, `pythia-70m`,
+    `--tokenizer gpt2` resolve as they do for a user who has them; skips where they are absent."""
+    path = require_tokenizer("gpt2").parent
+    monkeypatch.setenv(TOKENIZERS_ENV, str(path))
     return path
 
 
@@ -102,7 +137,27 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
 
 
+def _asks_for_tokenizers(item) -> bool:
+    """The test, or a fixture it uses, takes `real_tokenizers` or calls `require_tokenizer`."""
+    if "real_tokenizers" in getattr(item, "fixturenames", ()):
+        return True
+    funcs = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        funcs.extend(d.func for d in defs)
+    for func in funcs:
+        try:
+            if func is not None and "require_tokenizer(" in inspect.getsource(func):
+                return True
+        except (OSError, TypeError):
+            continue
+    return False
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _asks_for_tokenizers(item):
+            item.add_marker(pytest.mark.real_tokenizers)
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow: run with pytest --runslow")

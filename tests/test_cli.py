@@ -298,8 +298,7 @@ def test_dfa_models_and_zoo_info_count_the_nodes_alike(capsys):
         assert {n: rows[n] for n in TOY_SPECS} == want
 
 
-def test_dfa_tasks_prints_the_table(capsys):
-    require_tokenizer("gpt2")
+def test_dfa_tasks_prints_the_table(capsys, real_tokenizers):
     assert main(["tasks", "--model", "gpt2", "--draws", "300"]) == 0
     out = capsys.readouterr().out
     for name in TASKS:
@@ -452,12 +451,15 @@ def test_bench_reports_both_benchmarks_on_a_toy_model():
     assert step["training_step_seconds"] > 0 and step["ratio"] > 0
 
 
+BENCH_SPEC = {"model": "toy-gpt2-s", "task": "ioi", "batch": 4, "ig_steps": 5, "device": "cpu"}
+
+
 def test_bench_memory_measures_each_run_against_a_plain_pass(monkeypatch, capsys):
     """`dfa bench --memory`: a run measured in a fresh process (one here; the ratios then from
-    stand-in peaks), `--tokenizer` passed to each run, and a bad budget refused."""
+    stand-in peaks), and a bad budget refused."""
     from dfa.experiments import bench_memory
 
-    spec = {"model": "toy-gpt2-s", "task": "ioi", "batch": 4, "ig_steps": 5, "device": "cpu"}
+    spec = BENCH_SPEC
     one = bench_memory.measure_fresh({**spec, "dtype": "float32", "max_rows": None, "phase": "attribution"})
     assert one["bytes"] > 0 and one["vocab"] == 1966 and one["device"] == "cpu"
     fake = {"plain": 100, "attribution": 130, "curve": 40}
@@ -466,7 +468,17 @@ def test_bench_memory_measures_each_run_against_a_plain_pass(monkeypatch, capsys
     out = json.loads(capsys.readouterr().out)
     assert (out["attribution_peak_memory_ratio"], out["curve_peak_memory_ratio"]) == (1.3, 0.4)
     assert out["plain_forward_backward_mib"] == 100 and out["target_ratio"] == 1.5
-    # --tokenizer reaches every run's load_model (here a 50k tokenizer the 1966-row toy refuses).
+    monkeypatch.undo()
+    with pytest.raises(DfaError, match="The curve memory run failed: DfaError: The `max_rows` setting"):
+        bench_memory.measure_fresh({**spec, "dtype": "float32", "max_rows": 0, "phase": "curve"})
+
+
+def test_bench_memory_passes_its_tokenizer_to_each_run(monkeypatch, capsys, real_tokenizers):
+    """--tokenizer reaches every run's load_model (here GPT-2's 50k tokenizer, which the 1966-row
+    toy refuses)."""
+    from dfa.experiments import bench_memory
+
+    one = {"bytes": 2**20, "positions": 12, "vocab": 1966, "nodes": 28, "device": "cpu"}
     specs = []
     monkeypatch.setattr(bench_memory, "measure_fresh", lambda s: specs.append(s) or one)
     argv = ["bench", "--memory", "toy-gpt2-s", "--tokenizer", "gpt2", "--batch-size", "4", "--device", "cpu"]
@@ -475,9 +487,6 @@ def test_bench_memory_measures_each_run_against_a_plain_pass(monkeypatch, capsys
     assert [s["tokenizer"] for s in specs] == ["gpt2"] * 3
     with pytest.raises(DfaError, match="the tokenizer has 50257 tokens but the model embeds only 1966"):
         bench_memory.measure({**specs[0], "phase": "plain"})
-    monkeypatch.undo()
-    with pytest.raises(DfaError, match="The curve memory run failed: DfaError: The `max_rows` setting"):
-        bench_memory.measure_fresh({**spec, "dtype": "float32", "max_rows": 0, "phase": "curve"})
 
 
 def test_every_help_parses_without_loading_torch():

@@ -171,10 +171,11 @@ def test_modern_family_names_parse(name, kind, hf_id):
         parse_spec(name.removesuffix(":random") + "@step1000")
 
 
-def test_a_tokenizer_larger_than_the_models_vocabulary_is_refused_before_building_it(monkeypatch):
+def test_a_tokenizer_larger_than_the_models_vocabulary_is_refused_before_building_it(
+    monkeypatch, real_tokenizers
+):
     """SmolLM2 embeds 49152 tokens; GPT-2's tokenizer has 50257. The check comes before the 135M
     random weights are drawn (the builder is never called)."""
-    require_tokenizer("gpt2")
 
     def never(*a, **k):
         raise AssertionError("the model was built")
@@ -255,7 +256,7 @@ def test_local_folder_dtype(tiny_folders):
     "name, tokenizer, heads, mlps, bos",
     [("gpt2", "gpt2", 144, 12, 50256), ("pythia-160m", "gpt-neox-20b", 144, 12, 0)],
 )
-def test_architecture_only(name, tokenizer, heads, mlps, bos):
+def test_architecture_only(name, tokenizer, heads, mlps, bos, real_tokenizers):
     require_tokenizer(tokenizer)
     model = load_model(f"{name}:random", device="cpu")
     graph = NodeGraph.from_model(model)
@@ -268,7 +269,7 @@ def test_architecture_only(name, tokenizer, heads, mlps, bos):
     assert model(tokens).shape == (1, 3, model.cfg.d_vocab)
 
 
-def test_architecture_only_is_seeded():
+def test_architecture_only_is_seeded(real_tokenizers):
     require_tokenizer("gpt-neox-20b")
     a = load_model("pythia-14m:random", device="cpu", seed=1)
     b = load_model("pythia-14m:random", device="cpu", seed=1)

@@ -22,9 +22,9 @@ Model names, wherever a command takes --model:
   PATH.gguf            a llama.cpp GGUF file (read by transformers, dequantized to --dtype)
   REAL                 a real pretrained model above, once `dfa fetch REAL` has converted it
 Offline: HF_HUB_OFFLINE=1 makes hub names fail at once unless cached; tokenizers for
-':random' come from $DFA_TOKENIZERS or shared/tokenizers beside the checkout (gpt2 and
-gpt-neox-20b ship there; for the other families give --tokenizer gpt2, or any tokenizer
-no larger than the model's vocabulary)."""
+':random' come from $DFA_TOKENIZERS (when set, only there) or shared/tokenizers beside the
+checkout (gpt2 and gpt-neox-20b ship there; for the other families give --tokenizer gpt2, or any
+tokenizer no larger than the model's vocabulary)."""
 
 
 def _human(n: int) -> str:
@@ -200,14 +200,15 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     if args.model and args.tokenizer:
         raise DfaError("Give --model or --tokenizer, not both.")
     source = args.model or args.tokenizer or "gpt2"
-    tokenizer = tokenizer_for(source) if not args.tokenizer else load_tokenizer(args.tokenizer)
     families = args.families.split(",") if args.families else None
-    if args.export:
-        return _export_task(args, tokenizer, source, families)
-    if args.out:
+    if args.out and not args.export:
         raise DfaError("--out is where --export writes: give --export TASK too.")
     names = args.task or list(TASKS)
-    tasks = {n: get_task(n) for n in names}  # every file is read and checked before any survey
+    # every file is read and checked before the tokenizer loads (a missing file is no tokenizer's fault)
+    tasks = {n: get_task(n) for n in names} if not args.export else {}
+    tokenizer = tokenizer_for(source) if not args.tokenizer else load_tokenizer(args.tokenizer)
+    if args.export:
+        return _export_task(args, tokenizer, source, families)
     surveys = [
         survey(tasks[n], tokenizer, draws=args.draws, seed=args.data_seed, families=families) for n in names
     ]

@@ -110,13 +110,14 @@ def fetch_snapshot(hf_id: str, revision: str | None, patterns: list[str] | None 
 
 
 def shared_tokenizer_dir(name: str) -> Path | None:
-    """The project's offline copy of a tokenizer: $DFA_TOKENIZERS/<name>, else a
-    `shared/tokenizers/<name>` folder beside the checkout or the working directory."""
-    roots = []
+    """The project's offline copy of a tokenizer: $DFA_TOKENIZERS/<name> where that variable is
+    set (then the only place looked at, so that pointing it at an empty folder is a fresh clone),
+    else a `shared/tokenizers/<name>` folder beside the checkout or the working directory."""
     if os.environ.get(TOKENIZERS_ENV):
-        roots.append(Path(os.environ[TOKENIZERS_ENV]).expanduser())
-    for start in (Path(__file__).resolve().parent, Path.cwd()):
-        roots.extend(p / "shared" / "tokenizers" for p in start.parents)
+        roots = [Path(os.environ[TOKENIZERS_ENV]).expanduser()]
+    else:
+        starts = (Path(__file__).resolve().parent, Path.cwd())
+        roots = [p / "shared" / "tokenizers" for start in starts for p in start.parents]
     for root in roots:
         if (root / name / "tokenizer.json").is_file():
             return root / name
