@@ -16,6 +16,7 @@ import torch
 from dfa.config import safe_name
 from dfa.core.bos import pinned_bos
 from dfa.core.circuits import score_nodes, score_resamples
+from dfa.core.cost import Cost
 from dfa.core.models import load_model, resolve_device, resolve_dtype, weights_fingerprint
 from dfa.core.node_stats import VERSION as STATS_VERSION
 from dfa.core.node_stats import NodeStats, NodeStatsError, node_stats
@@ -135,9 +136,18 @@ def cached_roles(pool: ModelPool, cache: Path, model_name: str, seed: int = 0) -
         RoleScores.load,
         RolesError,
         VERSION,
-        lambda: role_scores(pool.get(model_name), seed=seed),
+        lambda: _costed(pool.get(model_name), model_name, lambda m: role_scores(m, seed=seed)),
         model_name,
     )
+
+
+def _costed(model: Any, name: str, compute):
+    """`compute(model)`'s result, its `meta["cost"]` what its passes cost (`dfa.core.cost`)."""
+    cost = Cost()
+    with cost.watch(model, name):
+        made = compute(model)
+    made.meta["cost"] = cost.to_json()
+    return made
 
 
 def _cached_per_model(path: Path, load, error: type[Exception], version, compute, model_name: str):
@@ -168,6 +178,6 @@ def cached_node_stats(pool: ModelPool, cache: Path, model_name: str, seed: int =
         NodeStats.load,
         NodeStatsError,
         STATS_VERSION,
-        lambda: node_stats(pool.get(model_name), seed=seed),
+        lambda: _costed(pool.get(model_name), model_name, lambda m: node_stats(m, seed=seed)),
         model_name,
     )

@@ -176,6 +176,18 @@ def check_method(method: str) -> str:
     return method
 
 
+def attribution_rows(method: str, n: int, ig_steps: int = 5, n_nodes: int = 0) -> tuple[int, int]:
+    """The (forward, backward) prompt rows `attribute` runs on `n` prompts with patching (what
+    `dfa.core.cost.Cost` counts): the corrupt pass every method caches as the donor, then
+    `eap`: one forward and backward; the IG methods: `ig_steps` of each; `exact`: the clean pass
+    and one masked pass per node. What gold costs before it runs (the val check's budget)."""
+    check_method(method)
+    if method == "exact":
+        return n * (2 + n_nodes), 0
+    steps = 1 if method == "eap" else ig_steps
+    return n * (1 + steps), n * steps
+
+
 def attribute_parts(
     model: Any,
     graph: NodeGraph,
@@ -240,5 +252,6 @@ __all__ = [
     "Method",
     "attribute",
     "attribute_parts",
+    "attribution_rows",
     "check_method",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from dfa.core.attribution import IG_METHODS, attribute, attribute_parts, check_method
+from dfa.core.cost import Cost, model_label
 from dfa.core.evaluate import FRACTIONS, Evaluation, Rank, evaluate_circuits, random_scores
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import Ablation, check_ablation
@@ -58,8 +59,7 @@ def task_prompts(
 
 
 def model_name(model: Any) -> str:
-    info = getattr(model, "dfa_info", None)
-    return info.spec.text if info is not None else type(model).__name__
+    return model_label(model)
 
 
 def score_nodes(
@@ -82,17 +82,19 @@ def score_nodes(
     graph = NodeGraph.from_model(model)
     prompts = task_prompts(model, task, split, n, seed, batch_size)
     start = time.perf_counter()
-    scores = attribute(
-        model,
-        graph,
-        prompts.batches,
-        prompts.data.metric,
-        method,
-        ablation,
-        ig_steps,
-        progress=progress,
-        max_rows=max_rows,
-    )
+    cost = Cost()
+    with cost.watch(model):
+        scores = attribute(
+            model,
+            graph,
+            prompts.batches,
+            prompts.data.metric,
+            method,
+            ablation,
+            ig_steps,
+            progress=progress,
+            max_rows=max_rows,
+        )
     meta = {
         "model": model_name(model),
         "task": task,
@@ -106,6 +108,7 @@ def score_nodes(
         "ig_steps": ig_steps if method in IG_METHODS else None,
         "sign": SIGN,
         "seconds": round(time.perf_counter() - start, 3),
+        "cost": cost.to_json(),  # what these scores cost (`dfa.core.cost`): read back with the cache
         "cfg": graph_cfg(model, graph),
     }
     return NodeScores(graph.names, scores, meta)

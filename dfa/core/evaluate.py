@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dfa.core.cost import Cost
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import (
@@ -225,6 +226,7 @@ class Evaluation:
     prompts: list[str]
     clean_per_prompt: list[float]
     empty_per_prompt: list[float]
+    judge_cost: dict[str, Any] | None = None  # these passes' `dfa.core.cost`: no method's cost
 
     def failures(self, label: str, n: int = 10) -> list[dict[str, Any]]:
         """The prompts whose own faithfulness (normalised by their own clean-minus-empty gap)
@@ -263,6 +265,7 @@ class Evaluation:
             "input_node": self.input_node,
             "ablation": self.ablation,
             "curves": {k: c.to_json(per_prompt) for k, c in self.curves.items()},
+            "judge_cost": self.judge_cost,
         }
 
 
@@ -398,12 +401,13 @@ def evaluate_circuits(
     prompts: Sequence[str] | None = None,
     progress: bool = False,
     max_rows: int | None = None,
+    cost: Cost | None = None,
 ) -> Evaluation:
     """The faithfulness curve of every ranking (scores in graph order; a list of several score
     vectors gives their mean curve, as for random rankings), all from one set of masked passes:
     every distinct circuit of every ranking, plus the empty one, is stacked along the batch.
     The intervals resample the distinct clean `prompts` (every prompt its own unit when not
-    given), the same resamples for every ranking."""
+    given), the same resamples for every ranking. Passes counted in `cost`: `judge_cost`."""
     check_ablation(ablation)
     fractions = list(fractions)
     if sorted(fractions) != fractions or not fractions or fractions[0] <= 0 or fractions[-1] > 1:
@@ -412,9 +416,10 @@ def evaluate_circuits(
     unique, inverse = distinct_circuits(
         [s for score_list in draws.values() for s in score_list], graph, fractions, keep_input, rank
     )
-    values, full_np = circuit_values(
-        model, graph, batches, metric, unique, ablation, means, progress, max_rows
-    )
+    with (cost := Cost() if cost is None else cost).watch(model):
+        values, full_np = circuit_values(
+            model, graph, batches, metric, unique, ablation, means, progress, max_rows
+        )
     per_mask = values[inverse.numpy()]  # [1 + masks, n]
     empty_np = per_mask[0]
     n = full_np.shape[0]
@@ -434,16 +439,12 @@ def evaluate_circuits(
     return Evaluation(
         curves=curves,
         n_prompts=n,
-        n_distinct=len(set(units)),
-        clean=float(full_np.mean()),
-        empty=float(empty_np.mean()),
+        n_distinct=len(set(units)), clean=float(full_np.mean()), empty=float(empty_np.mean()),
         input_node="kept" if keep_input else "ranked",
         ablation=ablation,
         families=fams,
         prompts=list(prompts) if prompts is not None else [""] * n,
         clean_per_prompt=[float(x) for x in full_np],
         empty_per_prompt=[float(x) for x in empty_np],
+        judge_cost=cost.to_json(),
     )
-
-
-# --- plots ----------------------------------------------------------------------------------------
