@@ -45,7 +45,7 @@ def _history(start: dict[str, float], epochs: list[dict[float, dict[str, float]]
 
 def test_with_fewer_tasks_than_zero_shot_min_tasks_no_fold_runs_and_unseen_tasks_get_the_prior(tmp_path):
     from dfa.report.zero_shot import zero_shot_text
-    from dfa.training.zero_shot import run_folds
+    from dfa.training.run import run_folds
 
     c = TrainConfig(tasks=["sva", "gender", "ioi", "capitals"], holdout=["capitals"], out=str(tmp_path))
     zs = run_folds(c, tmp_path / "run", pool=None)  # no pool: nothing may load or train

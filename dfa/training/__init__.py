@@ -1,9 +1,10 @@
 """Training the alignment map with Lightning: the data (`data`), the LightningModule (`module`) and
-a run with its folder and checkpoints (`run`). The only package of dfa that imports Lightning."""
+a run and its checkpoints (`run`), its folder (`run_folder`). The only package of dfa that imports Lightning."""
 
 from dfa.training.data import EpochShuffle, TrainBatch, TransferData, source_spec
 from dfa.training.module import MapTrainer
-from dfa.training.run import CKPT, AtomicCheckpointIO, prepare_run, train
+from dfa.training.run import AtomicCheckpointIO, train
+from dfa.training.run_folder import CKPT, prepare_run
 
 __all__ = [
     "CKPT",

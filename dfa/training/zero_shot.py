@@ -17,21 +17,22 @@ the `depth` baseline itself (the saved zero-shot map is then the start, which re
 signed source scores and breaks depth's ties by its small noise in one arbitrary order). The estimate stored with the map is
 that candidate's mean gain, its interval, and the range of the per-task gains. A run with fewer
 than `zero_shot_min_tasks` training tasks runs no folds and gives unseen tasks the prior.
+
+This module deals the tasks (`fold_tasks`), sets each fold's config (`fold_config`), and estimates
+and chooses (`estimate`, `choose`); the folds are trained by the run they belong to, after its own
+fit (`dfa.training.run`: `run_folds`, `add_zero_shot`).
 """
 
 from __future__ import annotations
 
 import math
-import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dfa.config import TrainConfig
-from dfa.core.errors import DfaError
-from dfa.report.zero_shot import signed, zero_shot_text
+from dfa.report.zero_shot import signed
 
 if TYPE_CHECKING:
     from dfa.training.module import MapTrainer
@@ -157,55 +158,6 @@ def estimate(
     return {**chosen, **chosen_est, "why": why, "candidates": candidates}
 
 
-def run_folds(
-    config: TrainConfig, run: Path, pool: Any, progress: bool = True, epochs: set[int] | None = None
-) -> dict[str, Any] | None:
-    """Train the inner folds (each resumed or reused when its folder holds it) and estimate
-    (`epochs`: those the run holds the map of); None when the run has fewer than two training
-    tasks (nothing to hold out); `too_few_tasks`' record, with no folds, when it has fewer than
-    `zero_shot_min_tasks`."""
-    from dfa.training.run import CKPT, finished_run, train
-
-    tasks = config.train_tasks
-    if config.zero_shot_folds == 0 or len(tasks) < 2:
-        return None
-    if len(tasks) < config.zero_shot_min_tasks:
-        return too_few_tasks(tasks, config)
-    groups = fold_tasks(tasks, config.zero_shot_folds)
-    # A fold has few batches: no Lightning notice about its logging interval.
-    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
-    configs = [fold_config(config, held, i, run / FOLDS) for i, held in enumerate(groups, 1)]
-    histories, seconds = [], 0.0
-    for i, (held, fc) in enumerate(zip(groups, configs, strict=True), 1):
-        start = time.perf_counter()
-        info = finished_run(fc)
-        if info is None:
-            # A fold interrupted, or one of a run since resumed with more epochs: continued to its epochs.
-            resume = (fc.run_dir() / CKPT).is_file()
-            train(fc, resume, overwrite=not resume, max_epochs=fc.max_epochs, progress=False, pool=pool)
-            info = finished_run(fc)
-        if info is None:
-            raise DfaError(f"The inner fold in {fc.run_dir()} left no readable map.json.")
-        histories.append(info.get("val_history") or [])
-        seconds += time.perf_counter() - start
-        if progress:
-            print(
-                f"zero-shot fold {i}/{len(groups)}: a map trained without {', '.join(held)} "
-                f"({fc.max_epochs} epochs, {fc.n_train} prompts per task) in {time.perf_counter() - start:.0f}s",
-                flush=True,
-            )
-    result = estimate(histories, config.seed, epochs)
-    return {
-        "folds": groups,
-        "epochs": configs[0].max_epochs,
-        "n_train": configs[0].n_train,
-        "n_val": config.n_val,
-        "seconds": round(seconds, 1),
-        "against": AGAINST,
-        **result,
-    }
-
-
 def too_few_tasks(tasks: list[str], config: TrainConfig) -> dict[str, Any]:
     """The record of a run with fewer than `zero_shot_min_tasks` training tasks: no folds, and
     unseen tasks get the prior. A percentile bootstrap over k per-task gains lies above 0 as soon
@@ -222,26 +174,6 @@ def too_few_tasks(tasks: list[str], config: TrainConfig) -> dict[str, Any]:
         "folds": [], "epochs": 0, "n_train": 0, "n_val": config.n_val, "seconds": 0.0, "against": AGAINST,
         "epoch": 0, "alpha": 0.0, **prior_estimate(tasks), "why": why, "candidates": [],
     }  # fmt: skip
-
-
-def add_zero_shot(
-    config: TrainConfig, run: Path, module: MapTrainer, pool: Any, record: dict[str, Any], progress: bool
-) -> dict[str, Any]:
-    """After a run's training: its inner folds, its zero-shot map in `run/zero_shot/` and the
-    estimate added to `record` (what `map.json` will hold), which is returned; printed with
-    `progress`."""
-    import torch
-
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # The other processes of a distributed run have returned: the inner folds run here alone.
-        torch.distributed.destroy_process_group()
-    zs = run_folds(config, run, pool, progress, set(module.epoch_params))
-    if zs is not None:
-        record["zero_shot"] = zs
-        save_zero_shot(module, run, record, zs)
-    if progress and config.zero_shot_folds:
-        print(zero_shot_text(zs), flush=True)
-    return record
 
 
 def save_zero_shot(module: MapTrainer, run: Path, record: dict[str, Any], zs: dict[str, Any]) -> None:
