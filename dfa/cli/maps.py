@@ -35,7 +35,8 @@ def _pool(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from dfa.config import make_config
     from dfa.training import train
-    from dfa.training.run import finished_run, launch_rank
+    from dfa.training.run import launch_rank
+    from dfa.training.run_folder import finished_run
     from dfa.training.stops import TrainingInterrupted
 
     _quiet_lightning()
