@@ -25,10 +25,17 @@ from dfa.core.tasks.base import (
     survey,
 )
 from dfa.core.tasks.files import parse_task_name, read_task_file
+from dfa.core.tasks.extended import EXTENDED, KINDS, kind_of
 from dfa.core.tasks.suite import TASKS
 
+# Every built-in task: the toy ladders' eight (`TASKS`) and the extended suite for real tokenizers.
+BUILTIN = {**TASKS, **EXTENDED}
+
 __all__ = [
+    "BUILTIN",
+    "EXTENDED",
     "FAMILIES",
+    "KINDS",
     "SPLITS",
     "TASKS",
     "Batch",
@@ -43,6 +50,7 @@ __all__ = [
     "build_dataset",
     "collate",
     "get_task",
+    "kind_of",
     "make_batches",
     "make_dataset",
     "run_name",
@@ -56,16 +64,17 @@ __all__ = [
 def get_task(name: str) -> Task:
     """A built-in task by name, or the task a file holds (`[label=]path[#option]`, see
     `dfa.core.tasks.files`), read and checked once per file content."""
-    if name in TASKS:
-        return TASKS[name]
+    if name in BUILTIN:
+        return BUILTIN[name]
     if parse_task_name(name) is not None:
         return read_task_file(name)
     import difflib
 
-    close = difflib.get_close_matches(name, list(TASKS), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name, list(BUILTIN), n=3, cutoff=0.6)
     hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
     raise TaskError(
-        f"Unknown task {name!r}{hint}; the tasks are {', '.join(TASKS)} (`dfa tasks` lists them), or a "
+        f"Unknown task {name!r}{hint}; the built-in tasks are {', '.join(BUILTIN)} (`dfa tasks --all` "
+        "lists them), or a "
         "task file: a path to a .jsonl, .csv or .parquet file or a dataset folder."
     )
 
