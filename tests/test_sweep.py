@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import dfa.experiments.sweep as sweep_module
+import dfa.experiments.sweep_cell as cell_module
 from dfa.cli import main as dfa_main
 from dfa.config import SweepConfig
 from dfa.core.errors import DfaError
@@ -64,9 +64,9 @@ def fake(monkeypatch):
         ]
         return {"results": rows}, {}
 
-    monkeypatch.setattr(sweep_module, "train", train)
-    monkeypatch.setattr(sweep_module, "evaluate_run", evaluate_run)
-    monkeypatch.setattr(sweep_module, "Run", lambda folder: folder)  # the fake runs hold no map
+    monkeypatch.setattr(cell_module, "train", train)
+    monkeypatch.setattr(cell_module, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(cell_module, "Run", lambda folder: folder)  # the fake runs hold no map
     return calls
 
 

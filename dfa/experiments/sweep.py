@@ -20,24 +20,21 @@ reused, and an evaluated cell (pair, map, task) is never recomputed.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dfa.config import SweepConfig, make_config
+from dfa.config import SweepConfig
 from dfa.core.errors import DfaError
 from dfa.core.io import atomic_write, write_json
 from dfa.core.tasks import get_task, task_sources
 from dfa.experiments.loto import parse_pair
-from dfa.experiments.runs import Run
-from dfa.experiments.transfer import evaluate_run
+from dfa.experiments.sweep_cell import Cell, cell_rows
+from dfa.experiments.sweep_ray import run_cells_ray
 from dfa.methods import METHODS, names
 from dfa.report.figures import sweep_heatmap
 from dfa.report.tables import sweep_markdown
 from dfa.store import ModelPool
-from dfa.training import train
 
 # The in-distribution map is compared with gold and the non-learned alignments; each zero-shot
 # map with the controls built from it.
@@ -80,19 +77,6 @@ def _cell_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
     return (row["src"], row["tgt"], row["map"], row["task"])
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One map of a pair (trained once) and the tasks it is evaluated on, each with its methods:
-    what one worker does (one Ray task with the `ray` backend)."""
-
-    src: str
-    tgt: str
-    run: str
-    train_tasks: tuple[str, ...]
-    holdout: tuple[str, ...]
-    evals: tuple[tuple[str, tuple[str, ...]], ...]  # (task, methods)
-
-
 def sweep_cells(cfg: SweepConfig, pairs: Sequence[tuple[str, str, str]]) -> list[Cell]:
     """Every cell of the sweep, in the order the tables list them (module docstring)."""
     tasks = tuple(cfg.tasks)
@@ -106,39 +90,6 @@ def sweep_cells(cfg: SweepConfig, pairs: Sequence[tuple[str, str, str]]) -> list
             for t in tasks:
                 cells.append(Cell(src, tgt, f"only-{t}", (t,), (), tuple((x, ("dfa",)) for x in tasks)))
     return cells
-
-
-def cell_rows(cfg: SweepConfig, cell: Cell, pool: ModelPool, tasks: Sequence[str]):
-    """Train the cell's map (unless its run folder holds it) and evaluate it on `tasks`; yields
-    `(task, rows)` per task as each is done."""
-    overrides = {"max_epochs": cfg.max_epochs} if cfg.max_epochs else {}
-    c = make_config(
-        cfg.config,
-        src=cell.src,
-        tgt=cell.tgt,
-        tasks=[*cell.train_tasks, *cell.holdout],
-        holdout=list(cell.holdout),
-        out=str(Path(cfg.out) / "maps"),
-        run=cell.run,
-        **overrides,
-    )
-    run = c.run_dir()
-    if not (run / "map.json").is_file():
-        start = time.perf_counter()
-        train(c, overwrite=True, progress=False, pool=pool)
-        print(
-            f"  trained {cell.src} -> {cell.tgt} {cell.run} ({time.perf_counter() - start:.0f}s)", flush=True
-        )
-    methods = dict(cell.evals)
-    for task in tasks:
-        report, _ = evaluate_run(
-            Run(run), pool, [task], methods[task], "test", cfg.n, cfg.boot, draws=cfg.draws
-        )
-        rows = []
-        for r in report["results"]:
-            r.pop("curve")
-            rows.append({"src": cell.src, "tgt": cell.tgt, "map": cell.run, **r})
-        yield task, rows
 
 
 def _uses(row: dict[str, Any], tasks: set[str]) -> bool:
@@ -186,8 +137,6 @@ def run_sweep(cfg: SweepConfig, pool: ModelPool) -> dict[str, Any]:
     todo = [(c, [t for t, _ in c.evals if (c.src, c.tgt, c.run, t) not in done]) for c in cells]
     todo = [(c, t) for c, t in todo if t]
     if cfg.backend == "ray":
-        from dfa.experiments.sweep_ray import run_cells_ray
-
         run_cells_ray(cfg, todo, add)
     else:
         pair_of = [(c.src, c.tgt) for c, _ in todo]

@@ -15,7 +15,7 @@ from typing import Any
 
 from dfa.config import SweepConfig
 from dfa.core.errors import DfaError
-from dfa.experiments.sweep import Cell, cell_rows
+from dfa.experiments.sweep_cell import Cell, cell_rows
 from dfa.store import ModelPool
 
 
