@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from dfa.cli.flags import positive_int
+from dfa.cli.flags import output_flag, positive_int
 from dfa.core.errors import DfaError
 from dfa.core.ladders import LADDERS, PYTHIA_STEPS
 from dfa.zoo.spec import TOY_SPECS, zoo_root
@@ -195,7 +195,7 @@ def _show_ids(tokenizer, ids: tuple[int, ...]) -> str:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from dfa.core.hub import load_tokenizer
     from dfa.core.models import tokenizer_for
-    from dfa.core.tasks import TASKS, get_task, survey
+    from dfa.core.tasks import BUILTIN, TASKS, get_task, survey
 
     if args.model and args.tokenizer:
         raise DfaError("Give --model or --tokenizer, not both.")
@@ -203,7 +203,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     families = args.families.split(",") if args.families else None
     if args.out and not args.export:
         raise DfaError("--out is where --export writes: give --export TASK too.")
-    names = args.task or list(TASKS)
+    names = args.task or list(BUILTIN if args.all else TASKS)
     # every file is read and checked before the tokenizer loads (a missing file is no tokenizer's fault)
     tasks = {n: get_task(n) for n in names} if not args.export else {}
     tokenizer = tokenizer_for(source) if not args.tokenizer else load_tokenizer(args.tokenizer)
@@ -388,6 +388,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "(.jsonl/.csv pairs, an EAP-IG CSV with #TOKENIZER, an MIB-style .parquet or dataset folder "
         "with #COUNTERFACTUAL_COLUMN); a file's rows dropped for this tokenizer are listed by reason",
     )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every built-in task: the eight, then the extended suite written for real tokenizers",
+    )
     p.add_argument("--families", default=None, help="comma-separated variation families (default: all)")
     p.add_argument("--draws", type=positive_int, default=4000, help="candidates drawn per task (default: 4000)")
     p.add_argument("--data-seed", type=int, default=0, help="the tasks' split seed")
@@ -397,7 +402,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="TASK",
         help="write TASK's pairs (--split, --n) to --out as a JSONL task file",
     )
-    p.add_argument("--out", default=None, help="the .jsonl file --export writes")
+    output_flag(
+        p, "--out", kind="file", suffixes=(".jsonl",), default=None, help="the .jsonl file --export writes"
+    )
     p.add_argument(
         "--split", default="test", choices=["train", "val", "test"], help="--export's split (default: test)"
     )
@@ -409,7 +416,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     q = zoo.add_parser("build", help="train a toy ladder on the tasks' train splits and save it")
     q.add_argument("--family", action="append", help="toy-gpt2 or toy-neox (repeatable; default: both)")
     q.add_argument("--seed", type=int, default=0, help="training seed (the shipped ladders use 0)")
-    q.add_argument("--out", default=None, help="folder to write the models to (default: the zoo root)")
+    output_flag(
+        q, "--out", kind="folder", default=None, help="folder to write the models to (default: the zoo root)"
+    )
     q.add_argument("--steps", type=int, default=None, help="override the training steps (quick trials)")
     q.set_defaults(func=cmd_zoo_build)
     q = zoo.add_parser("info", help="print the toy models' cards: sizes and test-split quality")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dfa.cli.flags import positive_int
+from dfa.cli.flags import output_flag, positive_int
 from dfa.cli.models import _human
 
 
@@ -73,7 +73,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_capabilities(args: argparse.Namespace) -> int:
     from dfa.core.io import atomic_write
-    from dfa.core.tasks import TASKS
+    from dfa.core.tasks import BUILTIN
     from dfa.experiments.real_models import markdown_table, measure_model, merge_results
 
     out = Path(args.out)
@@ -84,7 +84,7 @@ def cmd_capabilities(args: argparse.Namespace) -> int:
         data = merge_results(out, model, settings)
         atomic_write(out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown_table(data)))
 
-    measure_model(args.model, args.task or list(TASKS), args.n_attr, args.n_eval, args.ig_steps,
+    measure_model(args.model, args.task or list(BUILTIN), args.n_attr, args.n_eval, args.ig_steps,
                   args.n_random, done=save)  # fmt: skip
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
@@ -108,12 +108,17 @@ def add_real_parsers(sub: argparse._SubParsersAction) -> None:
         help="what a model can do per task: usable pairs, accuracy, gold CPR against random, costs",
     )
     p.add_argument("--model", required=True, help="model name (see `dfa models`), e.g. gemma-3-270m-q4")
-    p.add_argument("--task", action="append", help="only this task (repeatable; default: all)")
+    p.add_argument("--task", action="append", help="only this task (repeatable; default: every built-in task)")
     p.add_argument("--n-attr", type=positive_int, default=100, help="train prompts scored (default: 100)")
     p.add_argument("--n-eval", type=positive_int, default=100, help="test prompts evaluated (default: 100)")
     p.add_argument("--ig-steps", type=positive_int, default=5, help="eap-ig-inputs steps (default: 5)")
     p.add_argument("--n-random", type=positive_int, default=5, help="random rankings (default: 5)")
-    p.add_argument(
-        "--out", default="results/real_models.json", help="results JSON, merged per model (and a .md table)"
+    output_flag(
+        p,
+        "--out",
+        kind="stem",
+        suffixes=(".json", ".md"),
+        default="results/real_models.json",
+        help="results JSON, merged per model (and a .md table)",
     )
     p.set_defaults(func=cmd_capabilities)

@@ -132,7 +132,15 @@ def _line(row: dict[str, Any]) -> str:
 
 
 def merge_results(path: Path, model: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """Put one model's measurements into the results JSON at `path` (other models kept), atomically."""
+    """Put one model's measurements into the results JSON at `path` (other models kept), atomically;
+    a lock beside the file lets two models' runs share one results file."""
+    from filelock import FileLock
+
+    with FileLock(str(path) + ".lock"):
+        return _merge(path, model, settings)
+
+
+def _merge(path: Path, model: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     data = json.loads(path.read_text()) if path.is_file() else {}
     data.update(rule=RULE, min_accuracy=MIN_ACCURACY, settings=settings)
     data.setdefault("note", "")

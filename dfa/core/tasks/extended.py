@@ -107,8 +107,8 @@ COLOR_TEMPLATES = {
         "A child drawing {X} would pick the crayon that is",
     ],
     "domain": [
-        "In the still-life painting, {X} was painted",
-        "The artist mixed the paint for {X} until it was",
+        "In the coloring book, the children colored {X}",
+        "For the art class, she painted {X}",
     ],
 }
 HYPERNYM_TEMPLATES = {
@@ -341,7 +341,7 @@ def _boxes() -> Generator:
             "lexical": X.BOX_OBJECTS_LEXICAL, "domain": X.PERSON_NAMES
         }.get(family, X.BOX_OBJECTS)  # fmt: skip
         line, ask = formats.get(family) or formats["base"]
-        n = rng.randint(3, 4)
+        n = rng.randint(2, 3)
         objects = rng.sample(pool, n)
         labels = rng.sample(X.BOX_LABELS, n)
         parts = [line.format(O=o, L=lab) for o, lab in zip(objects, labels)]
