@@ -134,9 +134,9 @@ class TrainConfig:
     data_seed: int = opt(0, "the tasks' train/val/test split (the toy ladders were trained on seed 0's)")
     model_seed: int = opt(0, "weights of NAME:random models")
     val_fractions: list[float] = opt([0.02, 0.05, 0.1, 0.2], "MIB fractions logged as val/faithfulness@f")
-    out: str = opt("checkpoints", "checkpoint root (run folders and the score cache)")
+    out: str = opt("checkpoints", "checkpoint root (run folders and the score cache)", output="folder")
     run: str | None = opt(None, "run name (default: from the hold-outs and the seed)")
-    cache: str | None = opt(None, "source/target score and role cache (default: OUT/cache)")
+    cache: str | None = opt(None, "source/target score and role cache (default: OUT/cache)", output="folder")
     device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
     dtype: Dtype = opt("float32", "the models' dtype")
     devices: int = opt(
@@ -390,7 +390,7 @@ class SweepConfig:
         None, "cross-family pairs SRC:TGT (default: the other toy family's smallest -> this ladder's largest)"
     )
     heatmap: bool = opt(True, "the one-task maps of the first pair (train x eval task heatmap)")
-    out: str = opt("results/sweep", "output folder (maps under OUT/maps)")
+    out: str = opt("results/sweep", "output folder (maps under OUT/maps)", output="folder")
     device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
     dtype: Dtype = opt("float32", "the models' dtype")
     backend: Backend = opt(
@@ -412,8 +412,8 @@ class LotoConfig:
     split: Split = opt("test", "the held-out task's split evaluated (val: to tune on, never test)")
     boot: int = opt(200, "bootstrap resamples")
     methods: list[str] = opt(list(DEFAULT_METHODS), "methods compared")
-    out: str = opt("checkpoints", "checkpoint root of the maps")
-    json: str = opt("results/loto_toy.json", "results file (resumed when present)")
+    out: str = opt("checkpoints", "checkpoint root of the maps", output="folder")
+    json: str = opt("results/loto_toy.json", "results file (resumed when present)", output="file")
     device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
     dtype: Dtype = opt("float32", "the models' dtype")
 
@@ -428,8 +428,8 @@ class CrossScaleConfig:
     fraction: float = opt(0.1, "circuit size as a share of nodes")
     n: int = opt(100, "train prompts per model for discovery")
     n_eval: int = opt(50, "test prompts for each circuit's faithfulness")
-    cache: str = opt("checkpoints/cache", "score and role cache")
-    out: str = opt("results/cross_scale", "output folder")
+    cache: str = opt("checkpoints/cache", "score and role cache", output="folder")
+    out: str = opt("results/cross_scale", "output folder", output="folder")
     device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
     dtype: Dtype = opt("float32", "the models' dtype")
 
@@ -445,6 +445,6 @@ class CircuitsTableConfig:
     methods: list[str] = opt(["exact", "eap-ig-inputs"], "attribution methods")
     n_attr: int = opt(100, "train prompts to score on")
     n_eval: int = opt(200, "test prompts")
-    out: str = opt("results/circuits_toy.json", "results file (resumed when present)")
+    out: str = opt("results/circuits_toy.json", "results file (resumed when present)", output="file")
     device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")
     dtype: Dtype = opt("float32", "the models' dtype")

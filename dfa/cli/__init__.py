@@ -25,9 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.argv = argv  # what was asked, for messages that give the command to run next
     try:
+        from dfa.cli.flags import check_output_flags, command_parser
+
+        check_output_flags(args, command_parser(parser, args))  # before any work
         return int(args.func(args))
     except DfaError as err:
         from dfa.cli.flags import flag_words

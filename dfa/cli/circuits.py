@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dfa.cli.flags import add_config_flags, config_values, positive_int
+from dfa.cli.flags import add_config_flags, config_values, output_flag, positive_int
 from dfa.config import CircuitsTableConfig, build
 from dfa.core.errors import DfaError
 
@@ -183,11 +183,13 @@ def cmd_evaluate_circuit(args: argparse.Namespace) -> int:
 
 
 def cmd_circuits_table(args: argparse.Namespace) -> int:
+    from dfa.core.outputs import check_config_outputs
     from dfa.experiments.circuits_table import run_circuits_table
     from dfa.report.tables import circuits_markdown
     from dfa.store import ModelPool
 
     cfg = build(CircuitsTableConfig, config_values(args, CircuitsTableConfig))
+    check_config_outputs(cfg)  # a YAML's paths too, before any model loads
     rows = run_circuits_table(cfg, ModelPool(cfg.device, cfg.dtype))
     print(circuits_markdown(rows, cfg.methods))
     return 0
@@ -266,7 +268,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ig-steps", type=int, default=5, help="integration steps of the EAP-IG methods (default: 5)"
     )
-    p.add_argument("--out", required=True, help="scores file: .json (EAP-IG/MIB importances) or .safetensors")
+    output_flag(
+        p, "--out", kind="file", required=True, help="scores file: .json (EAP-IG/MIB importances) or .safetensors"
+    )
     p.add_argument("--top", type=positive_int, default=10, help="print this many top nodes")
     p.set_defaults(func=cmd_attribute)
 
@@ -295,8 +299,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--worst", type=int, default=5, help="list this many worst-served prompts")
     p.add_argument("--per-prompt", action="store_true", help="put every prompt's CPR in the JSON")
-    p.add_argument("--json", default=None, help="write the report here")
-    p.add_argument("--plot", default=None, help="write the curves here (PNG)")
+    output_flag(p, "--json", kind="file", default=None, help="write the report here")
+    output_flag(p, "--plot", kind="file", suffixes=(".png",), default=None, help="write the curves here (PNG)")
     p.set_defaults(func=cmd_evaluate_circuit)
 
     p = sub.add_parser("circuits-table", help=(CircuitsTableConfig.__doc__ or "").split(": ", 1)[-1].strip())

@@ -65,7 +65,9 @@ def add_config_flags(
             kwargs["required"] = True
         else:
             help_text += f" (default: {shown})" if shown not in (None, "") else ""
-        p.add_argument(flag, help=help_text, **kwargs)
+        action = p.add_argument(flag, help=help_text, **kwargs)
+        if f.metadata.get("output"):
+            action.dfa_output = (f.metadata["output"], ())  # type: ignore[attr-defined]
 
 
 def config_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
@@ -82,6 +84,38 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def output_flag(
+    p: argparse.ArgumentParser, *names: str, kind: str, suffixes: tuple[str, ...] = (), **kwargs: Any
+) -> argparse.Action:
+    """An option naming where the command writes (`kind`: file, folder, or a stem that takes
+    `suffixes`): `dfa` checks it right after parsing, before any model loads (`check_output_flags`)."""
+    action = p.add_argument(*names, **kwargs)
+    action.dfa_output = (kind, tuple(suffixes))  # type: ignore[attr-defined]
+    return action
+
+
+def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)parser that parsed `args`: `dfa zoo build`'s, not `dfa`'s."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or getattr(args, sub.dest, None) not in sub.choices:
+            return parser
+        parser = sub.choices[getattr(args, sub.dest)]
+
+
+def check_output_flags(args: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    """Each output option of `p` that has a value, checked for its kind and that it can be written
+    (`dfa.core.outputs.check_output`): a wrong path fails here, in one line, before the work."""
+    from dfa.core.outputs import check_output
+
+    for action in p._actions:
+        spec = getattr(action, "dfa_output", None)
+        value = getattr(args, action.dest, None)
+        if spec and value not in (None, "", True, False):
+            name = max(action.option_strings, key=len) if action.option_strings else action.dest
+            check_output(value, spec[0], name, spec[1])
 
 
 def _flags(p: argparse.ArgumentParser) -> dict[str, str]:

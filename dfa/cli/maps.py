@@ -12,7 +12,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from dfa.cli.flags import add_config_flags, config_values, positive_int
+from dfa.cli.flags import add_config_flags, config_values, output_flag, positive_int
+from dfa.cli.map_flags import device_args, map_eval_args
 from dfa.config import CrossScaleConfig, LotoConfig, SweepConfig, TrainConfig, build
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.tasks import TASKS
@@ -34,6 +35,7 @@ def _pool(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from dfa.config import make_config
+    from dfa.core.outputs import check_config_outputs
     from dfa.training import train
     from dfa.training.run import launch_rank
     from dfa.training.run_folder import finished_run
@@ -44,6 +46,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         overrides["max_epochs"] = None  # with --resume, --max-epochs extends the saved run
     config = make_config(args.config, **overrides)
+    check_config_outputs(config, config.run_dir())  # the YAML's paths too, before any model loads
     if config.added_holdouts:
         print(
             f"note: held-out task(s) {', '.join(config.added_holdouts)} not in --tasks: evaluated zero-shot"
@@ -216,11 +219,13 @@ def cmd_pair_agnostic(args: argparse.Namespace) -> int:
 
 
 def cmd_loto(args: argparse.Namespace) -> int:
+    from dfa.core.outputs import check_config_outputs
     from dfa.experiments.loto import run_loto
     from dfa.report.tables import loto_table
 
     _quiet_lightning()
     cfg = build(LotoConfig, config_values(args, LotoConfig))
+    check_config_outputs(cfg)
     rows = run_loto(cfg, _pool(args))
     print(loto_table(rows))
     return 0
@@ -239,10 +244,12 @@ def cmd_loto_ceiling(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from dfa.core.outputs import check_config_outputs
     from dfa.experiments.sweep import run_sweep, write_sweep
 
     _quiet_lightning()
     cfg = build(SweepConfig, config_values(args, SweepConfig))
+    check_config_outputs(cfg)
     start = time.perf_counter()
     result = run_sweep(cfg, _pool(args))
     text, files = write_sweep(result, Path(cfg.out))
@@ -252,9 +259,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_cross_scale(args: argparse.Namespace) -> int:
+    from dfa.core.outputs import check_config_outputs
     from dfa.experiments.cross_scale import run_cross_scale, write_cross_scale
 
     cfg = build(CrossScaleConfig, config_values(args, CrossScaleConfig))
+    check_config_outputs(cfg)
     start = time.perf_counter()
     report = run_cross_scale(
         cfg.models, cfg.tasks, Path(cfg.cache), _pool(args), cfg.method, cfg.fraction, cfg.n, cfg.n_eval
@@ -262,50 +271,6 @@ def cmd_cross_scale(args: argparse.Namespace) -> int:
     print(write_cross_scale(report, Path(cfg.out)))
     print(f"wrote {cfg.out}/cross_scale.json, .md, .png ({time.perf_counter() - start:.0f}s)")
     return 0
-
-
-def _map_eval_args(p: argparse.ArgumentParser, methods: list[str]) -> None:
-    p.add_argument("--map", required=True, help="run folder (checkpoints/<src>__<tgt>/<run>)")
-    p.add_argument(
-        "--src",
-        default=None,
-        help="source model to apply the map to (default: the map's own; any model for a features map)",
-    )
-    p.add_argument(
-        "--tgt",
-        default=None,
-        help="target model to apply the map to (default: the map's own; any model for a features map)",
-    )
-    p.add_argument(
-        "--allow-other-models",
-        action="store_true",
-        help="apply a dense map to models other than its own whose node lists have the same shape",
-    )
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        default=methods,
-        choices=list(METHODS),
-        help=f"compared (default: {' '.join(methods)})",
-    )
-    p.add_argument(
-        "--split", default="test", choices=["train", "val", "test"], help="prompt split (default: test)"
-    )
-    p.add_argument("--n", type=positive_int, default=200, help="prompts per task (default: 200)")
-    p.add_argument(
-        "--boot",
-        type=positive_int,
-        default=1000,
-        help="bootstrap resamples for the CPR interval (default: 1000)",
-    )
-    p.add_argument("--draws", type=positive_int, default=5, help="seeded draws per control (default: 5)")
-    _device_args(p)
-
-
-def _device_args(p: argparse.ArgumentParser) -> None:
-    """`--device` and `--dtype`: where the models of an evaluation run, at which precision."""
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (CUDA when visible)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
 
 
 def _add_pair_agnostic_parser(sub: argparse._SubParsersAction) -> None:
@@ -341,10 +306,15 @@ def _add_pair_agnostic_parser(sub: argparse._SubParsersAction) -> None:
         choices=[m for m in METHODS if m != "dfa"],
         help=f"compared with the features map beside the dense map (default: {' '.join(PAIR_AGNOSTIC_METHODS)})",
     )
-    p.add_argument(
-        "--out", default="results/pair_agnostic_toy", help="output stem: .json and .md (default: %(default)s)"
+    output_flag(
+        p,
+        "--out",
+        kind="stem",
+        suffixes=(".json", ".md"),
+        default="results/pair_agnostic_toy",
+        help="output stem: .json and .md (default: %(default)s)",
     )
-    _device_args(p)
+    device_args(p)
     p.set_defaults(func=cmd_pair_agnostic)
 
 
@@ -365,8 +335,10 @@ def _add_ceiling_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=positive_int, default=100, help="prompts per held-out task (default: 100)")
     p.add_argument("--boot", type=positive_int, default=200, help="bootstrap resamples (default: 200)")
     p.add_argument("--cache", default="checkpoints/cache", help="score cache (default: %(default)s)")
-    p.add_argument("--json", default="results/loto_ceiling_val.json", help="results (default: %(default)s)")
-    _device_args(p)
+    output_flag(
+        p, "--json", kind="file", default="results/loto_ceiling_val.json", help="results (default: %(default)s)"
+    )
+    device_args(p)
     p.set_defaults(func=cmd_loto_ceiling)
 
 
@@ -381,7 +353,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="a trained map's circuits against gold, depth and control baselines")
-    _map_eval_args(p, list(DEFAULT_METHODS))
+    map_eval_args(p, list(DEFAULT_METHODS))
     p.add_argument(
         "--tasks",
         nargs="+",
@@ -389,8 +361,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="tasks (default: the run's tasks and hold-outs)",
     )
-    p.add_argument("--json", default=None, help="write the report here")
-    p.add_argument("--plot", default=None, help="write the curves here (PNG, one panel per task)")
+    output_flag(p, "--json", kind="file", default=None, help="write the report here")
+    output_flag(
+        p, "--plot", kind="file", suffixes=(".png",), default=None,
+        help="write the curves here (PNG, one panel per task)",
+    )
     p.add_argument(
         "--reference",
         default=None,
@@ -406,7 +381,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("transfer", help="reuse a trained map on a task: predicted circuit and its evaluation")
-    _map_eval_args(p, ["dfa", "dfa-val", "depth", "random", "permuted", "scrambled"])
+    map_eval_args(p, ["dfa", "dfa-val", "depth", "random", "permuted", "scrambled"])
     p.add_argument("--task", required=True, help="task name, seen in training or not")
     p.add_argument(
         "--no-val-check",
@@ -414,8 +389,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="on a task outside training, write the zero-shot map's circuit unchecked (default: the map "
         "the val check chose on the task's val prompts, or depth where nothing beats it)",
     )
-    p.add_argument(
+    output_flag(
+        p,
         "--out",
+        kind="stem",
+        suffixes=(".json", ".safetensors"),
         default=None,
         help="output stem (default RUN/transfer/TASK; a task file: its label and sha256): .json and .safetensors",
     )

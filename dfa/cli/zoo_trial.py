@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dfa.cli.flags import output_flag
 from dfa.core.errors import DfaError
 from dfa.zoo.spec import TASK_PAIRS, TOY_SPECS, TRAIN_PAIRS
 
@@ -168,5 +169,5 @@ def add_trial_parser(zoo_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--role-warmup", type=int, help="first steps drawn from the role texts alone")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="val", choices=["val", "test"], help="scored on (tune on val)")
-    p.add_argument("--json", type=Path, help="also write the scores here")
+    output_flag(p, "--json", kind="file", type=Path, help="also write the scores here")
     p.set_defaults(func=cmd_zoo_trial)
