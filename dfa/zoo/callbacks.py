@@ -13,7 +13,7 @@ from dfa.core.tasks import TASKS
 from dfa.zoo.text import ROLE_GROUPS
 
 if TYPE_CHECKING:
-    from dfa.zoo.train import TaskBatches
+    from dfa.zoo.sampler import TaskBatches
 
 
 class ValChecks(L.Callback):

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from dfa.core.errors import DfaError
 from dfa.zoo.callbacks import RoleWarmup, StepReporter, ValChecks
+from dfa.zoo.sampler import TaskBatches
 from dfa.zoo.spec import MAX_POSITIONS, ToySpec
 from dfa.zoo.text import GROUP_WEIGHTS, RANDOM_GROUPS, STRIDED_GROUPS, TEXT_GROUPS, TaskText
 
@@ -100,57 +101,6 @@ class TrainConfig:
     # neighbours (span loss 5.8, 6.8 on unseen spans at step 1500) and its induction head came
     # later than on fresh spans (0.19 against 0.36 at step 2250).
     role_relabel: bool = False
-
-
-class TaskBatches(Sampler[list[int]]):
-    """`steps` batches of row indices, groups drawn by weight: each batch from one group, or
-    (`mixed`) each row drawn on its own, `bucket` batches at a time sorted by length so that
-    rows of similar length share a batch (the tasks' prompts differ in length by up to 5x)."""
-
-    def __init__(
-        self,
-        groups: list[list[int]],
-        weights: list[float],
-        steps: int,
-        batch_size: int,
-        seed: int,
-        mixed: bool = False,
-        lengths: list[int] | None = None,
-        bucket: int = 16,
-    ):
-        self.groups, self.weights = groups, torch.tensor(weights, dtype=torch.double)
-        self.steps, self.batch_size, self.seed = steps, batch_size, seed
-        self.mixed, self.lengths, self.bucket = mixed, lengths, bucket
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed)
-        if self.mixed:
-            yield from self._mixed(gen)
-            return
-        for _ in range(self.steps):  # drawn as it goes: the weights may change (ValChecks)
-            group = self.groups[int(torch.multinomial(self.weights, 1, generator=gen))]
-            picks = torch.randint(len(group), (self.batch_size,), generator=gen)
-            yield [group[i] for i in picks.tolist()]
-
-    def _mixed(self, gen: torch.Generator):
-        assert self.lengths is not None
-        done = 0
-        while done < self.steps:
-            n = min(self.bucket, self.steps - done)
-            rows = []
-            for g in torch.multinomial(
-                self.weights, n * self.batch_size, replacement=True, generator=gen
-            ).tolist():
-                group = self.groups[g]
-                rows.append(group[int(torch.randint(len(group), (1,), generator=gen))])
-            rows.sort(key=lambda i: self.lengths[i])
-            batches = [rows[k * self.batch_size : (k + 1) * self.batch_size] for k in range(n)]
-            for k in torch.randperm(n, generator=gen).tolist():
-                yield batches[k]
-            done += n
 
 
 def pad_rows(
