@@ -43,7 +43,7 @@ import torch when called, so `dfa.config` and `dfa --help` read the registry wit
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from dfa.core.errors import DfaError
@@ -263,11 +263,16 @@ class Inputs:
     prior: bool = False
     # The val check's map for the task (`dfa.experiments.val_check`); None: depth's ranks.
     checked: Callable[[], AlignmentMap | None] | None = None
+    # What each lazy input cost where it was made (`dfa.core.cost` JSON, None: not known), and the
+    # inputs the methods scored so far have needed: a method's cost (`dfa.experiments.costs`).
+    costs: dict[str, dict | None] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
 
     def need(self, what: Literal["gold", "profiles", "direct", "checked"], method: str):
         fn = getattr(self, what)
         if fn is None:
             raise DfaError(f"Method {method!r} needs {what}, which this evaluation did not provide.")
+        self.used.add(what)
         return fn()
 
 

@@ -88,3 +88,31 @@ def test_costs_add_and_compare():
     assert ratio(30, 120) == 0.25 and ratio(30, 0) is None and ratio(None, 5) is None
     assert pays_off_after(1000, 20, 120) == 10.0  # 1000 rows of training / 100 saved per task
     assert pays_off_after(1000, 120, 120) is None
+
+
+def test_each_methods_cost_on_a_tiny_run_by_hand(tmp_path):
+    from dfa.experiments.transfer import Run, evaluate_run
+    from dfa.report.tables import evaluation_text
+    from dfa.store import ModelPool
+    from dfa.training import train
+    from tests.test_training import small_config
+
+    c = small_config(tmp_path, holdout=["ioi"], max_epochs=1)  # n_src 12, ig_steps 2
+    run = train(c, progress=False)
+    trained = Run(run).meta["training_cost"]["toy-neox-s"]
+    assert trained["backward_rows"] > 0 and trained["forward_rows"] > trained["backward_rows"]
+    report, _ = evaluate_run(Run(run), ModelPool("cpu"), ["ioi"], ["dfa", "gold", "depth"], "test", 10, 20)
+    rows = {r["method"]: r for r in report["results"]}
+    # gold: EAP-IG on 12 prompts, 2 steps: 12 corrupt rows + 2 x 12 forward, 2 x 12 backward.
+    gold = rows["gold"]["cost"]
+    assert (gold["target"]["forward_rows"], gold["target"]["backward_rows"]) == (36, 24)
+    assert gold["target_rows"] == 36 + 2 * 24 == gold["gold_rows"] and gold["vs_gold"] == 1.0
+    assert gold["source_rows"] == 0 and gold["reads"] == ["gold"]
+    for method in ("dfa", "depth"):  # the source's scores alone: the same count on the source
+        cost = rows[method]["cost"]
+        assert cost["target_rows"] == 0 and cost["vs_gold"] == 0.0 and cost["source_rows"] == 84
+    judge = rows["dfa"]["judge_cost"]["toy-neox-s"]
+    assert judge["backward_rows"] == 0 and judge["forward_rows"] % 10 == 0  # whole passes of 10 prompts
+    text = evaluation_text(report, ["dfa", "gold", "depth"])
+    assert "| ioi | 0 (0.00) | 84 (1.00) | 0 (0.00) | 84 |" in text
+    assert f"dfa: training {trained['rows']} target rows + 0 a task against gold's 84" in text

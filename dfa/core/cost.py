@@ -160,7 +160,8 @@ class Cost:
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Cost:
         known = {f.name for f in fields(ModelCost)}
-        return cls({name: ModelCost(**{k: v for k, v in d.items() if k in known}) for name, d in (data or {}).items()})
+        pick = lambda d: {k: v for k, v in d.items() if k in known}  # noqa: E731 (`rows` is derived)
+        return cls({name: ModelCost(**pick(d)) for name, d in (data or {}).items()})
 
 
 def ratio(rows: int | None, gold_rows: int | None) -> float | None:

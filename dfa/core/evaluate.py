@@ -227,6 +227,7 @@ class Evaluation:
     clean_per_prompt: list[float]
     empty_per_prompt: list[float]
     judge_cost: dict[str, Any] | None = None  # these passes' `dfa.core.cost`: no method's cost
+    method_costs: dict[str, Any] | None = None  # what each ranking cost (`dfa.experiments.costs`)
 
     def failures(self, label: str, n: int = 10) -> list[dict[str, Any]]:
         """The prompts whose own faithfulness (normalised by their own clean-minus-empty gap)
@@ -265,8 +266,8 @@ class Evaluation:
             "input_node": self.input_node,
             "ablation": self.ablation,
             "curves": {k: c.to_json(per_prompt) for k, c in self.curves.items()},
-            "judge_cost": self.judge_cost,
-        }
+            "judge_cost": self.judge_cost, "method_costs": self.method_costs,
+        }  # fmt: skip
 
 
 def cluster_weights(units: Sequence[Hashable], n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -425,8 +426,7 @@ def evaluate_circuits(
     n = full_np.shape[0]
     fams = list(families) if families is not None else ["all"] * n
     units = list(prompts) if prompts is not None else list(range(n))
-    rng = np.random.default_rng(seed)
-    counts = cluster_weights(units, n_boot, rng) if n_boot > 0 else None  # [n, B]
+    counts = cluster_weights(units, n_boot, np.random.default_rng(seed)) if n_boot > 0 else None  # [n, B]
     curves: dict[str, Curve] = {}
     row = 1
     for label, score_list in draws.items():

@@ -55,6 +55,7 @@ def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
                 r.pop("curve")
                 if r["method"] == "dfa":  # the map's own estimate of its gain, made before this test
                     r["zero_shot"] = report.get("zero_shot")
+                    r["training_cost"] = report.get("training_cost")  # the cell's map (`dfa.core.cost`)
                 done.append({"src": src, "tgt": tgt, **r})
             write_json(
                 path,

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from dfa.core.circuits import task_prompts
+from dfa.core.cost import Cost
 from dfa.core.direct import direct_effects
 from dfa.core.errors import DfaError
 from dfa.core.evaluate import FRACTIONS, Evaluation, circuit_masks, evaluate_circuits
@@ -23,6 +24,7 @@ from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
 from dfa.core.tasks import get_task, task_label, task_sources
 from dfa.core.tasks.files import check_files
+from dfa.experiments.costs import method_cost, predicted_gold_rows, with_ratios
 from dfa.experiments.runs import Run
 from dfa.experiments.val_check import checked_map
 from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, depth_scores, map_logits, score_methods
@@ -46,34 +48,59 @@ def method_inputs(run: Run, pool: ModelPool, task: str, draws: int = DRAWS) -> I
     run.bind(pool, src_graph, tgt_graph, amap)
     source = src_graph.mapped_scores(s.for_graph(src_graph, f"{run.src} scores on {task}"))
     cache = run.config.cache_dir
+    parts: dict[str, dict | None] = {"source": s.meta.get("cost")}  # what each input cost where made
 
     @functools.cache
     def gold() -> torch.Tensor:
-        return run.scores(pool, run.tgt, task).for_graph(tgt_graph, f"{run.tgt} scores on {task}")
+        own = run.scores(pool, run.tgt, task)
+        parts["gold"] = own.meta.get("cost")
+        return own.for_graph(tgt_graph, f"{run.tgt} scores on {task}")
 
     @functools.cache
     def profiles() -> tuple[torch.Tensor, torch.Tensor]:
-        return cached_roles(pool, cache, run.src).profile(), cached_roles(pool, cache, run.tgt).profile()
+        both = cached_roles(pool, cache, run.src), cached_roles(pool, cache, run.tgt)
+        known = all(r.meta.get("cost") is not None for r in both)
+        spent = Cost().add(both[0].meta.get("cost")).add(both[1].meta.get("cost"))
+        parts["profiles"] = spent.to_json() if known else None
+        return both[0].profile(), both[1].profile()
 
     @functools.cache
     def direct() -> torch.Tensor:
         c = run.config
         target = pool.get(run.tgt, c.model_seed)
         prompts = task_prompts(target, task, "train", c.n_src, c.data_seed)
-        effects = direct_effects(target, tgt_graph, prompts.batches, c.ablation).mean(0)
+        with (cost := Cost()).watch(target, run.tgt):
+            effects = direct_effects(target, tgt_graph, prompts.batches, c.ablation).mean(0)
+        parts["direct"] = cost.to_json()
         return tgt_graph.with_input(effects.abs())
 
     seed = run.config.seed
     x = Inputs(amap, src_graph, tgt_graph, source, seed, draws, gold, profiles, direct, run.prior_for(task))
+    x.costs = parts
     x.checked = functools.partial(checked_map, run, pool, task, x)
     return x
 
 
 def method_rankings(
-    run: Run, pool: ModelPool, task: str, methods: Sequence[str] = DEFAULT_METHODS, draws: int = DRAWS
+    run: Run,
+    pool: ModelPool,
+    task: str,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    draws: int = DRAWS,
+    costs: dict[str, Any] | None = None,
 ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-    """Whole-target-graph scores (or seeded draws) for each method on `task`."""
-    return score_methods(method_inputs(run, pool, task, draws), methods)
+    """Whole-target-graph scores (or seeded draws) for each method on `task`; each method's cost
+    (`dfa.experiments.costs.method_cost`) into `costs` when given."""
+    x = method_inputs(run, pool, task, draws)
+    out = {}
+    for m in methods:  # one at a time: which inputs each method needs is its cost
+        x.used.clear()
+        out.update(score_methods(x, [m]))
+        if costs is not None:
+            if "checked" in x.used:  # a training task is not checked: nothing spent
+                x.costs["checked"] = (run.checks.get(task) or {}).get("cost", {})
+            costs[m] = method_cost(m, x.costs, sorted(x.used), run.src, run.tgt)
+    return out
 
 
 def evaluate_task(
@@ -95,9 +122,10 @@ def evaluate_task(
     get_task(task)
     c = run.config
     target = pool.get(run.tgt, c.model_seed)
-    rankings = method_rankings(run, pool, task, methods, draws)
+    costs: dict[str, Any] = {}
+    rankings = method_rankings(run, pool, task, methods, draws, costs)
     prompts = task_prompts(target, task, split, n, c.data_seed)
-    return evaluate_circuits(
+    ev = evaluate_circuits(
         target,
         NodeGraph.from_model(target),
         prompts.batches,
@@ -112,6 +140,9 @@ def evaluate_task(
         progress=progress,
         max_rows=max_rows if max_rows is not None else c.max_rows,
     )
+    n_nodes = len(NodeGraph.from_model(target))
+    ev.method_costs = with_ratios(costs, predicted_gold_rows(c.method, c.n_src, c.ig_steps, n_nodes))
+    return ev
 
 
 def result_rows(run: Run, task: str, ev: Evaluation) -> list[dict[str, Any]]:
@@ -131,6 +162,8 @@ def result_rows(run: Run, task: str, ev: Evaluation) -> list[dict[str, Any]]:
                 "n_prompts": ev.n_prompts,
                 "n_distinct": ev.n_distinct,
                 "n_draws": curve.n_draws,
+                "cost": (ev.method_costs or {}).get("methods", {}).get(label),  # `dfa.experiments.costs`
+                "judge_cost": ev.judge_cost,  # the passes that drew these curves: no method's cost
             }
         )
         if label == "dfa-val":
@@ -202,6 +235,7 @@ def report_of(run: Run, split: str, rows: list[dict[str, Any]]) -> dict[str, Any
         "trained_pairs": [list(p) for p in run.pairs],
         "pair_seen": run.seen_pair,
         "zero_shot": zero_shot_summary(run.zero_shot),
+        "training_cost": run.meta.get("training_cost"),  # `dfa.core.cost` of training the map
         # each task file's path and sha256: a number names its data
         "task_files": task_sources(list(dict.fromkeys(r["task"] for r in rows))),
         "results": rows,

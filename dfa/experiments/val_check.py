@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from dfa.core.circuits import task_prompts
+from dfa.core.cost import Cost
 from dfa.core.evaluate import Evaluation, capped_cpr, evaluate_circuits
 from dfa.core.graph import NodeGraph
-from dfa.methods import score_methods
+from dfa.methods import DRAWS, score_methods
 
 if TYPE_CHECKING:
     from dfa.experiments.runs import Run
@@ -111,13 +112,14 @@ def val_check(
         name: score_methods(dataclasses.replace(x, amap=m, prior=False), ["dfa"])["dfa"]
         for name, m in maps.items()
     }
-    rankings.update(score_methods(x, [PRIOR, "random"]))
+    # Its own draws whatever the caller's (`transfer` scores one): one check, one interval.
+    rankings.update(score_methods(dataclasses.replace(x, draws=DRAWS), [PRIOR, "random"]))
     target = pool.get(run.tgt, c.model_seed)
     prompts = task_prompts(target, task, "val", n, c.data_seed)
     ev = evaluate_circuits(
         target, NodeGraph.from_model(target), prompts.batches, prompts.data.metric, rankings,
         ablation=c.ablation, n_boot=n_boot, seed=c.seed, families=prompts.families,  # type: ignore[arg-type]
-        prompts=prompts.texts, max_rows=c.max_rows,
+        prompts=prompts.texts, max_rows=c.max_rows, cost=(cost := Cost()),
     )  # fmt: skip
     gains = {name: capped_gain(ev, name, PRIOR) for name in maps}
     chosen = choose(gains)
@@ -135,6 +137,7 @@ def val_check(
         "vs_random": capped_gain(ev, chosen, "random"),
         "candidates": {k: {**g, "cpr": capped[k]} for k, g in gains.items()},
         "capped": True,
+        "cost": cost.to_json(),  # the check's passes of the target (`dfa.core.cost`), forward only
     }
     record["why"] = why(record)
     return (maps[chosen] if chosen != PRIOR else None), record

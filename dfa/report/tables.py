@@ -9,6 +9,7 @@ from typing import Any
 
 from dfa.core.roles import ROLES
 from dfa.methods import METHODS
+from dfa.report.costs import cost_table
 from dfa.report.zero_shot import estimate_table, val_check_table, zero_shot_text
 
 # (column label, which map's evaluation: "all" or "loto", method) of a sweep's per-pair table.
@@ -220,7 +221,7 @@ def loto_table(rows: list[dict[str, Any]]) -> str:
                 f"{src} -> {tgt}: recovery of gold (summed CPR over the held-out tasks / gold's): "
                 + ", ".join(f"{m} {v:.2f}" for m, v in share.items())
             )
-    extra = [t for t in (estimate_table(rows), val_check_table(rows)) if t]
+    extra = [t for t in (estimate_table(rows), val_check_table(rows), cost_table(rows)) if t]
     return "\n\n".join(["\n".join(lines), *extra])
 
 
@@ -425,4 +426,5 @@ def evaluation_text(report: dict[str, Any], methods: Sequence[str]) -> str:
                 )
     checks = [r for r in report["results"] if r["method"] == "dfa-val" and r["setting"] == "zero-shot"]
     out += [f"val check, {r['task']}: {r['val_check']['why']}" for r in checks if r.get("val_check")]
-    return "\n".join(out)
+    costs = cost_table(report["results"], report.get("training_cost"))
+    return "\n".join([*out, *(["", costs] if costs else [])])

@@ -9,6 +9,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from dfa.config import TrainConfig, write_yaml
+from dfa.core.cost import Cost
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.io import atomic_write
@@ -292,7 +294,11 @@ def train(
             data, module, trainer = _start(config, run, pool, progress, callbacks)
             attempts = event_files(run) if resume and lead else set()  # what a crashed attempt logged
             start = time.perf_counter()
-            _fit(trainer, module, data, run, resume, attempts)
+            with ExitStack() as watching:  # every target's passes: the training cost (`dfa.core.cost`)
+                cost = Cost()
+                for tgt in dict.fromkeys(t for _, t in config.pair_list):
+                    watching.enter_context(cost.watch(data.pool.get(tgt, config.model_seed), tgt))
+                _fit(trainer, module, data, run, resume, attempts)
         except (KeyboardInterrupt, SystemExit) as stop:
             # Lightning answers Ctrl-C with sys.exit(1) and SIGTERM with a SystemExit of its own.
             if not lead or (isinstance(stop, SystemExit) and stop.code == 0 and not got):
@@ -305,6 +311,8 @@ def train(
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     kept = keep_map(module, config, run, trainer.current_epoch)
     record = _record(config, trainer, module, metrics, kept, time.perf_counter() - start)
+    # This attempt's passes (a resumed run's since it resumed); the inner folds' are added to it.
+    record["training_cost"] = cost.to_json()
     if progress:
         print(selection_report(module.history, kept), flush=True)
     module.map.save(run, add_zero_shot(config, run, module, data.pool, record, progress))  # map.json last
@@ -342,6 +350,7 @@ def add_zero_shot(
     zs = run_folds(config, run, pool, progress, set(module.epoch_params))
     if zs is not None:
         record["zero_shot"] = zs
+        record["training_cost"] = Cost().add(record.get("training_cost")).add(zs.get("cost")).to_json()
         save_zero_shot(module, run, record, zs)
     if progress and config.zero_shot_folds:
         print(zero_shot_text(zs), flush=True)
@@ -364,7 +373,7 @@ def run_folds(
     # A fold has few batches: no Lightning notice about its logging interval.
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
     configs = [fold_config(config, held, i, run / FOLDS) for i, held in enumerate(groups, 1)]
-    histories, seconds = [], 0.0
+    histories, seconds, cost = [], 0.0, Cost()
     for i, (held, fc) in enumerate(zip(groups, configs, strict=True), 1):
         start = time.perf_counter()
         info = finished_run(fc)
@@ -376,6 +385,7 @@ def run_folds(
         if info is None:
             raise DfaError(f"The inner fold in {fc.run_dir()} left no readable map.json.")
         histories.append(info.get("val_history") or [])
+        cost.add(info.get("training_cost"))
         seconds += time.perf_counter() - start
         if progress:
             print(
@@ -390,6 +400,7 @@ def run_folds(
         "n_train": configs[0].n_train,
         "n_val": config.n_val,
         "seconds": round(seconds, 1),
+        "cost": cost.to_json(),  # the folds' training passes (`dfa.core.cost`)
         "against": AGAINST,
         **result,
     }

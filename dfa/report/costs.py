@@ -1,0 +1,98 @@
+"""The cost table of an evaluation, a transfer or a LOTO run: per task, each method's target rows
+and their share of gold's on that task, the source's rows, the judge's (no method's), the target's
+peak memory, and after how many new tasks a trained map pays for itself against gold."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dfa.core.cost import Cost, pays_off_after
+
+PEAKS = ("gold", "dfa-val")  # the methods whose target peak memory the table shows
+HEADER = (
+    "target cost per method and task: forward-equivalent prompt rows of the target (forward + 2 x "
+    "backward), (x gold's on the task); the judge's curves are no method's cost"
+)
+
+
+def _target(row: dict[str, Any] | None) -> dict[str, Any]:
+    """A row's target cost (`{}` where the row or its cost is missing)."""
+    return ((row or {}).get("cost") or {}).get("target") or {}
+
+
+def _cell(cost: dict[str, Any] | None) -> str:
+    if not cost or cost.get("target_rows") is None:
+        return "?"
+    share = cost.get("vs_gold")
+    return f"{cost['target_rows']} ({share:.2f})" if share is not None else str(cost["target_rows"])
+
+
+def cost_table(rows: Sequence[dict[str, Any]], training_cost: dict[str, Any] | None = None) -> str:
+    """Markdown: task x method target rows (x gold), the source's rows, the judge's, the peak
+    memory of gold's and the val check's target passes; the pay-off lines when `training_cost`
+    (`map.json`'s) is known. '' when no row carries a cost."""
+    rows = [r for r in rows if r.get("cost")]
+    if not rows:
+        return ""
+    key = lambda r: (r.get("src", ""), r.get("tgt", ""), r["task"])  # noqa: E731
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cells = list(dict.fromkeys(key(r) for r in rows))
+    by = {(key(r), r["method"]): r for r in rows}
+    lines = [
+        HEADER,
+        "| task | " + " | ".join(methods) + " | source rows | judge rows | peak MB (gold / dfa-val) |",
+        "|" + "---|" * (len(methods) + 4),
+    ]
+    for cell in cells:
+        mine = [by.get((cell, m)) for m in methods]
+        any_row = next(r for r in mine if r is not None)
+        source = next((r["cost"]["source_rows"] for r in mine if r and "source" in r["cost"]["reads"]), None)
+        judge = Cost.from_json(any_row.get("judge_cost")).rows() if any_row.get("judge_cost") else None
+        peaks = [_target(by.get((cell, m))).get("peak_mb") for m in PEAKS]
+        name = cell[2] if len({c[:2] for c in cells}) == 1 else f"{cell[0]} -> {cell[1]} {cell[2]}"
+        lines.append(
+            f"| {name} | "
+            + " | ".join(_cell((r or {}).get("cost")) for r in mine)
+            + f" | {'?' if source is None else source} | {'?' if judge is None else judge} | "
+            + " / ".join("-" if p in (None, 0) else f"{p:.0f}" for p in peaks)
+            + " |"
+        )
+    lines += payoff(rows, training_cost)
+    return "\n".join(lines)
+
+
+def payoff(rows: Sequence[dict[str, Any]], training_cost: dict[str, Any] | None) -> list[str]:
+    """For `dfa` and `dfa-val` on the tasks outside training: after how many new tasks the map's
+    training and per-task target rows come below gold's (means over those tasks)."""
+    tgt = next((r.get("tgt") for r in rows if r.get("tgt")), None)
+    # A LOTO run's cells each train a map: their rows carry it, and the mean is read.
+    trainings = [training_cost] if training_cost else [r.get("training_cost") for r in rows]
+    trainings = [t for t in trainings if t]
+    if not trainings:
+        return []
+    trained = round(sum(Cost.from_json(t).rows(tgt) for t in trainings) / len(trainings))
+    out = []
+    for method in ("dfa", "dfa-val"):
+        mine = [r for r in rows if r["method"] == method and r.get("setting", "zero-shot") == "zero-shot"]
+        costs = [r["cost"] for r in mine if r["cost"].get("target_rows") is not None]
+        if not costs:
+            continue
+        per_task = round(sum(c["target_rows"] for c in costs) / len(costs))
+        gold = round(sum(c["gold_rows"] for c in costs) / len(costs))
+        out.append(payoff_line(trained, per_task, gold, method))
+    return out
+
+
+def payoff_line(training_rows: int | None, per_task_rows: int | None, gold_rows: int, method: str) -> str:
+    """After how many new tasks a trained map's training and its per-task cost (`method`'s target
+    rows) come below gold's on each, in words."""
+    if training_rows is None or per_task_rows is None:
+        return f"{method}: its training cost is not known (a run trained before costs were kept)"
+    n = pays_off_after(training_rows, per_task_rows, gold_rows)
+    if n is None:
+        return f"{method} costs the target {per_task_rows} rows a task, gold {gold_rows}: it never pays off"
+    return (
+        f"{method}: training {training_rows} target rows + {per_task_rows} a task against gold's {gold_rows} "
+        f"a task: paid for after {n:.1f} new tasks"
+    )
