@@ -35,11 +35,9 @@ def _pool(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from dfa.config import make_config
+    from dfa.core.locks import run_lock
     from dfa.core.outputs import check_config_outputs
-    from dfa.training import train
     from dfa.training.run import launch_rank
-    from dfa.training.run_folder import finished_run
-    from dfa.training.stops import TrainingInterrupted
 
     _quiet_lightning()
     overrides = config_values(args, TrainConfig)
@@ -52,6 +50,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"note: held-out task(s) {', '.join(config.added_holdouts)} not in --tasks: evaluated zero-shot"
         )
     follower = launch_rank(config) > 0  # a process Lightning started for a distributed run
+    if follower:  # rank 0 holds the run folder
+        return _train_run(args, config, follower)
+    with run_lock(config.run_dir(), command(args)):  # one writer per run folder
+        return _train_run(args, config, follower)
+
+
+def _train_run(args: argparse.Namespace, config: TrainConfig, follower: bool) -> int:
+    """`dfa train` once the run folder is this process's: train (or say it is trained) and report."""
+    from dfa.training import train
+    from dfa.training.run_folder import finished_run
+    from dfa.training.stops import TrainingInterrupted
+
     done = None if args.overwrite or follower else finished_run(config, args.resume, args.max_epochs)
     if done is not None:
         _already_trained(config.run_dir(), done, args.resume)
@@ -131,15 +141,17 @@ def read_report(path: str) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from dfa.core.io import write_json
+    from dfa.core.locks import run_lock
     from dfa.experiments.transfer import evaluate_run
     from dfa.report.figures import plot_grid
     from dfa.report.tables import against_reference
 
     reference = read_report(args.reference) if args.reference else None  # a bad path fails first
-    report, evals = evaluate_run(
-        _run(args), _pool(args), args.tasks, args.methods, args.split, args.n, args.boot, True, args.draws,
-        args.max_rows,
-    )  # fmt: skip
+    with run_lock(args.map, command(args), required=False):  # no train writes it meanwhile
+        report, evals = evaluate_run(
+            _run(args), _pool(args), args.tasks, args.methods, args.split, args.n, args.boot, True, args.draws,
+            args.max_rows,
+        )  # fmt: skip
     print(
         f"{report['src']} -> {report['tgt']} map {report['map']} on the {args.split} split; "
         f"CPR [95% CI] ({report['ablation']}, input node kept, {report['attribution']} source scores)"
@@ -162,13 +174,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
+    from dfa.core.locks import run_lock
     from dfa.experiments.transfer import transfer
 
     methods = [m for m in args.methods if not (args.no_val_check and m == "dfa-val")]
-    predicted, paths, ev = transfer(
-        _run(args), _pool(args), args.task, args.out, not args.no_eval, methods, args.split, args.n,
-        args.boot, args.draws, args.circuit_fraction, not args.no_val_check,
-    )  # fmt: skip
+    with run_lock(args.map, command(args), required=args.out is None):  # one writer per run folder
+        predicted, paths, ev = transfer(
+            _run(args), _pool(args), args.task, args.out, not args.no_eval, methods, args.split, args.n,
+            args.boot, args.draws, args.circuit_fraction, not args.no_val_check,
+        )  # fmt: skip
     meta = predicted.meta
     print(f"{meta['src']} -> {meta['model']} predicted circuit for {args.task} ({meta['setting']}):")
     if meta["setting"] == "zero-shot":
