@@ -154,6 +154,11 @@ class TrainConfig:
         "memory budget of a curve training step: prompt rows per forward pass, its circuit sizes "
         "stacked along the batch (default: every size in one pass); the same loss and gradient",
     )
+    sizes_per_step: int | None = opt(
+        None,
+        "curve objective: circuit sizes drawn per training step, in proportion to their weights (an "
+        "unbiased estimate of the full loss at a fraction of its passes; default: every size)",
+    )
     log_every_n_steps: int = opt(5, "TensorBoard logging interval (steps)")
 
     @property
@@ -244,6 +249,10 @@ class TrainConfig:
             raise ConfigError(f"Setting 'device': {err}") from None
         if self.max_rows is not None and self.max_rows < 1:
             raise ConfigError(f"max_rows must be at least 1 (prompt rows per pass), got {self.max_rows}.")
+        if self.sizes_per_step is not None and self.sizes_per_step < 1:
+            raise ConfigError(
+                f"sizes_per_step must be at least 1 (circuit sizes drawn per step), got {self.sizes_per_step}."
+            )
         if self.devices * self.num_nodes > 1 and self.strategy != "ddp":
             raise ConfigError(
                 f"devices {self.devices} x num_nodes {self.num_nodes} processes need strategy ddp "

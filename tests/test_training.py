@@ -1008,6 +1008,50 @@ def test_a_curve_step_under_a_row_budget_has_the_loss_and_gradient_of_one_pass(w
         make_config(None, **{**SMALL, "max_rows": 0})
 
 
+def test_drawn_sizes_estimate_the_weighted_sum_without_bias():
+    """`sample_sizes`: the weighted sum over the drawn sizes averages to the full weighted sum, each
+    drawn size appears once with weight (times drawn) / k, and k = 1 keeps one size."""
+    from dfa.training.objectives import sample_sizes
+
+    masks = torch.arange(5.0).unsqueeze(1).repeat(1, 3)  # size i's mask rows are all i
+    weights = torch.tensor([0.1, 0.2, 0.3, 0.15, 0.25])
+    fits = torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0])
+    full = (weights * fits).sum()
+    gen = torch.Generator().manual_seed(0)
+    draws = []
+    for _ in range(4000):
+        m, w = sample_sizes(masks, weights, 3, gen)
+        sizes = m[:, 0].long()
+        assert len(set(sizes.tolist())) == len(sizes) <= 3
+        torch.testing.assert_close(w.sum(), weights.sum())
+        draws.append((w * fits[sizes]).sum())
+    estimate = torch.stack(draws)
+    assert abs(estimate.mean() - full) < 4 * estimate.std() / len(draws) ** 0.5
+    m, w = sample_sizes(masks, weights, 1, gen)
+    assert len(m) == 1 and torch.allclose(w, weights.sum().view(1))
+
+
+def test_a_curve_step_with_drawn_sizes_runs_fewer_sizes(wired, monkeypatch):
+    """`sizes_per_step`: a training step runs the drawn sizes only (fewer mask rows), its gradient
+    reaches the map; the val loss (no gradient) still reads every size."""
+    data, module = wired
+    batch = data.train_items[0]
+    seen = []
+    real = module.fit_per_size
+    monkeypatch.setattr(module, "fit_per_size", lambda b, m, t: seen.append(len(m)) or real(b, m, t))
+    monkeypatch.setattr(module.config, "sizes_per_step", 2)
+    module.map.zero_grad()
+    terms = module.loss_terms(batch)
+    terms["loss"].backward()
+    assert seen[-1] <= 2 < len(module.ks) and "fit_largest" not in terms
+    assert module.map.W.grad.abs().sum() > 0
+    with torch.inference_mode():
+        module.loss_terms(batch)
+    assert seen[-1] == len(module.ks)
+    with pytest.raises(ConfigError, match="sizes_per_step must be at least 1"):
+        make_config(None, **{**SMALL, "sizes_per_step": 0})
+
+
 def _train_killed(argv: list[str], at: str) -> str:
     """`scripts/train.py ARGV` in a subprocess, killed with SIGKILL (no clean-up, no `finally`)
     as soon as it prints a line starting with `at`; returns what it printed."""

@@ -76,6 +76,10 @@ class Objectives:
         soft = soft_top_k(z, self.ks, self.config.topk_tau)  # [sizes, n_mapped]
         masks = torch.cat([soft.new_ones(len(self.ks), 1), soft], -1)  # `input` kept
         weights = self.size_w.to(masks)
+        k = self.config.sizes_per_step
+        sampled = k is not None and k < len(masks) and torch.is_grad_enabled()
+        if sampled:
+            masks, weights = sample_sizes(masks, weights, k)
         per_pass = len(masks)
         if self.config.max_rows is not None:
             per_pass = rows_per_pass(self.config.max_rows, batch.size)
@@ -97,12 +101,11 @@ class Objectives:
             per_size, grad = torch.cat(values), torch.cat(grads)
             carried = (masks * grad).sum()
             fit = (weights * per_size).sum() + carried - carried.detach()
-        return {
-            "fit": fit,
-            "loss": fit,
-            "fit_smallest": per_size[0].detach(),  # at the smallest circuit size
-            "fit_largest": per_size[-1].detach(),
-        }
+        terms = {"fit": fit, "loss": fit}
+        if not sampled:  # with drawn sizes the first and last are whichever were drawn
+            terms["fit_smallest"] = per_size[0].detach()  # at the smallest circuit size
+            terms["fit_largest"] = per_size[-1].detach()
+        return terms
 
     def fit_per_size(self, batch: TrainBatch, masks: torch.Tensor, task: int) -> torch.Tensor:
         """The fit `[sizes]` of the batch under each soft mask of `masks` `[sizes, n_nodes]`."""
@@ -127,3 +130,16 @@ class Objectives:
             lost = F.kl_div(batch.empty_logprobs.to(logp), clean, log_target=True, reduction="batchmean")
             return kl / lost.clamp_min(1e-6)
         return kl
+
+
+def sample_sizes(
+    masks: torch.Tensor, weights: torch.Tensor, k: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`k` circuit sizes drawn with replacement in proportion to their weights, each distinct size
+    kept once with weight (times drawn) / k: the weighted sum over the drawn sizes is an unbiased
+    estimate of the full weighted sum (the expected weight of size i is its weight), at the cost
+    of at most `k` sizes' passes."""
+    p = weights.detach().clamp_min(0)
+    drawn = torch.multinomial(p / p.sum(), k, replacement=True, generator=generator)
+    sizes, counts = torch.unique(drawn, return_counts=True)
+    return masks[sizes], counts.to(weights) / k * p.sum()
