@@ -7,7 +7,10 @@ import json
 import time
 from pathlib import Path
 
+from dfa.cli.circuits import model_args
 from dfa.cli.flags import output_flag, positive_int
+from dfa.cli.numbers import human_count
+from dfa.cli.real import add_real_parsers, print_real, real_rows
 from dfa.core.errors import DfaError
 from dfa.core.ladders import LADDERS, PYTHIA_STEPS
 from dfa.zoo.spec import TOY_SPECS, zoo_root
@@ -25,10 +28,6 @@ Offline: HF_HUB_OFFLINE=1 makes hub names fail at once unless cached; tokenizers
 ':random' come from $DFA_TOKENIZERS (when set, only there) or shared/tokenizers beside the
 checkout (gpt2 and gpt-neox-20b ship there; for the other families give --tokenizer gpt2, or any
 tokenizer no larger than the model's vocabulary)."""
-
-
-def _human(n: int) -> str:
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
 
 
 def _toy_params(name: str) -> int | None:
@@ -86,8 +85,6 @@ def cmd_models(args: argparse.Namespace) -> int:
             }
             for t in TOY_SPECS.values()
         ]
-        from dfa.cli.real import real_rows
-
         rows += real_rows()
         print(json.dumps(rows, indent=2))
         return 0
@@ -99,20 +96,18 @@ def cmd_models(args: argparse.Namespace) -> int:
             if m.family == family:
                 print(
                     f"  {m.name:<22}{m.n_layers:>7}{m.n_heads:>7}{m.n_kv_heads:>5}{m.d_model:>9}"
-                    f"{m.n_nodes:>7}{_human(m.published_params):>10}"
+                    f"{m.n_nodes:>7}{human_count(m.published_params):>10}"
                 )
         print()
     print(f"Toy ladders (trained by dfa, shipped in {zoo_root()}; `dfa zoo info` for their cards)")
     print(header)
     for t in TOY_SPECS.values():
         params = _toy_params(t.name)
-        shown = _human(params) if params else "not built"
+        shown = human_count(params) if params else "not built"
         print(
             f"  {t.name:<22}{t.n_layers:>7}{t.n_heads:>7}{t.n_heads:>5}{t.d_model:>9}{t.n_nodes + 1:>7}{shown:>10}"
         )
     print()
-    from dfa.cli.real import print_real
-
     print_real()
     print(
         "heads = query heads (one node each); kv = key/value heads (fewer under grouped-query "
@@ -138,7 +133,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     grouped = f" ({kv} key/value head{'s' if kv > 1 else ''})" if kv != cfg.n_heads else ""
     print(
         f"{args.model}: {cfg.n_layers} layers x {cfg.n_heads} heads{grouped}, d_model {cfg.d_model}, "
-        f"{_human(params)} parameters ({params:,}), loaded in {load_s:.1f}s on {cfg.device}"
+        f"{human_count(params)} parameters ({params:,}), loaded in {load_s:.1f}s on {cfg.device}"
     )
     print(repr(graph))
     if args.all:
@@ -318,7 +313,7 @@ def _print_cards(cards: list[dict], root: Path) -> None:
     for c in cards:
         print(
             f"  {c['name']:<13}{c['architecture']:<18}{c['n_layers']:>7}{c['n_heads']:>6}{c['d_model']:>8}"
-            f"{_graph_nodes(c):>6}{_human(c['n_params']):>8}{c['steps']:>7}{c['seed']:>5}"
+            f"{_graph_nodes(c):>6}{human_count(c['n_params']):>8}{c['steps']:>7}{c['seed']:>5}"
             f"{c['train_seconds']:>7.0f}s  {'pass' if c['test']['passes'] else 'FAIL'}"
         )
     print("nodes = input + heads + MLPs, as `dfa models` counts them")
@@ -359,9 +354,6 @@ def _print_roles(cards: list[dict]) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from dfa.cli.circuits import model_args
-    from dfa.cli.real import add_real_parsers
-
     p = sub.add_parser("models", help="list the model ladders and the model-name forms")
     p.add_argument("--json", action="store_true", help="machine-readable list")
     p.set_defaults(func=cmd_models)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from dfa.cli.flags import output_flag, positive_int
-from dfa.cli.models import _human
+from dfa.cli.numbers import human_count
 
 
 def real_rows() -> list[dict]:
@@ -48,7 +48,7 @@ def print_real() -> None:
     print(f"  {'name':<26}{'layers':>7}{'heads':>7}{'kv':>5}{'d_model':>9}{'nodes':>7}{'params':>10}  status")
     for r in real_rows():
         status = "fetched" if r["fetched"] else f"not fetched: `{r['fetch']}`"
-        params = _human(r["n_params"]) if r["n_params"] else "-"
+        params = human_count(r["n_params"]) if r["n_params"] else "-"
         print(
             f"  {r['name']:<26}{r['n_layers']:>7}{r['n_heads']:>7}{r['n_kv_heads']:>5}{r['d_model']:>9}"
             f"{r['n_nodes']:>7}{params:>10}  {status}"

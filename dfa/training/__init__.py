@@ -1,5 +1,6 @@
-"""Training the alignment map with Lightning: the data (`data`), the LightningModule (`module`) and
-a run and its checkpoints (`run`), its folder (`run_folder`). The only package of dfa that imports Lightning."""
+"""Training the alignment map with Lightning: the data (`data`), the LightningModule (`module`), a
+run and its checkpoints (`run`) and its folder (`run_folder`). The only package of dfa that imports
+Lightning."""
 
 from dfa.training.data import EpochShuffle, TrainBatch, TransferData, source_spec
 from dfa.training.module import MapTrainer
