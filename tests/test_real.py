@@ -274,6 +274,28 @@ def test_capabilities_writes_the_json_and_its_table(tmp_path, capsys):
     assert table[2].startswith(f"| toy-gpt2-s | ioi | {rows['ioi']['usable']['train']}/")
 
 
+def test_the_summary_names_what_both_models_can_do_per_task():
+    from dfa.experiments.real_models import both_can_do, summary_table
+
+    def row(acc, lo, ok):
+        return {"accuracy": acc, "capable": ok, "gold_minus_random": {"diff": lo + 0.1, "ci": [lo, lo + 0.2]}}
+
+    results = {"models": {
+        "a": {"tasks": {"plural": row(1.0, 0.3, True), "ioi": row(0.9, 0.2, True), "mcqa": row(0.5, -0.1, False)}},
+        "b": {"tasks": {"ioi": row(1.0, 0.4, True), "plural": row(0.7, 0.1, False),
+                        "greater_than": {"accuracy": None, "capable": False}}},
+    }}  # fmt: skip
+    assert both_can_do(results) == ["ioi"]
+    lines = summary_table(results).splitlines()
+    assert lines[0] == "| task | kind | a: accuracy / gold - random | b: accuracy / gold - random | both can do |"
+    # built-in order (the eight, then the extended suite), each task's kind, a '-' where unmeasured
+    assert lines[2] == "| ioi | entity tracking | 0.90 / +0.300 [+0.200, +0.400] | 1.00 / +0.500 [+0.400, +0.600] | yes |"
+    assert lines[3] == "| greater_than | comparison and arithmetic | - | no usable pair | no |"
+    assert lines[4].startswith("| mcqa | in-context labels | 0.50 / ") and lines[4].endswith("| - | no |")
+    assert lines[5].startswith("| plural | word relations and morphology | 1.00 / ") and lines[5].endswith(" | no |")
+    assert lines[-1] == "1 of 4 tasks usable by both models (0 of them from the extended suite)."
+
+
 def test_a_task_without_usable_pairs_is_marked_and_runs_have_their_tasks_merged(monkeypatch, tmp_path):
     from types import SimpleNamespace
 

@@ -213,6 +213,44 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def both_can_do(results: dict[str, Any]) -> list[str]:
+    """The tasks every model in a results JSON passed the rule on, in the order first measured."""
+    models = list(results["models"].values())
+    tasks = dict.fromkeys(t for m in models for t in m["tasks"])
+    return [t for t in tasks if all(m["tasks"].get(t, {}).get("capable") for m in models)]
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """One row per task: its kind of mechanism, each model's accuracy and gold - random CPR
+    (paired), and whether every model can do it; then the count."""
+    from dfa.core.tasks import BUILTIN, EXTENDED, kind_of
+
+    models = results["models"]
+    seen = dict.fromkeys(t for m in models.values() for t in m["tasks"])
+    tasks = [t for t in BUILTIN if t in seen] + [t for t in seen if t not in BUILTIN]
+    both = set(both_can_do(results))
+    head = " | ".join(f"{name}: accuracy / gold - random" for name in models)
+    lines = [f"| task | kind | {head} | both can do |", "|---|---|" + "---|" * len(models) + "---|"]
+    for task in tasks:
+        cells = []
+        for m in models.values():
+            r = m["tasks"].get(task)
+            if r is None:
+                cells.append("-")
+            elif r["accuracy"] is None:
+                cells.append("no usable pair")
+            else:
+                d = r.get("gold_minus_random")
+                diff = "n/a" if d is None else f"{d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
+                cells.append(f"{r['accuracy']:.2f} / {diff}")
+        verdict = "yes" if task in both else "no"
+        lines.append(f"| {task} | {kind_of(task) or '-'} | " + " | ".join(cells) + f" | {verdict} |")
+    n_new = sum(t in EXTENDED for t in both)
+    lines.append("")
+    lines.append(f"{len(both)} of {len(tasks)} tasks usable by both models ({n_new} of them from the extended suite).")
+    return "\n".join(lines) + "\n"
+
+
 FIRST_TOKEN_TASKS = ("ioi", "sva", "gender", "capitals", "arithmetic_add", "mcqa")
 
 
