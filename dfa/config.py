@@ -194,7 +194,7 @@ class TrainConfig:
 
     def check(self) -> TrainConfig:
         from dfa.core.models import parse_spec, resolve_device
-        from dfa.core.tasks.files import check_files
+        from dfa.core.tasks import check_files
 
         check_types(self)
         self.check_pairs()

@@ -22,8 +22,7 @@ from dfa.core.graph import NodeGraph
 from dfa.core.mapping import mask_probabilities
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.scores import SIGN, NodeScores, graph_cfg
-from dfa.core.tasks import get_task, task_label, task_sources
-from dfa.core.tasks.files import check_files
+from dfa.core.tasks import check_files, get_task, task_label, task_sources
 from dfa.experiments.costs import method_cost, predicted_gold_rows, with_ratios
 from dfa.experiments.runs import Run
 from dfa.experiments.val_check import checked_map

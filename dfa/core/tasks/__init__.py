@@ -48,6 +48,7 @@ __all__ = [
     "TaskError",
     "TaskSource",
     "build_dataset",
+    "check_files",
     "collate",
     "get_task",
     "kind_of",
@@ -77,6 +78,24 @@ def get_task(name: str) -> Task:
         "lists them), or a "
         "task file: a path to a .jsonl, .csv or .parquet file or a dataset folder."
     )
+
+
+def check_files(names: list[str], models: list[str]) -> None:
+    """Every task of `names` read, and each task file among them checked against the tokenizer of
+    each of `models` (the tokenizers alone are loaded): none of its rows usable is an error naming
+    the rows dropped and why."""
+    from dfa.core.models import tokenizer_for  # here: dfa.core.models loads torch, the tasks do not
+
+    files = [n for n in dict.fromkeys(names) if get_task(n).source is not None]  # reads every task
+    for model in dict.fromkeys(models) if files else ():
+        tok = tokenizer_for(model)
+        for name in files:
+            sv = survey(get_task(name), tok)
+            if sv.report.kept == 0:
+                raise TaskError(
+                    f"Task file {get_task(name).source.path}: no row is usable with the tokenizer of "
+                    f"{model}: dropped {sv.dropped_rows()}."  # type: ignore[union-attr]
+                )
 
 
 def task_label(name: str) -> str:

@@ -323,26 +323,6 @@ def _metric(path: Path, rows: list[tuple[Candidate, str | None]]) -> Metric:
     return found.pop() if found else "logit_diff"  # type: ignore[return-value]
 
 
-def check_files(names: list[str], models: list[str]) -> None:
-    """Every task of `names` read, and each task file among them checked against the tokenizer of
-    each of `models` (the tokenizers alone are loaded): none of its rows usable is an error naming
-    the rows dropped and why."""
-    from dfa.core.models import tokenizer_for
-    from dfa.core.tasks import get_task
-    from dfa.core.tasks.base import survey
-
-    files = [n for n in dict.fromkeys(names) if get_task(n).source is not None]  # reads every task
-    for model in dict.fromkeys(models) if files else ():
-        tok = tokenizer_for(model)
-        for name in files:
-            sv = survey(get_task(name), tok)
-            if sv.report.kept == 0:
-                raise TaskError(
-                    f"Task file {get_task(name).source.path}: no row is usable with the tokenizer of "
-                    f"{model}: dropped {sv.dropped_rows()}."  # type: ignore[union-attr]
-                )
-
-
 def export_rows(task: Task, examples: list[Any], tokenizer: Any) -> list[dict[str, Any]]:
     """A built dataset's pairs as task-file rows (answers decoded back to text)."""
     rows = []
