@@ -497,7 +497,7 @@ def test_every_help_parses_without_loading_torch():
     from dfa.core import attribution, interventions, mapping
     from dfa.core.names import ABLATIONS, ATTRIBUTIONS, NORMALISATIONS
 
-    rows = help_times()
+    rows = help_times(build_parser())
     assert {"dfa --help", "dfa train --help", "dfa zoo trial --help"} <= {r["command"] for r in rows}
     assert [r for r in rows if r["rc"] != 0 or r["heavy"] != []] == []
     # the torch-free vocabularies the parsers read are the implemented ones

@@ -1,5 +1,7 @@
 """The `dfa` command line, the only place arguments are parsed: every subcommand is listed by
-`dfa --help`; `scripts/*.py` are thin wrappers. The logic lives in the library."""
+`dfa --help`; `scripts/*.py` are thin wrappers. The logic lives in the library, which each command
+imports inside its function, when it runs (for start-up time: parsing loads no torch, Lightning,
+transformers or matplotlib; `dfa bench --help-times` checks it)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv  # what was asked, for messages that give the command to run next
+    args.parser = parser  # the whole command tree, which `dfa bench --help-times` walks
     try:
         from dfa.cli.flags import check_output_flags, command_parser
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dfa.cli.flags import add_config_flags, config_values, output_flag, positive_int
+from dfa.cli.help_times import help_times
 from dfa.config import CircuitsTableConfig, build
 from dfa.core.errors import DfaError
 
@@ -197,9 +198,7 @@ def cmd_circuits_table(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.help_times:
-        from dfa.cli.help_times import help_times
-
-        rows = help_times(args.repeats)
+        rows = help_times(args.parser, args.repeats)
         for r in rows:
             heavy = ", ".join(r["heavy"]) if r["heavy"] else "none"
             print(f"{r['seconds']:6.2f} s  {r['command']:<40} heavy modules loaded: {heavy}")

@@ -23,11 +23,9 @@ _PROBE = (
 )
 
 
-def commands(parser: Any = None, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Every command line `dfa` parses: `()` for `dfa` itself, then each (nested) subcommand."""
-    from dfa.cli import build_parser
-
-    parser = parser or build_parser()
+def commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command line `parser` (`dfa.cli.build_parser()`) parses: `()` for `dfa` itself, then each
+    (nested) subcommand."""
     out = [prefix]
     for action in parser._actions:  # argparse keeps its subcommands only here
         if isinstance(action, argparse._SubParsersAction):
@@ -36,13 +34,14 @@ def commands(parser: Any = None, prefix: tuple[str, ...] = ()) -> list[tuple[str
     return out
 
 
-def help_times(repeats: int = 1) -> list[dict[str, Any]]:
-    """Per command, the wall time of `dfa ... --help` in a fresh interpreter (the best of
-    `repeats`: what a user waits for, start-up included) and the heavy modules it loaded."""
+def help_times(parser: argparse.ArgumentParser, repeats: int = 1) -> list[dict[str, Any]]:
+    """Per command of `parser` (the whole tree: `dfa.cli.build_parser()`), the wall time of
+    `dfa ... --help` in a fresh interpreter (the best of `repeats`: what a user waits for, start-up
+    included) and the heavy modules it loaded."""
     root = str(Path(__file__).resolve().parents[2])  # this checkout's dfa, not another install
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
     rows = []
-    for cmd in commands():
+    for cmd in commands(parser):
         best, heavy, rc = float("inf"), None, None
         for _ in range(repeats):
             start = time.perf_counter()
