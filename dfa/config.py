@@ -6,6 +6,10 @@ The dataclasses here are the only place defaults live: YAML files and command-li
 `dfa.cli` generates from these fields) override them, and `check()` validates the result with
 errors that name the setting. `Literal` fields list their choices; a value of the wrong type
 (`max_epochs: "three"`) is refused by name, before any work starts.
+
+The configs: `TrainConfig`, `SweepConfig`, `LotoConfig`, `CrossScaleConfig`, `CircuitsTableConfig`;
+values are checked against their annotations by `dfa.core.settings`. The shipped YAMLs in
+`dfa/configs/` (`configs/` links there) are usable by name.
 """
 
 from __future__ import annotations
@@ -416,6 +420,11 @@ class LotoConfig:
 
     pairs: list[str] = opt(["toy-gpt2-s:toy-gpt2-l", "toy-neox-s:toy-neox-l"], "model pairs SRC:TGT")
     tasks: list[str] = opt(list(TASKS), "tasks, each held out in turn")
+    groups: list[str] = opt(
+        [],
+        "held-out groups instead of single tasks, each NAME=TASK+TASK+...: one map per group, trained "
+        "without the group's tasks and evaluated zero-shot on each of them (`tasks` is then unused)",
+    )
     config: str = opt("configs/toy.yaml", "training config of every map (a path, or a shipped name)")
     n: int = opt(100, "prompts per held-out task")
     split: Split = opt("test", "the held-out task's split evaluated (val: to tune on, never test)")

@@ -69,6 +69,43 @@ def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, ca
     assert {e[-1] for e in evaluated} == {"val"} and json.loads(val.read_text())["split"] == "val"
 
 
+def test_loto_by_groups_holds_each_group_out_of_one_map(tmp_path, monkeypatch, capsys):
+    trained, evaluated = [], []
+
+    def train(c, overwrite=False, progress=True, pool=None):
+        trained.append((c.run, tuple(c.holdout)))
+        run = c.run_dir()
+        run.mkdir(parents=True, exist_ok=True)
+        return run
+
+    def evaluate_run(run, pool, tasks, methods, split, n, boot, **kw):
+        evaluated.append((run.name, tuple(tasks)))
+        rows = [{"task": t, "method": m, "cpr": 0.5, "cpr_ci": [0.4, 0.6], "curve": [], "n_prompts": n,
+                 "n_distinct": 5} for t in tasks for m in methods]  # fmt: skip
+        return {"results": rows}, {}
+
+    monkeypatch.setattr(loto, "train", train)
+    monkeypatch.setattr(loto, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(loto, "Run", lambda folder: folder)
+    out = tmp_path / "loto.json"
+    argv = ["loto", "--pairs", "toy-gpt2-s:toy-gpt2-m", "--groups", "agree=sva+gender", "facts=capitals"]
+    argv += ["--methods", "dfa", "--n", "7", "--out", str(tmp_path / "ck"), "--json", str(out)]
+    assert main(argv) == 0
+    assert trained == [("loto-agree", ("sva", "gender")), ("loto-facts", ("capitals",))]
+    assert [e[1] for e in evaluated] == [("sva", "gender"), ("capitals",)]
+    saved = json.loads(out.read_text())
+    assert saved["groups"] == {"agree": ["sva", "gender"], "facts": ["capitals"]}
+    assert [(r["group"], r["task"]) for r in saved["results"]] == [
+        ("agree", "sva"), ("agree", "gender"), ("facts", "capitals")
+    ]  # fmt: skip
+    assert "toy-gpt2-s -> toy-gpt2-m agree/gender: dfa 0.500" in capsys.readouterr().out
+    trained.clear()
+    assert main(argv) == 0 and trained == []  # resumed: every group's tasks are done
+    for bad, why in (("agree", "NAME=TASK"), ("a=sva", "in held-out groups 'agree' and 'a'")):
+        assert main([*argv[:4], "agree=sva+gender", bad, *argv[6:]]) == 2
+        assert why in capsys.readouterr().err
+
+
 # --- the zero-shot reference: ridge maps fitted to the target's gold scores of the other tasks
 def test_ridge_residual_interpolates_its_rows_and_falls_back_to_their_mean():
     import torch

@@ -27,8 +27,37 @@ def parse_pair(text: str) -> tuple[str, str]:
     return src, tgt
 
 
+def parse_groups(groups: list[str]) -> dict[str, list[str]]:
+    """`NAME=TASK+TASK+...` per group -> {name: tasks}; a task in two groups, an empty or unnamed
+    group is an error."""
+    out: dict[str, list[str]] = {}
+    for text in groups:
+        name, sep, tasks = text.partition("=")
+        members = [t for t in tasks.split("+") if t]
+        if not sep or not name or not members:
+            raise DfaError(f"A held-out group is NAME=TASK+TASK+..., got {text!r}.")
+        if name in out:
+            raise DfaError(f"Held-out group {name!r} is named twice.")
+        out[name] = members
+    seen: dict[str, str] = {}
+    for name, members in out.items():
+        for t in members:
+            if t in seen:
+                raise DfaError(f"Task {t!r} is in held-out groups {seen[t]!r} and {name!r}: a task is held out once.")
+            seen[t] = name
+    return out
+
+
+def loto_cells(cfg: LotoConfig) -> dict[str, list[str]]:
+    """Cell name -> the tasks its map is trained without: each group, else each task alone."""
+    if cfg.groups:
+        return parse_groups(cfg.groups)
+    return {task: [task] for task in cfg.tasks}
+
+
 def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
-    """Every (pair, held-out task) cell not yet in `cfg.json`; returns all rows."""
+    """Every (pair, held-out task or group) cell not yet in `cfg.json`; returns all rows (a group's
+    rows carry its name as `group`)."""
     config, methods, n, boot = cfg.config, cfg.methods, cfg.n, cfg.boot
     check_methods(methods)
     path = Path(cfg.json)
@@ -40,39 +69,44 @@ def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
         )
     done: list[dict[str, Any]] = saved["results"]
     have = {(r["src"], r["tgt"], r["task"]) for r in done}
+    cells = loto_cells(cfg)
     for pair in cfg.pairs:
         src, tgt = parse_pair(pair)
-        for task in cfg.tasks:
-            if (src, tgt, task) in have:
+        for cell, held in cells.items():
+            if all((src, tgt, task) in have for task in held):
                 continue
             start = time.perf_counter()
-            c = make_config(config, src=src, tgt=tgt, holdout=[task], out=cfg.out, run=f"loto-{task}")
+            c = make_config(config, src=src, tgt=tgt, holdout=held, out=cfg.out, run=f"loto-{cell}")
             run = c.run_dir()
             if not (run / "map.json").is_file():
                 run = train(c, overwrite=True, progress=False, pool=pool)
-            report, _ = evaluate_run(Run(run), pool, [task], methods, cfg.split, n, boot)
+            todo = [task for task in held if (src, tgt, task) not in have]
+            report, _ = evaluate_run(Run(run), pool, todo, methods, cfg.split, n, boot)
             for r in report["results"]:
                 r.pop("curve")
                 if r["method"] == "dfa":  # the map's own estimate of its gain, made before this test
                     r["zero_shot"] = report.get("zero_shot")
                     r["training_cost"] = report.get("training_cost")  # the cell's map (`dfa.core.cost`)
-                done.append({"src": src, "tgt": tgt, **r})
+                group = {"group": cell} if cfg.groups else {}
+                done.append({"src": src, "tgt": tgt, **group, **r})
             write_json(
                 path,
                 {
                     "config": str(config),
                     "split": cfg.split,
                     "input_node": "kept",
-                    "task_files": task_sources(cfg.tasks),
+                    "task_files": task_sources([t for held in cells.values() for t in held]),
+                    **({"groups": cells} if cfg.groups else {}),
                     "results": done,
                 },
             )
-            cells = {r["method"]: r["cpr"] for r in report["results"]}
-            print(
-                f"{src} -> {tgt} {task}: "
-                + ", ".join(f"{m} {v:.3f}" for m, v in cells.items())
-                + f" ({time.perf_counter() - start:.0f}s)",
-                flush=True,
-            )
+            took = f" ({time.perf_counter() - start:.0f}s)"
+            for task in todo:
+                scores = {r["method"]: r["cpr"] for r in report["results"] if r["task"] == task}
+                name = task if task == cell else f"{cell}/{task}"
+                print(
+                    f"{src} -> {tgt} {name}: " + ", ".join(f"{m} {v:.3f}" for m, v in scores.items()) + took,
+                    flush=True,
+                )
         pool.release(src, tgt)
     return done
