@@ -416,7 +416,11 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
     logits = saved.meta["logits"]
     best = max(logits, key=logits.get)
     assert f"top nodes by logit z (mask = sigmoid(z)): {best} {logits[best]:.1f} (" in r.stdout
-    bad = run_script("transfer.py", "--map", str(run), "--task", "capitals", "--circuit-fraction", "1.5")
+    again = run_script("transfer.py", "--map", str(run), "--task", "capitals", "--no-eval")
+    assert again.returncode == 2 and "capitals.json holds an earlier result, kept: pass --overwrite" in again.stderr
+    bad = run_script(
+        "transfer.py", "--map", str(run), "--task", "capitals", "--circuit-fraction", "1.5", "--overwrite"
+    )
     assert bad.returncode == 2 and "circuit fraction must be in (0, 1]" in bad.stderr
 
     # The same command again (the front door pasted twice): the finished run is left as it is.

@@ -46,7 +46,10 @@ def no_model_loads(monkeypatch):
     def never(*a, **k):
         raise AssertionError("a model loaded although the run was held by another process")
 
+    from dfa import store
+
     monkeypatch.setattr(models, "load_model", never)
+    monkeypatch.setattr(store, "load_model", never)  # the pool's own name for it
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, holder):

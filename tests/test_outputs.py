@@ -56,7 +56,10 @@ def no_model_loads(monkeypatch):
     def never(*a, **k):
         raise AssertionError("a model loaded before the output path was checked")
 
+    from dfa import store
+
     monkeypatch.setattr(models, "load_model", never)
+    monkeypatch.setattr(store, "load_model", never)  # the pool's own name for it
 
 
 def _one_line_error(capsys, *words: str) -> str:

@@ -123,7 +123,9 @@ def _already_trained(run: Path, info: dict, resume: bool) -> None:
 def _run(args: argparse.Namespace):
     from dfa.experiments.runs import Run
 
-    return Run(args.map, args.src, args.tgt, args.allow_other_models)
+    run = Run(args.map, args.src, args.tgt, args.allow_other_models)
+    run.check_n, run.check_budget = args.val_n, args.check_budget  # the val check's size
+    return run
 
 
 def read_report(path: str) -> dict:
@@ -173,14 +175,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+TRANSFER_FILES = (".json", ".safetensors")
+
+
 def cmd_transfer(args: argparse.Namespace) -> int:
     from dfa.core.locks import run_lock
-    from dfa.experiments.transfer import transfer
+    from dfa.core.outputs import check_output, keep_existing
+    from dfa.experiments.transfer import default_out, transfer
 
     methods = [m for m in args.methods if not (args.no_val_check and m == "dfa-val")]
     with run_lock(args.map, command(args), required=args.out is None):  # one writer per run folder
+        run = _run(args)
+        out = Path(args.out) if args.out else default_out(run, args.task)  # names other models
+        check_output(out, "stem", "--out", TRANSFER_FILES)
+        keep_existing(out, TRANSFER_FILES, args.overwrite)  # before any model loads
         predicted, paths, ev = transfer(
-            _run(args), _pool(args), args.task, args.out, not args.no_eval, methods, args.split, args.n,
+            run, _pool(args), args.task, out, not args.no_eval, methods, args.split, args.n,
             args.boot, args.draws, args.circuit_fraction, not args.no_val_check,
         )  # fmt: skip
     meta = predicted.meta
@@ -407,10 +417,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         p,
         "--out",
         kind="stem",
-        suffixes=(".json", ".safetensors"),
+        suffixes=TRANSFER_FILES,
         default=None,
-        help="output stem (default RUN/transfer/TASK; a task file: its label and sha256): .json and .safetensors",
+        help="output stem (default RUN/transfer/TASK, TASK__TGT on another target; a task file: its label "
+        "and sha256): .json and .safetensors",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier result at the output stem")
     p.add_argument("--no-eval", action="store_true", help="write the circuit only")
     p.add_argument("--top", type=positive_int, default=10, help="print this many top nodes")
     p.add_argument(

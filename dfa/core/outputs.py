@@ -94,3 +94,15 @@ def check_config_outputs(config: object, run_dir: Path | None = None) -> None:
             check_output(value, kind, f"the `{f.name}` setting")
     if run_dir is not None:
         check_output(run_dir, "folder", "the run folder")
+
+
+def keep_existing(stem: str | Path, suffixes: tuple[str, ...], overwrite: bool, flag: str = "--out") -> None:
+    """An earlier result at `stem` (+ each suffix) is kept: an error saying where it is and how to
+    replace it or write elsewhere, unless `overwrite`."""
+    stem = Path(stem)
+    found = [p for p in (stem.with_suffix(s) for s in suffixes) if p.exists()]
+    if found and not overwrite:
+        raise OutputPathError(
+            f"{found[0]} holds an earlier result, kept: pass --overwrite to replace it, or {flag} to "
+            "write elsewhere."
+        )

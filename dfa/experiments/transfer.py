@@ -266,6 +266,22 @@ def circuit_ranking(
     return z, ranking[0] if isinstance(ranking, list) else ranking
 
 
+def default_out(run: Run, task: str) -> Path:
+    """Where `transfer` writes by default: RUN/transfer/TASK for the run's own models; applied to
+    others, the stem names them (TASK__TGT, or TASK__SRC__TGT), so no result replaces another's."""
+    import re
+
+    def safe(name: str) -> str:
+        return re.sub(r"[^\w-]+", "_", name)
+
+    stem = task_label(task)
+    if run.src != run.trained_on[0]:
+        stem += f"__{safe(run.src)}__{safe(run.tgt)}"
+    elif run.tgt != run.trained_on[1]:
+        stem += f"__{safe(run.tgt)}"
+    return run.folder / "transfer" / stem
+
+
 def transfer(
     run: Run,
     pool: ModelPool,
@@ -326,7 +342,7 @@ def transfer(
         },
     }  # fmt: skip
     predicted = NodeScores(tgt_graph.names, scores, meta)
-    out = Path(out) if out else run.folder / "transfer" / task_label(task)
+    out = Path(out) if out else default_out(run, task)
 
     def save() -> list[Path]:
         return [
