@@ -90,6 +90,7 @@ def test_dfa_val_checks_a_task_outside_training_on_its_val_prompts(tmp_path, mon
     ckpt = torch.load(run / "last.ckpt", weights_only=True)
     assert sorted(ckpt["dfa_selection"]["epoch_params"]) == [1]  # the folds' epochs (zero_shot_epochs)
     r, pool = Run(run), ModelPool("cpu")
+    r.check_budget = "full"  # every candidate on every val prompt (the budgeted check: test_budgeted_...)
     maps = held_maps(r)[0]
     assert list(maps) == ["epoch 1", "epoch 3", "kept"]  # and the checkpoint's own, the last
     assert all(torch.equal(maps["epoch 3"][n], ckpt["state_dict"][f"map.{n}"]) for n in ("W", "b"))
@@ -112,12 +113,16 @@ def test_dfa_val_checks_a_task_outside_training_on_its_val_prompts(tmp_path, mon
     from dfa.experiments.transfer import transfer
 
     r = Run(run)
+    r.check_budget = "full"
     pred, _, _ = transfer(r, pool, "ioi", tmp_path / "t" / "ioi", evaluate=False)
+    # transfer's check (one draw of its circuit) reads as evaluate's: the same interval.
+    assert pred.meta["val_check"]["gain"] == check["gain"] and pred.meta["val_check"]["why"] == check["why"]
     assert (
         pred.meta["val_check"]["chosen"] == check["chosen"]
         and pred.meta["map_used"] == f"val check: {check['chosen']}"
         and pred.meta["method"] == "dfa-val"
     )
+    r.check_budget = "full"
     top = method_rankings(r, pool, "ioi", ["dfa-val"], draws=1)["dfa-val"]
     top = top[0] if isinstance(top, list) else top
     k = pred.meta["circuit"]["k"]
@@ -194,3 +199,68 @@ def test_the_reading_says_when_the_chosen_circuit_is_no_better_than_random():
     assert why(r).endswith("): the map has nothing to offer this task")
     r["vs_random"] = {"diff": 0.3, "ci": [0.2, 0.4]}
     assert why(r).endswith("; above random rankings by +0.300 [+0.200, +0.400]")
+
+
+def test_check_sizes_are_the_largest_cpr_weights():
+    from dfa.experiments.val_race import check_sizes
+
+    # Trapezoid weights of .05 .1 .2 .5 (1: the full circuit, no ranking changes it): .04 .075 .2 .4,
+    # and under .05 together .03 of the .745: .5 and .2 hold 0.805 (the default reads them), and .1
+    # brings 0.905, the first over 0.9.
+    assert check_sizes(100) == [0.2, 0.5]
+    assert check_sizes(100, cover=0.9) == [0.1, 0.2, 0.5]
+    assert check_sizes(4) == [0.5]  # k = int(f * 4) is 0 below 0.25: only 0.5 cuts
+
+
+def test_budgeted_check_halves_the_candidates_within_its_budget_forward_only(tmp_path, monkeypatch):
+    import dfa.experiments.val_race as race_mod
+    from dfa.core.errors import DfaError
+    from dfa.experiments.runs import Run
+    from dfa.experiments.transfer import method_inputs
+    from dfa.experiments.val_check import val_check
+    from dfa.store import ModelPool
+    from tests.test_training import small_config
+
+    c = small_config(tmp_path, holdout=["ioi"], max_epochs=3, zero_shot_epochs=1, n_src=100, n_val=40)
+    run = train_run(c)
+    r, pool = Run(run), ModelPool("cpu")
+    _, rec = val_check(r, pool, "ioi", method_inputs(r, pool, "ioi"))
+    b, spent = rec["budget"], rec["cost"]["toy-neox-s"]
+    # gold: EAP-IG on 100 prompts, 2 steps: 100 + 200 forward rows, 200 backward: 700 rows; 20%: 140.
+    assert (b["gold_rows"], b["rows"], b["share"]) == (700, 140, 0.2)
+    assert spent["backward_rows"] == 0  # forward only
+    assert spent["forward_rows"] == b["spent"] == sum(x["rows"] for x in b["rounds"]) <= 140
+    assert [x["candidates"] for x in b["rounds"]][:4] == [12, 6, 3, 2]  # halved each round
+    survivors = {k: v for k, v in rec["candidates"].items() if "dropped_after_round" not in v}
+    assert rec["chosen"] == choose(survivors) and len(survivors) == 1
+    assert rec["n_prompts"] == sum(x["prompts"] for x in b["rounds"]) < c.n_val
+    assert "budgeted: " in rec["why"] and f"of 140, 20% of gold's 700" in rec["why"]
+    # A bigger budget reads more prompts; "full" is the unbudgeted check.
+    r.check_budget = 1.0
+    _, more = val_check(r, pool, "ioi", method_inputs(r, pool, "ioi"))
+    assert more["n_prompts"] > rec["n_prompts"] and more["budget"]["spent"] <= 700
+    # A short val split: read whole down to the floor, said; under it, an error naming the fix.
+    real = race_mod.make_dataset
+
+    def short(keep):
+        def make(*a, **k):
+            data = real(*a, **k)
+            data.examples = data.examples[:keep]
+            return data
+
+        return make
+
+    monkeypatch.setattr(race_mod, "make_dataset", short(12))
+    r = Run(run)
+    r.check_budget = "full"
+    _, small = val_check(r, pool, "ioi", method_inputs(r, pool, "ioi"))
+    assert small["n_prompts"] == 12 and "holds 12 usable prompts, fewer than the 40 asked for" in small["why"]
+    monkeypatch.setattr(race_mod, "make_dataset", short(race_mod.VAL_FLOOR - 1))
+    with pytest.raises(DfaError, match=r"holds 9 usable prompts .* under the val check's floor of 10"):
+        val_check(Run(run), pool, "ioi", method_inputs(Run(run), pool, "ioi"))
+
+
+def train_run(c):
+    from dfa.training import train
+
+    return train(c, progress=False)

@@ -44,7 +44,34 @@ def map_eval_args(p: argparse.ArgumentParser, methods: list[str]) -> None:
         help="bootstrap resamples for the CPR interval (default: 1000)",
     )
     p.add_argument("--draws", type=positive_int, default=5, help="seeded draws per control (default: 5)")
+    p.add_argument(
+        "--val-n",
+        type=positive_int,
+        default=None,
+        help="val prompts the val check (dfa-val) may read (default: the run's n_val; a task whose val "
+        "split holds fewer is read whole, down to a floor of 10)",
+    )
+    p.add_argument(
+        "--check-budget",
+        type=check_budget,
+        default=None,
+        help="the val check's target rows, as a share of what gold costs on the task at the run's n_src "
+        "(default: 0.2), or 'full': every candidate on every val prompt at every size",
+    )
     device_args(p)
+
+
+def check_budget(text: str) -> float | str:
+    """`--check-budget`: a positive share, or `full`."""
+    if text == "full":
+        return text
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not share > 0 or share != share or share == float("inf"):
+        raise argparse.ArgumentTypeError(f"a positive share of gold's rows (as 0.2) or 'full', not {text!r}")
+    return share
 
 
 def device_args(p: argparse.ArgumentParser) -> None:

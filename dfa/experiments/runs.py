@@ -48,6 +48,10 @@ class Run:
         # Per task, the val check's record and map (`dfa.experiments.val_check`), once asked for.
         self.checks: dict[str, dict[str, Any]] = {}
         self.checked_maps: dict[str, Any] = {}
+        # The val check's size: val prompts (None: the run's n_val) and budget (None: the default
+        # share of gold's target rows; "full": every candidate on every prompt; `val_check`).
+        self.check_n: int | None = None
+        self.check_budget: float | str | None = None
         hp = upgrade(dict(self.meta.get("hyperparameters") or {}))
         try:
             self.config = TrainConfig(**hp)

@@ -14,6 +14,19 @@ The record says what was chosen, its val gain over depth with that interval (opt
 of several candidates), every candidate's, and the chosen circuit against random rankings on the
 same prompts, so that a user reads, before relying on the map for the task, whether it has
 anything to offer there. The test split is never read.
+
+What it may spend: by default `CHECK_BUDGET` of the target rows gold costs on the task at the run's
+`n_src` (`budgeted`: successive halving of the candidates at the sizes that decide CPR,
+`dfa.experiments.val_race`; the same decision rule among the survivors); `full` (the run's
+`check_budget`) reads every candidate, depth and random at every size on every val prompt. It reads
+up to `n` val prompts (the run's `check_n`, else `n_val`), fewer where the split holds fewer, down to
+`val_race.VAL_FLOOR`, saying so; its cost (forward passes only) is in the record (`dfa.core.cost`).
+
+Its steps: `held_maps`, `blend`, `capped_gain`, `choose`, `val_check`, `checked_map`. Every epoch's
+map is in `last.ckpt` (`dfa_selection.epoch_params`); the records stay on the run
+(`dfa.experiments.runs.Run.checks`, `Run.checked_maps`), the methods reach the map through
+`Inputs.checked` (`dfa-val`, `transfer`'s default), and LOTO's val-check table is
+`dfa.report.zero_shot.val_check_table`.
 """
 
 from __future__ import annotations
@@ -26,10 +39,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from dfa.core.circuits import task_prompts
 from dfa.core.cost import Cost
-from dfa.core.evaluate import Evaluation, capped_cpr, evaluate_circuits
+from dfa.core.evaluate import Curve, Evaluation, capped_cpr, evaluate_circuits, ranking
 from dfa.core.graph import NodeGraph
+from dfa.experiments.costs import predicted_gold_rows
+from dfa.experiments.val_race import Race, check_sizes, race, val_prompts
 from dfa.methods import DRAWS, score_methods
 
 if TYPE_CHECKING:
@@ -38,6 +52,9 @@ if TYPE_CHECKING:
     from dfa.store import ModelPool
 
 BLENDS = (0.25, 0.5, 0.75, 1.0)
+CHECK_BUDGET = 0.2  # the check's target rows: this share of gold's on the task at the run's n_src
+RANDOM_DRAWS = 2  # random rankings a budgeted check reads (the circuit against random, no decision)
+DEPTH_DRAWS = 2  # depth's tie orders a budgeted check reads (each is a circuit per size per prompt)
 PRIOR = "depth"
 
 
@@ -80,7 +97,11 @@ def blend(amap: Any, start: dict[str, torch.Tensor], end: dict[str, torch.Tensor
 
 def capped_gain(ev: Evaluation, a: str, b: str) -> dict[str, Any]:
     """Capped `CPR(a) - CPR(b)` on the evaluation's prompts, with its paired 95% bootstrap interval."""
-    ca, cb = ev.curves[a], ev.curves[b]
+    return curve_gain(ev.curves[a], ev.curves[b])
+
+
+def curve_gain(ca: Curve, cb: Curve) -> dict[str, Any]:
+    """Capped `CPR(ca) - CPR(cb)` of two curves on the same prompts, with the paired interval."""
     diff = capped_cpr(ca.faithfulness, ca.fractions) - capped_cpr(cb.faithfulness, cb.fractions)
     ci = [float("nan"), float("nan")]
     if ca.boot_faith is not None and cb.boot_faith is not None:
@@ -101,10 +122,13 @@ def choose(gains: dict[str, dict[str, Any]]) -> str:
 def val_check(
     run: Run, pool: ModelPool, task: str, x: Inputs, n: int | None = None, n_boot: int = 1000
 ) -> tuple[Any, dict[str, Any]]:
-    """The map `task` gets (None: depth's ranks) and the check's record, read on `n` val prompts
-    (default: the run's `n_val`). `x`: the task's method inputs (the map bound to the pair)."""
+    """The map `task` gets (None: depth's ranks) and the check's record, read on up to `n` val
+    prompts (default: the run's `check_n`, else its `n_val`; a shorter split down to `VAL_FLOOR`),
+    within the run's `check_budget` (a share of gold's target rows, `val_race`; "full": every
+    candidate on every prompt at every size). `x`: the task's method inputs (the map bound)."""
     c = run.config
-    n = n or c.n_val
+    n = n or run.check_n or c.n_val
+    share = CHECK_BUDGET if run.check_budget is None else run.check_budget
     start = start_params(run)
     held, read = held_maps(run)
     maps = {f"{name} x {a:g}": blend(x.amap, start, p, a) for name, p in held.items() for a in BLENDS}
@@ -115,7 +139,9 @@ def val_check(
     # Its own draws whatever the caller's (`transfer` scores one): one check, one interval.
     rankings.update(score_methods(dataclasses.replace(x, draws=DRAWS), [PRIOR, "random"]))
     target = pool.get(run.tgt, c.model_seed)
-    prompts = task_prompts(target, task, "val", n, c.data_seed)
+    prompts, note = val_prompts(target, task, n, c.data_seed)
+    if share != "full":
+        return budgeted(run, target, prompts, maps, rankings, read, float(share), n, note, n_boot)
     ev = evaluate_circuits(
         target, NodeGraph.from_model(target), prompts.batches, prompts.data.metric, rankings,
         ablation=c.ablation, n_boot=n_boot, seed=c.seed, families=prompts.families,  # type: ignore[arg-type]
@@ -138,7 +164,60 @@ def val_check(
         "candidates": {k: {**g, "cpr": capped[k]} for k, g in gains.items()},
         "capped": True,
         "cost": cost.to_json(),  # the check's passes of the target (`dfa.core.cost`), forward only
+        "budget": {"share": "full", "note": note},
     }
+    record["why"] = why(record)
+    return (maps[chosen] if chosen != PRIOR else None), record
+
+
+def budgeted(
+    run: Run, target: Any, prompts: Any, maps: dict, rankings: dict, read: str, share: float, n: int,
+    note: str, n_boot: int,
+) -> tuple[Any, dict[str, Any]]:
+    """The check within `share` of gold's predicted target rows on the task (`val_race`), scaled by
+    the val prompts the split holds against the `n` asked for."""
+    c = run.config
+    graph = NodeGraph.from_model(target)
+    draws = {k: v if isinstance(v, list) else [v] for k, v in rankings.items()}
+    gold = predicted_gold_rows(c.method, c.n_src, c.ig_steps, len(graph))
+    budget = int(share * gold * min(1.0, len(prompts.data) / n))
+    sizes = check_sizes(len(ranking(draws[PRIOR][0], graph)[1]))
+    draws["random"] = draws["random"][:RANDOM_DRAWS]  # what random reads is no part of the decision
+    draws[PRIOR] = draws[PRIOR][:DEPTH_DRAWS]
+    rc = Race(target, graph, prompts, sizes, c.ablation, c.max_rows, c.seed)
+    with (cost := Cost()).watch(target, run.tgt):
+        out = race(rc, {k: draws[k] for k in maps}, draws[PRIOR], draws["random"], budget, curve_gain, n_boot)
+    chosen = choose(out["gains"])  # among the survivors: the full check's rule
+    everyone = {k: {**out["dropped"], **out["gains"]}[k] for k in maps}  # each at its last reading
+    mine = rc.keys(draws[chosen])
+    curves = {k: rc.curve(k, rc.keys(draws[k]), n_boot=n_boot) for k in dict.fromkeys([chosen, PRIOR])}
+    capped = {k: capped_cpr(v.faithfulness, v.fractions) for k, v in curves.items()}
+    span = out["random_span"]
+    vs_random, random_cpr = {"diff": float("nan"), "ci": [float("nan"), float("nan")]}, float("nan")
+    if span is not None:
+        r = rc.curve("random", rc.keys(draws["random"]), span, n_boot)
+        vs_random = curve_gain(rc.curve(chosen, mine, span, n_boot), r)
+        random_cpr = capped_cpr(r.faithfulness, r.fractions)
+    spent = cost.rows(run.tgt)
+    record = {
+        "split": "val",
+        "n_prompts": rc.read,
+        "n_distinct": len(set(prompts.texts[: rc.read])),
+        "read": read,
+        "chosen": chosen,
+        "gain": everyone[chosen] if chosen != PRIOR else {"diff": 0.0, "ci": [0.0, 0.0]},
+        "cpr": capped[chosen],
+        "depth_cpr": capped[PRIOR],
+        "random_cpr": random_cpr,
+        "vs_random": vs_random,
+        "candidates": everyone,
+        "capped": True,
+        "cost": cost.to_json(),
+        "budget": {
+            "share": share, "gold_rows": gold, "rows": budget, "spent": spent, "sizes": sizes,
+            "rounds": out["rounds"], "random_prompts": 0 if span is None else span[1] - span[0], "note": note,
+        },
+    }  # fmt: skip
     record["why"] = why(record)
     return (maps[chosen] if chosen != PRIOR else None), record
 
@@ -152,7 +231,9 @@ def why(r: dict[str, Any]) -> str:
         if r["chosen"] != PRIOR
         else f"on {r['n_prompts']} val prompts no map the run holds beats depth by its interval: depth is used"
     )
-    if vr["ci"][0] > 0:
+    if vr["ci"][0] != vr["ci"][0]:  # NaN: the budget ended before random rankings were read
+        tail = "; not read against random rankings (the budget ran out first)"
+    elif vr["ci"][0] > 0:
         tail = f"; above random rankings by {vr['diff']:+.3f} [{vr['ci'][0]:+.3f}, {vr['ci'][1]:+.3f}]"
     else:
         who = "neither the map nor depth has anything" if r["chosen"] == PRIOR else "the map has nothing"
@@ -160,7 +241,14 @@ def why(r: dict[str, Any]) -> str:
             f"; NOT above random rankings ({r['cpr']:.3f} against {r['random_cpr']:.3f}, "
             f"{vr['diff']:+.3f} [{vr['ci'][0]:+.3f}, {vr['ci'][1]:+.3f}]): {who} to offer this task"
         )
-    return head + tail
+    b = r.get("budget") or {}
+    if b.get("share") not in (None, "full"):
+        tail += (
+            f" (budgeted: {b['spent']} target rows of {b['rows']}, "
+            f"{b['share']:.0%} of gold's {b['gold_rows']}; "
+            f"{len(b['rounds'])} rounds at sizes {', '.join(f'{s:g}' for s in b['sizes'])})"
+        )
+    return head + tail + (f"; note: {b['note']}" if b.get("note") else "")
 
 
 def checked_map(run: Run, pool: ModelPool, task: str, x: Inputs) -> Any:
