@@ -38,6 +38,12 @@ import torch when called, so `dfa.config` and `dfa --help` read the registry wit
   weights, wrong nodes.
 - `scrambled`: the trained map fed the source scores permuted across source nodes: everything
   the map learned about the target, nothing of the task's source circuit.
+
+A map's ranking is by its logits, never its saturating mask probabilities (`map_logits`,
+`logit_ranks`, `one_ranking`): for `dfa`, `permuted`, `scrambled`, training's validation and the
+exported circuit. Nodes of equal score are ranked in random orders per draw, never in node order
+(`tie_draws`; `untied`: `depth`, `gold-layer`, `direct`). `ComparisonMethod.in_sweeps` says which
+methods a sweep scores.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@
 NAME renders from its JSON (after a rerun of any results file, run it and commit the diff);
 `--check` rewrites nothing and exits 1 naming every block that differs from its JSON (the tests
 run it). Nothing in those blocks is written by hand.
+
+The site's CLI reference (from `dfa.cli.build_parser`) and its figures come from
+`scripts/docs_hooks.py`; the site is `docs/` with `mkdocs.yml` (`mkdocs build --strict`, run by
+`.ci/run`).
 """
 
 from __future__ import annotations

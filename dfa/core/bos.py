@@ -6,6 +6,11 @@ may name as its BOS the token that opens each chat turn instead (SmolLM2-Instruc
 ships such a model (`dfa.core.real.REAL_MODELS`, its `bos`), it pins the document separator the
 model was pretrained with and sets it on the loaded tokenizer; for any other model whose BOS opens
 every chat turn it warns, naming the way out.
+
+`set_prompt_bos` sets the token on a tokenizer (called by `dfa.core.models.load_model` and
+`tokenizer_for`); the pinned token of a real model is `RealModel.bos`; `opens_chat_turns` tells a
+BOS that opens every chat turn. A pinned token is part of the model's cache name
+(`dfa.store.cache_name`).
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ It is cheap (two forward passes per batch) and task-conditioned, but it sees onl
 writes straight into the logits: a head that acts through later layers has a small direct effect
 however much the task needs it. `dfa.methods` ranks targets by it (`direct`) and by it added to
 the depth prior (`depth-direct`), references for what a pass through the target buys a map.
+
+`direct_effects` computes them for a task's prompts (from `direct_effect` and `logit_direction`); a
+method reads them through `dfa.experiments.transfer.method_inputs` (`Inputs.direct`).
 """
 
 from __future__ import annotations

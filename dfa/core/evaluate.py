@@ -1,6 +1,6 @@
 """Circuit faithfulness: curves over the MIB circuit sizes, CPR/CMD and a log-x area, bootstrap
 intervals over the distinct clean prompts (a cluster bootstrap: pairs that share a clean prompt are
-one unit), per-prompt and per-family faithfulness, and overlap (figures: `dfa.report`).
+one unit: `cluster_weights`), per-prompt and per-family faithfulness, and overlap (figures: `dfa.report`).
 
 `f(C) = (m(C) - m(empty)) / (m(full) - m(empty))`, each `m` the task metric averaged over the
 prompts, with the intervention of `dfa.core.interventions` (nodes outside `C` ablated, by

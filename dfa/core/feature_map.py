@@ -42,6 +42,9 @@ Gaussian-smoothed relative-depth map: close to the dense map's start `init_gain 
 A `FeatureMap` is bound to one pair's node features (`bind`) before use; `W` and `b` are then the
 dense `[n_src, n_tgt]` matrix and the offsets it amounts to for that pair (an `AlignmentMap` with
 those weights gives the same mask). Saved as `map.safetensors` (its parameters) + `map.json`.
+
+`FeatureMap` is the map, `NodeFeatures` a model's node features, `bind_models` binds a map to a
+pair; `load_map` reads a saved map of either kind.
 """
 
 from __future__ import annotations

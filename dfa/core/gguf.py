@@ -2,7 +2,10 @@
 
 transformers rebuilds the HF config and tokenizer from the file's metadata and dequantizes every
 tensor (any llama.cpp quantization it knows) before casting it to the requested dtype, so the model
-that comes out is an ordinary HF causal LM; quantization is not kept."""
+that comes out is an ordinary HF causal LM; quantization is not kept.
+
+`load_gguf_model` reads a file; its errors are `GgufError`.
+"""
 
 from __future__ import annotations
 

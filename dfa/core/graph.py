@@ -1,4 +1,8 @@
-"""A model's node set (`input`, heads `a{l}.h{h}`, MLPs `m{l}`): order, names, depths and hooks."""
+"""A model's node set (`input`, heads `a{l}.h{h}`, MLPs `m{l}`): order, names, depths and hooks.
+
+`NodeGraph.mapped` (`mapped_names`, `mapped_scores`) are the nodes a map ranks; `input` is not
+mapped and is always kept (`with_input`).
+"""
 
 from __future__ import annotations
 

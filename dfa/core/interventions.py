@@ -16,6 +16,11 @@ Only the answer position is unembedded: a hook at the unembedding's input (after
 cuts the residual stream to each row's `last` position, so the `[rows, vocab]` logits of one
 position are computed instead of `[rows, pos, vocab]` (`answer_logits`). The final norm acts per
 position, so the answer's logits are the same numbers.
+
+Mean ablation refuses to run without the dataset's means, which `dfa.core.attribution.attribute` and
+`dfa.core.evaluate.circuit_values` compute. `answer_logits` is the cut at `unembed.hook_in`;
+`rows_per_pass` is the budget of `max_rows` prompt rows per pass. The metric on the answer logits is
+`dfa.core.metrics.batch_metric`.
 """
 
 from __future__ import annotations

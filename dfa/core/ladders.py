@@ -1,4 +1,8 @@
-"""The model ladders dfa knows by name: hub ids, tokenizers, published sizes and real configs."""
+"""The model ladders dfa knows by name: hub ids, tokenizers, published sizes and real configs.
+
+The ladders: GPT-2, Pythia, Llama-3, Qwen2.5, Gemma-3 and SmolLM2, all in `LADDERS`; `MODERN` names
+the four grouped-query families.
+"""
 
 from __future__ import annotations
 

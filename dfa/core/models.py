@@ -1,4 +1,8 @@
-"""Load a frozen, eval-mode TransformerBridge by ladder name, revision, hub id, local folder, or architecture only."""
+"""Load a frozen, eval-mode TransformerBridge by ladder name, revision, hub id, local folder, or architecture only.
+
+`load_model` loads a model by name; `resolve_device` is the one device resolver (`auto`: CUDA when
+visible).
+"""
 
 from __future__ import annotations
 

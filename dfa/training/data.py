@@ -1,6 +1,11 @@
 """Training data: the source scores per task, and target batches carrying their cached corrupt
 activations and clean (and, where the fit needs them, empty-circuit) answer log-probabilities,
-shuffled anew each epoch."""
+shuffled anew each epoch.
+
+In a distributed run (DDP) `EpochShuffle` gives each process its share of an epoch's batches.
+Training on several pairs (`pairs`: `dfa.config.TrainConfig.pair_list`, `split_pair`) holds one
+`PairData` per pair.
+"""
 
 from __future__ import annotations
 

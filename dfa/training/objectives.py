@@ -3,7 +3,10 @@ batch under the map's masks, for the curve objective (one soft top-k mask per ci
 stacked along the batch) and the density objective (one soft mask), plus the anchor and, for a
 features map, the offset penalty. The module docstring of `dfa.training.module` says what each
 term is and why; the mixin reads the module's `map`, `config`, `target`, `graph`, `ks`,
-`size_w`, `metrics`, `tasks`, `W0` and `training_source`."""
+`size_w`, `metrics`, `tasks`, `W0` and `training_source`.
+
+The terms: `curve_terms`, `density_terms`.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,11 @@
 """What a run prints while it trains: Lightning's progress bar on a terminal; in a log (stdout
 not a terminal), one line per epoch instead, as bars redrawn with carriage returns glue onto the
-lines that follow; and, at the end of a run, the val CPRs selection chose among."""
+lines that follow; and, at the end of a run, the val CPRs selection chose among.
+
+`EpochLines` writes the lines, `interactive` tells a terminal. Per-batch bars (`tqdm`,
+`disable=None`) show only on a terminal; evaluation prints one line per task and scoring
+(`dfa.experiments.transfer.evaluate_run`).
+"""
 
 from __future__ import annotations
 

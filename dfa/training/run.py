@@ -1,7 +1,12 @@
 """A training run, start to end: `train()` fits the map (atomic checkpoints, the Lightning trainer),
 keeps one epoch's map (`keep_map`), then trains the inner folds (`run_folds`, each one a run of its
 own) and saves the zero-shot map (`add_zero_shot`); what the folds estimate and choose is
-`dfa.training.zero_shot`, the run folder's life (finished, prepared, cleaned) `dfa.training.run_folder`."""
+`dfa.training.zero_shot`, the run folder's life (finished, prepared, cleaned) `dfa.training.run_folder`.
+
+Several processes for one run (DDP): `launch_rank` (rank 0 owns the run folder; the others follow
+it, `dfa.training.run_folder.follow_run`) and `make_trainer` (with TensorBoard's
+`LearningRateMonitor`).
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,12 @@
 and its blends with the start `start + a * (map - start)`, recorded after each validation and
 selected by mean val CPR with faithfulness capped at 1 (the module docstring says why). The
 mixin reads the module's `map`, `config`, `W0`, `_start_map`, `train_labels`, `holdout_labels`,
-`trainer` and `log`, and keeps `start`, `history` and `epoch_params`."""
+`trainer` and `log`, and keeps `start`, `history` and `epoch_params`.
+
+`candidates` lists an epoch's candidates (its map and the blends of `TrainConfig.blends`), `select`
+and `kept` choose, `set_blend` puts a blend in the map; the run applies the choice
+(`dfa.training.run.keep_map`).
+"""
 
 from __future__ import annotations
 

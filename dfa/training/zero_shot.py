@@ -21,6 +21,12 @@ than `zero_shot_min_tasks` training tasks runs no folds and gives unseen tasks t
 This module deals the tasks (`fold_tasks`), sets each fold's config (`fold_config`), and estimates
 and chooses (`estimate`, `choose`); the folds are trained by the run they belong to, after its own
 fit (`dfa.training.run`: `run_folds`, `add_zero_shot`).
+
+Where it lives: the folds' run folders in `<run>/zero_shot_folds/`, the zero-shot map in
+`<run>/zero_shot/`, the estimate in `map.json`'s `zero_shot`. `dfa.experiments.runs.Run.map_for`
+gives a task outside training that map, `Run.prior_for` says where it is the depth baseline (nothing
+carries). Selection's capped CPR is `dfa.core.evaluate.capped_cpr`; the text and LOTO's estimate
+table are `dfa.report.zero_shot`.
 """
 
 from __future__ import annotations

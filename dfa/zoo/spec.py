@@ -1,4 +1,7 @@
-"""The toy ladders' sizes and their Hugging Face configs."""
+"""The toy ladders' sizes and their Hugging Face configs.
+
+Which ladder grows which roles: `FAMILY_ROLES`, `FAMILY_STEPS`.
+"""
 
 from __future__ import annotations
 

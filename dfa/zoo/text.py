@@ -1,4 +1,7 @@
-"""The training text of the toy models: the task prompts with their answers, and the text beyond them."""
+"""The training text of the toy models: the task prompts with their answers, and the text beyond them.
+
+The role texts: `repeat_rows`, `echo_rows`, `interleaved_rows`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Train one toy model on the task generators' train splits (Lightning)."""
+"""Train one toy model on the task generators' train splits (Lightning).
+
+Roles: `default_config` gives a spec's role settings, `dfa.zoo.callbacks.RoleWarmup` draws only the
+role texts first, and `ValChecks` checks the roles too; the role texts carry no extra answer loss. A
+built model's role census is `dfa.zoo.card.role_census`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""Circuit tasks: built-in generators of clean/corrupt pairs, or a file's pairs, per tokenizer."""
+"""Circuit tasks: built-in generators of clean/corrupt pairs, or a file's pairs, per tokenizer.
+
+Prompts come in batches (`Batch`, a `TypedDict`; training's own batches are
+`dfa.training.data.TrainBatch`). `get_task` resolves any task name, a built-in or a task file
+(`dfa.core.tasks.files`); `check_files` checks the task files among names against the models'
+tokenizers before any model loads. Folders and cache files name a task by `task_label` (label +
+sha256), results and `map.json` by `task_sources`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Tasks read from files (JSONL/CSV pairs, EAP-IG CSVs, MIB-style datasets) and written back out."""
+"""Tasks read from files (JSONL/CSV pairs, EAP-IG CSVs, MIB-style datasets) and written back out.
+
+A task file is named `[label=]path[#option]` wherever a task name is taken: JSONL/CSV pairs, an
+EAP-IG CSV of token ids, an MIB-style parquet file or `save_to_disk` folder. `read_task_file` reads
+one (every bad row an error naming file, row and reason); a finite task's rows end `build_dataset`'s
+stream. `export_rows` and `write_jsonl` write tasks out (`dfa tasks --export`).
+"""
 
 from __future__ import annotations
 
@@ -97,7 +103,7 @@ def _read(path: Path, option: str) -> tuple[str, list[tuple[Candidate, str | Non
     if suffix == ".csv":
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = reader.fieldnames or []
-        if "corrupted" in header:
+        if {"correct_idx", "incorrect_idx"} & set(header):  # token ids, not texts: EAP-IG's CSV
             return "eap-ig-csv", list(_eap_rows(path, reader, option))
         return "csv", list(_csv_rows(path, reader))
     raise TaskError(
@@ -171,11 +177,16 @@ def _csv_cell(value: Any) -> Any:
 
 
 def _check_header(path: Path, header: list[str], needed: tuple[str, ...]) -> None:
+    import difflib
+
     missing = [c for c in needed if c not in header]
     if missing:
+        spare = [h for h in header if h not in needed]
+        near = [(c, m[0]) for c in missing if (m := difflib.get_close_matches(c, spare, 1, 0.7))]
+        hint = "".join(f"; rename column {h!r} to {c!r}" for c, h in near)
         raise TaskError(
             f"Task file {path}, row 1: missing column {', '.join(map(repr, missing))} "
-            f"(the header has {', '.join(header) or 'nothing'})."
+            f"(the header has {', '.join(header) or 'nothing'}{hint})."
         )
 
 
