@@ -333,9 +333,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     data = upgrade(data)
     unknown = sorted(set(data) - FIELDS)
     if unknown:
-        raise ConfigError(
-            f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}."
+        import difflib
+
+        guesses = [
+            f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, FIELDS, 1)) else k
+            for k in unknown
+        ]
+        err = ConfigError(
+            f"{path}: unknown setting(s) {', '.join(guesses)}; the keys a config file takes: "
+            f"{', '.join(sorted(FIELDS))}."
         )
+        err.file_words = True  # the file's spelling (max_epochs), not the flags' (--max-epochs)
+        raise err
     return data
 
 

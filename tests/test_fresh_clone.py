@@ -92,3 +92,23 @@ def test_a_test_that_asks_skips_without_them(name):
             conftest.require_tokenizer(name)
     finally:
         conftest.REAL_TOKENIZERS = saved
+
+
+def test_the_offline_hint_names_commands_that_work_offline(capsys, monkeypatch):
+    """Without the real tokenizers, the error's suggestions run (they once said `--tokenizer gpt2`,
+    which fails the same way)."""
+    import re
+
+    from dfa.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["nodes", "--model", "pythia-14m:random"]) == 2
+    err = capsys.readouterr().err
+    assert "is not here" in err and "--tokenizer gpt2" not in err, err
+    hint = re.search(r"`(--tokenizer [\w-]+)`", err)
+    survey = re.search(r"`dfa (tasks --model [\w-]+)`", err)
+    assert hint and survey, err
+    assert main(["nodes", "--model", "pythia-14m:random", *hint.group(1).split()]) == 0
+    assert main([*survey.group(1).split(), "--task", "ioi", "--draws", "20"]) == 0
+    assert main(["tasks", "--model", "gpt2", "--task", "ioi"]) == 2  # the docs' old command: the same hint
+    assert survey.group(0) in capsys.readouterr().err

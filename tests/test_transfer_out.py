@@ -44,10 +44,10 @@ def no_model_loads(monkeypatch):
 
 def test_the_default_output_names_models_other_than_the_runs_own(run):
     assert default_out(Run(run), "ioi") == run / "transfer" / "ioi"
-    other_tgt = Run(run, tgt="toy-gpt2-m", allow_other_models=True)
-    assert default_out(other_tgt, "ioi") == run / "transfer" / "ioi__toy-gpt2-m"
-    both = Run(run, src="pythia-1.4b", tgt="toy-gpt2-m", allow_other_models=True)
-    assert default_out(both, "ioi") == run / "transfer" / "ioi__pythia-1_4b__toy-gpt2-m"  # no dot: a stem
+    other_tgt = Run(run, tgt="toy-neox-l", allow_other_models=True)  # the same 65 nodes
+    assert default_out(other_tgt, "ioi") == run / "transfer" / "ioi__toy-neox-l"
+    both = Run(run, src="org/tiny-1.5b", tgt="toy-neox-l", allow_other_models=True)
+    assert default_out(both, "ioi") == run / "transfer" / "ioi__org_tiny-1_5b__toy-neox-l"  # no dot: a stem
 
 
 def test_an_earlier_result_is_kept_unless_overwrite(run, capsys, no_model_loads):
@@ -65,7 +65,20 @@ def test_an_earlier_result_is_kept_unless_overwrite(run, capsys, no_model_loads)
 def test_another_target_does_not_replace_the_runs_own_result(run, no_model_loads):
     (run / "transfer").mkdir()
     (run / "transfer" / "ioi.json").write_text("{}")
-    argv = ["transfer", "--map", str(run), "--task", "ioi", "--tgt", "toy-gpt2-m", "--allow-other-models"]
+    argv = ["transfer", "--map", str(run), "--task", "ioi", "--tgt", "toy-neox-l", "--allow-other-models"]
     with pytest.raises(AssertionError, match="a model loaded"):  # not refused: its own file, not ioi.json
         main([*argv, "--device", "cpu"])
     assert (run / "transfer" / "ioi.json").read_text() == "{}"
+
+
+def test_the_wrong_target_hint_offers_the_flag_only_where_the_shapes_fit(run):
+    """toy-neox-l has the map's 65 target nodes: the flag is offered. toy-gpt2-m has 44: no flag
+    makes the map fit, so none is offered, and the flag does not get past it either."""
+    from dfa.core.mapping import MapError
+
+    with pytest.raises(MapError, match="set `allow_other_models` to apply it anyway"):
+        Run(run, tgt="toy-neox-l")
+    for allow in (False, True):
+        with pytest.raises(MapError, match="toy-gpt2-m has 44 heads and MLPs, the map's target 65, so no flag") as e:
+            Run(run, tgt="toy-gpt2-m", allow_other_models=allow)
+        assert "allow_other_models" not in str(e.value)

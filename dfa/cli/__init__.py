@@ -13,7 +13,7 @@ from dfa.core.errors import DfaError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dfa.cli import circuits, maps, models
+    from dfa.cli import check_cost, circuits, maps, models
 
     parser = argparse.ArgumentParser(
         prog="dfa", description="Transfer circuits between language models of different sizes."
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parsers(sub)
     circuits.add_parsers(sub)
     maps.add_parsers(sub)
+    check_cost.add_parsers(sub)
     return parser
 
 
@@ -39,7 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DfaError as err:
         from dfa.cli.flags import flag_words
 
-        print(f"dfa {args.command}: error: {flag_words(str(err), _subparser(args.command))}", file=sys.stderr)
+        # a message about a file's keys keeps the file's spelling; the rest speak in flags
+        text = str(err) if getattr(err, "file_words", False) else flag_words(str(err), _subparser(args.command))
+        print(f"dfa {args.command}: error: {text}", file=sys.stderr)
         return 2
 
 

@@ -175,8 +175,10 @@ def load_tokenizer(source: str | Path):
                     f"no {TOKENIZERS_ENV} folder holding {ladder.tokenizer}/tokenizer.json, no "
                     f"shared/tokenizers/{ladder.tokenizer} beside the checkout or the working "
                     f"directory, and the hub copy failed too ({err}). Point {TOKENIZERS_ENV} at a "
-                    "folder of tokenizer folders, or point the `tokenizer` setting at a tokenizer folder "
-                    "(a random-weight model runs with any tokenizer its vocabulary holds: --tokenizer gpt2)."
+                    "folder of tokenizer folders, or point the `tokenizer` setting at a tokenizer folder. "
+                    "Offline, the toy ladders' tokenizer ships with dfa: a random-weight model runs with "
+                    "any tokenizer its vocabulary holds (`--tokenizer toy-gpt2-s`), and `dfa tasks "
+                    "--model toy-gpt2-s` surveys the tasks."
                 ) from None
     else:
         folder = shared_tokenizer_dir(str(source)) or fetch_snapshot(str(source), None, _TOKENIZER_PATTERNS)

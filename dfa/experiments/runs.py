@@ -19,6 +19,18 @@ from dfa.training.data import source_spec
 from dfa.training.zero_shot import FOLDER as ZERO_SHOT
 
 
+def mapped_count(name: str) -> int | None:
+    """The heads and MLPs of a toy or ladder model, from its name alone (None: known only once
+    loaded, as a hub id or a folder)."""
+    from dfa.core.ladders import LADDERS
+    from dfa.zoo.spec import TOY_SPECS
+
+    base = name.split("@")[0].removesuffix(":random")
+    if base in TOY_SPECS:
+        return TOY_SPECS[base].n_nodes
+    return LADDERS[base].n_nodes - 1 if base in LADDERS else None
+
+
 class Run:
     """A trained map's run folder: the map, its `map.json`, and the config it was trained with.
 
@@ -70,12 +82,28 @@ class Run:
             )
             if asked != own
         ]
-        if other and not allow_other_models:
+        # A model whose node count is known from its name alone and differs from the map's: no
+        # flag makes the map fit it, so the hint does not offer one.
+        misfits = [
+            f"{asked} has {n} heads and MLPs, the map's {side} {len(self.meta.get(key) or [])}"
+            for side, asked, own, key in (
+                ("source", self.src, self.config.src, "src_nodes"),
+                ("target", self.tgt, self.config.tgt, "tgt_nodes"),
+            )
+            if asked != own and (n := mapped_count(asked)) is not None and n != len(self.meta.get(key) or [])
+        ]
+        if other and (misfits or not allow_other_models):
+            fix = (
+                f"and {'; '.join(misfits)}, so no flag makes it fit: train a map for that pair, or a "
+                "features map (--map-kind features), which fits any pair"
+                if misfits
+                else "even where another model's node list has the same shape; set `allow_other_models` "
+                "to apply it anyway, or train a features map (--map-kind features), which fits any pair"
+            )
             raise MapError(
                 f"The map in {self.folder} was trained on {self.config.src} -> {self.config.tgt}; asked to "
                 f"apply it to {', '.join(other)}. A dense map's weights belong to its own models' nodes, "
-                "even where another model's node list has the same shape; set `allow_other_models` "
-                "to apply it anyway, or train a features map (--map-kind features), which fits any pair."
+                f"{fix}."
             )
 
     @property

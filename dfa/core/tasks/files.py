@@ -103,7 +103,7 @@ def _read(path: Path, option: str) -> tuple[str, list[tuple[Candidate, str | Non
     if suffix == ".csv":
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = reader.fieldnames or []
-        if "corrupted" in header:
+        if {"correct_idx", "incorrect_idx"} & set(header):  # token ids, not texts: EAP-IG's CSV
             return "eap-ig-csv", list(_eap_rows(path, reader, option))
         return "csv", list(_csv_rows(path, reader))
     raise TaskError(
@@ -177,11 +177,16 @@ def _csv_cell(value: Any) -> Any:
 
 
 def _check_header(path: Path, header: list[str], needed: tuple[str, ...]) -> None:
+    import difflib
+
     missing = [c for c in needed if c not in header]
     if missing:
+        spare = [h for h in header if h not in needed]
+        near = [(c, m[0]) for c in missing if (m := difflib.get_close_matches(c, spare, 1, 0.7))]
+        hint = "".join(f"; rename column {h!r} to {c!r}" for c, h in near)
         raise TaskError(
             f"Task file {path}, row 1: missing column {', '.join(map(repr, missing))} "
-            f"(the header has {', '.join(header) or 'nothing'})."
+            f"(the header has {', '.join(header) or 'nothing'}{hint})."
         )
 
 
