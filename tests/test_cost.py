@@ -116,3 +116,25 @@ def test_each_methods_cost_on_a_tiny_run_by_hand(tmp_path):
     text = evaluation_text(report, ["dfa", "gold", "depth"])
     assert "| ioi | 0 (0.00) | 84 (1.00) | 0 (0.00) | 84 |" in text
     assert f"dfa: training {trained['rows']} target rows + 0 a task against gold's 84" in text
+
+
+def test_check_cost_reads_each_budget_against_gold(tmp_path, capsys):
+    import json
+
+    from dfa.cli import main
+    from dfa.training import train
+    from tests.test_training import small_config
+
+    c = small_config(tmp_path, holdout=["ioi"], max_epochs=2, zero_shot_epochs=1, n_src=100, n_val=30)
+    run = train(c, progress=False)
+    out = tmp_path / "cc.json"
+    assert main(["check-cost", "--maps", str(run), "--budgets", "0.2", "full", "--n", "10", "--boot", "20",
+                 "--json", str(out), "--device", "cpu"]) == 0  # fmt: skip
+    cell = json.loads(out.read_text())["cells"][0]
+    # gold: EAP-IG, 100 prompts, 2 steps: 300 forward rows and 200 backward, 700 forward-equivalent.
+    assert cell["gold_rows"] == 700 and cell["gold_cost"]["toy-neox-s"]["backward_rows"] == 200
+    small, full = cell["checks"]["dfa-val@0.2"], cell["checks"]["dfa-val@full"]
+    assert small["target_rows"] <= 140 and small["vs_gold"] == small["target_rows"] / 700
+    assert full["target_rows"] > small["target_rows"] and full["cost"]["toy-neox-s"]["backward_rows"] == 0
+    assert full["n_prompts"] == 30 and small["vs_full"] is not None and full["vs_full"] is None
+    assert "dfa-val@0.2: target rows x gold" in capsys.readouterr().out

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 BLENDS = (0.25, 0.5, 0.75, 1.0)
 CHECK_BUDGET = 0.2  # the check's target rows: this share of gold's on the task at the run's n_src
-RANDOM_DRAWS = 2  # random rankings a budgeted check reads (the circuit against random, no decision)
+RANDOM_DRAWS = 1  # random rankings a budgeted check reads (the circuit against random, no decision)
 DEPTH_DRAWS = 2  # depth's tie orders a budgeted check reads (each is a circuit per size per prompt)
 PRIOR = "depth"
 
@@ -189,15 +189,10 @@ def budgeted(
         out = race(rc, {k: draws[k] for k in maps}, draws[PRIOR], draws["random"], budget, curve_gain, n_boot)
     chosen = choose(out["gains"])  # among the survivors: the full check's rule
     everyone = {k: {**out["dropped"], **out["gains"]}[k] for k in maps}  # each at its last reading
-    mine = rc.keys(draws[chosen])
     curves = {k: rc.curve(k, rc.keys(draws[k]), n_boot=n_boot) for k in dict.fromkeys([chosen, PRIOR])}
     capped = {k: capped_cpr(v.faithfulness, v.fractions) for k, v in curves.items()}
-    span = out["random_span"]
-    vs_random, random_cpr = {"diff": float("nan"), "ci": [float("nan"), float("nan")]}, float("nan")
-    if span is not None:
-        r = rc.curve("random", rc.keys(draws["random"]), span, n_boot)
-        vs_random = curve_gain(rc.curve(chosen, mine, span, n_boot), r)
-        random_cpr = capped_cpr(r.faithfulness, r.fractions)
+    rand = rc.curve("random", rc.keys(draws["random"]), n_boot=n_boot)
+    vs_random, random_cpr = curve_gain(curves[chosen], rand), capped_cpr(rand.faithfulness, rand.fractions)
     spent = cost.rows(run.tgt)
     record = {
         "split": "val",
@@ -215,7 +210,7 @@ def budgeted(
         "cost": cost.to_json(),
         "budget": {
             "share": share, "gold_rows": gold, "rows": budget, "spent": spent, "sizes": sizes,
-            "rounds": out["rounds"], "random_prompts": 0 if span is None else span[1] - span[0], "note": note,
+            "rounds": out["rounds"], "note": note,
         },
     }  # fmt: skip
     record["why"] = why(record)
@@ -231,9 +226,7 @@ def why(r: dict[str, Any]) -> str:
         if r["chosen"] != PRIOR
         else f"on {r['n_prompts']} val prompts no map the run holds beats depth by its interval: depth is used"
     )
-    if vr["ci"][0] != vr["ci"][0]:  # NaN: the budget ended before random rankings were read
-        tail = "; not read against random rankings (the budget ran out first)"
-    elif vr["ci"][0] > 0:
+    if vr["ci"][0] > 0:
         tail = f"; above random rankings by {vr['diff']:+.3f} [{vr['ci'][0]:+.3f}, {vr['ci'][1]:+.3f}]"
     else:
         who = "neither the map nor depth has anything" if r["chosen"] == PRIOR else "the map has nothing"

@@ -4,12 +4,13 @@ task at the run's `n_src`; `dfa.experiments.costs.predicted_gold_rows`).
 
 Each round reads new val prompts (each prompt is read once: its corrupt pass as the donor, its clean
 pass, and one row per distinct circuit) under every candidate still in the race, depth's draws and
-the empty circuit, at the circuit sizes that decide CPR (`check_sizes`: the largest trapezoid weights,
+the empty circuit and random rankings (the chosen circuit's control, no part of the decision), at
+the circuit sizes that decide CPR (`check_sizes`: the largest trapezoid weights,
 together `COVER` of the area a ranking can change; the full circuit is the clean pass). After each
 round the candidates are ranked by the decision's own key (the lower bound of their paired capped-CPR
 gain over depth on every prompt read so far, then the gain) and the better half goes on; once one
-is left, the rounds read it, depth and random rankings on more prompts until the budget or the split
-runs out. The decision rule is the full check's (`val_check.choose`): the survivor if its lower bound
+is left, the rounds read it, depth and random on more prompts until the budget or the split runs
+out. The decision rule is the full check's (`val_check.choose`): the survivor if its lower bound
 is above 0, else depth. A round's rows are planned before it runs: the budget is never overspent,
 except by the first round's floor of `MIN_ROUND` prompts, which the record says.
 """
@@ -65,7 +66,7 @@ def val_prompts(target: Any, task: str, n: int, seed: int, floor: int = VAL_FLOO
         )
     note = (
         f"the val split holds {len(data)} usable prompts, fewer than the {n} asked for: the check reads "
-        f"those {len(data)} (floor {floor}) and its budget shrinks with them"
+        f"from those {len(data)} (floor {floor}), its budget in proportion"
         if len(data) < n
         else ""
     )
@@ -156,7 +157,7 @@ def race(
 ) -> dict[str, Any]:
     """Successive halving of `candidates` against `depth` within `budget` rows (module docstring);
     `gain(curve_a, curve_b)` the paired capped gain. Returns the survivors' gains, every dropped
-    candidate's at its drop, the rounds, and the curves of the last survivor, depth and random."""
+    candidate's at its drop, and the rounds."""
     keys = {name: rc.keys(s) for name, s in candidates.items()}
     dkeys, rkeys = rc.keys(depth), rc.keys(random)
     alive = list(candidates)
@@ -164,10 +165,8 @@ def race(
     dropped: dict[str, dict[str, Any]] = {}
     gains: dict[str, dict[str, Any]] = {}
     left = math.ceil(math.log2(max(1, len(alive)))) + 1  # rounds planned: halvings, then one more
-    random_from = None  # the first prompt random rankings were read on
     while rc.read < rc.n:
-        last = len(alive) == 1
-        want = {k for a in alive for k in keys[a]} | set(dkeys) | (set(rkeys) if last else set())
+        want = {k for a in alive for k in keys[a]} | set(dkeys) | set(rkeys)
         each = rc.per_prompt(want)
         remaining = budget - rc.rows
         p = (remaining // left if left > 1 else remaining) // each
@@ -176,8 +175,6 @@ def race(
             p = max(p, min(MIN_ROUND, rc.n))  # the first round's floor
         if p < 1:
             break
-        if last and random_from is None:
-            random_from = rc.read
         rc.run(p, want)
         depth_curve = rc.curve("depth", dkeys, n_boot=n_boot)
         gains = {a: gain(rc.curve(a, keys[a], n_boot=n_boot), depth_curve) for a in alive}
@@ -191,7 +188,4 @@ def race(
             alive = [a for a in alive if a in keep]
         left = max(1, left - 1)
     gains = {a: g for a, g in gains.items() if a in alive}
-    out = {"alive": alive, "gains": gains, "dropped": dropped, "rounds": rounds}
-    span = (random_from, rc.read) if random_from is not None else None
-    out["random_span"] = span
-    return out
+    return {"alive": alive, "gains": gains, "dropped": dropped, "rounds": rounds}

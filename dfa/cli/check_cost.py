@@ -1,0 +1,62 @@
+"""`dfa check-cost`: the val check's cost at several budgets against gold's, and what each check's
+circuit scores on the test split (`dfa.experiments.check_cost`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from dfa.cli.flags import output_flag, positive_int
+from dfa.cli.map_flags import check_budget, device_args
+
+
+def cmd_check_cost(args: argparse.Namespace) -> int:
+    from dfa.core.io import write_json
+    from dfa.experiments.check_cost import check_cost_cell, summary
+    from dfa.experiments.runs import Run
+    from dfa.store import ModelPool
+
+    pool = ModelPool(args.device, args.dtype)
+    cells = []
+    for folder in args.maps:
+        for task in Run(folder).config.holdout:
+            cell = check_cost_cell(folder, task, args.budgets, pool, args.n, args.boot)
+            cells.append(cell)
+            print(
+                f"{cell['src']} -> {cell['tgt']} {task}: gold {cell['gold_rows']} target rows, CPR "
+                f"{cell['test_cpr']['gold']:.3f}; "
+                + "; ".join(
+                    f"{k}: {v['target_rows']} rows ({v['vs_gold']:.2f} x gold), chose {v['chosen']}, "
+                    f"CPR {v['test_cpr']:.3f}"
+                    for k, v in cell["checks"].items()
+                ),
+                flush=True,
+            )
+        pool.release()
+    lines = summary(cells)
+    print("\n".join(lines))
+    if args.json:
+        report = {"budgets": args.budgets, "split": "test", "n": args.n, "summary": lines, "cells": cells}
+        print(f"wrote {write_json(args.json, report)}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check-cost",
+        help="the val check's target cost at several budgets against gold's, and its circuits on test",
+        description="For each run's held-out tasks: the val check at each budget (a share of gold's target "
+        "rows, or full), its cost, and each chosen circuit's test CPR beside gold, depth, random and dfa.",
+    )
+    p.add_argument("--maps", nargs="+", required=True, help="run folders (each run's hold-outs are read)")
+    p.add_argument(
+        "--budgets",
+        nargs="+",
+        type=check_budget,
+        default=[0.1, 0.2, 0.5, "full"],
+        help="check budgets, the last the reference the others are paired with (default: 0.1 0.2 0.5 full)",
+    )
+    p.add_argument("--n", type=positive_int, default=100, help="test prompts per task (default: 100)")
+    p.add_argument("--boot", type=positive_int, default=200, help="bootstrap resamples (default: 200)")
+    output_flag(p, "--json", kind="file", default=None, help="write the cells and the summary here")
+    device_args(p)
+    p.set_defaults(func=cmd_check_cost)
