@@ -264,3 +264,15 @@ def train_run(c):
     from dfa.training import train
 
     return train(c, progress=False)
+
+
+def test_dfa_tasks_says_what_a_task_file_is_enough_for():
+    from dfa.cli.models import enough_for
+
+    text = enough_for({"train": 184, "val": 26, "test": 30})
+    assert "training (184 train pairs): with --n-src and --n-train at most 184 (default 100, 200)" in text
+    assert "transfer's val check (26 val pairs): read whole (under its 50, over its floor of 10)" in text
+    assert text.endswith("a tight test interval (30 test pairs): yes")
+    text = enough_for({"train": 200, "val": 9, "test": 12})
+    assert "training (200 train pairs): yes" in text and "NO: under its floor of 10" in text
+    assert text.endswith("(12 test pairs): no (under 30 pairs)")
