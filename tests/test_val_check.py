@@ -267,7 +267,7 @@ def train_run(c):
 
 
 def test_dfa_tasks_says_what_a_task_file_is_enough_for():
-    from dfa.cli.models import enough_for
+    from dfa.experiments.val_race import enough_for
 
     text = enough_for({"train": 184, "val": 26, "test": 30})
     assert "training (184 train pairs): with --n-src and --n-train at most 184 (default 100, 200)" in text

@@ -234,6 +234,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         if src is None:
             continue
         print(f"\n{name}: {src.format} file {src.path}, sha256 {src.sha256[:16]}..., {sv.report.drawn} rows")
+        from dfa.experiments.val_race import enough_for
+
         print(f"  enough for: {enough_for(sv.usable)}")
         for why, n in sv.report.dropped.most_common():
             c = sv.report.first_dropped[why]
@@ -242,33 +244,6 @@ def cmd_tasks(args: argparse.Namespace) -> int:
                 f"{'|'.join(c.answers)!r} vs {'|'.join(c.wrongs)!r}"
             )
     return 0
-
-
-def enough_for(usable: dict[str, int]) -> str:
-    """What a task file's usable pairs per split are enough for, at the default sizes: a run's task,
-    `transfer`'s val check (down to its floor), a tight test interval."""
-    from dfa.config import TrainConfig
-    from dfa.experiments.val_race import VAL_FLOOR
-    from dfa.report.tables import FEW_PROMPTS
-
-    c = TrainConfig()
-    train, val, test = usable["train"], usable["val"], usable["test"]
-    need = max(c.n_src, c.n_train)
-    run = (
-        "yes" if train >= need else f"with --n-src and --n-train at most {train} (default {c.n_src}, {c.n_train})"
-    )
-    check = (
-        f"all {c.n_val} it reads"
-        if val >= c.n_val
-        else f"read whole (under its {c.n_val}, over its floor of {VAL_FLOOR})"
-        if val >= VAL_FLOOR
-        else f"NO: under its floor of {VAL_FLOOR} (transfer --no-val-check)"
-    )
-    tight = "yes" if test >= FEW_PROMPTS else f"no (under {FEW_PROMPTS} pairs)"
-    return (
-        f"training ({train} train pairs): {run}; transfer's val check ({val} val pairs): {check}; "
-        f"a tight test interval ({test} test pairs): {tight}"
-    )
 
 
 def _export_task(args: argparse.Namespace, tokenizer, source: str, families: list[str] | None) -> int:

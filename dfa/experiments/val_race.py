@@ -189,3 +189,29 @@ def race(
         left = max(1, left - 1)
     gains = {a: g for a, g in gains.items() if a in alive}
     return {"alive": alive, "gains": gains, "dropped": dropped, "rounds": rounds}
+
+
+def enough_for(usable: dict[str, int]) -> str:
+    """What a task file's usable pairs per split are enough for, at the default sizes: a run's task,
+    `transfer`'s val check (down to its floor), a tight test interval."""
+    from dfa.config import TrainConfig
+    from dfa.report.tables import FEW_PROMPTS
+
+    c = TrainConfig()
+    train, val, test = usable["train"], usable["val"], usable["test"]
+    need = max(c.n_src, c.n_train)
+    run = (
+        "yes" if train >= need else f"with --n-src and --n-train at most {train} (default {c.n_src}, {c.n_train})"
+    )
+    check = (
+        f"all {c.n_val} it reads"
+        if val >= c.n_val
+        else f"read whole (under its {c.n_val}, over its floor of {VAL_FLOOR})"
+        if val >= VAL_FLOOR
+        else f"NO: under its floor of {VAL_FLOOR} (transfer --no-val-check)"
+    )
+    tight = "yes" if test >= FEW_PROMPTS else f"no (under {FEW_PROMPTS} pairs)"
+    return (
+        f"training ({train} train pairs): {run}; transfer's val check ({val} val pairs): {check}; "
+        f"a tight test interval ({test} test pairs): {tight}"
+    )
