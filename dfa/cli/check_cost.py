@@ -16,9 +16,12 @@ def cmd_check_cost(args: argparse.Namespace) -> int:
     from dfa.store import ModelPool
 
     pool = ModelPool(args.device, args.dtype)
-    cells = []
+    cells = resumed(args)
+    have = {(c["run"], c["task"]) for c in cells}
     for folder in args.maps:
         for task in Run(folder).config.holdout:
+            if (str(folder), task) in have:
+                continue
             cell = check_cost_cell(folder, task, args.budgets, pool, args.n, args.boot)
             cells.append(cell)
             print(
@@ -31,6 +34,8 @@ def cmd_check_cost(args: argparse.Namespace) -> int:
                 ),
                 flush=True,
             )
+            if args.json:  # resumable: a finished cell is kept
+                write_json(args.json, {"budgets": args.budgets, "split": "test", "n": args.n, "cells": cells})
         pool.release()
     lines = summary(cells)
     print("\n".join(lines))
@@ -38,6 +43,22 @@ def cmd_check_cost(args: argparse.Namespace) -> int:
         report = {"budgets": args.budgets, "split": "test", "n": args.n, "summary": lines, "cells": cells}
         print(f"wrote {write_json(args.json, report)}")
     return 0
+
+
+def resumed(args: argparse.Namespace) -> list[dict]:
+    """The cells `--json` holds from an earlier run with the same budgets and prompts (else none)."""
+    import json
+    from pathlib import Path
+
+    path = Path(args.json) if args.json else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    same = data.get("budgets") == args.budgets and data.get("n") == args.n
+    return list(data.get("cells", [])) if same else []
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -57,6 +78,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n", type=positive_int, default=100, help="test prompts per task (default: 100)")
     p.add_argument("--boot", type=positive_int, default=200, help="bootstrap resamples (default: 200)")
-    output_flag(p, "--json", kind="file", default=None, help="write the cells and the summary here")
+    output_flag(
+        p, "--json", kind="file", default=None,
+        help="write the cells and the summary here (resumed: its cells of the same budgets and --n are kept)",
+    )  # fmt: skip
     device_args(p)
     p.set_defaults(func=cmd_check_cost)
