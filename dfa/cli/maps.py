@@ -212,7 +212,9 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         + ", ".join(f"{n} {z:.1f} ({probs[n]:.2f})" for n, z in top)
     )
     for f in meta.get("task_files", {}).values():
-        print(f"  task file {f['path']} (sha256 {f['sha256'][:16]}...)")
+        path = Path(f["path"])  # as the user would type it: from here, when it is below here
+        print(f"  task file {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path} "
+              f"(sha256 {f['sha256'][:16]}...)")
     if ev is not None:
         report = meta["evaluation"]
         print(
