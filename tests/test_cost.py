@@ -129,7 +129,8 @@ def test_check_cost_reads_each_budget_against_gold(tmp_path, capsys):
     run = train(c, progress=False)
     out = tmp_path / "cc.json"
     assert main(["check-cost", "--maps", str(run), "--budgets", "0.2", "full", "--n", "10", "--boot", "20",
-                 "--json", str(out), "--device", "cpu"]) == 0  # fmt: skip
+                 "--json", str(out), "--plot", str(tmp_path / "cc.png"), "--device", "cpu"]) == 0  # fmt: skip
+    assert (tmp_path / "cc.png").read_bytes()[:4] == b"\x89PNG"
     cell = json.loads(out.read_text())["cells"][0]
     # gold: EAP-IG, 100 prompts, 2 steps: 300 forward rows and 200 backward, 700 forward-equivalent.
     assert cell["gold_rows"] == 700 and cell["gold_cost"]["toy-neox-s"]["backward_rows"] == 200

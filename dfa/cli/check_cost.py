@@ -42,6 +42,10 @@ def cmd_check_cost(args: argparse.Namespace) -> int:
     if args.json:
         report = {"budgets": args.budgets, "split": "test", "n": args.n, "summary": lines, "cells": cells}
         print(f"wrote {write_json(args.json, report)}")
+    if args.plot:
+        from dfa.report.costs import cost_figure
+
+        print(f"wrote {cost_figure(cells, args.plot)}")
     return 0
 
 
@@ -78,6 +82,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n", type=positive_int, default=100, help="test prompts per task (default: 100)")
     p.add_argument("--boot", type=positive_int, default=200, help="bootstrap resamples (default: 200)")
+    output_flag(p, "--plot", kind="file", default=None, help="write the cost/quality figure here (PNG)")
     output_flag(
         p, "--json", kind="file", default=None,
         help="write the cells and the summary here (resumed: its cells of the same budgets and --n are kept)",

@@ -96,3 +96,37 @@ def payoff_line(training_rows: int | None, per_task_rows: int | None, gold_rows:
         f"{method}: training {training_rows} target rows + {per_task_rows} a task against gold's {gold_rows} "
         f"a task: paid for after {n:.1f} new tasks"
     )
+
+
+def cost_figure(cells: Sequence[dict[str, Any]], path: str) -> str:
+    """One panel per pair: each method's recovery of gold (summed test CPR over the pair's cells /
+    gold's) against its target cost as a share of gold's (mean over the cells): gold at (1, 1); the
+    val check at each budget of `dfa check-cost`; dfa, depth and random at 0 (no pass of the target)."""
+    from dfa.report.figures import _pyplot, _save_figure
+
+    plt = _pyplot()
+    pairs = list(dict.fromkeys((c["src"], c["tgt"]) for c in cells))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
+    for ax, (src, tgt) in zip(axes[0], pairs, strict=True):
+        mine = [c for c in cells if (c["src"], c["tgt"]) == (src, tgt)]
+        gold = sum(c["test_cpr"]["gold"] for c in mine)
+        points = {"gold": (1.0, 1.0)}
+        for ref in ("dfa", "depth", "random"):
+            points[ref] = (0.0, sum(c["test_cpr"][ref] for c in mine) / gold)
+        for label in dict.fromkeys(k for c in mine for k in c["checks"]):
+            checks = [c["checks"][label] for c in mine if label in c["checks"]]
+            x = sum(ch["vs_gold"] for ch in checks) / len(checks)
+            points[label.replace("dfa-val@", "dfa-val ")] = (x, sum(ch["test_cpr"] for ch in checks) / gold)
+        for i, (name, (x, y)) in enumerate(points.items()):
+            marker = "*" if name == "gold" else "o" if name.startswith("dfa-val") else "s"
+            ax.scatter([x], [y], marker=marker, s=60, zorder=3)
+            below = name.startswith("dfa-val") and i % 2 == 0  # neighbouring budgets' labels apart
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, -11 if below else 4), fontsize=8)
+        checks = sorted((p for n, p in points.items() if n.startswith("dfa-val")), key=lambda p: p[0])
+        ax.plot([p[0] for p in checks], [p[1] for p in checks], lw=0.8, color="0.5", zorder=2)
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("target rows, x gold's on the task (mean)")
+        ax.set_ylabel("recovery of gold (summed test CPR)")
+        ax.set_title(f"{src} -> {tgt} ({len(mine)} held-out tasks)", fontsize=9)
+        ax.grid(alpha=0.3)
+    return str(_save_figure(fig, path))
