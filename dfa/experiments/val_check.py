@@ -184,8 +184,8 @@ def budgeted(
     sizes = check_sizes(len(ranking(draws[PRIOR][0], graph)[1]))
     draws["random"] = draws["random"][:RANDOM_DRAWS]  # what random reads is no part of the decision
     draws[PRIOR] = draws[PRIOR][:DEPTH_DRAWS]
-    rc = Race(target, graph, prompts, sizes, c.ablation, c.max_rows, c.seed)
-    with (cost := Cost()).watch(target, run.tgt):
+    with (cost := Cost()).watch(target, run.tgt):  # mean ablation's means (Race) count too
+        rc = Race(target, graph, prompts, sizes, c.ablation, c.max_rows, c.seed)
         out = race(rc, {k: draws[k] for k in maps}, draws[PRIOR], draws["random"], budget, curve_gain, n_boot)
     chosen = choose(out["gains"])  # among the survivors: the full check's rule
     everyone = {k: {**out["dropped"], **out["gains"]}[k] for k in maps}  # each at its last reading
