@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar, get_args
 from dfa.core.errors import DfaError
 from dfa.core.io import atomic_write
 from dfa.core.names import FRACTIONS, Ablation, MapFeatures, MapKind, Method, Normalise, SizeWeights
-from dfa.core.settings import ConfigError, check_types
+from dfa.core.settings import ConfigError, check_types, unknown_keys
 from dfa.core.tasks import TASKS
 from dfa.methods import DEFAULT_METHODS
 
@@ -331,20 +331,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings, not {type(data).__name__}.")
     data = upgrade(data)
-    unknown = sorted(set(data) - FIELDS)
-    if unknown:
-        import difflib
-
-        guesses = [
-            f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, FIELDS, 1)) else k
-            for k in unknown
-        ]
-        err = ConfigError(
-            f"{path}: unknown setting(s) {', '.join(guesses)}; the keys a config file takes: "
-            f"{', '.join(sorted(FIELDS))}."
-        )
-        err.file_words = True  # the file's spelling (max_epochs), not the flags' (--max-epochs)
-        raise err
+    if set(data) - FIELDS:
+        raise unknown_keys(path, set(data) - FIELDS, FIELDS)
     return data
 
 

@@ -13,7 +13,7 @@ from dfa.core.errors import DfaError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dfa.cli import check_cost, circuits, maps, models
+    from dfa.cli import check_cost, circuits, maps, models, plots
 
     parser = argparse.ArgumentParser(
         prog="dfa", description="Transfer circuits between language models of different sizes."
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     circuits.add_parsers(sub)
     maps.add_parsers(sub)
     check_cost.add_parsers(sub)
+    plots.add_parsers(sub)
     return parser
 
 

@@ -145,7 +145,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dfa.core.io import write_json
     from dfa.core.locks import run_lock
     from dfa.experiments.transfer import evaluate_run
-    from dfa.report.figures import plot_grid
+    from dfa.report.summary import plot_report
     from dfa.report.tables import against_reference
 
     reference = read_report(args.reference) if args.reference else None  # a bad path fails first
@@ -168,10 +168,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(against_reference(report, reference))
     if args.json:
         print(f"wrote {write_json(args.json, report)}")
-    if args.plot:
-        title = f"{report['src']} -> {report['tgt']}"
-        settings = {r["task"]: r["setting"] for r in report["results"]}
-        print(f"wrote {plot_grid(evals, args.plot, title, settings)}")
+    if args.plot:  # a summary, and each task's curves beside it (`_curves.png`)
+        print(f"wrote {', '.join(map(str, plot_report(report, args.plot)))}")
     return 0
 
 
@@ -390,7 +388,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     output_flag(p, "--json", kind="file", default=None, help="write the report here")
     output_flag(
         p, "--plot", kind="file", suffixes=(".png",), default=None,
-        help="write the curves here (PNG, one panel per task)",
+        help="write the summary here (PNG: CPR per task and method); each task's curves go beside it "
+        "as NAME_curves.png",
     )
     p.add_argument(
         "--reference",

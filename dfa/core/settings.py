@@ -75,3 +75,18 @@ def check_types(config: Any) -> None:
                 f"Setting {f.name!r} must be {_type_name(hints[f.name])}, got {value!r} "
                 f"({type(value).__name__})."
             ) from None
+
+
+def unknown_keys(path: object, unknown: set[str], known: set[str]) -> ConfigError:
+    """The error for a config file's unknown keys: each with a did-you-mean, the known keys listed,
+    all in the file's spelling (`file_words`: the command line leaves it as it is, not --flags)."""
+    import difflib
+
+    guesses = [
+        f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, 1)) else k for k in sorted(unknown)
+    ]
+    err = ConfigError(
+        f"{path}: unknown setting(s) {', '.join(guesses)}; the keys a config file takes: {', '.join(sorted(known))}."
+    )
+    err.file_words = True  # type: ignore[attr-defined]
+    return err

@@ -15,7 +15,7 @@ from dfa.report.tables import READINGS, heatmap_matrix
 # controls dashed or dotted), so that random and permuted, say, are told apart at a glance.
 STYLES: dict[str, tuple[str, str, Any]] = {
     "dfa": ("tab:blue", "o", "-"),
-    "dfa-val": ("navy", "H", "-"),
+    "dfa-val": ("mediumvioletred", "H", "-"),  # not a second blue: it sits beside dfa
     "gold": ("tab:orange", "D", "-"),
     "gold-layer": ("goldenrod", "d", "-"),
     "direct": ("tab:olive", "P", "-"),
