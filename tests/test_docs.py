@@ -166,3 +166,21 @@ def test_the_matcher():
     assert not _matches(["a", "z"], ["a", "b", "z"], False)
     assert _matches(["took 1.5s in ...folder"], ["took 2.25s in /x/folder"], True)
     assert not _matches(["took 1.5s"], ["took 2.25s"], False)
+
+
+def test_the_readme_states_what_holds_now():
+    """No dated reading, commit hash or remark on the machine's load in README.md: those belong to
+    the docs page whose table they read (the generated tables aside, which their JSON writes)."""
+    text = re.sub(r"<!-- generated: \w+ -->.*?<!-- /generated -->", "", (ROOT / "README.md").read_text(), flags=re.S)
+    found = [
+        m.group(0)
+        for pattern in (
+            r"\b20\d\d-\d\d-\d\d\b",
+            r"\bcommit [0-9a-f]{7,40}\b",
+            r"\b[0-9a-f]{7} \(",
+            r"other jobs|shared the cores|these machines|this machine|beside (two|three) other",
+            r"Reading \(",
+        )
+        for m in re.finditer(pattern, text)
+    ]
+    assert not found, f"README.md: {found}"
