@@ -348,6 +348,8 @@ def test_train_evaluate_transfer_scripts(tmp_path, capsys):
         str(tmp_path / "eval.png"),
     )
     assert r.returncode == 0, r.stderr
+    assert f"wrote {tmp_path / 'eval.png'}, {tmp_path / 'eval_curves.png'}" in r.stdout  # summary, curves
+    assert (tmp_path / "eval_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "zero-shot" in r.stdout and "in-distribution" in r.stdout
     assert "evaluated sva (1/2): 7 methods on 10 test prompts" in r.stdout
     assert "evaluated gender (2/2)" in r.stdout and "\r" not in r.stdout + r.stderr

@@ -33,3 +33,27 @@ def test_a_pair_csv_spelling_corrupted_is_a_pair_csv(tmp_path):
     path.write_text(f'clean,corrupted,correct_idx,incorrect_idx\n"{IOI}","{IOI_C}",1,2\n')  # token ids
     with pytest.raises(TaskError, match="is an EAP-IG CSV"):
         get_task(str(path))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--config", "CFG"],  # an unknown key
+        ["evaluate", "--map", "/nowhere/run"],
+        ["transfer", "--map", "/nowhere/run", "--task", "ioi"],
+    ],
+)
+def test_a_settings_mistake_is_said_before_lightning_loads(tmp_path, argv):
+    """Validation errors came after 7-15 s of start-up (Lightning, torch imported first)."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("max_epoch: 3\n")
+    code = (
+        "import sys; from dfa.cli import main; rc = main(sys.argv[1:]); "
+        "assert 'lightning' not in sys.modules and 'torch' not in sys.modules, 'loaded'; sys.exit(rc)"
+    )
+    args = [str(cfg) if a == "CFG" else a for a in argv]
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and "error:" in r.stderr and "loaded" not in r.stderr, r.stderr

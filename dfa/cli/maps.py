@@ -37,7 +37,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from dfa.config import make_config
     from dfa.core.locks import run_lock
     from dfa.core.outputs import check_config_outputs
-    from dfa.training.run import launch_rank
 
     _quiet_lightning()
     overrides = config_values(args, TrainConfig)
@@ -45,6 +44,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["max_epochs"] = None  # with --resume, --max-epochs extends the saved run
     config = make_config(args.config, **overrides)
     check_config_outputs(config, config.run_dir())  # the YAML's paths too, before any model loads
+    from dfa.training.run import launch_rank  # Lightning: loaded once the settings are known good
+
     if config.added_holdouts:
         print(
             f"note: held-out task(s) {', '.join(config.added_holdouts)} not in --tasks: evaluated zero-shot"
@@ -120,6 +121,16 @@ def _already_trained(run: Path, info: dict, resume: bool) -> None:
     print(f"evaluate it: python scripts/evaluate.py --map {run}")
 
 
+def _map_folder(args: argparse.Namespace) -> None:
+    """A `--map` that is no folder, said before torch and Lightning load (seconds)."""
+    if not Path(args.map).is_dir():
+        from dfa.core.errors import DfaError
+
+        raise DfaError(
+            f"No run folder {args.map}. Runs live in checkpoints/<src>__<tgt>/<run> (`dfa train` prints the path)."
+        )
+
+
 def _run(args: argparse.Namespace):
     from dfa.experiments.runs import Run
 
@@ -128,25 +139,15 @@ def _run(args: argparse.Namespace):
     return run
 
 
-def read_report(path: str) -> dict:
-    """A results JSON with a `results` list (`dfa evaluate --json`), or a clear error."""
-    from dfa.core.errors import DfaError
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DfaError(f"Cannot read the reference {path}: {err}.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
-        raise DfaError(f"{path} is not a results JSON of `dfa evaluate --json` (no `results` list).")
-    return data
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    _map_folder(args)
     from dfa.core.io import write_json
     from dfa.core.locks import run_lock
     from dfa.experiments.transfer import evaluate_run
     from dfa.report.summary import plot_report
     from dfa.report.tables import against_reference
+
+    from dfa.cli.plots import read_report
 
     reference = read_report(args.reference) if args.reference else None  # a bad path fails first
     with run_lock(args.map, command(args), required=False):  # no train writes it meanwhile
@@ -177,6 +178,7 @@ TRANSFER_FILES = (".json", ".safetensors")
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
+    _map_folder(args)
     from dfa.core.locks import run_lock
     from dfa.core.outputs import check_output, keep_existing
     from dfa.experiments.transfer import default_out, transfer

@@ -4,12 +4,26 @@ model loaded: the summary and, beside it, each task's curves (`dfa.report.summar
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from dfa.cli.flags import output_flag
 
 
+def read_report(path: str) -> dict:
+    """A results JSON with a `results` list (`dfa evaluate --json`), or a clear error."""
+    from dfa.core.errors import DfaError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DfaError(f"Cannot read the results JSON {path}: {err}.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise DfaError(f"{path} is not a results JSON of `dfa evaluate --json` (no `results` list).")
+    return data
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
-    from dfa.cli.maps import read_report
     from dfa.report.summary import plot_report
 
     paths = plot_report(read_report(args.report), args.out, args.title or "")
