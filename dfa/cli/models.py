@@ -26,8 +26,8 @@ Model names, wherever a command takes --model:
   REAL                 a real pretrained model above, once `dfa fetch REAL` has converted it
 Offline: HF_HUB_OFFLINE=1 makes hub names fail at once unless cached; tokenizers for
 ':random' come from $DFA_TOKENIZERS (when set, only there) or shared/tokenizers beside the
-checkout (gpt2 and gpt-neox-20b ship there; for the other families give --tokenizer gpt2, or any
-tokenizer no larger than the model's vocabulary)."""
+checkout (gpt2 and gpt-neox-20b ship there); a random-weight model runs with any tokenizer no
+larger than its vocabulary: --tokenizer toy-gpt2-s ships with dfa."""
 
 
 def _toy_params(name: str) -> int | None:
