@@ -10,7 +10,9 @@ and what can run here runs as shown.
     <!-- doc-test: text WHAT -->          not a command: a diagram, a table, an excerpt of output
 
 In a session's shown output, a line `...` stands for any lines (none included), and `...` inside a
-line for any text; the rest is compared line by line (trailing spaces aside)."""
+line for any text; the rest is compared line by line (trailing spaces aside). A command written
+inline in the prose (`dfa ...`, `python scripts/X.py ...`) is parsed by dfa's own parser: its
+flags and choices exist."""
 
 from __future__ import annotations
 
@@ -184,3 +186,54 @@ def test_the_readme_states_what_holds_now():
         for m in re.finditer(pattern, text)
     ]
     assert not found, f"README.md: {found}"
+
+
+def _script_commands() -> dict[str, list[str]]:
+    """scripts/NAME.py -> the `dfa` words it stands for (`main(["zoo", "trial", *sys.argv[1:]])`)."""
+    out = {}
+    for path in (ROOT / "scripts").glob("*.py"):
+        m = re.search(r"main\(\[((?:\s*\"[\w-]+\",)+)\s*\*sys\.argv\[1:\]\]\)", path.read_text())
+        if m:
+            out[path.name] = re.findall(r'"([\w-]+)"', m.group(1))
+    return out
+
+
+def inline_commands() -> list[tuple[str, str, list[str]]]:
+    """Every `dfa ...` and `python scripts/X.py ...` written inline in README.md and docs/ (outside
+    the fenced blocks, which run above): (page, the command as written, the `dfa` argv)."""
+    import shlex
+
+    scripts, found = _script_commands(), []
+    for path in DOCS:
+        text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+        for m in re.finditer(r"`((?:dfa|python scripts/\w+\.py) [^`]+)`", text):
+            written = m.group(1)
+            if re.match(r"dfa [\w-]+: error:", written):  # a message dfa prints, not a command
+                continue
+            words = shlex.split(written.replace("[", "").replace("]", ""))
+            if words[0] == "python" and Path(words[1]).name not in scripts:
+                continue  # a script with its own parser (scripts/real_bos.py), not a `dfa` wrapper
+            argv = words[1:] if words[0] == "dfa" else [*scripts[Path(words[1]).name], *words[2:]]
+            found.append((str(path.relative_to(ROOT)), written, argv))
+    return found
+
+
+def test_every_inline_command_parses():
+    """A command written in the prose names flags and choices `dfa` has: a renamed or removed flag
+    fails here (a mention without its required flags, `dfa transfer`, is fine)."""
+    import contextlib
+    import io
+
+    from dfa.cli import build_parser
+
+    bad = []
+    for page, written, argv in inline_commands():
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                build_parser().parse_args(argv)
+        except SystemExit as stop:
+            said = err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else ""
+            if stop.code and "the following arguments are required" not in said:
+                bad.append(f"{page}: `{written}`: {said}")
+    assert len(inline_commands()) > 50 and not bad, "\n".join(bad)
