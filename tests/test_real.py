@@ -256,8 +256,8 @@ def test_the_capability_rule_needs_accuracy_and_gold_above_random():
 def test_capabilities_writes_the_json_and_its_table(tmp_path, capsys):
     from dfa.experiments.real_models import capable_tasks
 
-    out = tmp_path / "caps.json"
-    argv = ["capabilities", "--model", "toy-gpt2-s", "--task", "ioi", "--task", "sva"]
+    out, cache = tmp_path / "caps.json", tmp_path / "cache"
+    argv = ["capabilities", "--model", "toy-gpt2-s", "--task", "ioi", "--task", "sva", "--cache", str(cache)]
     assert main([*argv, "--n-attr", "6", "--n-eval", "6", "--n-random", "2", "--ig-steps", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     data = json.loads(out.read_text())
@@ -272,6 +272,19 @@ def test_capabilities_writes_the_json_and_its_table(tmp_path, capsys):
     table = out.with_suffix(".md").read_text().splitlines()
     assert table[0].startswith("| model | task | usable train/val/test | accuracy |") and len(table) == 4
     assert table[2].startswith(f"| toy-gpt2-s | ioi | {rows['ioi']['usable']['train']}/")
+    # The gold scores sit where a run's score cache looks for these settings (n 6, 2 IG steps), and
+    # a second run reads them back instead of scoring again.
+    from dfa.core.scores import NodeScores
+    from dfa.store import ScoreSpec, score_path
+
+    spec = ScoreSpec("eap-ig-inputs", "train", 6, 0, "patching", 2)
+    for task in ("ioi", "sva"):
+        assert NodeScores.load(score_path(cache, "toy-gpt2-s", task, spec)).scores.shape[0] > 0
+    assert "scores_cached" not in rows["ioi"]
+    assert main([*argv, "--n-attr", "6", "--n-eval", "6", "--n-random", "2", "--ig-steps", "2", "--out", str(out)]) == 0
+    again = json.loads(out.read_text())["models"]["toy-gpt2-s"]["tasks"]
+    assert again["ioi"]["scores_cached"].endswith(spec.file_name("ioi"))
+    assert again["ioi"]["gold"] == rows["ioi"]["gold"]  # the same scores, the same circuit
 
 
 def test_the_summary_names_what_both_models_can_do_per_task():

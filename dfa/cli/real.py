@@ -85,7 +85,7 @@ def cmd_capabilities(args: argparse.Namespace) -> int:
         atomic_write(out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown_table(data)))
 
     measure_model(args.model, args.task or list(BUILTIN), args.n_attr, args.n_eval, args.ig_steps,
-                  args.n_random, done=save)  # fmt: skip
+                  args.n_random, done=save, cache=args.cache)  # fmt: skip
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
@@ -120,5 +120,13 @@ def add_real_parsers(sub: argparse._SubParsersAction) -> None:
         suffixes=(".json", ".md"),
         default="results/real_models.json",
         help="results JSON, merged per model (and a .md table)",
+    )
+    output_flag(
+        p,
+        "--cache",
+        kind="folder",
+        default="checkpoints/cache",
+        help="score cache the gold scores are shared with: read when there, else written (default: "
+        "checkpoints/cache, what `dfa train` reads the source's and `dfa evaluate` the target's from)",
     )
     p.set_defaults(func=cmd_capabilities)

@@ -47,9 +47,13 @@ def measure_task(
     n_random: int = 5,
     seed: int = 0,
     draws: int = 4000,
+    cache: tuple[Path, str] | None = None,
 ) -> dict[str, Any]:
     """One model on one task: usable pairs under its tokenizer, clean accuracy and mean metric on
-    the test split, its gold circuit's CPR against `n_random` random rankings, and the seconds."""
+    the test split, its gold circuit's CPR against `n_random` random rankings, and the seconds.
+    `cache` (a score cache folder, the model's name): the gold scores are read from the file
+    `dfa.store.cached_scores` keeps for these settings when there, else written to it, so a run that
+    trains on this model or evaluates its gold reads them instead of scoring again."""
     from dfa.core.circuits import evaluate_scores, score_nodes
     from dfa.core.tasks import get_task, survey
     from dfa.zoo.card import score_task
@@ -72,7 +76,21 @@ def measure_task(
         row.update(n_train=n_a, gold=None, random=None, gold_minus_random=None)
     else:
         start = time.perf_counter()
-        scores = score_nodes(model, task, "eap-ig-inputs", "train", n_a, seed, ig_steps=ig_steps)
+        scores_at = None
+        if cache is not None:
+            from dfa.store import ScoreSpec, score_path
+
+            spec = ScoreSpec("eap-ig-inputs", "train", n_a, seed, "patching", ig_steps)
+            scores_at = score_path(cache[0], cache[1], task, spec)
+        if scores_at is not None and scores_at.is_file():
+            from dfa.core.scores import NodeScores
+
+            scores = NodeScores.load(scores_at)
+            row["scores_cached"] = str(scores_at)
+        else:
+            scores = score_nodes(model, task, "eap-ig-inputs", "train", n_a, seed, ig_steps=ig_steps)
+            if scores_at is not None:
+                scores.save(scores_at)
         row["attribution_seconds"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
         ev = evaluate_scores(model, task, {"gold": scores}, "test", n_e, seed, n_random=n_random)
@@ -98,9 +116,11 @@ def measure_model(
     n_random: int = 5,
     log: Callable[[str], None] = print,
     done: Callable[[dict[str, Any]], None] | None = None,
+    cache: Path | str | None = None,
 ) -> dict[str, Any]:
     """`measure_task` for each task of one real model (loaded once, CPU, float32), with the load
-    time, the card's conversion time and the process's peak memory."""
+    time, the card's conversion time and the process's peak memory; gold scores shared with the
+    score cache `cache` when given."""
     from dfa.core.models import load_model
     from dfa.core.real import REAL_MODELS, read_real_card
 
@@ -117,7 +137,8 @@ def measure_model(
         "tasks": {},
     }
     for task in tasks:
-        row = measure_task(model, task, n_attr, n_eval, ig_steps, n_random)
+        at = None if cache is None else (Path(cache), name)
+        row = measure_task(model, task, n_attr, n_eval, ig_steps, n_random, cache=at)
         out["tasks"][task] = row
         out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         log(f"{name} {task}: {_line(row)}")

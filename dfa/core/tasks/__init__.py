@@ -81,8 +81,8 @@ def get_task(name: str) -> Task:
     close = difflib.get_close_matches(name, list(BUILTIN), n=3, cutoff=0.6)
     hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
     raise TaskError(
-        f"Unknown task {name!r}{hint}; the built-in tasks are {', '.join(BUILTIN)} (`dfa tasks --all` "
-        "lists them), or a "
+        f"Unknown task {name!r}{hint}; the tasks are {', '.join(BUILTIN)} (`dfa tasks --all` lists "
+        "them), or a "
         "task file: a path to a .jsonl, .csv or .parquet file or a dataset folder."
     )
 

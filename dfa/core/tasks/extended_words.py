@@ -2,404 +2,102 @@
 
 from __future__ import annotations
 
+
+def _table(text: str) -> dict[str, str]:
+    """`"key: value; key: value"` -> {key: value}, in the text's order."""
+    pairs = (item.split(":") for item in text.split(";"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
 # --- factual relations -------------------------------------------------------------------------
-COUNTRY_LANGUAGE = {
-    "France": "French",
-    "Germany": "German",
-    "Spain": "Spanish",
-    "Italy": "Italian",
-    "Portugal": "Portuguese",
-    "Japan": "Japanese",
-    "China": "Chinese",
-    "Russia": "Russian",
-    "Greece": "Greek",
-    "Turkey": "Turkish",
-    "Poland": "Polish",
-    "Sweden": "Swedish",
-    "Norway": "Norwegian",
-    "Denmark": "Danish",
-    "Finland": "Finnish",
-    "Holland": "Dutch",
-    "Korea": "Korean",
-    "Vietnam": "Vietnamese",
-    "Thailand": "Thai",
-    "Israel": "Hebrew",
-    "Hungary": "Hungarian",
-    "Brazil": "Portuguese",
-    "Mexico": "Spanish",
-    "Argentina": "Spanish",
-    "Egypt": "Arabic",
-    "Ukraine": "Ukrainian",
-    "Romania": "Romanian",
-    "Indonesia": "Indonesian",
-    "Austria": "German",
-    "Iran": "Persian",
-    "Peru": "Spanish",
-    "Chile": "Spanish",
-    "Colombia": "Spanish",
-    "Cuba": "Spanish",
-    "Morocco": "Arabic",
-    "Iraq": "Arabic",
-    "Syria": "Arabic",
-    "Mongolia": "Mongolian",
-}
+COUNTRY_LANGUAGE = _table(
+    "France: French; Germany: German; Spain: Spanish; Italy: Italian; Portugal: Portuguese; Japan: "
+    "Japanese; China: Chinese; Russia: Russian; Greece: Greek; Turkey: Turkish; Poland: Polish; "
+    "Sweden: Swedish; Norway: Norwegian; Denmark: Danish; Finland: Finnish; Holland: Dutch; Korea: "
+    "Korean; Vietnam: Vietnamese; Thailand: Thai; Israel: Hebrew; Hungary: Hungarian; Brazil: "
+    "Portuguese; Mexico: Spanish; Argentina: Spanish; Egypt: Arabic; Ukraine: Ukrainian; Romania: "
+    "Romanian; Indonesia: Indonesian; Austria: German; Iran: Persian; Peru: Spanish; Chile: Spanish; "
+    "Colombia: Spanish; Cuba: Spanish; Morocco: Arabic; Iraq: Arabic; Syria: Arabic; Mongolia: "
+    "Mongolian"
+)
 # A city (mostly not a capital, so the task is no rewording of `capitals`) and its country.
-CITY_COUNTRY = {
-    "Munich": "Germany",
-    "Hamburg": "Germany",
-    "Frankfurt": "Germany",
-    "Cologne": "Germany",
-    "Lyon": "France",
-    "Marseille": "France",
-    "Nice": "France",
-    "Bordeaux": "France",
-    "Milan": "Italy",
-    "Naples": "Italy",
-    "Venice": "Italy",
-    "Florence": "Italy",
-    "Barcelona": "Spain",
-    "Seville": "Spain",
-    "Valencia": "Spain",
-    "Osaka": "Japan",
-    "Kyoto": "Japan",
-    "Shanghai": "China",
-    "Toronto": "Canada",
-    "Montreal": "Canada",
-    "Vancouver": "Canada",
-    "Sydney": "Australia",
-    "Melbourne": "Australia",
-    "Chicago": "America",
-    "Boston": "America",
-    "Houston": "America",
-    "Seattle": "America",
-    "Manchester": "England",
-    "Liverpool": "England",
-    "Birmingham": "England",
-    "Glasgow": "Scotland",
-    "Edinburgh": "Scotland",
-    "Mumbai": "India",
-    "Istanbul": "Turkey",
-    "Rotterdam": "Holland",
-    "Porto": "Portugal",
-    "Krakow": "Poland",
-    "Alexandria": "Egypt",
-    "Rio": "Brazil",
-    "Zurich": "Switzerland",
-    "Geneva": "Switzerland",
-}
+CITY_COUNTRY = _table(
+    "Munich: Germany; Hamburg: Germany; Frankfurt: Germany; Cologne: Germany; Lyon: France; "
+    "Marseille: France; Nice: France; Bordeaux: France; Milan: Italy; Naples: Italy; Venice: Italy; "
+    "Florence: Italy; Barcelona: Spain; Seville: Spain; Valencia: Spain; Osaka: Japan; Kyoto: Japan; "
+    "Shanghai: China; Toronto: Canada; Montreal: Canada; Vancouver: Canada; Sydney: Australia; "
+    "Melbourne: Australia; Chicago: America; Boston: America; Houston: America; Seattle: America; "
+    "Manchester: England; Liverpool: England; Birmingham: England; Glasgow: Scotland; Edinburgh: "
+    "Scotland; Mumbai: India; Istanbul: Turkey; Rotterdam: Holland; Porto: Portugal; Krakow: Poland; "
+    "Alexandria: Egypt; Rio: Brazil; Zurich: Switzerland; Geneva: Switzerland"
+)
 # (a thing as it is named mid-sentence, its usual colour); things of two common colours left out.
-OBJECT_COLOR = {
-    "a banana": "yellow",
-    "a lemon": "yellow",
-    "a canary": "yellow",
-    "fresh grass": "green",
-    "a lime": "green",
-    "a frog": "green",
-    "a cucumber": "green",
-    "an emerald": "green",
-    "fresh snow": "white",
-    "milk": "white",
-    "a polar bear": "white",
-    "a swan": "white",
-    "coal": "black",
-    "a crow": "black",
-    "a raven": "black",
-    "a clear sky": "blue",
-    "the ocean": "blue",
-    "a sapphire": "blue",
-    "a blueberry": "blue",
-    "blood": "red",
-    "a tomato": "red",
-    "a strawberry": "red",
-    "a ruby": "red",
-    "a fire truck": "red",
-    "a carrot": "orange",
-    "a pumpkin": "orange",
-    "a tangerine": "orange",
-    "chocolate": "brown",
-    "an eggplant": "purple",
-    "a plum": "purple",
-    "lavender": "purple",
-    "a flamingo": "pink",
-    "a pig": "pink",
-}
+OBJECT_COLOR = _table(
+    "a banana: yellow; a lemon: yellow; a canary: yellow; fresh grass: green; a lime: green; a frog: "
+    "green; a cucumber: green; an emerald: green; fresh snow: white; milk: white; a polar bear: "
+    "white; a swan: white; coal: black; a crow: black; a raven: black; a clear sky: blue; the ocean: "
+    "blue; a sapphire: blue; a blueberry: blue; blood: red; a tomato: red; a strawberry: red; a ruby: "
+    "red; a fire truck: red; a carrot: orange; a pumpkin: orange; a tangerine: orange; chocolate: "
+    "brown; an eggplant: purple; a plum: purple; lavender: purple; a flamingo: pink; a pig: pink"
+)
 # (a member, its category): the category is the answer.
-HYPERNYM = {
-    "robin": "bird",
-    "eagle": "bird",
-    "sparrow": "bird",
-    "owl": "bird",
-    "parrot": "bird",
-    "pigeon": "bird",
-    "salmon": "fish",
-    "trout": "fish",
-    "tuna": "fish",
-    "cod": "fish",
-    "rose": "flower",
-    "tulip": "flower",
-    "daisy": "flower",
-    "lily": "flower",
-    "orchid": "flower",
-    "oak": "tree",
-    "pine": "tree",
-    "maple": "tree",
-    "birch": "tree",
-    "willow": "tree",
-    "apple": "fruit",
-    "banana": "fruit",
-    "mango": "fruit",
-    "cherry": "fruit",
-    "peach": "fruit",
-    "grape": "fruit",
-    "carrot": "vegetable",
-    "potato": "vegetable",
-    "onion": "vegetable",
-    "cabbage": "vegetable",
-    "spinach": "vegetable",
-    "hammer": "tool",
-    "wrench": "tool",
-    "drill": "tool",
-    "screwdriver": "tool",
-    "violin": "instrument",
-    "guitar": "instrument",
-    "piano": "instrument",
-    "flute": "instrument",
-    "trumpet": "instrument",
-    "truck": "vehicle",
-    "bus": "vehicle",
-    "bicycle": "vehicle",
-    "tractor": "vehicle",
-    "ant": "insect",
-    "bee": "insect",
-    "beetle": "insect",
-    "mosquito": "insect",
-    "iron": "metal",
-    "copper": "metal",
-    "silver": "metal",
-    "zinc": "metal",
-    "dog": "animal",
-    "horse": "animal",
-    "tiger": "animal",
-    "rabbit": "animal",
-}
-WORKPLACE = {
-    "doctor": "hospital",
-    "nurse": "hospital",
-    "surgeon": "hospital",
-    "teacher": "school",
-    "principal": "school",
-    "chef": "restaurant",
-    "waiter": "restaurant",
-    "pilot": "airport",
-    "farmer": "farm",
-    "judge": "court",
-    "lawyer": "court",
-    "librarian": "library",
-    "banker": "bank",
-    "cashier": "bank",
-    "priest": "church",
-    "actor": "theater",
-    "scientist": "lab",
-    "chemist": "lab",
-    "miner": "mine",
-    "sailor": "ship",
-    "soldier": "army",
-    "baker": "bakery",
-    "mechanic": "garage",
-    "firefighter": "station",
-    "professor": "university",
-    "pharmacist": "pharmacy",
-    "clerk": "office",
-    "secretary": "office",
-    "zookeeper": "zoo",
-    "curator": "museum",
-}
+HYPERNYM = _table(
+    "robin: bird; eagle: bird; sparrow: bird; owl: bird; parrot: bird; pigeon: bird; salmon: fish; "
+    "trout: fish; tuna: fish; cod: fish; rose: flower; tulip: flower; daisy: flower; lily: flower; "
+    "orchid: flower; oak: tree; pine: tree; maple: tree; birch: tree; willow: tree; apple: fruit; "
+    "banana: fruit; mango: fruit; cherry: fruit; peach: fruit; grape: fruit; carrot: vegetable; "
+    "potato: vegetable; onion: vegetable; cabbage: vegetable; spinach: vegetable; hammer: tool; "
+    "wrench: tool; drill: tool; screwdriver: tool; violin: instrument; guitar: instrument; piano: "
+    "instrument; flute: instrument; trumpet: instrument; truck: vehicle; bus: vehicle; bicycle: "
+    "vehicle; tractor: vehicle; ant: insect; bee: insect; beetle: insect; mosquito: insect; iron: "
+    "metal; copper: metal; silver: metal; zinc: metal; dog: animal; horse: animal; tiger: animal; "
+    "rabbit: animal"
+)
+WORKPLACE = _table(
+    "doctor: hospital; nurse: hospital; surgeon: hospital; teacher: school; principal: school; chef: "
+    "restaurant; waiter: restaurant; pilot: airport; farmer: farm; judge: court; lawyer: court; "
+    "librarian: library; banker: bank; cashier: bank; priest: church; actor: theater; scientist: lab; "
+    "chemist: lab; miner: mine; sailor: ship; soldier: army; baker: bakery; mechanic: garage; "
+    "firefighter: station; professor: university; pharmacist: pharmacy; clerk: office; secretary: "
+    "office; zookeeper: zoo; curator: museum"
+)
 
 # --- word-level relations and morphology ---------------------------------------------------------
-ANTONYMS = {
-    "hot": "cold",
-    "big": "small",
-    "up": "down",
-    "fast": "slow",
-    "happy": "sad",
-    "good": "bad",
-    "dark": "light",
-    "tall": "short",
-    "rich": "poor",
-    "open": "closed",
-    "hard": "soft",
-    "early": "late",
-    "full": "empty",
-    "wet": "dry",
-    "high": "low",
-    "strong": "weak",
-    "loud": "quiet",
-    "thick": "thin",
-    "clean": "dirty",
-    "young": "old",
-    "buy": "sell",
-    "push": "pull",
-    "left": "right",
-    "inside": "outside",
-    "black": "white",
-    "day": "night",
-    "true": "false",
-    "love": "hate",
-    "first": "last",
-    "north": "south",
-    "east": "west",
-    "win": "lose",
-    "above": "below",
-    "before": "after",
-    "top": "bottom",
-    "heavy": "light",
-    "cheap": "expensive",
-    "easy": "difficult",
-    "alive": "dead",
-    "friend": "enemy",
-}
-PLURALS = {
-    "cat": "cats",
-    "dog": "dogs",
-    "house": "houses",
-    "car": "cars",
-    "book": "books",
-    "bird": "birds",
-    "tree": "trees",
-    "chair": "chairs",
-    "table": "tables",
-    "apple": "apples",
-    "egg": "eggs",
-    "cup": "cups",
-    "box": "boxes",
-    "bus": "buses",
-    "church": "churches",
-    "city": "cities",
-    "baby": "babies",
-    "story": "stories",
-    "knife": "knives",
-    "leaf": "leaves",
-    "wolf": "wolves",
-    "child": "children",
-    "man": "men",
-    "woman": "women",
-    "foot": "feet",
-    "tooth": "teeth",
-    "mouse": "mice",
-    "goose": "geese",
-    "person": "people",
-    "horse": "horses",
-    "ship": "ships",
-    "river": "rivers",
-    "girl": "girls",
-    "boy": "boys",
-    "key": "keys",
-    "door": "doors",
-    "window": "windows",
-    "shoe": "shoes",
-    "glass": "glasses",
-    "dish": "dishes",
-    "potato": "potatoes",
-    "tomato": "tomatoes",
-}
-PAST_TENSE = {
-    "go": "went",
-    "eat": "ate",
-    "see": "saw",
-    "run": "ran",
-    "take": "took",
-    "give": "gave",
-    "write": "wrote",
-    "speak": "spoke",
-    "drink": "drank",
-    "sing": "sang",
-    "swim": "swam",
-    "buy": "bought",
-    "bring": "brought",
-    "think": "thought",
-    "make": "made",
-    "come": "came",
-    "know": "knew",
-    "find": "found",
-    "tell": "told",
-    "sit": "sat",
-    "stand": "stood",
-    "drive": "drove",
-    "fly": "flew",
-    "break": "broke",
-    "choose": "chose",
-    "wear": "wore",
-    "sleep": "slept",
-    "meet": "met",
-    "pay": "paid",
-    "keep": "kept",
-    "feel": "felt",
-    "sell": "sold",
-    "teach": "taught",
-    "catch": "caught",
-    "fall": "fell",
-    "grow": "grew",
-    "throw": "threw",
-    "draw": "drew",
-    "ride": "rode",
-    "forget": "forgot",
-    "begin": "began",
-    "build": "built",
-    "send": "sent",
-    "walk": "walked",
-    "play": "played",
-    "jump": "jumped",
-    "cook": "cooked",
-    "dance": "danced",
-    "laugh": "laughed",
-    "talk": "talked",
-    "work": "worked",
-    "call": "called",
-    "watch": "watched",
-    "help": "helped",
-    "visit": "visited",
-    "listen": "listened",
-}
-COMPARATIVES = {
-    "big": "bigger",
-    "small": "smaller",
-    "tall": "taller",
-    "short": "shorter",
-    "fast": "faster",
-    "slow": "slower",
-    "old": "older",
-    "young": "younger",
-    "strong": "stronger",
-    "weak": "weaker",
-    "cheap": "cheaper",
-    "rich": "richer",
-    "long": "longer",
-    "high": "higher",
-    "low": "lower",
-    "hard": "harder",
-    "soft": "softer",
-    "warm": "warmer",
-    "cold": "colder",
-    "hot": "hotter",
-    "dark": "darker",
-    "bright": "brighter",
-    "good": "better",
-    "bad": "worse",
-    "large": "larger",
-    "wide": "wider",
-    "deep": "deeper",
-    "heavy": "heavier",
-    "easy": "easier",
-    "happy": "happier",
-    "early": "earlier",
-    "late": "later",
-    "safe": "safer",
-    "clean": "cleaner",
-    "close": "closer",
-    "smart": "smarter",
-    "loud": "louder",
-    "quiet": "quieter",
-}
+ANTONYMS = _table(
+    "hot: cold; big: small; up: down; fast: slow; happy: sad; good: bad; dark: light; tall: short; "
+    "rich: poor; open: closed; hard: soft; early: late; full: empty; wet: dry; high: low; strong: "
+    "weak; loud: quiet; thick: thin; clean: dirty; young: old; buy: sell; push: pull; left: right; "
+    "inside: outside; black: white; day: night; true: false; love: hate; first: last; north: south; "
+    "east: west; win: lose; above: below; before: after; top: bottom; heavy: light; cheap: expensive; "
+    "easy: difficult; alive: dead; friend: enemy"
+)
+PLURALS = _table(
+    "cat: cats; dog: dogs; house: houses; car: cars; book: books; bird: birds; tree: trees; chair: "
+    "chairs; table: tables; apple: apples; egg: eggs; cup: cups; box: boxes; bus: buses; church: "
+    "churches; city: cities; baby: babies; story: stories; knife: knives; leaf: leaves; wolf: wolves; "
+    "child: children; man: men; woman: women; foot: feet; tooth: teeth; mouse: mice; goose: geese; "
+    "person: people; horse: horses; ship: ships; river: rivers; girl: girls; boy: boys; key: keys; "
+    "door: doors; window: windows; shoe: shoes; glass: glasses; dish: dishes; potato: potatoes; "
+    "tomato: tomatoes"
+)
+PAST_TENSE = _table(
+    "go: went; eat: ate; see: saw; run: ran; take: took; give: gave; write: wrote; speak: spoke; "
+    "drink: drank; sing: sang; swim: swam; buy: bought; bring: brought; think: thought; make: made; "
+    "come: came; know: knew; find: found; tell: told; sit: sat; stand: stood; drive: drove; fly: "
+    "flew; break: broke; choose: chose; wear: wore; sleep: slept; meet: met; pay: paid; keep: kept; "
+    "feel: felt; sell: sold; teach: taught; catch: caught; fall: fell; grow: grew; throw: threw; "
+    "draw: drew; ride: rode; forget: forgot; begin: began; build: built; send: sent; walk: walked; "
+    "play: played; jump: jumped; cook: cooked; dance: danced; laugh: laughed; talk: talked; work: "
+    "worked; call: called; watch: watched; help: helped; visit: visited; listen: listened"
+)
+COMPARATIVES = _table(
+    "big: bigger; small: smaller; tall: taller; short: shorter; fast: faster; slow: slower; old: "
+    "older; young: younger; strong: stronger; weak: weaker; cheap: cheaper; rich: richer; long: "
+    "longer; high: higher; low: lower; hard: harder; soft: softer; warm: warmer; cold: colder; hot: "
+    "hotter; dark: darker; bright: brighter; good: better; bad: worse; large: larger; wide: wider; "
+    "deep: deeper; heavy: heavier; easy: easier; happy: happier; early: earlier; late: later; safe: "
+    "safer; clean: cleaner; close: closer; smart: smarter; loud: louder; quiet: quieter"
+)
 
 # --- sequences ---------------------------------------------------------------------------------
 DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
@@ -446,42 +144,17 @@ BOX_LABELS = "ABCDE"
 
 # --- agreement -----------------------------------------------------------------------------------
 # A noun phrase's head and the reflexive pronoun that agrees with it.
-REFLEXIVE_NOUNS = {
-    "king": "himself",
-    "queen": "herself",
-    "man": "himself",
-    "woman": "herself",
-    "boy": "himself",
-    "girl": "herself",
-    "father": "himself",
-    "mother": "herself",
-    "brother": "himself",
-    "sister": "herself",
-    "kings": "themselves",
-    "queens": "themselves",
-    "men": "themselves",
-    "women": "themselves",
-    "boys": "themselves",
-    "girls": "themselves",
-}
-REFLEXIVE_NOUNS_LEXICAL = {
-    "son": "himself",
-    "daughter": "herself",
-    "uncle": "himself",
-    "aunt": "herself",
-    "husband": "himself",
-    "wife": "herself",
-    "prince": "himself",
-    "princess": "herself",
-    "actor": "himself",
-    "actress": "herself",
-    "sons": "themselves",
-    "daughters": "themselves",
-    "uncles": "themselves",
-    "aunts": "themselves",
-    "princes": "themselves",
-    "actors": "themselves",
-}
+REFLEXIVE_NOUNS = _table(
+    "king: himself; queen: herself; man: himself; woman: herself; boy: himself; girl: herself; "
+    "father: himself; mother: herself; brother: himself; sister: herself; kings: themselves; queens: "
+    "themselves; men: themselves; women: themselves; boys: themselves; girls: themselves"
+)
+REFLEXIVE_NOUNS_LEXICAL = _table(
+    "son: himself; daughter: herself; uncle: himself; aunt: herself; husband: himself; wife: herself; "
+    "prince: himself; princess: herself; actor: himself; actress: herself; sons: themselves; "
+    "daughters: themselves; uncles: themselves; aunts: themselves; princes: themselves; actors: "
+    "themselves"
+)
 
 # --- in-context labelling ------------------------------------------------------------------------
 SENTIMENT = {
