@@ -139,3 +139,14 @@ def test_check_cost_reads_each_budget_against_gold(tmp_path, capsys):
     assert full["target_rows"] > small["target_rows"] and full["cost"]["toy-neox-s"]["backward_rows"] == 0
     assert full["n_prompts"] == 30 and small["vs_full"] is not None and full["vs_full"] is None
     assert "dfa-val@0.2: target rows x gold" in capsys.readouterr().out
+
+
+def test_a_blocks_working_memory_is_its_rise_over_what_was_held(toy):
+    model, graph, prompts = toy
+    cost = Cost()
+    with cost.watch(model, "m"):
+        big = torch.ones(64 * 2**20 // 4)  # 64 MB held while the pass runs
+        model.run_with_hooks(prompts.batches[0]["clean"], fwd_hooks=[])
+        del big
+    m = cost.models["m"]
+    assert m.added_mb >= 60 and m.peak_mb >= m.added_mb and m.forward_rows == 3

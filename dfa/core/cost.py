@@ -7,7 +7,9 @@ its unembedding (a pass whose output requires grad builds an autograd graph, and
 in dfa is backpropagated: its rows are counted as backward rows too). Memory is the peak of
 `torch.cuda.max_memory_allocated` over the block on a GPU (reset when the block opens), else the
 process's resident set size (psutil) sampled at the end of each forward pass and when the block
-closes: the whole process, weights included.
+closes: the whole process, weights included (`peak_mb`); `added_mb` is how far that peak rose over
+what the process held when the block opened: the block's own working memory, comparable between
+methods that ran at different points of one process.
 
 One number to compare costs: `rows`, the forward-equivalent rows `forward + 2 * backward` (a
 backward pass costs about two forwards in arithmetic). A cost that was spent earlier (scores read
@@ -37,6 +39,7 @@ class ModelCost:
     tokens: int = 0
     seconds: float = 0.0
     peak_mb: float = 0.0  # the largest of the blocks' peaks
+    added_mb: float = 0.0  # the largest rise of a block's peak over what was held when it opened
     memory: str = ""  # what `peak_mb` measured: "cuda max allocated" or "rss"
 
     @property
@@ -50,12 +53,14 @@ class ModelCost:
         self.tokens += other.tokens
         self.seconds += other.seconds
         self.peak_mb = max(self.peak_mb, other.peak_mb)
+        self.added_mb = max(self.added_mb, other.added_mb)
         self.memory = self.memory or other.memory
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["seconds"] = round(self.seconds, 3)
         out["peak_mb"] = round(self.peak_mb, 1)
+        out["added_mb"] = round(self.added_mb, 1)
         out["rows"] = self.rows
         return out
 
@@ -109,9 +114,13 @@ class Cost:
         device = next(p.device for p in params if p.is_cuda) if cuda else None
         share.memory = "cuda max allocated" if cuda else "rss"
 
+        def held() -> float:
+            return torch.cuda.memory_allocated(device) / 2**20 if cuda else _rss_mb()
+
         def sample() -> None:
             mb = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _rss_mb()
             share.peak_mb = max(share.peak_mb, mb)
+            share.added_mb = max(share.added_mb, mb - base)
 
         def on_forward(module: Any, args: tuple, kwargs: dict) -> None:
             tokens = args[0] if args else next(iter(kwargs.values()), None)
@@ -127,6 +136,7 @@ class Cost:
 
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
+        base = held()
         first, last = _module(model, "embed"), _module(model, "unembed")
         handles = [
             *([first.register_forward_pre_hook(on_forward, with_kwargs=True)] if first is not None else []),

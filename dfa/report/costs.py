@@ -1,6 +1,7 @@
 """The cost table of an evaluation, a transfer or a LOTO run: per task, each method's target rows
 and their share of gold's on that task, the source's rows, the judge's (no method's), the target's
-peak memory, and after how many new tasks a trained map pays for itself against gold."""
+working memory (the rise of its peak over what was held before) under gold and the val check, and
+after how many new tasks a trained map pays for itself against gold."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from dfa.core.cost import Cost, pays_off_after
 
-PEAKS = ("gold", "dfa-val")  # the methods whose target peak memory the table shows
+PEAKS = ("gold", "dfa-val")  # the methods whose target working memory (`added_mb`) the table shows
 HEADER = (
     "target cost per method and task: forward-equivalent prompt rows of the target (forward + 2 x "
     "backward), (x gold's on the task); the judge's curves are no method's cost"
@@ -29,7 +30,7 @@ def _cell(cost: dict[str, Any] | None) -> str:
 
 
 def cost_table(rows: Sequence[dict[str, Any]], training_cost: dict[str, Any] | None = None) -> str:
-    """Markdown: task x method target rows (x gold), the source's rows, the judge's, the peak
+    """Markdown: task x method target rows (x gold), the source's rows, the judge's, the working
     memory of gold's and the val check's target passes; the pay-off lines when `training_cost`
     (`map.json`'s) is known. '' when no row carries a cost."""
     rows = [r for r in rows if r.get("cost")]
@@ -41,7 +42,7 @@ def cost_table(rows: Sequence[dict[str, Any]], training_cost: dict[str, Any] | N
     by = {(key(r), r["method"]): r for r in rows}
     lines = [
         HEADER,
-        "| task | " + " | ".join(methods) + " | source rows | judge rows | peak MB (gold / dfa-val) |",
+        "| task | " + " | ".join(methods) + " | source rows | judge rows | working MB (gold / dfa-val) |",
         "|" + "---|" * (len(methods) + 4),
     ]
     for cell in cells:
@@ -49,7 +50,7 @@ def cost_table(rows: Sequence[dict[str, Any]], training_cost: dict[str, Any] | N
         any_row = next(r for r in mine if r is not None)
         source = next((r["cost"]["source_rows"] for r in mine if r and "source" in r["cost"]["reads"]), None)
         judge = Cost.from_json(any_row.get("judge_cost")).rows() if any_row.get("judge_cost") else None
-        peaks = [_target(by.get((cell, m))).get("peak_mb") for m in PEAKS]
+        peaks = [_target(by.get((cell, m))).get("added_mb") for m in PEAKS]
         name = cell[2] if len({c[:2] for c in cells}) == 1 else f"{cell[0]} -> {cell[1]} {cell[2]}"
         lines.append(
             f"| {name} | "
