@@ -180,7 +180,7 @@ TRANSFER_FILES = (".json", ".safetensors")
 def cmd_transfer(args: argparse.Namespace) -> int:
     _map_folder(args)
     from dfa.core.locks import run_lock
-    from dfa.core.outputs import check_output, keep_existing
+    from dfa.core.outputs import check_output, keep_existing, shown_path
     from dfa.experiments.transfer import default_out, transfer
 
     methods = [m for m in args.methods if not (args.no_val_check and m == "dfa-val")]
@@ -212,9 +212,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         + ", ".join(f"{n} {z:.1f} ({probs[n]:.2f})" for n, z in top)
     )
     for f in meta.get("task_files", {}).values():
-        path = Path(f["path"])  # as the user would type it: from here, when it is below here
-        print(f"  task file {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path} "
-              f"(sha256 {f['sha256'][:16]}...)")
+        print(f"  task file {shown_path(f['path'])} (sha256 {f['sha256'][:16]}...)")
     if ev is not None:
         report = meta["evaluation"]
         print(

@@ -190,6 +190,7 @@ def _show_ids(tokenizer, ids: tuple[int, ...]) -> str:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from dfa.core.hub import load_tokenizer
     from dfa.core.models import tokenizer_for
+    from dfa.core.outputs import shown_path
     from dfa.core.tasks import BUILTIN, TASKS, get_task, survey
 
     if args.model and args.tokenizer:
@@ -233,7 +234,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         src = tasks[name].source
         if src is None:
             continue
-        print(f"\n{name}: {src.format} file {src.path}, sha256 {src.sha256[:16]}..., {sv.report.drawn} rows")
+        print(f"\n{name}: {src.format} file {shown_path(src.path)}, sha256 {src.sha256[:16]}..., {sv.report.drawn} rows")
         from dfa.experiments.val_race import enough_for
 
         print(f"  enough for: {enough_for(sv.usable)}")

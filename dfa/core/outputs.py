@@ -106,3 +106,10 @@ def keep_existing(stem: str | Path, suffixes: tuple[str, ...], overwrite: bool, 
             f"{found[0]} holds an earlier result, kept: pass --overwrite to replace it, or {flag} to "
             "write elsewhere."
         )
+
+
+def shown_path(path: str | Path) -> Path:
+    """A path as the user would type it: from the working directory when it lies below it (so a
+    command's output does not print one machine's checkout), else as it is."""
+    path, here = Path(path), Path.cwd()
+    return path.relative_to(here) if path.is_absolute() and path.is_relative_to(here) else path
