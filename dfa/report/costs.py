@@ -56,7 +56,7 @@ def cost_table(rows: Sequence[dict[str, Any]], training_cost: dict[str, Any] | N
             f"| {name} | "
             + " | ".join(_cell((r or {}).get("cost")) for r in mine)
             + f" | {'?' if source is None else source} | {'?' if judge is None else judge} | "
-            + " / ".join("-" if p in (None, 0) else f"{p:.0f}" for p in peaks)
+            + " / ".join("-" if p is None else f"{p:.1f}" for p in peaks)
             + " |"
         )
     lines += payoff(rows, training_cost)
