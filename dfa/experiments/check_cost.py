@@ -82,8 +82,16 @@ def check_cost_cell(
 
 
 def summary(cells: Sequence[dict[str, Any]]) -> list[str]:
-    """Per budget: the check's cost against gold's (largest, mean), how often it is below depth on
-    test (paired interval), and the recovery of gold (summed CPR / gold's, as LOTO's)."""
+    """Per pair and budget: the check's cost against gold's (largest, mean), how often it is below
+    depth on test (paired interval), and the recovery of gold (summed CPR / gold's, as LOTO's)."""
+    lines = []
+    for src, tgt in dict.fromkeys((c["src"], c["tgt"]) for c in cells):
+        mine = [c for c in cells if (c["src"], c["tgt"]) == (src, tgt)]
+        lines += [f"{src} -> {tgt} ({len(mine)} held-out tasks):", *("  " + t for t in _summary(mine))]
+    return lines
+
+
+def _summary(cells: Sequence[dict[str, Any]]) -> list[str]:
     lines = []
     labels = list(dict.fromkeys(k for c in cells for k in c["checks"]))
     gold = sum(c["test_cpr"]["gold"] for c in cells)
