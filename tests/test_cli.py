@@ -13,7 +13,8 @@ import torch
 
 from dfa.cli import build_parser, main
 from dfa.cli.flags import config_values
-from dfa.config import SweepConfig, TrainConfig
+from dfa.config import TrainConfig
+from dfa.experiments.configs import SweepConfig
 from dfa.core.errors import DfaError
 from dfa.core.ladders import LADDERS
 from dfa.core.scores import NodeScores

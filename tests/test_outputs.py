@@ -13,7 +13,8 @@ from dataclasses import fields
 import pytest
 
 from dfa.cli import build_parser, main
-from dfa.config import CircuitsTableConfig, CrossScaleConfig, LotoConfig, SweepConfig, TrainConfig
+from dfa.config import TrainConfig
+from dfa.experiments.configs import CircuitsTableConfig, CrossScaleConfig, LotoConfig, SweepConfig
 from dfa.core import outputs
 from dfa.core.outputs import OutputPathError, check_output
 from tests.conftest import ROOT

@@ -8,7 +8,7 @@ import pytest
 
 import dfa.experiments.sweep_cell as cell_module
 from dfa.cli import main as dfa_main
-from dfa.config import SweepConfig
+from dfa.experiments.configs import SweepConfig
 from dfa.core.errors import DfaError
 from dfa.experiments.sweep import ladder_models, run_sweep, sweep_pairs
 from dfa.report.tables import sweep_markdown as markdown

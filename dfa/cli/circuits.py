@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from dfa.cli.flags import add_config_flags, config_values, output_flag, positive_int
 from dfa.cli.help_times import help_times
-from dfa.config import CircuitsTableConfig, build
+from dfa.config import build
+from dfa.experiments.configs import CircuitsTableConfig
 from dfa.core.errors import DfaError
 
 if TYPE_CHECKING:

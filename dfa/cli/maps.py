@@ -14,7 +14,8 @@ from pathlib import Path
 
 from dfa.cli.flags import add_config_flags, config_values, output_flag, positive_int
 from dfa.cli.map_flags import device_args, map_eval_args
-from dfa.config import CrossScaleConfig, LotoConfig, SweepConfig, TrainConfig, build
+from dfa.config import TrainConfig, build
+from dfa.experiments.configs import CrossScaleConfig, LotoConfig, SweepConfig
 from dfa.core.names import CIRCUIT_FRACTION
 from dfa.core.tasks import TASKS
 from dfa.methods import DEFAULT_METHODS, METHODS, PAIR_AGNOSTIC_METHODS

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dfa.config import CircuitsTableConfig
+from dfa.experiments.configs import CircuitsTableConfig
 from dfa.core.circuits import compare_methods
 from dfa.core.io import write_json
 from dfa.store import ModelPool

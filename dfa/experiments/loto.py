@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dfa.config import LotoConfig, make_config
+from dfa.config import make_config
+from dfa.experiments.configs import LotoConfig
 from dfa.core.errors import DfaError
 from dfa.core.io import write_json
 from dfa.core.tasks import task_sources

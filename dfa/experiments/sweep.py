@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dfa.config import SweepConfig
+from dfa.experiments.configs import SweepConfig
 from dfa.core.errors import DfaError
 from dfa.core.io import atomic_write, write_json
 from dfa.core.tasks import get_task, task_sources

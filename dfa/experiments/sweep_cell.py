@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfa.config import SweepConfig, make_config
+from dfa.config import make_config
+from dfa.experiments.configs import SweepConfig
 from dfa.experiments.runs import Run
 from dfa.experiments.transfer import evaluate_run
 from dfa.store import ModelPool

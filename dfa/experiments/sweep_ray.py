@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dfa.config import SweepConfig
+from dfa.experiments.configs import SweepConfig
 from dfa.core.errors import DfaError
 from dfa.experiments.sweep_cell import Cell, cell_rows
 from dfa.store import ModelPool
