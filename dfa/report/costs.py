@@ -118,6 +118,10 @@ def cost_figure(cells: Sequence[dict[str, Any]], path: str) -> str:
             checks = [c["checks"][label] for c in mine if label in c["checks"]]
             x = sum(ch["vs_gold"] for ch in checks) / len(checks)
             points[label.replace("dfa-val@", "dfa-val ")] = (x, sum(ch["test_cpr"] for ch in checks) / gold)
+        same: dict[tuple[float, float], list[str]] = {}
+        for name, xy in points.items():  # methods at one point (dfa = depth where nothing carries): one label
+            same.setdefault((round(xy[0], 4), round(xy[1], 4)), []).append(name)
+        points = {" = ".join(names): xy for xy, names in same.items()}
         for i, (name, (x, y)) in enumerate(points.items()):
             marker = "*" if name == "gold" else "o" if name.startswith("dfa-val") else "s"
             ax.scatter([x], [y], marker=marker, s=60, zorder=3)
