@@ -103,9 +103,13 @@ def cost_figure(cells: Sequence[dict[str, Any]], path: str) -> str:
     """One panel per pair: each method's recovery of gold (summed test CPR over the pair's cells /
     gold's) against its target cost as a share of gold's (mean over the cells): gold at (1, 1); the
     val check at each budget of `dfa check-cost`; dfa, depth and random at 0 (no pass of the target)."""
-    from dfa.report.figures import _pyplot, _save_figure
+    import matplotlib
 
-    plt = _pyplot()
+    matplotlib.use("Agg")  # file-only, no display (as dfa.report.figures; not imported: it reads tables)
+    import matplotlib.pyplot as plt
+
+    from dfa.core.io import atomic_write
+
     pairs = list(dict.fromkeys((c["src"], c["tgt"]) for c in cells))
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
     for ax, (src, tgt) in zip(axes[0], pairs, strict=True):
@@ -134,4 +138,8 @@ def cost_figure(cells: Sequence[dict[str, Any]], path: str) -> str:
         ax.set_ylabel("recovery of gold (summed test CPR)")
         ax.set_title(f"{src} -> {tgt} ({len(mine)} held-out tasks)", fontsize=9)
         ax.grid(alpha=0.3)
-    return str(_save_figure(fig, path))
+    fig.tight_layout()
+    try:
+        return str(atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120)))
+    finally:
+        plt.close(fig)
