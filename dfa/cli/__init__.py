@@ -13,7 +13,7 @@ from dfa.core.errors import DfaError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dfa.cli import check_cost, circuits, maps, models, plots
+    from dfa.cli import check_cost, circuits, learned, maps, models, plots
 
     parser = argparse.ArgumentParser(
         prog="dfa", description="Transfer circuits between language models of different sizes."
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_parsers(sub)
     check_cost.add_parsers(sub)
     plots.add_parsers(sub)
+    learned.add_parsers(sub)
     return parser
 
 
