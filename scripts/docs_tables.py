@@ -29,6 +29,7 @@ from dfa.experiments.pair_agnostic import summary as pair_agnostic_summary
 from dfa.experiments.real_models import first_token_table
 from dfa.experiments.real_models import markdown_table as real_models_markdown
 from dfa.experiments.real_models import summary_table as real_models_summary
+from dfa.experiments.real_models import kinds_table as real_models_kinds
 from dfa.report.tables import COLUMNS, circuits_markdown, loto_table, prompt_notes, prompts, recovery, wins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,6 +161,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "loto_ceiling_val": lambda: ceiling_table(load("loto_ceiling_val.json")["results"]),
     "real_models": lambda: real_models_markdown(load("real_models.json")).rstrip("\n"),
     "real_models_summary": lambda: real_models_summary(load("real_models.json")).rstrip("\n"),
+    "real_models_kinds": lambda: real_models_kinds(load("real_models.json")).rstrip("\n"),
     "real_bos": lambda: first_token_table(load("real_bos.json")),
     "ablation": lambda: ablation_markdown(ROOT),
     "circuits_toy": lambda: circuits_markdown(

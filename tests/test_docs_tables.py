@@ -39,7 +39,7 @@ def test_the_headline_tables_are_generated_in_the_readme_and_every_renderer_is_u
         for name in re.findall(r"<!-- generated: ([\w-]+) -->\n", path.read_text())
     }
     readme = set(re.findall(r"<!-- generated: ([\w-]+) -->\n", (ROOT / "README.md").read_text()))
-    assert {"main_toy", "loto_toy_summary", "real_models_summary"} <= readme
+    assert {"main_toy", "loto_toy_summary", "real_models_kinds"} <= readme
     assert used == set(docs_tables.TABLES)
 
 

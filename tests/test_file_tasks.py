@@ -409,7 +409,9 @@ def test_a_map_trained_on_built_in_tasks_transfers_to_a_task_file(tmp_path, caps
     assert f"toy-gpt2-s -> toy-gpt2-m predicted circuit for {EXAMPLE} (zero-shot):" in text
     # one training task: no inner fold can hold one out, so the run has no zero-shot map; the
     # circuit written is the val check's, on the file's own val prompts (the run's n_val)
-    assert "map used: val check: " in text and "  val check: on 10 val prompts" in text
+    # the check reads the file's val prompts within its budget (a share of gold's target rows)
+    assert "map used: val check: " in text and "  val check: on 4 val prompts" in text
+    assert "(budgeted: " in text
     assert "zero-shot: no estimate" in text
     assert "evaluated on 20 test prompts" in text
     header = next(line for line in text.splitlines() if line.split()[:2] == ["task", "setting"])

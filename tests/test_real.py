@@ -288,7 +288,7 @@ def test_capabilities_writes_the_json_and_its_table(tmp_path, capsys):
 
 
 def test_the_summary_names_what_both_models_can_do_per_task():
-    from dfa.experiments.real_models import both_can_do, summary_table
+    from dfa.experiments.real_models import both_can_do, kinds_table, summary_table
 
     def row(acc, lo, ok):
         return {"accuracy": acc, "capable": ok, "gold_minus_random": {"diff": lo + 0.1, "ci": [lo, lo + 0.2]}}
@@ -307,6 +307,15 @@ def test_the_summary_names_what_both_models_can_do_per_task():
     assert lines[4].startswith("| mcqa | in-context labels | 0.50 / ") and lines[4].endswith("| - | no |")
     assert lines[5].startswith("| plural | word relations and morphology | 1.00 / ") and lines[5].endswith(" | no |")
     assert lines[-1] == "1 of 4 tasks usable by both models (0 of them from the extended suite)."
+    kinds = dict(
+        (line.split(" | ")[0].lstrip("| "), line) for line in kinds_table(results).splitlines() if line.startswith("| ")
+    )
+    assert kinds["entity tracking"] == "| entity tracking | ioi | - |"
+    assert kinds["in-context labels"] == "| in-context labels | - | - |"  # mcqa: measured on one model only
+    assert kinds["comparison and arithmetic"] == "| comparison and arithmetic | - | - |"
+    assert kinds_table(results).splitlines()[-1] == "1 of 4 tasks usable by both of the 2 models."
+    results["models"]["b"]["tasks"]["mcqa"] = row(0.7, 0.1, False)
+    assert kinds_table(results).splitlines()[8] == "| in-context labels | - | mcqa (0.50) |"
 
 
 def test_a_task_without_usable_pairs_is_marked_and_runs_have_their_tasks_merged(monkeypatch, tmp_path):

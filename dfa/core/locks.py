@@ -62,6 +62,7 @@ def run_lock(run: str | Path, command: str, required: bool = True) -> Iterator[N
     from filelock import FileLock, Timeout
 
     lock_file, note = lock_paths(run)
+    made = [d for d in (lock_file.parent, *lock_file.parent.parents) if not d.exists()]  # deepest first
     try:
         if required:
             lock_file.parent.mkdir(parents=True, exist_ok=True)
@@ -94,3 +95,10 @@ def run_lock(run: str | Path, command: str, required: bool = True) -> Iterator[N
     finally:
         note.unlink(missing_ok=True)
         lock.release()
+        if not Path(run).expanduser().resolve().exists():  # stopped before the run was written:
+            lock_file.unlink(missing_ok=True)  # leave nothing, not even the folders made for the lock
+            for folder in made:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break

@@ -277,6 +277,30 @@ def summary_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kinds_table(results: dict[str, Any]) -> str:
+    """One row per kind of mechanism: the tasks every model can do, and the others (each with the
+    lowest accuracy of any model on it, or why not)."""
+    from dfa.core.tasks import KINDS
+
+    models = list(results["models"].values())
+    both = set(both_can_do(results))
+    lines = ["| kind | both models can do | not both (lowest accuracy) |", "|---|---|---|"]
+    for kind, tasks in KINDS.items():
+        measured = [t for t in tasks if all(t in m["tasks"] for m in models)]
+        can = [t for t in measured if t in both]
+        other = []
+        for t in measured:
+            if t in both:
+                continue
+            accs = [m["tasks"][t]["accuracy"] for m in models]
+            other.append(f"{t} (no usable pair)" if None in accs else f"{t} ({min(accs):.2f})")
+        lines.append(f"| {kind} | {', '.join(can) or '-'} | {', '.join(other) or '-'} |")
+    n = len(models)
+    total = len({t for m in models for t in m["tasks"]})
+    lines += ["", f"{len(both)} of {total} tasks usable by both of the {n} models."]
+    return "\n".join(lines) + "\n"
+
+
 FIRST_TOKEN_TASKS = ("ioi", "sva", "gender", "capitals", "arithmetic_add", "mcqa")
 
 
