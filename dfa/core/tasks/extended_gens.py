@@ -31,15 +31,15 @@ def _pair(rng: random.Random, table: Mapping[str, str]) -> tuple[str, str]:
 
 
 def relation(
-    table: Mapping[str, str], templates: Templates, domain_table: Mapping[str, str] | None = None
+    table: Mapping[str, str], templates: Templates, lexical_table: Mapping[str, str] | None = None
 ) -> Generator:
     """`{X}` in a template names an entry; the answer is the entry's value. The corrupt prompt
     names another entry with another value. Base, syntactic and domain draw from one half of the
-    table (domain from `domain_table` when given), lexical from the other."""
-    base, lexical = _halves(table)
+    table, lexical from the other; or, given `lexical_table`, from the whole table and that one."""
+    base, lexical = (table, lexical_table) if lexical_table is not None else _halves(table)
 
     def generate(rng: random.Random, family: str) -> Candidate:
-        entries = lexical if family == "lexical" else (domain_table or base) if family == "domain" else base
+        entries = lexical if family == "lexical" else base
         template = _template(rng, templates, family)
         x, y = _pair(rng, entries)
         clean, corrupt = template.format(X=x), template.format(X=y)
@@ -69,6 +69,7 @@ def few_shot(table: Mapping[str, str], formats: Mapping[str, tuple[str, str]], s
 
 
 def reflexive() -> Generator:
+    """A noun phrase whose reflexive pronoun agrees with it (gender and number)."""
     templates = {
         "base": ["The {X} hurt", "The {X} looked at"],
         "syntactic": [
@@ -78,16 +79,7 @@ def reflexive() -> Generator:
         ],
         "domain": ["During the match, the {X} injured", "At the party, the {X} really enjoyed"],
     }
-    domain = X.REFLEXIVE_NOUNS
-
-    def generate(rng: random.Random, family: str) -> Candidate:
-        table = X.REFLEXIVE_NOUNS_LEXICAL if family == "lexical" else domain
-        template = _template(rng, templates, family)
-        x, y = _pair(rng, table)
-        clean, corrupt = template.format(X=x), template.format(X=y)
-        return Candidate(clean, corrupt, (" " + table[x],), (" " + table[y],), family, clean)
-
-    return generate
+    return relation(X.REFLEXIVE_NOUNS, templates, X.REFLEXIVE_NOUNS_LEXICAL)
 
 
 # --- sequences and succession ---------------------------------------------------------------------------
