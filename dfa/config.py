@@ -29,6 +29,7 @@ from dfa.core.tasks import TASKS
 Loss = Literal["kl", "kl_share", "logit_diff"]
 Objective = Literal["curve", "density"]
 Keep = Literal["best", "mean", "last"]
+Validate = Literal["all", "holdout"]
 BandKinds = Literal["same", "any"]
 Init = Literal["random", "depth"]
 Split = Literal["train", "val", "test"]
@@ -105,6 +106,11 @@ class TrainConfig:
         "the map kept: the best mean val CPR among the epochs (and the start) where no training task's "
         "val CPR is below its start (best); the best mean val CPR, without that guard (mean); or the "
         "last epoch",
+    )
+    validate: Validate = opt(
+        "all",
+        "tasks each validation scores: all, or only the hold-outs (then the last epoch is kept; the "
+        "inner folds validate so, since their estimate reads only their held-out tasks)",
     )
     blends: list[float] = opt([0.25, 0.5, 0.75], "candidates start + a * (map - start) per epoch ([]: none)")
     zero_shot_folds: int = opt(3, "inner folds that choose and rate the map unseen tasks get (0: none)")

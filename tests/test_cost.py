@@ -101,6 +101,9 @@ def test_each_methods_cost_on_a_tiny_run_by_hand(tmp_path):
     run = train(c, progress=False)
     trained = Run(run).meta["training_cost"]["toy-neox-s"]
     assert trained["backward_rows"] > 0 and trained["forward_rows"] > trained["backward_rows"]
+    # Its source scores, on the two training tasks and the held-out one: 84 source rows each.
+    source = Run(run).meta["source_cost"]["toy-gpt2-s"]
+    assert (source["forward_rows"], source["backward_rows"]) == (3 * 36, 3 * 24)
     report, _ = evaluate_run(Run(run), ModelPool("cpu"), ["ioi"], ["dfa", "gold", "depth"], "test", 10, 20)
     rows = {r["method"]: r for r in report["results"]}
     # gold: EAP-IG on 12 prompts, 2 steps: 12 corrupt rows + 2 x 12 forward, 2 x 12 backward.
@@ -116,6 +119,7 @@ def test_each_methods_cost_on_a_tiny_run_by_hand(tmp_path):
     text = evaluation_text(report, ["dfa", "gold", "depth"])
     assert "| ioi | 0 (0.00) | 84 (1.00) | 0 (0.00) | 84 |" in text
     assert f"dfa: training {trained['rows']} target rows + 0 a task against gold's 84" in text
+    assert "training's source scores (every task it read, once each; cached): 252 source rows" in text
 
 
 def test_check_cost_reads_each_budget_against_gold(tmp_path, capsys):

@@ -11,8 +11,15 @@ from dfa.core.errors import DfaError
 from dfa.experiments import loto
 
 
+class FakeRun:
+    """A run folder as `loto` hands it to evaluation, with the val check's settings it was given."""
+
+    def __init__(self, folder):
+        self.name, self.check_budget, self.check_n = folder.name, None, None
+
+
 def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, capsys):
-    trained, evaluated = [], []
+    trained, evaluated, checks = [], [], []
 
     def train(c, overwrite=False, progress=True, pool=None):
         trained.append((c.src, c.tgt, tuple(c.holdout)))
@@ -22,6 +29,7 @@ def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, ca
 
     def evaluate_run(run, pool, tasks, methods, split, n, boot, **kw):
         evaluated.append((run.name, tuple(methods), n, boot, split))
+        checks.append((run.check_budget, run.check_n))
         rows = [
             {
                 "task": t,
@@ -39,13 +47,15 @@ def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(loto, "train", train)
     monkeypatch.setattr(loto, "evaluate_run", evaluate_run)
-    monkeypatch.setattr(loto, "Run", lambda folder: folder)
+    monkeypatch.setattr(loto, "Run", FakeRun)
     out = tmp_path / "loto.json"
     argv = ["loto", "--pairs", "toy-gpt2-s:toy-gpt2-m", "--tasks", "sva", "gender", "--n", "7"]
     argv += ["--methods", "dfa", "depth", "--out", str(tmp_path / "ck"), "--json", str(out)]
     assert main(argv) == 0
     assert trained == [("toy-gpt2-s", "toy-gpt2-m", ("sva",)), ("toy-gpt2-s", "toy-gpt2-m", ("gender",))]
     assert evaluated[0] == ("loto-sva", ("dfa", "depth"), 7, 200, "test")
+    assert checks[0] == (0.2, None)  # the val check's default budget, each map's own n_val
+    assert json.loads(out.read_text())["check_budget"] == 0.2
     rows = json.loads(out.read_text())["results"]
     assert [(r["task"], r["method"]) for r in rows] == [
         ("sva", "dfa"),
@@ -65,8 +75,12 @@ def test_loto_command_trains_once_per_cell_and_resumes(tmp_path, monkeypatch, ca
     assert "on the test split, not val" in capsys.readouterr().err
     evaluated.clear()
     val = tmp_path / "loto_val.json"
-    assert main([*argv[:-1], str(val), "--split", "val"]) == 0
+    assert main([*argv[:-1], str(val), "--split", "val", "--check-budget", "full", "--val-n", "12"]) == 0
     assert {e[-1] for e in evaluated} == {"val"} and json.loads(val.read_text())["split"] == "val"
+    assert checks[-1] == ("full", 12)
+    for bad, why in (("--check-budget", "a positive share of gold's rows"), ("--val-n", "a number of val prompts")):
+        assert main([*argv[:-1], str(tmp_path / "x.json"), bad, "-1"]) == 2
+        assert why in capsys.readouterr().err
 
 
 def test_loto_by_groups_holds_each_group_out_of_one_map(tmp_path, monkeypatch, capsys):
@@ -86,7 +100,7 @@ def test_loto_by_groups_holds_each_group_out_of_one_map(tmp_path, monkeypatch, c
 
     monkeypatch.setattr(loto, "train", train)
     monkeypatch.setattr(loto, "evaluate_run", evaluate_run)
-    monkeypatch.setattr(loto, "Run", lambda folder: folder)
+    monkeypatch.setattr(loto, "Run", FakeRun)
     out = tmp_path / "loto.json"
     argv = ["loto", "--pairs", "toy-gpt2-s:toy-gpt2-m", "--groups", "agree=sva+gender", "facts=capitals"]
     argv += ["--methods", "dfa", "--n", "7", "--out", str(tmp_path / "ck"), "--json", str(out)]

@@ -27,6 +27,7 @@ def test_a_fold_trains_without_its_tasks_nor_the_runs_hold_outs(tmp_path):
     assert fc.train_tasks == ["sva", "ioi"] and fc.holdout == ["gender"]
     assert "capitals" not in fc.eval_tasks  # the run's own hold-out is never seen by a fold
     assert (fc.max_epochs, fc.n_train, fc.zero_shot_folds) == (2, 100, 0)
+    assert fc.validate == "holdout"  # its estimate reads the held-out group alone: nothing else validated
     assert fc.cache_dir == c.cache_dir  # the source scores are shared
     assert fc.run_dir() == tmp_path / "folds" / "toy-gpt2-s__toy-gpt2-l" / "fold-2"
     with pytest.raises(ConfigError, match=r"zero_shot_train in \(0, 1\]"):
@@ -157,6 +158,9 @@ def test_a_run_estimates_its_zero_shot_gain_and_evaluation_uses_its_zero_shot_ma
     for i, held in enumerate(zs["folds"], 1):
         fold = json.loads((run / "zero_shot_folds" / run.parent.name / f"fold-{i}" / "map.json").read_text())
         assert fold["holdout"] == held and "ioi" not in fold["hyperparameters"]["tasks"]
+        # A fold validates its held-out group only, and keeps its last epoch.
+        assert all(h["select_cpr"] == {} and list(h["zero_shot_select_cpr"]) == held for h in fold["val_history"])
+        assert fold["kept"]["epoch"] == 1 and "validate: holdout" in fold["kept"]["why"]
         start = fold["val_history"][0]["zero_shot_select_cpr"][held[0]]
         gains[held[0]] = fold["val_history"][1]["zero_shot_select_cpr"][held[0]] - start
     whole = next(x for x in zs["candidates"] if (x["epoch"], x["alpha"]) == (1, 1.0))

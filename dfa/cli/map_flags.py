@@ -63,15 +63,12 @@ def map_eval_args(p: argparse.ArgumentParser, methods: list[str]) -> None:
 
 def check_budget(text: str) -> float | str:
     """`--check-budget`: a positive share, or `full`."""
-    if text == "full":
-        return text
+    from dfa.experiments.val_check import parse_check_budget
+
     try:
-        share = float(text)
-    except ValueError:
-        share = -1.0
-    if not share > 0 or share != share or share == float("inf"):
-        raise argparse.ArgumentTypeError(f"a positive share of gold's rows (as 0.2) or 'full', not {text!r}")
-    return share
+        return parse_check_budget(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def device_args(p: argparse.ArgumentParser) -> None:

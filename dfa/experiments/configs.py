@@ -57,6 +57,10 @@ class LotoConfig:
     split: Split = opt("test", "the held-out task's split evaluated (val: to tune on, never test)")
     boot: int = opt(200, "bootstrap resamples")
     methods: list[str] = opt(list(DEFAULT_METHODS), "methods compared")
+    check_budget: str = opt(
+        "0.2", "the val check's (dfa-val) target rows, a share of gold's on the task, or 'full'"
+    )
+    val_n: int = opt(0, "val prompts the val check may read (0: each map's n_val)")
     out: str = opt("checkpoints", "checkpoint root of the maps", output="folder")
     json: str = opt("results/loto_toy.json", "results file (resumed when present)", output="file")
     device: str = opt("auto", "cpu, cuda, cuda:N, or auto (CUDA when visible)")

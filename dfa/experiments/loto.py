@@ -12,10 +12,12 @@ from typing import Any
 from dfa.config import make_config
 from dfa.experiments.configs import LotoConfig
 from dfa.core.errors import DfaError
+from dfa.core.settings import ConfigError
 from dfa.core.io import write_json
 from dfa.core.tasks import task_sources
 from dfa.experiments.runs import Run
 from dfa.experiments.transfer import evaluate_run
+from dfa.experiments.val_check import parse_check_budget
 from dfa.methods import check_methods
 from dfa.store import ModelPool
 from dfa.training import train
@@ -61,6 +63,12 @@ def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
     rows carry its name as `group`)."""
     config, methods, n, boot = cfg.config, cfg.methods, cfg.n, cfg.boot
     check_methods(methods)
+    try:
+        budget = parse_check_budget(cfg.check_budget)
+    except ValueError as err:
+        raise ConfigError(f"check_budget: {err}.") from None
+    if cfg.val_n < 0:
+        raise ConfigError(f"val_n: a number of val prompts (0: each map's n_val), not {cfg.val_n}.")
     path = Path(cfg.json)
     saved = json.loads(path.read_text()) if path.is_file() else {"results": []}
     if saved.get("split", "test") != cfg.split and saved["results"]:
@@ -82,7 +90,9 @@ def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
             if not (run / "map.json").is_file():
                 run = train(c, overwrite=True, progress=False, pool=pool)
             todo = [task for task in held if (src, tgt, task) not in have]
-            report, _ = evaluate_run(Run(run), pool, todo, methods, cfg.split, n, boot)
+            checked = Run(run)
+            checked.check_budget, checked.check_n = budget, cfg.val_n or None
+            report, _ = evaluate_run(checked, pool, todo, methods, cfg.split, n, boot)
             for r in report["results"]:
                 r.pop("curve")
                 if r["method"] == "dfa":  # the map's own estimate of its gain, made before this test
@@ -96,6 +106,7 @@ def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
                     "config": str(config),
                     "split": cfg.split,
                     "input_node": "kept",
+                    "check_budget": budget,
                     "task_files": task_sources([t for held in cells.values() for t in held]),
                     **({"groups": cells} if cfg.groups else {}),
                     "results": done,

@@ -235,6 +235,7 @@ def report_of(run: Run, split: str, rows: list[dict[str, Any]]) -> dict[str, Any
         "pair_seen": run.seen_pair,
         "zero_shot": zero_shot_summary(run.zero_shot),
         "training_cost": run.meta.get("training_cost"),  # `dfa.core.cost` of training the map
+        "source_cost": run.meta.get("source_cost"),  # of the source scores its training read
         # each task file's path and sha256: a number names its data
         "task_files": task_sources(list(dict.fromkeys(r["task"] for r in rows))),
         "results": rows,

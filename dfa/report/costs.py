@@ -29,10 +29,15 @@ def _cell(cost: dict[str, Any] | None) -> str:
     return f"{cost['target_rows']} ({share:.2f})" if share is not None else str(cost["target_rows"])
 
 
-def cost_table(rows: Sequence[dict[str, Any]], training_cost: dict[str, Any] | None = None) -> str:
+def cost_table(
+    rows: Sequence[dict[str, Any]],
+    training_cost: dict[str, Any] | None = None,
+    source_cost: dict[str, Any] | None = None,
+) -> str:
     """Markdown: task x method target rows (x gold), the source's rows, the judge's, the working
     memory of gold's and the val check's target passes; the pay-off lines when `training_cost`
-    (`map.json`'s) is known. '' when no row carries a cost."""
+    (`map.json`'s) is known, and what the run's source scores cost when `source_cost` is.
+    '' when no row carries a cost."""
     rows = [r for r in rows if r.get("cost")]
     if not rows:
         return ""
@@ -60,6 +65,12 @@ def cost_table(rows: Sequence[dict[str, Any]], training_cost: dict[str, Any] | N
             + " |"
         )
     lines += payoff(rows, training_cost)
+    if source_cost:
+        src = Cost.from_json(source_cost)
+        lines.append(
+            f"training's source scores (every task it read, once each; cached): {src.rows()} source rows, "
+            f"{sum(m.seconds for m in src.models.values()):.0f}s"
+        )
     return "\n".join(lines)
 
 

@@ -430,5 +430,5 @@ def evaluation_text(report: dict[str, Any], methods: Sequence[str]) -> str:
                 )
     checks = [r for r in report["results"] if r["method"] == "dfa-val" and r["setting"] == "zero-shot"]
     out += [f"val check, {r['task']}: {r['val_check']['why']}" for r in checks if r.get("val_check")]
-    costs = cost_table(report["results"], report.get("training_cost"))
+    costs = cost_table(report["results"], report.get("training_cost"), report.get("source_cost"))
     return "\n".join([*out, *(["", costs] if costs else [])])

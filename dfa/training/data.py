@@ -191,7 +191,8 @@ class TransferData(pl.LightningDataModule):
         for i, task in enumerate(c.eval_tasks):
             if task in c.train_tasks:
                 self.train_items += self._items(target, graph, task, i, "train", c.n_train, k)
-            self.val_items += self._items(target, graph, task, i, "val", c.n_val, k)
+            if c.validate == "all" or task not in c.train_tasks:
+                self.val_items += self._items(target, graph, task, i, "val", c.n_val, k)
 
     def _items(
         self, target, graph: NodeGraph, task: str, index: int, split: str, n: int, pair: int = 0

@@ -317,7 +317,7 @@ class MapTrainer(Objectives, Selection, pl.LightningModule):
         for frac, vals in at.items():
             if vals:
                 self.log(f"val/faithfulness@{frac:g}", sum(vals) / len(vals))
-        if self._trainer is None or self.trainer.sanity_checking or not seen:
+        if self._trainer is None or self.trainer.sanity_checking or not (seen or unseen):
             return  # selection needs a trainer's run (tests call the hooks alone)
         self.select(per_task, capped, blends)
 

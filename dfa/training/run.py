@@ -91,8 +91,12 @@ def _versions() -> dict[str, str]:
 
 def keep_map(module: MapTrainer, config: TrainConfig, run: Path, last_epoch: int) -> dict[str, Any]:
     """Put the kept map in `module.map` (TrainConfig.keep) and say which epoch it is and why."""
-    if config.keep == "last" or not module.history:
-        why = "the last epoch (keep: last)" if config.keep == "last" else "the last epoch (no validation ran)"
+    if config.keep == "last" or config.validate == "holdout" or not module.history:
+        why = (
+            "the last epoch (keep: last)" if config.keep == "last"
+            else "the last epoch (validate: holdout, no training task validated)" if module.history
+            else "the last epoch (no validation ran)"
+        )  # fmt: skip
         return {"epoch": last_epoch, "why": why}
     entry = module.kept()
     epoch = entry["epoch"]
@@ -318,6 +322,7 @@ def train(
     record = _record(config, trainer, module, metrics, kept, time.perf_counter() - start)
     # This attempt's passes (a resumed run's since it resumed); the inner folds' are added to it.
     record["training_cost"] = cost.to_json()
+    record["source_cost"] = source_cost(config, data)
     if progress:
         print(selection_report(module.history, kept), flush=True)
     module.map.save(run, add_zero_shot(config, run, module, data.pool, record, progress))  # map.json last
@@ -341,6 +346,16 @@ def _fit(
     finally:  # even when this attempt fails too: what it logged replaces the earlier one's
         if attempts:
             drop_relogged_events(attempts, event_files(run) - attempts)
+
+
+def source_cost(config: TrainConfig, data: TransferData) -> dict[str, Any]:
+    """What the source scores the run reads (every pair's source, every task of `eval_tasks`) cost
+    on the source model, cached or not (`dfa.core.cost`: each cached score carries its cost)."""
+    cost = Cost()
+    for pair in data.pairs:
+        for task in config.eval_tasks:
+            cost.add(data.scores(pair.src, task).meta.get("cost"))
+    return cost.to_json()
 
 
 def add_zero_shot(

@@ -93,7 +93,8 @@ class Selection:
             return {
                 "val_cpr": {t: cpr[t] for t in train},
                 "select_cpr": {t: cap[t] for t in train},
-                "mean": sum(cap[t] for t in train) / len(train),
+                # No training task validated (`validate: holdout`): nothing to select on.
+                "mean": sum(cap[t] for t in train) / len(train) if train else float("-inf"),
                 "below_start": [t for t in train if cap[t] < self.start[t]],
                 "zero_shot_val_cpr": {t: cpr[t] for t in held},
                 "zero_shot_select_cpr": {t: cap[t] for t in held},

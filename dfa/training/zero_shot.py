@@ -58,7 +58,8 @@ def fold_tasks(tasks: list[str], k: int) -> list[list[str]]:
 def fold_config(config: TrainConfig, held: list[str], index: int, root: Path) -> TrainConfig:
     """The inner fold's run: the run's training tasks with `held` held out (the run's own
     hold-outs are never seen), `zero_shot_epochs` epochs on a `zero_shot_train` share of the
-    train prompts, one process, the run's score cache, in `root/<pair>/fold-<index>`."""
+    train prompts, validating only `held`, one process, the run's score cache, in
+    `root/<pair>/fold-<index>`."""
     values = config.to_dict()
     n_train = max(min(config.batch_size, config.n_train), round(config.n_train * config.zero_shot_train))
     values.update(
@@ -67,6 +68,7 @@ def fold_config(config: TrainConfig, held: list[str], index: int, root: Path) ->
         max_epochs=min(config.zero_shot_epochs, config.max_epochs),
         n_train=n_train,
         zero_shot_folds=0,
+        validate="holdout",  # the estimate reads the held-out group's val CPR alone
         patience=0,
         out=str(root),
         run=f"fold-{index}",
