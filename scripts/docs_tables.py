@@ -24,6 +24,7 @@ from typing import Any
 from ablation_table import markdown as ablation_markdown
 
 from dfa.experiments.loto_ceiling import ceiling_table
+from dfa.experiments.map_nodes import learned_table
 from dfa.experiments.pair_agnostic import markdown as pair_agnostic_markdown
 from dfa.experiments.pair_agnostic import summary as pair_agnostic_summary
 from dfa.experiments.real_models import first_token_table
@@ -159,6 +160,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "loto_real_pair": lambda: loto_table(load("loto_real_pair.json")["results"]),
     "loto_real_pair_summary": lambda: loto_summary(load("loto_real_pair.json")["results"]),
     "loto_ceiling_val": lambda: ceiling_table(load("loto_ceiling_val.json")["results"]),
+    "real_suite_holdout": lambda: evaluation_markdown(load("real_suite_holdout.json")),
+    "map_nodes_real_suite": lambda: learned_table(load("map_nodes_real_suite.json")),
     "real_models": lambda: real_models_markdown(load("real_models.json")).rstrip("\n"),
     "real_models_summary": lambda: real_models_summary(load("real_models.json")).rstrip("\n"),
     "real_models_kinds": lambda: real_models_kinds(load("real_models.json")).rstrip("\n"),
