@@ -128,6 +128,17 @@ def loto_summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def held_out_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """A `dfa evaluate --json` report's zero-shot rows as LOTO rows (pair on each row, the run's
+    zero-shot estimate on `dfa`'s), for `loto_summary`."""
+    rows = []
+    for r in report["results"]:
+        if r.get("setting") == "zero-shot":
+            extra = {"zero_shot": report["zero_shot"]} if r["method"] == "dfa" else {}
+            rows.append({"src": report["src"], "tgt": report["tgt"], **r, **extra})
+    return rows
+
+
 def sweep_summary() -> str:
     """Both toy sweeps: per forward and cross pair, each column's CPR averaged over the tasks."""
     lines = [
@@ -161,6 +172,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "loto_real_pair_summary": lambda: loto_summary(load("loto_real_pair.json")["results"]),
     "loto_ceiling_val": lambda: ceiling_table(load("loto_ceiling_val.json")["results"]),
     "real_suite_holdout": lambda: evaluation_markdown(load("real_suite_holdout.json")),
+    "real_suite_holdout_summary": lambda: loto_summary(held_out_rows(load("real_suite_holdout.json"))),
     "map_nodes_real_suite": lambda: learned_table(load("map_nodes_real_suite.json")),
     "real_models": lambda: real_models_markdown(load("real_models.json")).rstrip("\n"),
     "real_models_summary": lambda: real_models_summary(load("real_models.json")).rstrip("\n"),
