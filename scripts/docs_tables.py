@@ -139,6 +139,46 @@ def held_out_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def groups_summary(groups: dict[str, list[dict[str, Any]]]) -> str:
+    """One row per held-out group of the real pair (its LOTO-style rows): how many tasks it trained
+    on, and per way a new task gets its map the cells above / below depth and above random by the
+    paired interval, and the recovery of gold (depth's)."""
+    lines = [
+        "| held-out group | training tasks | `dfa` above / below depth, above random | "
+        "`dfa-val` above / below depth, above random | recovery of gold: dfa, dfa-val (depth) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, rows in groups.items():
+        r0 = rows[0]
+        share = recovery(rows, r0["src"], r0["tgt"])
+        counts = []
+        for m in ("dfa", "dfa-val"):
+            cells = [r for r in rows if r["method"] == m]
+            up = sum(r["paired"]["depth"]["ci"][0] > 0 for r in cells)
+            down = sum(r["paired"]["depth"]["ci"][1] < 0 for r in cells)
+            chance = sum(r["paired"]["random"]["ci"][0] > 0 for r in cells)
+            counts.append(f"{up} / {down}, {chance} of {len(cells)}")
+        lines.append(
+            f"| {name} | {r0['n_train_tasks']} | {counts[0]} | {counts[1]} | "
+            f"{share['dfa']:.2f}, {share['dfa-val']:.2f} ({share['depth']:.2f}) |"
+        )
+    return "\n".join(lines)
+
+
+def real_groups() -> dict[str, list[dict[str, Any]]]:
+    """The real pair's held-out groups: the suite config's own four, then each LOTO group."""
+    report = load("real_suite_holdout.json")
+    n = len(load("map_nodes_real_suite.json")["tasks"])
+    suite = " + ".join(report["holdout"])
+    out = {f"the suite's: {suite}": [{**r, "n_train_tasks": n} for r in held_out_rows(report)]}
+    loto = load("loto_real_suite.json")
+    for name, tasks in loto["groups"].items():
+        rows = [r for r in loto["results"] if r.get("group") == name]
+        n_train = n - len(tasks)
+        out[f"{name}: {' + '.join(tasks)}"] = [{**r, "n_train_tasks": n_train} for r in rows]
+    return out
+
+
 def sweep_summary() -> str:
     """Both toy sweeps: per forward and cross pair, each column's CPR averaged over the tasks."""
     lines = [
@@ -173,6 +213,9 @@ TABLES: dict[str, Callable[[], str]] = {
     "loto_ceiling_val": lambda: ceiling_table(load("loto_ceiling_val.json")["results"]),
     "real_suite_holdout": lambda: evaluation_markdown(load("real_suite_holdout.json")),
     "real_suite_holdout_summary": lambda: loto_summary(held_out_rows(load("real_suite_holdout.json"))),
+    "real_groups_summary": lambda: groups_summary(real_groups()),
+    "loto_real_suite": lambda: loto_table(load("loto_real_suite.json")["results"]),
+    "loto_real_suite_summary": lambda: loto_summary(load("loto_real_suite.json")["results"]),
     "map_nodes_real_suite": lambda: learned_table(load("map_nodes_real_suite.json")),
     "real_models": lambda: real_models_markdown(load("real_models.json")).rstrip("\n"),
     "real_models_summary": lambda: real_models_summary(load("real_models.json")).rstrip("\n"),
