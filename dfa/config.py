@@ -241,6 +241,11 @@ class TrainConfig:
             )
         if self.band is not None and (self.band < 0 or self.map_kind != "dense"):
             raise ConfigError(f"band is a non-negative relative depth of a dense map, got {self.band}.")
+        if self.validate == "holdout" and not self.holdout:
+            raise ConfigError(
+                "validate: holdout scores only the held-out tasks, and this run holds none out: "
+                "give `holdout`, or validate: all."
+            )
         if not self.offset and self.map_kind != "dense":
             raise ConfigError("offset: false is for a dense map (a features map computes its b).")
         got = (self.zero_shot_folds, self.zero_shot_epochs, self.zero_shot_train, self.zero_shot_min_tasks)

@@ -28,6 +28,8 @@ def test_a_fold_trains_without_its_tasks_nor_the_runs_hold_outs(tmp_path):
     assert "capitals" not in fc.eval_tasks  # the run's own hold-out is never seen by a fold
     assert (fc.max_epochs, fc.n_train, fc.zero_shot_folds) == (2, 100, 0)
     assert fc.validate == "holdout"  # its estimate reads the held-out group alone: nothing else validated
+    with pytest.raises(ConfigError, match="validate: holdout scores only the held-out tasks"):
+        TrainConfig(validate="holdout").check()
     assert fc.cache_dir == c.cache_dir  # the source scores are shared
     assert fc.run_dir() == tmp_path / "folds" / "toy-gpt2-s__toy-gpt2-l" / "fold-2"
     with pytest.raises(ConfigError, match=r"zero_shot_train in \(0, 1\]"):

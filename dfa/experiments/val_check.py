@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 BLENDS = (0.25, 0.5, 0.75, 1.0)
 CHECK_BUDGET = 0.2  # the check's target rows: this share of gold's on the task at the run's n_src
+RANDOM_DRAWS = 1  # random rankings a budgeted check reads (the circuit against random, no decision)
+DEPTH_DRAWS = 2  # depth's tie orders a budgeted check reads (each is a circuit per size per prompt)
+PRIOR = "depth"
 
 
 def parse_check_budget(text: str | float) -> float | str:
@@ -67,9 +70,6 @@ def parse_check_budget(text: str | float) -> float | str:
     if not share > 0 or share != share or share == float("inf"):
         raise ValueError(f"a positive share of gold's rows (as 0.2) or 'full', not {text!r}")
     return share
-RANDOM_DRAWS = 1  # random rankings a budgeted check reads (the circuit against random, no decision)
-DEPTH_DRAWS = 2  # depth's tie orders a budgeted check reads (each is a circuit per size per prompt)
-PRIOR = "depth"
 
 
 def held_maps(run: Run) -> tuple[dict[str, dict[str, torch.Tensor]], str]:
