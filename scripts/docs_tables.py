@@ -99,6 +99,14 @@ def evaluation_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def depth_counts(cells: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """Cells whose paired interval is above depth, below depth, and above random."""
+    up = sum(r["paired"]["depth"]["ci"][0] > 0 for r in cells)
+    down = sum(r["paired"]["depth"]["ci"][1] < 0 for r in cells)
+    chance = sum(r["paired"]["random"]["ci"][0] > 0 for r in cells)
+    return up, down, chance
+
+
 def loto_summary(rows: list[dict[str, Any]]) -> str:
     """LOTO per pair, for each way a held-out task gets its map (`dfa`: the run's zero-shot map;
     `dfa-val`: the val check's): cells above / below depth and above random by the paired
@@ -116,9 +124,7 @@ def loto_summary(rows: list[dict[str, Any]]) -> str:
         share = recovery(rows, src, tgt)
         for m in [m for m in what if any(r["method"] == m for r in rows)]:
             cells = [r for r in rows if (r["src"], r["tgt"], r["method"]) == (src, tgt, m)]
-            up = sum(r["paired"]["depth"]["ci"][0] > 0 for r in cells)
-            down = sum(r["paired"]["depth"]["ci"][1] < 0 for r in cells)
-            chance = sum(r["paired"]["random"]["ci"][0] > 0 for r in cells)
+            up, down, chance = depth_counts(cells)
             claim = (lambda r: r["zero_shot"]["ci"][0]) if m == "dfa" else (lambda r: r["val_check"]["gain"]["ci"][0])
             wrong = sum(claim(r) > 0 and r["paired"]["depth"]["ci"][1] < 0 for r in cells)
             lines.append(
@@ -140,9 +146,9 @@ def held_out_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def groups_summary(groups: dict[str, list[dict[str, Any]]]) -> str:
-    """One row per held-out group of the real pair (its LOTO-style rows): how many tasks it trained
-    on, and per way a new task gets its map the cells above / below depth and above random by the
-    paired interval, and the recovery of gold (depth's)."""
+    """One row per held-out group of the real pair (its LOTO-style rows): how many tasks its map
+    trained on (its inner folds' task count), and per way a new task gets its map the cells above /
+    below depth and above random by the paired interval, and the recovery of gold (depth's)."""
     lines = [
         "| held-out group | training tasks | `dfa` above / below depth, above random | "
         "`dfa-val` above / below depth, above random | recovery of gold: dfa, dfa-val (depth) |",
@@ -151,15 +157,14 @@ def groups_summary(groups: dict[str, list[dict[str, Any]]]) -> str:
     for name, rows in groups.items():
         r0 = rows[0]
         share = recovery(rows, r0["src"], r0["tgt"])
+        n_train = next(r["zero_shot"]["n_tasks"] for r in rows if r["method"] == "dfa")
         counts = []
         for m in ("dfa", "dfa-val"):
             cells = [r for r in rows if r["method"] == m]
-            up = sum(r["paired"]["depth"]["ci"][0] > 0 for r in cells)
-            down = sum(r["paired"]["depth"]["ci"][1] < 0 for r in cells)
-            chance = sum(r["paired"]["random"]["ci"][0] > 0 for r in cells)
+            up, down, chance = depth_counts(cells)
             counts.append(f"{up} / {down}, {chance} of {len(cells)}")
         lines.append(
-            f"| {name} | {r0['n_train_tasks']} | {counts[0]} | {counts[1]} | "
+            f"| {name} | {n_train} | {counts[0]} | {counts[1]} | "
             f"{share['dfa']:.2f}, {share['dfa-val']:.2f} ({share['depth']:.2f}) |"
         )
     return "\n".join(lines)
@@ -168,14 +173,10 @@ def groups_summary(groups: dict[str, list[dict[str, Any]]]) -> str:
 def real_groups() -> dict[str, list[dict[str, Any]]]:
     """The real pair's held-out groups: the suite config's own four, then each LOTO group."""
     report = load("real_suite_holdout.json")
-    n = len(load("map_nodes_real_suite.json")["tasks"])
-    suite = " + ".join(report["holdout"])
-    out = {f"the suite's: {suite}": [{**r, "n_train_tasks": n} for r in held_out_rows(report)]}
+    out = {f"the suite's: {' + '.join(report['holdout'])}": held_out_rows(report)}
     loto = load("loto_real_suite.json")
     for name, tasks in loto["groups"].items():
-        rows = [r for r in loto["results"] if r.get("group") == name]
-        n_train = n - len(tasks)
-        out[f"{name}: {' + '.join(tasks)}"] = [{**r, "n_train_tasks": n_train} for r in rows]
+        out[f"{name}: {' + '.join(tasks)}"] = [r for r in loto["results"] if r.get("group") == name]
     return out
 
 

@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 
 from dfa.config import TrainConfig
+from dfa.core.cost import Cost
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import Cache, answer_logits, donor_activations, mean_activations, run_masked
@@ -93,6 +94,7 @@ class PairData:
     source_draws: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> [resamples, graph]
     profiles: tuple[torch.Tensor, torch.Tensor] | None = None  # (source, target) `[heads, roles]`
     stats: tuple[torch.Tensor, torch.Tensor] | None = None  # (source, target) `[mapped, N_STATS]`
+    source_cost: Cost = field(default_factory=Cost)  # what its source scores cost (cached or not)
 
 
 class TransferData(pl.LightningDataModule):
@@ -176,6 +178,7 @@ class TransferData(pl.LightningDataModule):
             if p.src_graph is None:
                 p.src_graph = NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
             p.source_scores[task] = s.for_graph(p.src_graph, f"{p.src} scores on {task}")
+            p.source_cost.add(s.meta.get("cost"))
             if c.source_resamples and task in c.train_tasks:
                 p.source_draws[task] = self.resamples(task, p.src)
         if self.reads_roles:

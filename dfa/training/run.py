@@ -322,7 +322,8 @@ def train(
     record = _record(config, trainer, module, metrics, kept, time.perf_counter() - start)
     # This attempt's passes (a resumed run's since it resumed); the inner folds' are added to it.
     record["training_cost"] = cost.to_json()
-    record["source_cost"] = source_cost(config, data)
+    # What the source scores it read cost (every pair's source, every task), cached or not.
+    record["source_cost"] = sum((p.source_cost for p in data.pairs), Cost()).to_json()
     if progress:
         print(selection_report(module.history, kept), flush=True)
     module.map.save(run, add_zero_shot(config, run, module, data.pool, record, progress))  # map.json last
@@ -346,16 +347,6 @@ def _fit(
     finally:  # even when this attempt fails too: what it logged replaces the earlier one's
         if attempts:
             drop_relogged_events(attempts, event_files(run) - attempts)
-
-
-def source_cost(config: TrainConfig, data: TransferData) -> dict[str, Any]:
-    """What the source scores the run reads (every pair's source, every task of `eval_tasks`) cost
-    on the source model, cached or not (`dfa.core.cost`: each cached score carries its cost)."""
-    cost = Cost()
-    for pair in data.pairs:
-        for task in config.eval_tasks:
-            cost.add(data.scores(pair.src, task).meta.get("cost"))
-    return cost.to_json()
 
 
 def add_zero_shot(
