@@ -30,6 +30,7 @@ Loss = Literal["kl", "kl_share", "logit_diff"]
 Objective = Literal["curve", "density"]
 Keep = Literal["best", "mean", "last"]
 Validate = Literal["all", "holdout"]
+Fallback = Literal["auto", "depth", "role"]
 BandKinds = Literal["same", "any"]
 Init = Literal["random", "depth"]
 Split = Literal["train", "val", "test"]
@@ -117,6 +118,11 @@ class TrainConfig:
     zero_shot_epochs: int = opt(2, "epochs of each inner fold (the zero-shot map is one of the first this-many)")
     zero_shot_train: float = opt(0.5, "share of n_train each inner fold's map trains on")
     zero_shot_min_tasks: int = opt(5, "fewest training tasks the inner folds run on (fewer: unseen tasks get the prior)")
+    fallback: Fallback = opt(
+        "auto",
+        "what unseen tasks get when nothing of the map is shown to carry: the non-learned alignment "
+        "(depth or role) with the higher mean val CPR on the training tasks (auto), or the one named",
+    )
     patience: int = opt(0, "stop after this many epochs with no better kept map on val (0: never)")
     lr: float = opt(0.05, "Adam learning rate")
     temperature: float = opt(1.0, "mask = sigmoid((s @ W + b) / temperature)")

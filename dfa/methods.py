@@ -8,7 +8,9 @@ graph (`input` first, kept at 1), or a list of seeded draws (a mean curve), read
 probabilities `sigmoid((s @ W + b) / T)`. Adding a method is one entry in `METHODS`. The scorers
 import torch when called, so `dfa.config` and `dfa --help` read the registry without it.
 
-- `dfa`: the trained map (nodes of exactly equal mask in random orders per draw).
+- `dfa`: the trained map (nodes of exactly equal mask in random orders per draw); on a task outside
+  training of a run whose inner folds found nothing that carries, the run's fallback, `depth` or
+  `role` (`dfa.training.fallback`), as that method scores it.
 - `dfa-val`: on a task outside training, the map the val check chose on the task's own val prompts
   (`dfa.experiments.val_check`: one of the run's epoch maps blended toward the start, or depth's
   ranks when none beats depth there); on a training task, `dfa` (the same circuits: no extra
@@ -265,8 +267,10 @@ class Inputs:
     profiles: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None  # (source, target) roles
     direct: Callable[[], torch.Tensor] | None = None  # the target's |direct effects|, whole graph
     # The task gets the prior (a run whose inner folds found nothing that carries to tasks outside
-    # training): `dfa` ranks it as `depth` does, with depth's own tie draws.
+    # training): `dfa` ranks it as the run's fallback method (`depth` or `role`,
+    # `dfa.training.fallback`) does, with its own draws.
     prior: bool = False
+    fallback: str = "depth"
     # The val check's map for the task (`dfa.experiments.val_check`); None: depth's ranks.
     checked: Callable[[], AlignmentMap | None] | None = None
     # What each lazy input cost where it was made (`dfa.core.cost` JSON, None: not known), and the
@@ -305,6 +309,20 @@ def _role(assign: bool) -> Callable[[Inputs], Scores]:
     return score
 
 
+def prior_scores(x: Inputs, name: str) -> torch.Tensor:
+    """The whole-graph scores (before ranks and tie draws) of the non-learned alignment `name`
+    (`depth` or `role`): what a task that gets the prior is ranked by."""
+    if name == "role":
+        return role_scores(x.src_graph, x.tgt_graph, x.source, *x.need("profiles", name))
+    return depth_scores(x.src_graph, x.tgt_graph, x.source)
+
+
+def _dfa(x: Inputs) -> Scores:
+    if x.prior:  # the run's fallback, as that method ranks it (`depth`: its tie draws)
+        return METHODS[x.fallback].score(x)
+    return logit_ranks(x.tgt_graph, map_logits(x.amap, x.source), 50_000 + x.seed, x.draws)
+
+
 def _checked(x: Inputs) -> Scores:
     amap = x.need("checked", "dfa-val")
     if amap is None:
@@ -318,13 +336,9 @@ METHODS: dict[str, ComparisonMethod] = {
         ComparisonMethod(
             "dfa",
             "map",
-            lambda x: (
-                depth_tie_scores(x.src_graph, x.tgt_graph, x.source, x.seed, x.draws)
-                if x.prior
-                else logit_ranks(x.tgt_graph, map_logits(x.amap, x.source), 50_000 + x.seed, x.draws)
-            ),
+            _dfa,
             "the trained map, ranked by its logits (tied nodes in random orders); on a task outside "
-            "training where its inner folds found nothing that carries, depth's ranks",
+            "training where its inner folds found nothing that carries, the run's fallback (depth or role)",
         ),
         ComparisonMethod(
             "dfa-val",

@@ -55,7 +55,7 @@ def test_with_fewer_tasks_than_zero_shot_min_tasks_no_fold_runs_and_unseen_tasks
     assert (zs["epoch"], zs["alpha"], zs["folds"], zs["candidates"], zs["n_tasks"]) == (0, 0.0, [], [], 3)
     assert zs["per_task"] == {"sva": 0.0, "gender": 0.0, "ioi": 0.0} and not (tmp_path / "run").exists()
     text = zero_shot_text(zs)
-    assert "the prior: the depth baseline's ranking" in text
+    assert "the fallback: the depth baseline's ranking" in text
     assert "3 training tasks, fewer than zero_shot_min_tasks (5)" in text and "by chance: 0.12" in text
     with pytest.raises(ConfigError, match=r"zero_shot_min_tasks >= 2 .*got \(3, 2, 0.5, 1\)"):
         TrainConfig(zero_shot_min_tasks=1).check()
@@ -83,7 +83,7 @@ def test_the_choice_is_the_highest_lower_bound_and_the_start_when_none_is_above_
     est = estimate([f1, f2])
     assert (est["epoch"], est["alpha"], est["mean"]) == (0, 0.0, 0.0)
     assert "unseen tasks get the prior" in est["why"] and "epoch 1 x 0.5" in est["why"]
-    assert "the prior: the depth baseline's ranking" in describe(
+    assert "the fallback: the depth baseline's ranking" in describe(
         {**est, "folds": [["a"], ["b"]], "n_val": 50}
     )
     # Only epochs the run holds the map of may be chosen.
@@ -186,10 +186,18 @@ def test_a_run_estimates_its_zero_shot_gain_and_evaluation_uses_its_zero_shot_ma
     # itself (its tie draws), not by the start's noise; training tasks keep the map.
     from dfa.experiments.transfer import method_rankings
 
-    r.zero_shot = {**r.zero_shot, "epoch": 0, "alpha": 0.0}
+    r.zero_shot = {**r.zero_shot, "epoch": 0, "alpha": 0.0, "fallback": {"method": "depth", "why": "test"}}
     ranks = method_rankings(r, pool, "ioi", ["dfa", "depth"], draws=3)
     assert len(ranks["dfa"]) == 3 and all(torch.equal(a, b) for a, b in zip(ranks["dfa"], ranks["depth"]))
     assert r.map_note("ioi").startswith("zero-shot: the depth baseline") and not r.prior_for("sva")
+    # A run whose fallback is role ranks such a task as role does, and its cost reads role's profiles.
+    r.zero_shot = {**r.zero_shot, "fallback": {"method": "role", "why": "set by the config (fallback: role)"}}
+    costs: dict = {}
+    ranks = method_rankings(r, pool, "ioi", ["dfa", "role"], draws=3, costs=costs)
+    assert torch.equal(ranks["dfa"], ranks["role"]) and costs["dfa"]["reads"] == ["source", "profiles"]
+    assert r.map_note("ioi").startswith("zero-shot: the role baseline")
+    own = method_rankings(r, pool, "sva", ["dfa", "role"])  # a training task keeps the map
+    assert not torch.equal(own["dfa"], own["role"])
 
 
 def test_the_estimate_table_tells_a_run_without_folds_from_one_whose_folds_found_nothing():
@@ -204,3 +212,19 @@ def test_the_estimate_table_tells_a_run_without_folds_from_one_whose_folds_found
     lines = estimate_table(rows).splitlines()
     assert "| a -> b | ioi | depth (no folds: 3 tasks) | +0.000 [+0.000, +0.000] |" in lines[2]
     assert "| a -> b | sva | depth (nothing carries) |" in lines[3] and lines[2].endswith("| yes | no |")
+
+
+def test_a_cell_that_falls_back_to_role_reads_roles_gain_over_depth_on_the_training_tasks():
+    from dfa.report.zero_shot import estimate_table, zero_shot_text
+
+    gain = {"mean": 0.2, "ci": [0.1, 0.3], "range": [-0.05, 0.4], "n_tasks": 13}
+    zs = {"epoch": 0, "alpha": 0.0, "mean": 0.0, "ci": [0.0, 0.0], "range": [0.0, 0.0], "n_tasks": 13,
+          "folds": [["a"], ["b"]], "why": "nothing carries",
+          "fallback": {"method": "role", "why": "role has the higher mean", "role_gain": gain}}  # fmt: skip
+    row = {"src": "s", "tgt": "t", "task": "capitals", "method": "dfa", "zero_shot": zs,
+           "paired": {"depth": {"diff": 0.45, "ci": [0.3, 0.6]}}}  # fmt: skip
+    line = estimate_table([row]).splitlines()[2]
+    assert line.startswith("| s -> t | capitals | role (nothing carries) | +0.200 [+0.100, +0.300] | -0.050 to +0.400 |")
+    assert line.endswith("| no | no |")  # +0.45 lies outside role's per-task range on the training tasks
+    text = zero_shot_text(zs)
+    assert "the fallback: the role baseline's ranking" in text and "fallback: role: role has the higher mean" in text

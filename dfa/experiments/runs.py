@@ -1,5 +1,5 @@
 """A trained run read back: its folder, its map and `map.json`, the config it was trained with, and
-which map each task gets (the in-distribution map, the zero-shot map, the depth prior). How a run is
+which map each task gets (the in-distribution map, the zero-shot map, the fallback). How a run is
 evaluated is `dfa.experiments.transfer`; the map a task outside training gets from its own val
 prompts, `dfa.experiments.val_check` (its records kept here, per task, in `Run.checks` and
 `Run.checked_maps`)."""
@@ -14,6 +14,7 @@ from dfa.core.feature_map import FeatureMap, bind_models, load_map
 from dfa.core.graph import NodeGraph
 from dfa.core.mapping import AlignmentMap, MapError
 from dfa.core.scores import NodeScores
+from dfa.report.zero_shot import fallback_method
 from dfa.store import ModelPool, cached_node_stats, cached_roles, cached_scores
 from dfa.training.data import source_spec
 from dfa.training.zero_shot import FOLDER as ZERO_SHOT
@@ -120,14 +121,20 @@ class Run:
 
     def prior_for(self, task: str) -> bool:
         """Whether `task` gets the prior: a task outside training of a run whose inner folds found
-        no candidate that carries (`zero_shot` epoch 0). Its `dfa` rankings are then the `depth`
-        baseline's own (the same tie draws), not the start's (which reads z-scored signed scores
-        and breaks the depth ties by its noise in one arbitrary order)."""
+        no candidate that carries (`zero_shot` epoch 0). Its `dfa` rankings are then the run's
+        `fallback` method's own (depth's: the same tie draws), not the start's (which reads z-scored
+        signed scores and breaks the depth ties by its noise in one arbitrary order)."""
         return (
             self.zero_shot_map is not None
             and (self.zero_shot or {}).get("epoch") == 0
             and (self.setting(task) == "zero-shot")
         )
+
+    @property
+    def fallback(self) -> str:
+        """The non-learned alignment a task that gets the prior is ranked by (`depth` or `role`,
+        `dfa.training.fallback`; depth for a run trained before the fallback was chosen)."""
+        return fallback_method(self.zero_shot)
 
     def map_note(self, task: str) -> str:
         """Which map `task` gets, in words (stored with each evaluated row)."""
@@ -137,7 +144,7 @@ class Run:
             return "in-distribution (the run has no zero-shot map)"
         zs = self.zero_shot or {}
         if zs.get("epoch") == 0:
-            return "zero-shot: the depth baseline (the inner folds found nothing that carries)"
+            return f"zero-shot: the {self.fallback} baseline (the inner folds found nothing that carries)"
         return f"zero-shot: start + {zs.get('alpha', 1):g} * (epoch {zs.get('epoch')}'s map - start)"
 
     def bind(

@@ -26,7 +26,7 @@ from dfa.core.tasks import check_files, get_task, task_label, task_sources
 from dfa.experiments.costs import method_cost, predicted_gold_rows, with_ratios
 from dfa.experiments.runs import Run
 from dfa.experiments.val_check import checked_map
-from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, depth_scores, map_logits, score_methods
+from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_logits, prior_scores, score_methods
 from dfa.store import ModelPool, cached_roles
 
 
@@ -75,6 +75,7 @@ def method_inputs(run: Run, pool: ModelPool, task: str, draws: int = DRAWS) -> I
 
     seed = run.config.seed
     x = Inputs(amap, src_graph, tgt_graph, source, seed, draws, gold, profiles, direct, run.prior_for(task))
+    x.fallback = run.fallback
     x.costs = parts
     x.checked = functools.partial(checked_map, run, pool, task, x)
     return x
@@ -247,20 +248,23 @@ def zero_shot_summary(zs: dict[str, Any] | None) -> dict[str, Any] | None:
     if not zs:
         return None
     keys = ("epoch", "alpha", "mean", "ci", "range", "n_tasks", "folds", "why", "against")
-    return {k: zs[k] for k in keys if k in zs}
+    out = {k: zs[k] for k in keys if k in zs}
+    if zs.get("fallback"):  # what an unseen task got, without the per-task values
+        out["fallback"] = {k: v for k, v in zs["fallback"].items() if k != "per_task"}
+    return out
 
 
 def circuit_ranking(
     run: Run, pool: ModelPool, task: str, tgt_graph: NodeGraph, val_check: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The map's logits for `task` (mapped target nodes; the depth baseline's scores where the task
-    gets the prior) and the ranking its circuit reads: one draw of the `dfa` method, or of
+    """The map's logits for `task` (mapped target nodes; where the task gets the prior, the scores
+    of the run's fallback, or depth's where the val check chose no map) and the ranking its circuit reads: one draw of the `dfa` method, or of
     `dfa-val` with `val_check` (by logit, as the probabilities saturate at 1; tied nodes in one
     seeded random order, as the evaluation draws them)."""
     x = method_inputs(run, pool, task, draws=1)
     method, amap = ("dfa-val", x.need("checked", "dfa-val")) if val_check else ("dfa", x.amap)
-    if (x.prior and not val_check) or amap is None:
-        z = tgt_graph.mapped_scores(depth_scores(x.src_graph, tgt_graph, x.source))
+    if (x.prior and not val_check) or amap is None:  # the fallback's scores (the check's: depth)
+        z = tgt_graph.mapped_scores(prior_scores(x, "depth" if val_check else x.fallback))
     else:
         z = map_logits(amap, x.source)
     ranking = score_methods(x, [method])[method]
@@ -324,7 +328,8 @@ def transfer(
         "val_check": run.checks.get(task) if check else None,
         "split": "train", "n_prompts": c.n_src, "seed": c.data_seed, "ablation": c.ablation,
         "score": (
-            "sigmoid of the depth baseline's score (`logits`): nothing the map learned was shown to carry"
+            f"sigmoid of the {'depth' if check else run.fallback} baseline's score (`logits`): nothing "
+            "the map learned was shown to carry"
             if (run.checked_maps.get(task) is None if check else run.prior_for(task))
             else "mask probability sigmoid(z), z = (s @ W + b) / T (`logits`); input kept at 1"
         ),

@@ -10,6 +10,12 @@ def signed(x: float) -> str:
     return f"{x:+.3f}"
 
 
+def fallback_method(zs: dict[str, Any] | None) -> str:
+    """The alignment unseen tasks get when nothing carries (`dfa.training.fallback`; depth for a
+    run trained before the fallback was chosen)."""
+    return ((zs or {}).get("fallback") or {}).get("method", "depth")
+
+
 def zero_shot_text(zs: dict[str, Any] | None) -> str:
     """What a user reads about a map on a task it never saw, from its `zero_shot` record
     (`dfa.training.zero_shot`; train prints it, transfer and evaluate before their zero-shot rows)."""
@@ -19,13 +25,15 @@ def zero_shot_text(zs: dict[str, Any] | None) -> str:
             "unseen tasks get the in-distribution map"
         )
     which = (
-        "the prior: the depth baseline's ranking (nothing the map learned was shown to carry)"
+        f"the fallback: the {fallback_method(zs)} baseline's ranking (nothing the map learned was shown to carry)"
         if zs["epoch"] == 0
         else f"start + {zs['alpha']:g} * (epoch {zs['epoch']}'s map - start)"
     )
     lines = [f"zero-shot map (tasks outside training): {which}"]
     if zs["epoch"] == 0:
         lines.append(f"  why: {zs['why']}")
+        if zs.get("fallback"):
+            lines.append(f"  fallback: {zs['fallback']['method']}: {zs['fallback']['why']}")
     else:
         lo, hi = zs["ci"]
         r0, r1 = zs["range"]
@@ -54,26 +62,28 @@ def estimate_table(rows: list[dict[str, Any]]) -> str:
     inside = claims = 0
     for r in cells:
         zs, d = r["zero_shot"], r["paired"]["depth"]
+        fb = fallback_method(zs)
         if zs["epoch"]:
             which = f"epoch {zs['epoch']} x {zs['alpha']:g}"
-        else:  # no folds ran: fewer training tasks than zero_shot_min_tasks
-            which = "depth (nothing carries)" if zs.get("folds") else f"depth (no folds: {zs['n_tasks']} tasks)"
-        lo, hi = zs["ci"]
-        r0, r1 = zs["range"]
+        else:  # nothing carries, or no folds ran: fewer training tasks than zero_shot_min_tasks
+            which = f"{fb} (nothing carries)" if zs.get("folds") else f"{fb} (no folds: {zs['n_tasks']} tasks)"
+        est = zs["fallback"]["role_gain"] if not zs["epoch"] and fb == "role" else zs  # role over depth
+        lo, hi = est["ci"]
+        r0, r1 = est["range"]
         dl, dh = d["ci"]
-        within = r0 <= d["diff"] <= r1 if zs["epoch"] else dl <= 0 <= dh
+        within = r0 <= d["diff"] <= r1 if zs["epoch"] or fb != "depth" else dl <= 0 <= dh
         wrong = lo > 0 and dh < 0
         inside += within
         claims += wrong
         lines.append(
-            f"| {r['src']} -> {r['tgt']} | {r['task']} | {which} | {zs['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
+            f"| {r['src']} -> {r['tgt']} | {r['task']} | {which} | {est['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] | "
             f"{r0:+.3f} to {r1:+.3f} | {d['diff']:+.3f} [{dl:+.3f}, {dh:+.3f}] | {'yes' if within else 'no'} | "
             f"{'YES' if wrong else 'no'} |"
         )
     lines.append("")
     lines.append(
         f"in range: the measured gain lies in the per-task range of the inner folds (where unseen tasks "
-        f"get depth: its paired interval holds 0), {inside} of {len(cells)} cells; a claimed gain (interval above 0) where "
+        f"get role: of role over depth on the training tasks; where they get depth: its paired interval holds 0), {inside} of {len(cells)} cells; a claimed gain (interval above 0) where "
         f"the test shows a loss: {claims} of {len(cells)}."
     )
     return "\n".join(lines)

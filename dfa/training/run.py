@@ -1,7 +1,7 @@
 """A training run, start to end: `train()` fits the map (atomic checkpoints, the Lightning trainer),
 keeps one epoch's map (`keep_map`), then trains the inner folds (`run_folds`, each one a run of its
 own) and saves the zero-shot map (`add_zero_shot`); what the folds estimate and choose is
-`dfa.training.zero_shot`, the run folder's life (finished, prepared, cleaned) `dfa.training.run_folder`.
+`dfa.training.zero_shot`, what unseen tasks get when nothing carries `dfa.training.fallback`, the run folder's life (finished, prepared, cleaned) `dfa.training.run_folder`.
 
 Several processes for one run (DDP): `launch_rank` (rank 0 owns the run folder; the others follow
 it, `dfa.training.run_folder.follow_run`) and `make_trainer` (with TensorBoard's
@@ -31,6 +31,7 @@ from dfa.core.tasks import task_sources
 from dfa.report.zero_shot import zero_shot_text
 from dfa.store import ModelPool
 from dfa.training.data import TransferData
+from dfa.training.fallback import add_fallback, add_to_finished, choose_fallback, needs_fallback
 from dfa.training.module import MapTrainer
 from dfa.training.progress import EpochBar, EpochLines, interactive, selection_report
 from dfa.training.run_folder import (
@@ -291,8 +292,10 @@ def train(
     machine by running the same command again; in those (rank > 0) this returns the run folder
     once training ends, and rank 0 alone writes to the folder (checkpoints, events, the map)."""
     lead = launch_rank(config) == 0
-    if lead and not overwrite and finished_run(config, resume, max_epochs) is not None:
+    if lead and not overwrite and (info := finished_run(config, resume, max_epochs)) is not None:
         print(f"{config.run_dir()} already holds this run, trained to its end: nothing to do", flush=True)
+        if needs_fallback(info):  # trained before the fallback existed: chosen now
+            add_to_finished(config, config.run_dir(), info, pool or ModelPool(rank_device(config), config.dtype))
         return config.run_dir()
     if lead:
         config, run, resume = prepare_run(config, resume, overwrite, max_epochs)
@@ -353,7 +356,7 @@ def add_zero_shot(
     config: TrainConfig, run: Path, module: MapTrainer, pool: Any, record: dict[str, Any], progress: bool
 ) -> dict[str, Any]:
     """After a run's training: its inner folds, its zero-shot map in `run/zero_shot/` and the
-    estimate added to `record` (what `map.json` will hold), which is returned; printed with
+    estimate (with the fallback when nothing carries, `dfa.training.fallback`) added to `record` (what `map.json` will hold), which is returned; printed with
     `progress`."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # The other processes of a distributed run have returned: the inner folds run here alone.
@@ -362,6 +365,9 @@ def add_zero_shot(
     if zs is not None:
         record["zero_shot"] = zs
         record["training_cost"] = Cost().add(record.get("training_cost")).add(zs.get("cost")).to_json()
+        if zs["epoch"] == 0:  # nothing shown to carry: unseen tasks get the fallback
+            record.update(add_fallback(record, choose_fallback(config, pool, progress)))
+            zs = record["zero_shot"]
         save_zero_shot(module, run, record, zs)
     if progress and config.zero_shot_folds:
         print(zero_shot_text(zs), flush=True)

@@ -13,8 +13,10 @@ The candidate whose mean gain has the highest lower 95% bound (bootstrap over th
 task is one more draw of a task) is the zero-shot map: that epoch of the run's own map, blended
 with `a`. When no candidate's lower bound is above 0, unseen tasks get the prior: the map has
 shown nothing it can offer a task it never saw, and evaluation and transfer rank those tasks by
-the `depth` baseline itself (the saved zero-shot map is then the start, which reads z-scored
-signed source scores and breaks depth's ties by its small noise in one arbitrary order). The estimate stored with the map is
+the run's fallback, the `depth` or `role` baseline itself, whichever scored higher on the training
+tasks' val prompts (`dfa.training.fallback`; the saved zero-shot map is then the start, which
+reads z-scored signed source scores and breaks depth's ties by its small noise in one arbitrary
+order). The estimate stored with the map is
 that candidate's mean gain, its interval, and the range of the per-task gains. A run with fewer
 than `zero_shot_min_tasks` training tasks runs no folds and gives unseen tasks the prior.
 
@@ -24,7 +26,7 @@ fit (`dfa.training.run`: `run_folds`, `add_zero_shot`).
 
 Where it lives: the folds' run folders in `<run>/zero_shot_folds/`, the zero-shot map in
 `<run>/zero_shot/`, the estimate in `map.json`'s `zero_shot`. `dfa.experiments.runs.Run.map_for`
-gives a task outside training that map, `Run.prior_for` says where it is the depth baseline (nothing
+gives a task outside training that map, `Run.prior_for` says where it is the fallback (nothing
 carries). Selection's capped CPR is `dfa.core.evaluate.capped_cpr`; the text and LOTO's estimate
 table are `dfa.report.zero_shot`.
 """
@@ -150,7 +152,8 @@ def estimate(
         best = max(candidates, key=lambda c: c["ci"][0], default=None)
         why = (
             "no candidate's gain over the start has its interval above 0 on the tasks the inner "
-            "folds never saw: unseen tasks get the prior (evaluation and transfer rank them by the depth baseline)"
+            "folds never saw: unseen tasks get the prior (evaluation and transfer rank them by the run's "
+            "fallback, depth or role: `dfa.training.fallback`)"
         )
         if best is not None:
             why += (
@@ -176,7 +179,7 @@ def too_few_tasks(tasks: list[str], config: TrainConfig) -> dict[str, Any]:
         f"{k} training task{'s' if k > 1 else ''}, fewer than zero_shot_min_tasks ({config.zero_shot_min_tasks}): "
         f"an interval over {k} per-task gains cannot rate a map for unseen tasks (all {k} positive by "
         f"chance: {2.0**-k:.2g}), so no inner folds ran and unseen tasks get the prior (evaluation and "
-        "transfer rank them by the depth baseline; the val check can still choose a map per task)"
+        "transfer rank them by the run's fallback, depth or role; the val check can still choose a map per task)"
     )
     return {
         "folds": [], "epochs": 0, "n_train": 0, "n_val": config.n_val, "seconds": 0.0, "against": AGAINST,
