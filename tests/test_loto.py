@@ -120,6 +120,29 @@ def test_loto_by_groups_holds_each_group_out_of_one_map(tmp_path, monkeypatch, c
         assert why in capsys.readouterr().err
 
 
+def test_a_cell_whose_map_is_there_reuses_it_and_gives_it_a_fallback_when_it_has_none(tmp_path, monkeypatch):
+    reused = []
+
+    def evaluate_run(run, pool, tasks, methods, split, n, boot, **kw):
+        rows = [{"task": t, "method": m, "cpr": 0.5, "cpr_ci": [0.4, 0.6], "curve": [], "n_prompts": n,
+                 "n_distinct": 5} for t in tasks for m in methods]  # fmt: skip
+        return {"results": rows}, {}
+
+    def train(*a, **kw):
+        raise AssertionError("a cell whose map is there trains nothing")
+
+    monkeypatch.setattr(loto, "train", train)
+    monkeypatch.setattr(loto, "ensure_fallback", lambda run, pool: reused.append(run.name))
+    monkeypatch.setattr(loto, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(loto, "Run", FakeRun)
+    run = tmp_path / "ck" / "toy-gpt2-s__toy-gpt2-m" / "loto-sva"
+    run.mkdir(parents=True)
+    (run / "map.json").write_text("{}")
+    argv = ["loto", "--pairs", "toy-gpt2-s:toy-gpt2-m", "--tasks", "sva", "--methods", "dfa"]
+    assert main([*argv, "--out", str(tmp_path / "ck"), "--json", str(tmp_path / "l.json")]) == 0
+    assert reused == ["loto-sva"]
+
+
 # --- the zero-shot reference: ridge maps fitted to the target's gold scores of the other tasks
 def test_ridge_residual_interpolates_its_rows_and_falls_back_to_their_mean():
     import torch

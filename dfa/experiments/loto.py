@@ -21,6 +21,7 @@ from dfa.experiments.val_check import parse_check_budget
 from dfa.methods import check_methods
 from dfa.store import ModelPool
 from dfa.training import train
+from dfa.training.fallback import ensure_fallback
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -89,6 +90,8 @@ def run_loto(cfg: LotoConfig, pool: ModelPool) -> list[dict[str, Any]]:
             run = c.run_dir()
             if not (run / "map.json").is_file():
                 run = train(c, overwrite=True, progress=False, pool=pool)
+            else:  # a map trained before the fallback existed gets it now
+                ensure_fallback(run, pool)
             todo = [task for task in held if (src, tgt, task) not in have]
             checked = Run(run)
             checked.check_budget, checked.check_n = budget, cfg.val_n or None

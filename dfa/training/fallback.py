@@ -15,7 +15,8 @@ The record, `zero_shot.fallback` in `map.json`: the method, why, and with `auto`
 val CPR under both, role's mean gain over depth with its 95% bootstrap interval over the tasks
 (`zero_shot.summarise`), and the target's passes it cost (added to the run's `training_cost`).
 A run trained before the fallback existed gets it the next time its training command finds it
-finished (`add_to_finished`); until then it falls back to depth, as it was evaluated.
+finished, or LOTO reuses it (`ensure_fallback`); until then it falls back to depth, as it was
+evaluated.
 """
 
 from __future__ import annotations
@@ -106,6 +107,17 @@ def add_fallback(record: dict[str, Any], fallback: dict[str, Any]) -> dict[str, 
     out = {**record, "zero_shot": {**record["zero_shot"], "fallback": fallback}}
     out["training_cost"] = Cost().add(record.get("training_cost")).add(fallback.get("cost")).to_json()
     return out
+
+
+def ensure_fallback(run: Path, pool: Any) -> dict[str, Any]:
+    """A finished run's `map.json` record, with its fallback chosen now (`add_to_finished`) when it
+    needs one, under the settings it was trained with."""
+    from dfa.config import upgrade
+
+    info = json.loads((run / "map.json").read_text())
+    if needs_fallback(info):
+        info = add_to_finished(TrainConfig(**upgrade(dict(info["hyperparameters"]))), run, info, pool)
+    return info
 
 
 def add_to_finished(config: TrainConfig, run: Path, info: dict[str, Any], pool: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from dfa.core.tasks import task_sources
 from dfa.report.zero_shot import zero_shot_text
 from dfa.store import ModelPool
 from dfa.training.data import TransferData
-from dfa.training.fallback import add_fallback, add_to_finished, choose_fallback, needs_fallback
+from dfa.training.fallback import add_fallback, choose_fallback, ensure_fallback, needs_fallback
 from dfa.training.module import MapTrainer
 from dfa.training.progress import EpochBar, EpochLines, interactive, selection_report
 from dfa.training.run_folder import (
@@ -295,7 +295,7 @@ def train(
     if lead and not overwrite and (info := finished_run(config, resume, max_epochs)) is not None:
         print(f"{config.run_dir()} already holds this run, trained to its end: nothing to do", flush=True)
         if needs_fallback(info):  # trained before the fallback existed: chosen now
-            add_to_finished(config, config.run_dir(), info, pool or ModelPool(rank_device(config), config.dtype))
+            ensure_fallback(config.run_dir(), pool or ModelPool(rank_device(config), config.dtype))
         return config.run_dir()
     if lead:
         config, run, resume = prepare_run(config, resume, overwrite, max_epochs)
