@@ -32,6 +32,7 @@ from dfa.experiments.real_models import markdown_table as real_models_markdown
 from dfa.experiments.real_models import summary_table as real_models_summary
 from dfa.experiments.real_models import kinds_table as real_models_kinds
 from dfa.report.tables import COLUMNS, circuits_markdown, loto_table, prompt_notes, prompts, recovery, wins
+from dfa.report.zero_shot import claimed, map_given
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.DOTALL)
@@ -125,7 +126,7 @@ def loto_summary(rows: list[dict[str, Any]]) -> str:
         for m in [m for m in what if any(r["method"] == m for r in rows)]:
             cells = [r for r in rows if (r["src"], r["tgt"], r["method"]) == (src, tgt, m)]
             up, down, chance = depth_counts(cells)
-            claim = (lambda r: r["zero_shot"]["ci"][0]) if m == "dfa" else (lambda r: r["val_check"]["gain"]["ci"][0])
+            claim = (lambda r: claimed(r["zero_shot"])["ci"][0]) if m == "dfa" else (lambda r: r["val_check"]["gain"]["ci"][0])
             wrong = sum(claim(r) > 0 and r["paired"]["depth"]["ci"][1] < 0 for r in cells)
             lines.append(
                 f"| {src} -> {tgt} | {what[m]} | {up} of {len(cells)} | {down} of {len(cells)} | {chance} of {len(cells)} | "
@@ -150,21 +151,21 @@ def groups_summary(groups: dict[str, list[dict[str, Any]]]) -> str:
     trained on (its inner folds' task count), and per way a new task gets its map the cells above /
     below depth and above random by the paired interval, and the recovery of gold (depth's)."""
     lines = [
-        "| held-out group | training tasks | `dfa` above / below depth, above random | "
+        "| held-out group | training tasks | `dfa` is | `dfa` above / below depth, above random | "
         "`dfa-val` above / below depth, above random | recovery of gold: dfa, dfa-val (depth) |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for name, rows in groups.items():
         r0 = rows[0]
         share = recovery(rows, r0["src"], r0["tgt"])
-        n_train = next(r["zero_shot"]["n_tasks"] for r in rows if r["method"] == "dfa")
+        zs = next(r["zero_shot"] for r in rows if r["method"] == "dfa")
         counts = []
         for m in ("dfa", "dfa-val"):
             cells = [r for r in rows if r["method"] == m]
             up, down, chance = depth_counts(cells)
             counts.append(f"{up} / {down}, {chance} of {len(cells)}")
         lines.append(
-            f"| {name} | {n_train} | {counts[0]} | {counts[1]} | "
+            f"| {name} | {zs['n_tasks']} | {'the map, ' if zs['epoch'] else ''}{map_given(zs)} | {counts[0]} | {counts[1]} | "
             f"{share['dfa']:.2f}, {share['dfa-val']:.2f} ({share['depth']:.2f}) |"
         )
     return "\n".join(lines)

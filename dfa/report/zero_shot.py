@@ -16,6 +16,23 @@ def fallback_method(zs: dict[str, Any] | None) -> str:
     return ((zs or {}).get("fallback") or {}).get("method", "depth")
 
 
+def claimed(zs: dict[str, Any]) -> dict[str, Any]:
+    """The gain over depth a run claims for an unseen task, as mean, ci and range: the folds'
+    estimate for its zero-shot map, role's gain over depth on the training tasks where it falls
+    back to role, and the prior's zero (depth itself) where it falls back to depth."""
+    if not zs["epoch"] and fallback_method(zs) == "role":
+        return zs["fallback"]["role_gain"]
+    return zs
+
+
+def map_given(zs: dict[str, Any]) -> str:
+    """What an unseen task gets, in a few words (a LOTO cell's `zero-shot map` column)."""
+    if zs["epoch"]:
+        return f"epoch {zs['epoch']} x {zs['alpha']:g}"
+    fb = fallback_method(zs)  # nothing carries, or no folds ran: fewer tasks than zero_shot_min_tasks
+    return f"{fb} (nothing carries)" if zs.get("folds") else f"{fb} (no folds: {zs['n_tasks']} tasks)"
+
+
 def zero_shot_text(zs: dict[str, Any] | None) -> str:
     """What a user reads about a map on a task it never saw, from its `zero_shot` record
     (`dfa.training.zero_shot`; train prints it, transfer and evaluate before their zero-shot rows)."""
@@ -62,16 +79,11 @@ def estimate_table(rows: list[dict[str, Any]]) -> str:
     inside = claims = 0
     for r in cells:
         zs, d = r["zero_shot"], r["paired"]["depth"]
-        fb = fallback_method(zs)
-        if zs["epoch"]:
-            which = f"epoch {zs['epoch']} x {zs['alpha']:g}"
-        else:  # nothing carries, or no folds ran: fewer training tasks than zero_shot_min_tasks
-            which = f"{fb} (nothing carries)" if zs.get("folds") else f"{fb} (no folds: {zs['n_tasks']} tasks)"
-        est = zs["fallback"]["role_gain"] if not zs["epoch"] and fb == "role" else zs  # role over depth
+        which, est = map_given(zs), claimed(zs)
         lo, hi = est["ci"]
         r0, r1 = est["range"]
         dl, dh = d["ci"]
-        within = r0 <= d["diff"] <= r1 if zs["epoch"] or fb != "depth" else dl <= 0 <= dh
+        within = r0 <= d["diff"] <= r1 if est is not zs or zs["epoch"] else dl <= 0 <= dh
         wrong = lo > 0 and dh < 0
         inside += within
         claims += wrong
