@@ -70,3 +70,23 @@ def test_a_run_whose_folds_cannot_run_records_its_fallback_and_an_older_run_gets
     assert again["training_cost"][c.tgt]["forward_rows"] == info["training_cost"][c.tgt]["forward_rows"]
     assert (run / "map.safetensors").stat().st_mtime_ns == weights
     assert add_fallback(old, {"method": "depth"})["zero_shot"]["fallback"] == {"method": "depth"}
+
+
+def test_the_fallback_script_writes_a_configs_choice_without_training(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "src: toy-gpt2-s\ntgt: toy-neox-s\ntasks: [sva, gender]\nn_src: 12\nn_val: 10\nig_steps: 2\n"
+        f"out: {tmp_path / 'ck'}\n"
+    )
+    out = tmp_path / "fb.json"
+    done = subprocess.run(
+        [sys.executable, "scripts/fallback.py", "--config", str(cfg), "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    fb = json.loads(out.read_text())
+    assert fb["tasks"] == ["sva", "gender"] and fb["method"] in ("depth", "role")
+    assert f"fallback: {fb['method']}: " in done.stdout and not (tmp_path / "ck" / "toy-gpt2-s__toy-neox-s").exists()
