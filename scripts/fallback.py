@@ -23,7 +23,8 @@ if __name__ == "__main__":
     config = make_config(args.config, fallback="auto")
     start = time.perf_counter()
     fb = choose_fallback(config, ModelPool("cpu"), progress=True)
-    out = {"config": args.config, "tasks": config.train_tasks, "wall_seconds": round(time.perf_counter() - start, 1), **fb}
+    took = round(time.perf_counter() - start, 1)
+    out = {"config": args.config, "tasks": config.train_tasks, "wall_seconds": took, **fb}
     print(f"fallback: {fb['method']}: {fb['why']}")
     if args.json:
         write_json(args.json, out)

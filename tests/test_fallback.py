@@ -43,13 +43,14 @@ def test_auto_keeps_the_alignment_with_the_higher_mean_val_cpr_on_the_training_t
     p = task_prompts(target, "sva", "val", 10, c.data_seed)
     ranks = {"depth": depth_tie_scores(src_graph, graph, source, c.seed, 2)}
     ev = evaluate_circuits(target, graph, p.batches, p.data.metric, ranks, ablation=c.ablation, n_boot=0)
-    assert fb["per_task"]["sva"]["depth"] == pytest.approx(capped_cpr(ev.curves["depth"].faithfulness, ev.curves["depth"].fractions))
+    curve = ev.curves["depth"]
+    assert fb["per_task"]["sva"]["depth"] == pytest.approx(capped_cpr(curve.faithfulness, curve.fractions))
 
 
-def test_a_run_whose_folds_cannot_run_records_its_fallback_and_an_older_run_gets_it_when_found_finished(tmp_path):
+def test_a_run_without_folds_records_its_fallback_and_an_older_run_gets_it_when_found_finished(tmp_path):
     from dfa.training import train
 
-    c = small_config(tmp_path, holdout=["ioi"], zero_shot_folds=3)  # 2 training tasks: under zero_shot_min_tasks
+    c = small_config(tmp_path, holdout=["ioi"], zero_shot_folds=3)  # 2 tasks: under zero_shot_min_tasks
     run = train(c, progress=False)
     info = json.loads((run / "map.json").read_text())
     fb = info["zero_shot"]["fallback"]
@@ -66,7 +67,8 @@ def test_a_run_whose_folds_cannot_run_records_its_fallback_and_an_older_run_gets
     assert train(c, progress=False) == run
     again = json.loads((run / "map.json").read_text())
     flat = lambda f: [v[m] for v in f["per_task"].values() for m in ("depth", "role")]  # noqa: E731
-    assert again["zero_shot"]["fallback"]["method"] == fb["method"] and flat(again["zero_shot"]["fallback"]) == pytest.approx(flat(fb))
+    chosen = again["zero_shot"]["fallback"]
+    assert chosen["method"] == fb["method"] and flat(chosen) == pytest.approx(flat(fb))
     assert again["training_cost"][c.tgt]["forward_rows"] == info["training_cost"][c.tgt]["forward_rows"]
     assert (run / "map.safetensors").stat().st_mtime_ns == weights
     assert add_fallback(old, {"method": "depth"})["zero_shot"]["fallback"] == {"method": "depth"}
@@ -89,4 +91,5 @@ def test_the_fallback_script_writes_a_configs_choice_without_training(tmp_path):
     assert done.returncode == 0, done.stderr
     fb = json.loads(out.read_text())
     assert fb["tasks"] == ["sva", "gender"] and fb["method"] in ("depth", "role")
-    assert f"fallback: {fb['method']}: " in done.stdout and not (tmp_path / "ck" / "toy-gpt2-s__toy-neox-s").exists()
+    assert f"fallback: {fb['method']}: " in done.stdout
+    assert not (tmp_path / "ck" / "toy-gpt2-s__toy-neox-s").exists()  # nothing trained

@@ -258,9 +258,10 @@ def circuit_ranking(
     run: Run, pool: ModelPool, task: str, tgt_graph: NodeGraph, val_check: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The map's logits for `task` (mapped target nodes; where the task gets the prior, the scores
-    of the run's fallback, or depth's where the val check chose no map) and the ranking its circuit reads: one draw of the `dfa` method, or of
-    `dfa-val` with `val_check` (by logit, as the probabilities saturate at 1; tied nodes in one
-    seeded random order, as the evaluation draws them)."""
+    of the run's fallback, or depth's where the val check chose no map) and the ranking its
+    circuit reads: one draw of the `dfa` method, or of `dfa-val` with `val_check` (by logit, as
+    the probabilities saturate at 1; tied nodes in one seeded random order, as the evaluation
+    draws them)."""
     x = method_inputs(run, pool, task, draws=1)
     method, amap = ("dfa-val", x.need("checked", "dfa-val")) if val_check else ("dfa", x.amap)
     if (x.prior and not val_check) or amap is None:  # the fallback's scores (the check's: depth)

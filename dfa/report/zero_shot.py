@@ -42,7 +42,8 @@ def zero_shot_text(zs: dict[str, Any] | None) -> str:
             "unseen tasks get the in-distribution map"
         )
     which = (
-        f"the fallback: the {fallback_method(zs)} baseline's ranking (nothing the map learned was shown to carry)"
+        f"the fallback: the {fallback_method(zs)} baseline's ranking "
+        "(nothing the map learned was shown to carry)"
         if zs["epoch"] == 0
         else f"start + {zs['alpha']:g} * (epoch {zs['epoch']}'s map - start)"
     )
@@ -95,7 +96,8 @@ def estimate_table(rows: list[dict[str, Any]]) -> str:
     lines.append("")
     lines.append(
         f"in range: the measured gain lies in the per-task range of the inner folds (where unseen tasks "
-        f"get role: of role over depth on the training tasks; where they get depth: its paired interval holds 0), {inside} of {len(cells)} cells; a claimed gain (interval above 0) where "
+        f"get role: of role over depth on the training tasks; where they get depth: its paired interval "
+        f"holds 0), {inside} of {len(cells)} cells; a claimed gain (interval above 0) where "
         f"the test shows a loss: {claims} of {len(cells)}."
     )
     return "\n".join(lines)

@@ -39,6 +39,7 @@ DEPTH_DRAWS = 2  # depth's tie orders read per task (each is a circuit per size 
 
 
 def fixed(method: str) -> dict[str, Any]:
+    """The record of a fallback the config names."""
     return {"method": method, "why": f"set by the config (fallback: {method})"}
 
 
@@ -65,13 +66,15 @@ def choose_fallback(config: TrainConfig, pool: Any, progress: bool = False) -> d
             cfg = s.meta.get("cfg") or {}
             src_graph = NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
             source = src_graph.mapped_scores(s.for_graph(src_graph, f"{src} scores on {task}"))
-            x = Inputs(None, src_graph, tgt_graph, source, config.seed, DEPTH_DRAWS, profiles=lambda: profiles)  # type: ignore[arg-type]
+            x = Inputs(None, src_graph, tgt_graph, source, config.seed, DEPTH_DRAWS)  # type: ignore[arg-type]
+            x.profiles = lambda: profiles  # no map: depth and role read none
             rankings = score_methods(x, CANDIDATES)
             prompts = task_prompts(target, task, "val", config.n_val, config.data_seed)
             with cost.watch(target, tgt):
                 ev = evaluate_circuits(
-                    target, tgt_graph, prompts.batches, prompts.data.metric, rankings, ablation=config.ablation,
-                    n_boot=0, seed=config.seed, families=prompts.families, prompts=prompts.texts,
+                    target, tgt_graph, prompts.batches, prompts.data.metric, rankings,
+                    ablation=config.ablation, n_boot=0, seed=config.seed, families=prompts.families,
+                    prompts=prompts.texts,
                     max_rows=config.max_rows,
                 )  # fmt: skip
             for m in CANDIDATES:
