@@ -7,7 +7,7 @@ import torch
 from dfa.core.graph import NodeGraph
 from dfa.experiments.map_nodes import learned_nodes, learned_table, node_counts, raised
 from dfa.experiments.runs import Run
-from dfa.experiments.transfer import scores_graph
+from dfa.core.scores import scores_graph
 from dfa.methods import map_logits
 from dfa.store import ModelPool
 from dfa.training import train

@@ -184,3 +184,12 @@ def graph_cfg(model: Any, graph: NodeGraph) -> dict[str, Any]:
         "parallel_attn_mlp": bool(getattr(cfg, "parallel_attn_mlp", False)),
         "d_model": int(getattr(cfg, "d_model", 0) or 0),
     }
+
+
+def scores_graph(scores: NodeScores) -> NodeGraph:
+    """The node graph of the model that `scores` were computed on, from the shape they record
+    (`meta["cfg"]`), without loading the model."""
+    cfg = scores.meta.get("cfg") or {}
+    if "n_layers" not in cfg:
+        raise DfaError(f"Scores of {scores.meta.get('model', '?')} carry no model shape (cfg).")
+    return NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))

@@ -29,8 +29,8 @@ from dfa.core.evaluate import evaluate_circuits
 from dfa.core.graph import NodeGraph
 from dfa.core.io import write_json
 from dfa.core.mapping import normalise_scores
+from dfa.core.scores import scores_graph
 from dfa.experiments.loto import parse_pair
-from dfa.experiments.transfer import scores_graph
 from dfa.methods import depth_scores, depth_tie_scores
 from dfa.store import ModelPool, ScoreSpec, cached_scores
 

@@ -18,8 +18,8 @@ import torch
 
 from dfa.core.graph import NodeGraph
 from dfa.core.mapping import AlignmentMap, MapError
+from dfa.core.scores import scores_graph
 from dfa.experiments.runs import Run
-from dfa.experiments.transfer import scores_graph
 from dfa.methods import map_logits
 from dfa.store import ModelPool
 from dfa.training.module import new_map

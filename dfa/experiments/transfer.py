@@ -21,20 +21,13 @@ from dfa.core.evaluate import FRACTIONS, Evaluation, circuit_masks, evaluate_cir
 from dfa.core.graph import NodeGraph
 from dfa.core.mapping import mask_probabilities
 from dfa.core.names import CIRCUIT_FRACTION
-from dfa.core.scores import SIGN, NodeScores, graph_cfg
+from dfa.core.scores import SIGN, NodeScores, graph_cfg, scores_graph
 from dfa.core.tasks import check_files, get_task, task_label, task_sources
 from dfa.experiments.costs import method_cost, predicted_gold_rows, with_ratios
 from dfa.experiments.runs import Run
 from dfa.experiments.val_check import checked_map
 from dfa.methods import DEFAULT_METHODS, DRAWS, Inputs, map_logits, prior_scores, score_methods
 from dfa.store import ModelPool, cached_roles
-
-
-def scores_graph(scores: NodeScores) -> NodeGraph:
-    cfg = scores.meta.get("cfg") or {}
-    if "n_layers" not in cfg:
-        raise DfaError(f"Scores of {scores.meta.get('model', '?')} carry no model shape (cfg).")
-    return NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
 
 
 def method_inputs(run: Run, pool: ModelPool, task: str, draws: int = DRAWS) -> Inputs:
@@ -74,8 +67,9 @@ def method_inputs(run: Run, pool: ModelPool, task: str, draws: int = DRAWS) -> I
         return tgt_graph.with_input(effects.abs())
 
     seed = run.config.seed
-    x = Inputs(amap, src_graph, tgt_graph, source, seed, draws, gold, profiles, direct, run.prior_for(task))
-    x.fallback = run.fallback
+    x = Inputs(
+        amap, src_graph, tgt_graph, source, seed, draws, gold, profiles, direct, run.prior_for(task), run.fallback
+    )
     x.costs = parts
     x.checked = functools.partial(checked_map, run, pool, task, x)
     return x

@@ -20,6 +20,7 @@ from dfa.core.cost import Cost
 from dfa.core.errors import DfaError
 from dfa.core.graph import NodeGraph
 from dfa.core.interventions import Cache, answer_logits, donor_activations, mean_activations, run_masked
+from dfa.core.scores import scores_graph
 from dfa.core.tasks import Batch, get_task, make_batches, make_dataset
 from dfa.store import ModelPool, ScoreSpec, cached_node_stats, cached_resamples, cached_roles, cached_scores
 
@@ -174,9 +175,8 @@ class TransferData(pl.LightningDataModule):
         c, p = self.config, self.pairs[k]
         for task in c.eval_tasks:
             s = self.scores(p.src, task)
-            cfg = s.meta.get("cfg") or {}
             if p.src_graph is None:
-                p.src_graph = NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
+                p.src_graph = scores_graph(s)
             p.source_scores[task] = s.for_graph(p.src_graph, f"{p.src} scores on {task}")
             p.source_cost.add(s.meta.get("cost"))
             if c.source_resamples and task in c.train_tasks:

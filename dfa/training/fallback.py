@@ -29,6 +29,7 @@ from dfa.config import TrainConfig
 from dfa.core.cost import Cost
 from dfa.core.evaluate import capped_cpr, evaluate_circuits
 from dfa.core.graph import NodeGraph
+from dfa.core.scores import scores_graph
 from dfa.core.io import write_json
 from dfa.core.tasks import task_label
 from dfa.training.data import source_spec
@@ -63,8 +64,7 @@ def choose_fallback(config: TrainConfig, pool: Any, progress: bool = False) -> d
             if progress:
                 print(f"fallback: depth and role on {label}'s val prompts ...", flush=True)
             s = cached_scores(pool, cache, src, task, source_spec(config), config.model_seed)
-            cfg = s.meta.get("cfg") or {}
-            src_graph = NodeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]))
+            src_graph = scores_graph(s)
             source = src_graph.mapped_scores(s.for_graph(src_graph, f"{src} scores on {task}"))
             x = Inputs(None, src_graph, tgt_graph, source, config.seed, DEPTH_DRAWS)  # type: ignore[arg-type]
             x.profiles = lambda: profiles  # no map: depth and role read none

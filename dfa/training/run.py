@@ -1,7 +1,8 @@
 """A training run, start to end: `train()` fits the map (atomic checkpoints, the Lightning trainer),
 keeps one epoch's map (`keep_map`), then trains the inner folds (`run_folds`, each one a run of its
 own) and saves the zero-shot map (`add_zero_shot`); what the folds estimate and choose is
-`dfa.training.zero_shot`, what unseen tasks get when nothing carries `dfa.training.fallback`, the run folder's life (finished, prepared, cleaned) `dfa.training.run_folder`.
+`dfa.training.zero_shot`, what unseen tasks get when nothing carries `dfa.training.fallback`, the
+run folder's life (finished, prepared, cleaned) `dfa.training.run_folder`.
 
 Several processes for one run (DDP): `launch_rank` (rank 0 owns the run folder; the others follow
 it, `dfa.training.run_folder.follow_run`) and `make_trainer` (with TensorBoard's
@@ -356,8 +357,8 @@ def add_zero_shot(
     config: TrainConfig, run: Path, module: MapTrainer, pool: Any, record: dict[str, Any], progress: bool
 ) -> dict[str, Any]:
     """After a run's training: its inner folds, its zero-shot map in `run/zero_shot/` and the
-    estimate (with the fallback when nothing carries, `dfa.training.fallback`) added to `record` (what `map.json` will hold), which is returned; printed with
-    `progress`."""
+    estimate (with the fallback when nothing carries, `dfa.training.fallback`) added to `record`
+    (what `map.json` will hold), which is returned; printed with `progress`."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # The other processes of a distributed run have returned: the inner folds run here alone.
         torch.distributed.destroy_process_group()
